@@ -1,0 +1,35 @@
+import type { Kysely } from 'kysely';
+import type { DB } from '../../db/schema.ts';
+import { newId } from '../platform/ids.ts';
+import { insertAuditEvent } from './audit.queries.ts';
+import type { AuditAction } from './audit.types.ts';
+
+export type AuditActor = { type: 'key'; keyId: string } | { type: 'operator' } | { type: 'system' };
+
+/**
+ * Appends an audit entry. Callers pass their open transaction so the entry commits or rolls
+ * back with the change it describes.
+ */
+export async function recordAudit(
+  trx: Kysely<DB>,
+  entry: {
+    orgId: string;
+    at: Date;
+    actor: AuditActor;
+    action: AuditAction;
+    target: { type: 'api_key' | 'partition'; id: string | null };
+    details?: Record<string, unknown>;
+  },
+): Promise<void> {
+  await insertAuditEvent(trx, {
+    id: newId(),
+    orgId: entry.orgId,
+    occurredAt: entry.at,
+    actorType: entry.actor.type,
+    actorKeyId: entry.actor.type === 'key' ? entry.actor.keyId : null,
+    action: entry.action,
+    targetType: entry.target.type,
+    targetId: entry.target.id,
+    details: entry.details ?? {},
+  });
+}

@@ -1,0 +1,60 @@
+import type { NextFunction, Request, Response } from 'express';
+import { AppError, isAppError } from '../../platform/errors.ts';
+import type { Logger } from '../../platform/logger.ts';
+import { sendProblem, toProblem } from '../problem.ts';
+import { requestId } from './request-context.ts';
+
+/** body-parser error types → our codes. Everything else unknown is a 500. */
+const BODY_ERRORS: Record<string, AppError['code']> = {
+  'entity.too.large': 'payload_too_large',
+  'entity.parse.failed': 'validation_failed',
+  'entity.verify.failed': 'validation_failed',
+  'request.size.invalid': 'validation_failed',
+  'encoding.unsupported': 'unsupported_media_type',
+  'charset.unsupported': 'unsupported_media_type',
+};
+
+// Connection-level failures (Postgres down or restarting, pool exhausted): retryable, 503.
+const UNAVAILABLE_PG_CODES = new Set(['57P01', '57P02', '57P03', '53300', '08000', '08001', '08006']);
+const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE']);
+
+function classify(error: unknown): AppError {
+  if (isAppError(error)) return error;
+  const e = error as { type?: string; code?: string; message?: string } | null;
+  const bodyCode = e?.type ? BODY_ERRORS[e.type] : undefined;
+  if (bodyCode === 'payload_too_large') {
+    return new AppError(bodyCode, { detail: 'request bodies are limited to 1 MiB' });
+  }
+  if (bodyCode === 'validation_failed') {
+    return new AppError(bodyCode, { detail: 'the request body is not valid JSON' });
+  }
+  if (bodyCode) return new AppError(bodyCode, { detail: 'unsupported body encoding' });
+  const code = e?.code ?? '';
+  if (UNAVAILABLE_PG_CODES.has(code) || UNAVAILABLE_NODE_CODES.has(code)) {
+    return new AppError('service_unavailable');
+  }
+  if (/timeout exceeded when trying to connect|Connection terminated/i.test(e?.message ?? '')) {
+    return new AppError('service_unavailable');
+  }
+  return new AppError('internal');
+}
+
+export function notFoundHandler(req: Request, _res: Response, next: NextFunction): void {
+  next(new AppError('not_found', { detail: `no route for ${req.method} ${req.path}` }));
+}
+
+/** The one error handler: renders problem+json and logs server errors with their cause. */
+export function errorHandler(logger: Logger) {
+  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const appError = classify(error);
+    const id = requestId(req, res);
+    if (appError.status >= 500) {
+      logger.error({ err: error, request_id: id, context: appError.context }, 'request failed');
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    sendProblem(res, toProblem(appError, id));
+  };
+}

@@ -1,0 +1,94 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { AppError } from '../../platform/errors.ts';
+import type { Logger } from '../../platform/logger.ts';
+import type { KeyAuthenticator } from '../../keys/keys.auth.ts';
+import { missingScopes, type KeyIdentity } from '../../keys/keys.types.ts';
+import { sendProblem, toProblem } from '../problem.ts';
+import { requestId } from './request-context.ts';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** Set by requireKey once the request's key is verified. */
+      apiKey?: KeyIdentity;
+    }
+  }
+}
+
+export type RequireKeyOptions = {
+  /** Every scope listed must be held (`org:admin` implies the management scopes). */
+  scopes?: readonly string[];
+  /**
+   * Route parameter holding an org id the key must belong to. A key of another org gets 404,
+   * checked before scopes so a foreign key learns nothing about what exists.
+   */
+  orgParam?: string;
+};
+
+export function credentialFrom(req: Request): string | undefined {
+  const header = req.get('authorization');
+  if (header) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match?.[1] ?? '';
+  }
+  return req.get('x-api-key')?.trim();
+}
+
+function deny(req: Request, res: Response, error: AppError, challenge: string): void {
+  res.setHeader('WWW-Authenticate', challenge);
+  sendProblem(res, toProblem(error, requestId(req, res)));
+}
+
+/**
+ * Express middleware: authenticates the request's key and sets `req.apiKey`. It answers 401/403
+ * itself (problem+json) so it works in any Express app, whatever that app's error handler.
+ * Missing, malformed, unknown, expired and revoked keys all get the same 401: no oracle.
+ */
+export function createRequireKey(deps: { auth: KeyAuthenticator; logger: Logger }) {
+  return function requireKey(options: RequireKeyOptions = {}): RequestHandler {
+    const required = options.scopes ?? [];
+    return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+      const candidate = credentialFrom(req);
+      if (!candidate) {
+        deny(req, res, new AppError('unauthenticated', { detail: 'an API key is required' }), 'Bearer');
+        return;
+      }
+      const outcome = await deps.auth.authenticate(candidate).catch((error: unknown) => {
+        deps.logger.error({ err: error, request_id: requestId(req, res) }, 'key lookup failed');
+        return null;
+      });
+      if (outcome === null) {
+        sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
+        return;
+      }
+      if (outcome.code !== 'VALID') {
+        const error = new AppError('unauthenticated', { detail: 'the API key is not valid' });
+        deny(req, res, error, 'Bearer error="invalid_token"');
+        return;
+      }
+      const { record } = outcome;
+      const orgParam = options.orgParam ? req.params[options.orgParam] : undefined;
+      if (options.orgParam && orgParam !== record.orgId) {
+        sendProblem(res, toProblem(new AppError('not_found'), requestId(req, res)));
+        return;
+      }
+      const missing = missingScopes(record.scopes, required);
+      if (missing.length > 0) {
+        const detail = `this operation requires the scope(s): ${missing.join(', ')}`;
+        const challenge = `Bearer error="insufficient_scope", scope="${required.join(' ')}"`;
+        deny(req, res, new AppError('insufficient_scope', { detail }), challenge);
+        return;
+      }
+      req.apiKey = {
+        id: record.id,
+        orgId: record.orgId,
+        environment: record.environment,
+        scopes: record.scopes,
+      };
+      next();
+    };
+  };
+}
+
+export type RequireKey = ReturnType<typeof createRequireKey>;

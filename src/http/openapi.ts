@@ -1,0 +1,176 @@
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import { ERROR_CODES } from '../platform/errors.ts';
+import * as s from './schemas.ts';
+
+type Method = 'get' | 'post' | 'patch' | 'delete';
+type Op = {
+  method: Method;
+  path: string;
+  summary: string;
+  scope?: string;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  ok: { status: number; schema: z.ZodType; description: string };
+  errors?: number[];
+};
+
+const ORG = { orgId: s.Uuid };
+const KEY = { orgId: s.Uuid, keyId: s.Uuid };
+
+/** Every documented operation, described with the same schemas the handlers parse with. */
+const OPERATIONS: Op[] = [
+  {
+    method: 'post',
+    path: '/api/orgs',
+    summary: 'Create an org and its first org:admin key (operator token)',
+    body: s.CreateOrgBody,
+    ok: { status: 201, schema: s.CreatedOrgJson, description: 'Created' },
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}',
+    summary: 'Read the org of the calling key',
+    params: z.object(ORG),
+    ok: { status: 200, schema: s.OrgJson, description: 'The org' },
+    errors: [401, 404],
+  },
+  {
+    method: 'post',
+    path: '/api/orgs/{orgId}/api-keys',
+    summary: 'Create a key; the plaintext is in this response only',
+    scope: 'keys:write',
+    params: z.object(ORG),
+    body: s.CreateKeyBody,
+    ok: { status: 201, schema: s.IssuedKeyJson, description: 'Created' },
+    errors: [400, 401, 403, 404, 422],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/api-keys',
+    summary: 'List keys, newest first',
+    scope: 'keys:read',
+    params: z.object(ORG),
+    query: s.ListKeysQuery,
+    ok: { status: 200, schema: s.KeyListJson, description: 'A page of keys' },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/api-keys/{keyId}',
+    summary: 'Read one key',
+    scope: 'keys:read',
+    params: z.object(KEY),
+    ok: { status: 200, schema: s.ApiKeyJson, description: 'The key' },
+    errors: [401, 403, 404],
+  },
+  {
+    method: 'patch',
+    path: '/api/orgs/{orgId}/api-keys/{keyId}',
+    summary: 'Rename, rescope or change the expiry of a key (environment is immutable)',
+    scope: 'keys:write',
+    params: z.object(KEY),
+    body: s.UpdateKeyBody,
+    ok: { status: 200, schema: s.ApiKeyJson, description: 'The updated key' },
+    errors: [400, 401, 403, 404, 422],
+  },
+  {
+    method: 'post',
+    path: '/api/orgs/{orgId}/api-keys/{keyId}/rotate',
+    summary: 'Rotate: new key, old key expires after the overlap (0 revokes it now)',
+    scope: 'keys:write',
+    params: z.object(KEY),
+    body: s.RotateKeyBody,
+    ok: { status: 201, schema: s.RotatedKeyJson, description: 'The new key and the previous one' },
+    errors: [400, 401, 403, 404, 422],
+  },
+  {
+    method: 'delete',
+    path: '/api/orgs/{orgId}/api-keys/{keyId}',
+    summary: 'Revoke a key (idempotent)',
+    scope: 'keys:write',
+    params: z.object(KEY),
+    query: s.RevokeQuery,
+    ok: {
+      status: 200,
+      schema: z.object({ api_key: s.ApiKeyJson }),
+      description: 'The revoked key',
+    },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'post',
+    path: '/api/keys/verify',
+    summary: 'Verify a key of the caller’s org; the outcome is data, always 200',
+    scope: 'keys:verify',
+    body: s.VerifyBody,
+    ok: { status: 200, schema: s.VerifyResultJson, description: 'The verification outcome' },
+    errors: [400, 401, 403],
+  },
+  {
+    method: 'get',
+    path: '/healthz',
+    summary: 'Liveness',
+    ok: { status: 200, schema: s.HealthJson, description: 'Alive' },
+  },
+  {
+    method: 'get',
+    path: '/readyz',
+    summary: 'Readiness: database and migrations',
+    ok: { status: 200, schema: s.HealthJson, description: 'Ready' },
+    errors: [503],
+  },
+];
+
+const STATUS_TEXT: Record<number, string> = Object.fromEntries(
+  Object.values(ERROR_CODES).map((e) => [e.status, e.title]),
+);
+
+function register(registry: OpenAPIRegistry, op: Op): void {
+  const problem = { 'application/problem+json': { schema: s.ProblemJson } };
+  const responses: Record<string, { description: string; content?: object }> = {
+    [op.ok.status]: {
+      description: op.ok.description,
+      content: { 'application/json': { schema: op.ok.schema } },
+    },
+  };
+  for (const status of op.errors ?? []) {
+    responses[status] = { description: STATUS_TEXT[status] ?? 'Error', content: problem };
+  }
+  registry.registerPath({
+    method: op.method,
+    path: op.path,
+    summary: op.summary,
+    ...(op.scope && { description: `Requires scope \`${op.scope}\` (or \`org:admin\`).` }),
+    security: op.path === '/healthz' || op.path === '/readyz' ? [] : [{ bearer: [] }],
+    request: {
+      ...(op.params && { params: op.params }),
+      ...(op.query && { query: op.query }),
+      ...(op.body && {
+        body: { required: true, content: { 'application/json': { schema: op.body } } },
+      }),
+    },
+    responses,
+  });
+}
+
+export function openApiDocument(): object {
+  const registry = new OpenAPIRegistry();
+  registry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API key (`sk_live_…`/`sk_test_…`); `X-API-Key: <key>` works too.',
+  });
+  for (const op of OPERATIONS) register(registry, op);
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: {
+      title: 'keytrail',
+      version: '0.1.0',
+      description: 'API keys with an event-sourced usage log on PostgreSQL.',
+    },
+    security: [{ bearer: [] }],
+  });
+}

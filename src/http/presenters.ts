@@ -1,0 +1,29 @@
+import type { z } from 'zod';
+import type { ApiKey } from '../keys/keys.types.ts';
+import type { Org } from '../orgs/orgs.types.ts';
+import type { ApiKeyJson, OrgJson } from './schemas.ts';
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+export function apiKeyJson(k: ApiKey): z.infer<typeof ApiKeyJson> {
+  return {
+    id: k.id,
+    org_id: k.orgId,
+    name: k.name,
+    environment: k.environment,
+    prefix: k.prefix,
+    scopes: k.scopes,
+    status: k.status,
+    created_at: k.createdAt.toISOString(),
+    expires_at: iso(k.expiresAt),
+    revoked_at: iso(k.revokedAt),
+    rotated_from_id: k.rotatedFromId,
+    last_used_at: iso(k.lastUsedAt),
+    last_used_ip: k.lastUsedIp,
+    request_count: k.requestCount,
+  };
+}
+
+export function orgJson(o: Org): z.infer<typeof OrgJson> {
+  return { id: o.id, name: o.name, created_at: o.createdAt.toISOString() };
+}

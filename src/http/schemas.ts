@@ -1,0 +1,133 @@
+/**
+ * The zod schemas of the HTTP API: they validate requests and generate /openapi.json, so the
+ * document cannot drift from what the server accepts.
+ */
+import { z } from 'zod';
+import { ENVIRONMENTS } from '../keys/key-format.ts';
+import { KEY_STATUSES, SCOPE_RE, VERIFY_CODES } from '../keys/keys.types.ts';
+
+const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
+
+export const Uuid = z.uuid();
+export const Scope = z.string().regex(SCOPE_RE, 'must match ^[a-z][a-z0-9_.:-]{0,63}$');
+export const Scopes = z.array(Scope).max(100);
+const Name = z.string().trim().min(1).max(200);
+const Timestamp = z.iso.datetime({ offset: true });
+const FutureTime = Timestamp.transform((s) => new Date(s));
+
+export const Limit = z.coerce.number().int().min(1).max(500).default(50);
+
+export const OrgIdParams = z.object({ orgId: z.string() });
+export const KeyParams = z.object({ orgId: z.string(), keyId: z.string() });
+
+export const CreateOrgBody = z.strictObject({ name: Name }).meta({ id: 'CreateOrgRequest' });
+
+export const CreateKeyBody = z
+  .strictObject({
+    name: Name,
+    environment: z.enum(ENVIRONMENTS).optional(),
+    scopes: Scopes.optional(),
+    expires_at: FutureTime.nullable().optional(),
+  })
+  .meta({ id: 'CreateApiKeyRequest' });
+
+export const UpdateKeyBody = z
+  .strictObject({
+    name: Name.optional(),
+    scopes: Scopes.optional(),
+    expires_at: FutureTime.nullable().optional(),
+  })
+  .meta({ id: 'UpdateApiKeyRequest' });
+
+export const RotateKeyBody = z
+  .strictObject({
+    overlap_seconds: z.number().int().min(0).max(MAX_OVERLAP_SECONDS).optional(),
+  })
+  .meta({ id: 'RotateApiKeyRequest' });
+
+export const ListKeysQuery = z.strictObject({
+  status: z.enum(KEY_STATUSES).optional(),
+  limit: Limit,
+  cursor: z.string().max(500).optional(),
+});
+
+export const RevokeQuery = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() });
+
+export const VerifyBody = z
+  .strictObject({ key: z.string().max(500), scopes: Scopes.optional() })
+  .meta({ id: 'VerifyKeyRequest' });
+
+export const DemoStatusParams = z.object({ code: z.coerce.number().int().min(200).max(599) });
+
+export const ApiKeyJson = z
+  .object({
+    id: Uuid,
+    org_id: Uuid,
+    name: z.string(),
+    environment: z.enum(ENVIRONMENTS),
+    prefix: z.string(),
+    scopes: z.array(z.string()),
+    status: z.enum(KEY_STATUSES),
+    created_at: Timestamp,
+    expires_at: Timestamp.nullable(),
+    revoked_at: Timestamp.nullable(),
+    rotated_from_id: Uuid.nullable(),
+    last_used_at: Timestamp.nullable(),
+    last_used_ip: z.string().nullable(),
+    request_count: z.number().int(),
+  })
+  .meta({ id: 'ApiKey' });
+
+export const IssuedKeyJson = z
+  .object({
+    key: z.string().meta({ description: 'The plaintext key. Shown once; store it now.' }),
+    api_key: ApiKeyJson,
+  })
+  .meta({ id: 'IssuedApiKey' });
+
+export const RotatedKeyJson = IssuedKeyJson.extend({ previous: ApiKeyJson }).meta({
+  id: 'RotatedApiKey',
+});
+
+export const OrgJson = z
+  .object({ id: Uuid, name: z.string(), created_at: Timestamp })
+  .meta({ id: 'Org' });
+
+export const CreatedOrgJson = z
+  .object({ org: OrgJson, admin_key: IssuedKeyJson })
+  .meta({ id: 'CreatedOrg' });
+
+export const KeyListJson = z
+  .object({ data: z.array(ApiKeyJson), next_cursor: z.string().nullable() })
+  .meta({ id: 'ApiKeyList' });
+
+export const VerifyResultJson = z
+  .object({
+    valid: z.boolean(),
+    code: z.enum(VERIFY_CODES),
+    key_id: Uuid.optional(),
+    org_id: Uuid.optional(),
+    environment: z.enum(ENVIRONMENTS).optional(),
+    scopes: z.array(z.string()).optional(),
+    expires_at: Timestamp.nullable().optional(),
+  })
+  .meta({ id: 'VerifyResult' });
+
+export const ProblemJson = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string(),
+    request_id: z.string(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .meta({ id: 'Problem' });
+
+export const HealthJson = z
+  .object({
+    status: z.enum(['ok', 'unavailable']),
+    checks: z.record(z.string(), z.enum(['ok', 'failing'])).optional(),
+  })
+  .meta({ id: 'Health' });

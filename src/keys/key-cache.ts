@@ -1,0 +1,88 @@
+import { LRUCache } from 'lru-cache';
+import type { AuthRecord } from './keys.types.ts';
+
+const NOT_FOUND = Symbol('not-found');
+type Entry = AuthRecord | typeof NOT_FOUND;
+
+export type CacheStats = { hits: number; misses: number };
+
+/**
+ * Per-instance cache of authentication records, keyed by the key's HMAC (never the plaintext).
+ * Found keys live up to `ttlMs` (≤ 30 s), unknown keys `negativeTtlMs`. Any change to a key
+ * invalidates it here at once and on other instances through LISTEN/NOTIFY.
+ *
+ * A lookup that started before an invalidation must not repopulate the cache with what it read
+ * then: every invalidation bumps `epoch`, and a lookup only stores its result if no
+ * invalidation happened while it ran.
+ */
+export class KeyCache {
+  readonly stats: CacheStats = { hits: 0, misses: 0 };
+  readonly #cache: LRUCache<string, { value: Entry }>;
+  readonly #hashById = new Map<string, string>();
+  readonly #inflight = new Map<string, Promise<AuthRecord | null>>();
+  readonly #negativeTtlMs: number;
+  #epoch = 0;
+
+  constructor(options: { size: number; ttlMs: number; negativeTtlMs: number }) {
+    this.#negativeTtlMs = options.negativeTtlMs;
+    this.#cache = new LRUCache({
+      max: options.size,
+      ttl: options.ttlMs,
+      ttlAutopurge: false,
+      dispose: (entry, hash) => {
+        if (entry.value !== NOT_FOUND && this.#hashById.get(entry.value.id) === hash) {
+          this.#hashById.delete(entry.value.id);
+        }
+      },
+    });
+  }
+
+  /** Cached record, else `load` (concurrent lookups of one key share a single load). */
+  async get(hash: string, load: () => Promise<AuthRecord | null>): Promise<AuthRecord | null> {
+    const hit = this.#cache.get(hash);
+    if (hit) {
+      this.stats.hits += 1;
+      return hit.value === NOT_FOUND ? null : hit.value;
+    }
+    this.stats.misses += 1;
+    const pending = this.#inflight.get(hash);
+    if (pending) return pending;
+    const epoch = this.#epoch;
+    const promise = load()
+      .then((record) => {
+        if (epoch === this.#epoch) this.#store(hash, record);
+        return record;
+      })
+      .finally(() => this.#inflight.delete(hash));
+    this.#inflight.set(hash, promise);
+    return promise;
+  }
+
+  #store(hash: string, record: AuthRecord | null): void {
+    if (record === null) {
+      this.#cache.set(hash, { value: NOT_FOUND }, { ttl: this.#negativeTtlMs });
+      return;
+    }
+    this.#cache.set(hash, { value: record });
+    this.#hashById.set(record.id, hash);
+  }
+
+  invalidate(keyId: string): void {
+    this.#epoch += 1;
+    const hash = this.#hashById.get(keyId);
+    if (hash !== undefined) this.#cache.delete(hash);
+    // A lookup in flight may have read the old state; drop it so the next caller reloads.
+    this.#inflight.clear();
+  }
+
+  clear(): void {
+    this.#epoch += 1;
+    this.#cache.clear();
+    this.#hashById.clear();
+    this.#inflight.clear();
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+}

@@ -1,0 +1,72 @@
+import type { Database } from '../platform/db.ts';
+import type { Clock } from '../platform/clock.ts';
+import { hashesEqual, hashKey, parseKey } from './key-format.ts';
+import { findAuthRecordByHash } from './keys.queries.ts';
+import type { KeyCache } from './key-cache.ts';
+import {
+  missingScopes,
+  statusOf,
+  type AuthOutcome,
+  type AuthRecord,
+  type KeyIdentity,
+  type VerifyCode,
+} from './keys.types.ts';
+
+export type VerifyResult = {
+  valid: boolean;
+  code: VerifyCode;
+  key?: AuthRecord;
+};
+
+/**
+ * Authentication: checksum → cache → Postgres. A malformed key never reaches the cache or the
+ * database; the cache is keyed by the HMAC, so plaintext keys are never retained.
+ */
+export function createKeyAuthenticator(deps: {
+  db: Database;
+  clock: Clock;
+  cache: KeyCache;
+  pepper: string;
+}) {
+  const { db, clock, cache, pepper } = deps;
+
+  async function load(hash: Buffer): Promise<AuthRecord | null> {
+    const row = await findAuthRecordByHash(db, hash);
+    if (!row || !hashesEqual(row.keyHash, hash)) return null;
+    const { keyHash: _omitted, ...record } = row;
+    return record;
+  }
+
+  async function authenticate(candidate: string): Promise<AuthOutcome> {
+    const parsed = parseKey(candidate);
+    if (!parsed) return { code: 'MALFORMED' };
+    const hash = hashKey(pepper, parsed.plaintext);
+    const record = await cache.get(hash.toString('base64'), () => load(hash));
+    if (!record) return { code: 'NOT_FOUND' };
+    const status = statusOf(record, clock.now());
+    if (status === 'revoked') return { code: 'REVOKED', record };
+    if (status === 'expired') return { code: 'EXPIRED', record };
+    return { code: 'VALID', record };
+  }
+
+  /** The verify endpoint's decision. Another org's key is indistinguishable from no key. */
+  async function verify(
+    caller: KeyIdentity,
+    candidate: string,
+    requiredScopes: readonly string[],
+  ): Promise<VerifyResult> {
+    const outcome = await authenticate(candidate);
+    if (!('record' in outcome)) return { valid: false, code: outcome.code };
+    const { code, record } = outcome;
+    if (record.orgId !== caller.orgId) return { valid: false, code: 'NOT_FOUND' };
+    if (code !== 'VALID') return { valid: false, code, key: record };
+    if (missingScopes(record.scopes, requiredScopes).length > 0) {
+      return { valid: false, code: 'INSUFFICIENT_SCOPE', key: record };
+    }
+    return { valid: true, code: 'VALID', key: record };
+  }
+
+  return { authenticate, verify };
+}
+
+export type KeyAuthenticator = ReturnType<typeof createKeyAuthenticator>;

@@ -1,0 +1,221 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { ApiKeys, DB } from '../../db/schema.ts';
+import type { Environment } from './key-format.ts';
+import { statusOf, type ApiKey, type AuthRecord, type KeyStatus } from './keys.types.ts';
+
+type Db = Kysely<DB>;
+
+/** Channel on which every change to a key's authentication state is announced. */
+export const KEY_CHANGED_CHANNEL = 'keytrail_key_changed';
+
+export type NewKeyRow = {
+  id: string;
+  orgId: string;
+  name: string;
+  environment: Environment;
+  prefix: string;
+  keyHash: Buffer;
+  scopes: string[];
+  expiresAt: Date | null;
+  rotatedFromId: string | null;
+  createdByKeyId: string | null;
+  createdAt: Date;
+};
+
+export async function insertKey(db: Db, row: NewKeyRow): Promise<void> {
+  await db
+    .insertInto('api_keys')
+    .values({
+      id: row.id,
+      org_id: row.orgId,
+      name: row.name,
+      environment: row.environment,
+      prefix: row.prefix,
+      key_hash: row.keyHash,
+      scopes: row.scopes,
+      expires_at: row.expiresAt,
+      rotated_from_id: row.rotatedFromId,
+      created_by_key_id: row.createdByKeyId,
+      created_at: row.createdAt,
+    })
+    .execute();
+}
+
+/** The authentication lookup: one unique-index probe. Returns the stored hash for the compare. */
+export async function findAuthRecordByHash(
+  db: Db,
+  keyHash: Buffer,
+): Promise<(AuthRecord & { keyHash: Buffer }) | null> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select(['id', 'org_id', 'environment', 'prefix', 'scopes', 'expires_at', 'revoked_at', 'key_hash'])
+    .where('key_hash', '=', keyHash)
+    .executeTakeFirst();
+  if (!row) return null;
+  return {
+    id: row.id,
+    orgId: row.org_id,
+    environment: row.environment as Environment,
+    prefix: row.prefix,
+    scopes: row.scopes,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    keyHash: row.key_hash,
+  };
+}
+
+const KEY_COLUMNS = [
+  'k.id',
+  'k.org_id',
+  'k.name',
+  'k.environment',
+  'k.prefix',
+  'k.scopes',
+  'k.created_at',
+  'k.expires_at',
+  'k.revoked_at',
+  'k.revoked_reason',
+  'k.rotated_from_id',
+  't.last_used_at',
+  't.last_used_ip',
+  't.request_count',
+] as const;
+
+type KeyRow = Omit<Selectable<ApiKeys>, 'key_hash' | 'created_by_key_id'> & {
+  last_used_at: Date | null;
+  last_used_ip: string | null;
+  request_count: number | null;
+};
+
+function toApiKey(row: KeyRow, now: Date): ApiKey {
+  return {
+    id: row.id,
+    orgId: row.org_id,
+    name: row.name,
+    environment: row.environment as Environment,
+    prefix: row.prefix,
+    scopes: row.scopes,
+    status: statusOf({ revokedAt: row.revoked_at, expiresAt: row.expires_at }, now),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    revokedReason: row.revoked_reason,
+    rotatedFromId: row.rotated_from_id,
+    lastUsedAt: row.last_used_at,
+    lastUsedIp: row.last_used_ip,
+    requestCount: row.request_count ?? 0,
+  };
+}
+
+function keysWithTotals(db: Db) {
+  return db
+    .selectFrom('api_keys as k')
+    .leftJoin('api_key_usage_totals as t', 't.key_id', 'k.id')
+    .select(KEY_COLUMNS);
+}
+
+/** Scoped by org: a key of another org reads as absent. */
+export async function findKey(
+  db: Db,
+  orgId: string,
+  keyId: string,
+  now: Date,
+  options: { forUpdate?: boolean } = {},
+): Promise<ApiKey | null> {
+  let query = keysWithTotals(db).where('k.org_id', '=', orgId).where('k.id', '=', keyId);
+  if (options.forUpdate) query = query.forUpdate('k');
+  const row = await query.executeTakeFirst();
+  return row ? toApiKey(row, now) : null;
+}
+
+export type KeyPage = { items: ApiKey[]; hasMore: boolean };
+
+/** Newest first, keyset-paged on (created_at, id) using api_keys_org_id_created_at_id_idx. */
+export async function listKeys(
+  db: Db,
+  params: {
+    orgId: string;
+    status: KeyStatus | undefined;
+    limit: number;
+    after: { createdAt: Date; id: string } | undefined;
+    now: Date;
+  },
+): Promise<KeyPage> {
+  const { orgId, status, limit, after, now } = params;
+  let query = keysWithTotals(db).where('k.org_id', '=', orgId);
+  if (after) {
+    query = query.where(sql<boolean>`(k.created_at, k.id) < (${after.createdAt}, ${after.id})`);
+  }
+  if (status === 'revoked') query = query.where('k.revoked_at', 'is not', null);
+  if (status === 'expired') {
+    query = query.where('k.revoked_at', 'is', null).where('k.expires_at', '<=', now);
+  }
+  if (status === 'active') {
+    query = query
+      .where('k.revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('k.expires_at', 'is', null), eb('k.expires_at', '>', now)]));
+  }
+  const rows = await query
+    .orderBy('k.created_at', 'desc')
+    .orderBy('k.id', 'desc')
+    .limit(limit + 1)
+    .execute();
+  return { items: rows.slice(0, limit).map((r) => toApiKey(r, now)), hasMore: rows.length > limit };
+}
+
+export async function countActiveKeys(db: Db, orgId: string, now: Date): Promise<number> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('org_id', '=', orgId)
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function updateKey(
+  db: Db,
+  keyId: string,
+  patch: { name?: string; scopes?: string[]; expiresAt?: Date | null },
+): Promise<void> {
+  await db
+    .updateTable('api_keys')
+    .set({
+      ...(patch.name !== undefined && { name: patch.name }),
+      ...(patch.scopes !== undefined && { scopes: patch.scopes }),
+      ...(patch.expiresAt !== undefined && { expires_at: patch.expiresAt }),
+    })
+    .where('id', '=', keyId)
+    .execute();
+}
+
+export async function markRevoked(
+  db: Db,
+  keyId: string,
+  at: Date,
+  reason: string | null,
+): Promise<void> {
+  await db
+    .updateTable('api_keys')
+    .set({ revoked_at: at, revoked_reason: reason })
+    .where('id', '=', keyId)
+    .where('revoked_at', 'is', null)
+    .execute();
+}
+
+/** Delivered to every listening instance when the surrounding transaction commits. */
+export async function notifyKeyChanged(db: Db, keyId: string): Promise<void> {
+  await sql`select pg_notify(${KEY_CHANGED_CHANNEL}, ${keyId})`.execute(db);
+}
+
+/** Row lock on the org: serialises limit checks for concurrent key creation. */
+export async function lockOrg(db: Db, orgId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('orgs')
+    .select('id')
+    .where('id', '=', orgId)
+    .forUpdate()
+    .executeTakeFirst();
+  return row !== undefined;
+}

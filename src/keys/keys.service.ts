@@ -1,0 +1,261 @@
+import type { Database } from '../platform/db.ts';
+import type { Clock } from '../platform/clock.ts';
+import { AppError } from '../platform/errors.ts';
+import { newId } from '../platform/ids.ts';
+import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
+import { generateKey, hashKey, type Environment } from './key-format.ts';
+import * as q from './keys.queries.ts';
+import type { KeyCache } from './key-cache.ts';
+import {
+  ungrantableScopes,
+  type ApiKey,
+  type KeyIdentity,
+  type KeyStatus,
+} from './keys.types.ts';
+
+export type IssuedKey = { plaintext: string; apiKey: ApiKey };
+export type KeysServiceDeps = {
+  db: Database;
+  clock: Clock;
+  cache: KeyCache;
+  pepper: string;
+  maxKeysPerOrg: number;
+};
+export type NewKeyInput = {
+  name: string;
+  environment?: Environment | undefined;
+  scopes?: string[] | undefined;
+  expiresAt?: Date | null | undefined;
+};
+export type KeyPatch = { name?: string; scopes?: string[]; expiresAt?: Date | null };
+export type Cursor = { createdAt: Date; id: string };
+
+const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
+
+const actorOf = (caller: KeyIdentity): AuditActor => ({ type: 'key', keyId: caller.id });
+
+function assertFuture(expiresAt: Date | null | undefined, now: Date): void {
+  if (expiresAt && expiresAt.getTime() <= now.getTime()) {
+    throw new AppError('validation_failed', {
+      detail: 'expires_at must be in the future',
+      errors: [{ path: 'expires_at', message: 'must be in the future' }],
+    });
+  }
+}
+
+function assertGrantable(caller: KeyIdentity, scopes: readonly string[]): void {
+  const denied = ungrantableScopes(caller.scopes, scopes);
+  if (denied.length > 0) {
+    throw new AppError('insufficient_scope', {
+      detail: `cannot grant scopes the calling key does not hold: ${denied.join(', ')}`,
+    });
+  }
+}
+
+/** Managing a key (patch, rotate, revoke) requires holding every scope it has. */
+function assertCovers(caller: KeyIdentity, target: ApiKey): void {
+  if (ungrantableScopes(caller.scopes, target.scopes).length > 0) {
+    throw new AppError('insufficient_scope', {
+      detail: 'the calling key cannot manage a key with scopes it does not hold',
+    });
+  }
+}
+
+export function createKeysService(deps: KeysServiceDeps) {
+  const { db, clock, cache } = deps;
+
+  async function loadForUpdate(trx: Database, orgId: string, keyId: string, now: Date) {
+    const key = await q.findKey(trx, orgId, keyId, now, { forUpdate: true });
+    if (!key) throw new AppError('not_found', { detail: 'API key not found' });
+    return key;
+  }
+
+  /** Serialises key creation per org so two concurrent creates cannot both pass the limit. */
+  async function assertBelowLimit(trx: Database, orgId: string, now: Date): Promise<void> {
+    await q.lockOrg(trx, orgId);
+    const active = await q.countActiveKeys(trx, orgId, now);
+    if (active >= deps.maxKeysPerOrg) {
+      throw new AppError('key_limit_reached', {
+        detail: `the org already has ${active} active keys (limit ${deps.maxKeysPerOrg}); revoke unused keys first`,
+      });
+    }
+  }
+
+  /** Inserts a new key inside `trx` and audits it. The plaintext exists only in the result. */
+  async function issueKey(
+    trx: Database,
+    input: Required<NewKeyInput> & { orgId: string; rotatedFromId: string | null },
+    actor: AuditActor,
+    now: Date,
+  ): Promise<IssuedKey> {
+    const generated = generateKey(input.environment);
+    const id = newId();
+    await q.insertKey(trx, {
+      id,
+      orgId: input.orgId,
+      name: input.name,
+      environment: input.environment,
+      prefix: generated.prefix,
+      keyHash: hashKey(deps.pepper, generated.plaintext),
+      scopes: input.scopes,
+      expiresAt: input.expiresAt,
+      rotatedFromId: input.rotatedFromId,
+      createdByKeyId: actor.type === 'key' ? actor.keyId : null,
+      createdAt: now,
+    });
+    await recordAudit(trx, {
+      orgId: input.orgId,
+      at: now,
+      actor,
+      action: 'key.created',
+      target: { type: 'api_key', id },
+      details: {
+        name: input.name,
+        environment: input.environment,
+        prefix: generated.prefix,
+        scopes: input.scopes,
+        expires_at: input.expiresAt,
+        rotated_from_id: input.rotatedFromId,
+      },
+    });
+    const apiKey = await q.findKey(trx, input.orgId, id, now);
+    if (!apiKey) throw new Error('inserted key not readable');
+    return { plaintext: generated.plaintext, apiKey };
+  }
+
+  /** Announces a change after commit: here at once, elsewhere through NOTIFY. */
+  async function announce(trx: Database, keyId: string): Promise<void> {
+    await q.notifyKeyChanged(trx, keyId);
+    cache.invalidate(keyId);
+  }
+
+  return {
+    issueKey,
+
+    async create(caller: KeyIdentity, orgId: string, input: NewKeyInput): Promise<IssuedKey> {
+      const now = clock.now();
+      const scopes = [...new Set(input.scopes ?? [])];
+      assertGrantable(caller, scopes);
+      assertFuture(input.expiresAt, now);
+      return db.transaction().execute(async (trx) => {
+        await assertBelowLimit(trx, orgId, now);
+        const full = {
+          name: input.name,
+          environment: input.environment ?? 'live',
+          scopes,
+          expiresAt: input.expiresAt ?? null,
+        };
+        return issueKey(trx, { ...full, orgId, rotatedFromId: null }, actorOf(caller), now);
+      });
+    },
+
+    async get(orgId: string, keyId: string): Promise<ApiKey> {
+      const key = await q.findKey(db, orgId, keyId, clock.now());
+      if (!key) throw new AppError('not_found', { detail: 'API key not found' });
+      return key;
+    },
+
+    list(
+      orgId: string,
+      params: { status: KeyStatus | undefined; limit: number; after: Cursor | undefined },
+    ): Promise<q.KeyPage> {
+      return q.listKeys(db, { orgId, ...params, now: clock.now() });
+    },
+
+    async update(caller: KeyIdentity, orgId: string, keyId: string, patch: KeyPatch) {
+      const now = clock.now();
+      if (patch.scopes) patch = { ...patch, scopes: [...new Set(patch.scopes)] };
+      assertFuture(patch.expiresAt, now);
+      return db.transaction().execute(async (trx) => {
+        const before = await loadForUpdate(trx, orgId, keyId, now);
+        assertCovers(caller, before);
+        if (patch.scopes) assertGrantable(caller, patch.scopes);
+        // Extending an expired key makes it active again: it must fit under the limit.
+        const reactivates =
+          before.status === 'expired' && patch.expiresAt !== undefined && before.revokedAt === null;
+        if (reactivates) await assertBelowLimit(trx, orgId, now);
+        await q.updateKey(trx, keyId, patch);
+        await announce(trx, keyId);
+        await recordAudit(trx, {
+          orgId,
+          at: now,
+          actor: actorOf(caller),
+          action: 'key.updated',
+          target: { type: 'api_key', id: keyId },
+          details: changes(before, patch),
+        });
+        return loadForUpdate(trx, orgId, keyId, now);
+      });
+    },
+
+    async rotate(caller: KeyIdentity, orgId: string, keyId: string, overlapSeconds: number) {
+      if (overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
+        throw new AppError('validation_failed', { detail: 'overlap_seconds out of range' });
+      }
+      const now = clock.now();
+      return db.transaction().execute(async (trx) => {
+        const old = await loadForUpdate(trx, orgId, keyId, now);
+        assertCovers(caller, old);
+        if (old.status !== 'active') {
+          throw new AppError('unprocessable', { detail: `cannot rotate a ${old.status} key` });
+        }
+        const next = await issueKey(
+          trx,
+          { ...old, expiresAt: old.expiresAt, orgId, rotatedFromId: old.id },
+          actorOf(caller),
+          now,
+        );
+        if (overlapSeconds === 0) {
+          await q.markRevoked(trx, old.id, now, 'rotated');
+        } else {
+          const overlapEnd = new Date(now.getTime() + overlapSeconds * 1000);
+          const keepsSooner = old.expiresAt !== null && old.expiresAt < overlapEnd;
+          if (!keepsSooner) await q.updateKey(trx, old.id, { expiresAt: overlapEnd });
+        }
+        await announce(trx, old.id);
+        await recordAudit(trx, {
+          orgId,
+          at: now,
+          actor: actorOf(caller),
+          action: 'key.rotated',
+          target: { type: 'api_key', id: old.id },
+          details: { new_key_id: next.apiKey.id, overlap_seconds: overlapSeconds },
+        });
+        return { ...next, previous: await loadForUpdate(trx, orgId, old.id, now) };
+      });
+    },
+
+    /** Idempotent: revoking a revoked key returns it unchanged and audits nothing. */
+    async revoke(caller: KeyIdentity, orgId: string, keyId: string, reason: string | null) {
+      const now = clock.now();
+      return db.transaction().execute(async (trx) => {
+        const key = await loadForUpdate(trx, orgId, keyId, now);
+        assertCovers(caller, key);
+        if (key.revokedAt !== null) return key;
+        await q.markRevoked(trx, keyId, now, reason);
+        await announce(trx, keyId);
+        await recordAudit(trx, {
+          orgId,
+          at: now,
+          actor: actorOf(caller),
+          action: 'key.revoked',
+          target: { type: 'api_key', id: keyId },
+          details: { reason, prefix: key.prefix },
+        });
+        return loadForUpdate(trx, orgId, keyId, now);
+      });
+    },
+  };
+}
+
+function changes(before: ApiKey, patch: KeyPatch): Record<string, unknown> {
+  const out: Record<string, { from: unknown; to: unknown }> = {};
+  if (patch.name !== undefined) out.name = { from: before.name, to: patch.name };
+  if (patch.scopes !== undefined) out.scopes = { from: before.scopes, to: patch.scopes };
+  if (patch.expiresAt !== undefined) {
+    out.expires_at = { from: before.expiresAt, to: patch.expiresAt };
+  }
+  return { changes: out };
+}
+
+export type KeysService = ReturnType<typeof createKeysService>;

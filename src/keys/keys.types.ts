@@ -1,0 +1,95 @@
+import type { Environment } from './key-format.ts';
+
+export const SCOPE_RE = /^[a-z][a-z0-9_.:-]{0,63}$/;
+export const MANAGEMENT_SCOPES = [
+  'keys:read',
+  'keys:write',
+  'keys:verify',
+  'usage:read',
+  'events:read',
+  'events:write',
+  'audit:read',
+] as const;
+export const ADMIN_SCOPE = 'org:admin';
+
+export const KEY_STATUSES = ['active', 'expired', 'revoked'] as const;
+export type KeyStatus = (typeof KEY_STATUSES)[number];
+
+/** The public view of a key. It has no field that could carry the hash or plaintext. */
+export type ApiKey = {
+  id: string;
+  orgId: string;
+  name: string;
+  environment: Environment;
+  prefix: string;
+  scopes: string[];
+  status: KeyStatus;
+  createdAt: Date;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  rotatedFromId: string | null;
+  lastUsedAt: Date | null;
+  lastUsedIp: string | null;
+  requestCount: number;
+};
+
+/** What authentication needs to decide, cached per instance. */
+export type AuthRecord = {
+  id: string;
+  orgId: string;
+  environment: Environment;
+  prefix: string;
+  scopes: string[];
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+};
+
+/** The identity attached to a request once its key is verified. */
+export type KeyIdentity = { id: string; orgId: string; environment: Environment; scopes: string[] };
+
+export type Actor = { type: 'key'; key: KeyIdentity } | { type: 'operator' } | { type: 'system' };
+
+export const VERIFY_CODES = [
+  'VALID',
+  'NOT_FOUND',
+  'EXPIRED',
+  'REVOKED',
+  'INSUFFICIENT_SCOPE',
+  'MALFORMED',
+] as const;
+export type VerifyCode = (typeof VERIFY_CODES)[number];
+
+export type AuthOutcome =
+  | { code: 'MALFORMED' | 'NOT_FOUND' }
+  | { code: 'VALID' | 'EXPIRED' | 'REVOKED'; record: AuthRecord };
+
+export function statusOf(
+  key: { revokedAt: Date | null; expiresAt: Date | null },
+  now: Date,
+): KeyStatus {
+  if (key.revokedAt !== null) return 'revoked';
+  if (key.expiresAt !== null && key.expiresAt.getTime() <= now.getTime()) return 'expired';
+  return 'active';
+}
+
+/** Scopes a key effectively holds: `org:admin` implies every management scope. */
+export function effectiveScopes(scopes: readonly string[]): Set<string> {
+  const held = new Set(scopes);
+  if (held.has(ADMIN_SCOPE)) for (const s of MANAGEMENT_SCOPES) held.add(s);
+  return held;
+}
+
+export function missingScopes(held: readonly string[], required: readonly string[]): string[] {
+  const effective = effectiveScopes(held);
+  return required.filter((s) => !effective.has(s));
+}
+
+/**
+ * Scopes `caller` may not hand out. An `org:admin` key is the org's root and may grant any
+ * scope (including custom application scopes); any other key only what it effectively holds.
+ */
+export function ungrantableScopes(caller: readonly string[], requested: readonly string[]): string[] {
+  if (caller.includes(ADMIN_SCOPE)) return [];
+  return missingScopes(caller, requested);
+}

@@ -1,0 +1,1 @@
+export type Org = { id: string; name: string; createdAt: Date };

@@ -1,0 +1,119 @@
+import { z } from 'zod';
+
+const positiveInt = (fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(1).max(max).default(fallback);
+
+/**
+ * Every setting keytrail reads from the environment. Parsed once at start-up by the entry
+ * points (src/main.ts, workers/main.ts, bin/); everything else receives a `Config`.
+ */
+export const configSchema = z.object({
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  KEYTRAIL_KEY_PEPPER: z.string().min(32, 'must be at least 32 characters').optional(),
+  KEYTRAIL_OPERATOR_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  KEYTRAIL_MAX_KEYS_PER_ORG: positiveInt(1000, 1_000_000),
+  KEYTRAIL_DORMANT_DAYS: positiveInt(30, 3650),
+  KEYTRAIL_RETENTION_DAYS: positiveInt(90, 3650),
+  KEYTRAIL_HOURLY_RETENTION_DAYS: positiveInt(35, 3650),
+  KEYTRAIL_ROLLUP_RETENTION_DAYS: positiveInt(400, 3650),
+  KEYTRAIL_TRUST_PROXY: z.string().default('false'),
+  KEYTRAIL_DEMO_ROUTES: z.stringbool().optional(),
+  KEYTRAIL_KEY_CACHE_SIZE: positiveInt(10_000, 10_000_000),
+  KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
+  KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
+  KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  KEYTRAIL_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
+});
+
+export type Env = z.infer<typeof configSchema>;
+
+export type Config = {
+  databaseUrl: string;
+  port: number;
+  host: string;
+  keyPepper: string;
+  operatorToken: string | undefined;
+  maxKeysPerOrg: number;
+  dormantDays: number;
+  retentionDays: number;
+  hourlyRetentionDays: number;
+  rollupRetentionDays: number;
+  trustProxy: boolean | number | string;
+  demoRoutes: boolean;
+  keyCache: { size: number; ttlMs: number; negativeTtlMs: number };
+  dbPoolSize: number;
+  logLevel: Env['KEYTRAIL_LOG_LEVEL'];
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment, reporting every problem at once. */
+export function parseEnv(source: Record<string, string | undefined>): Env {
+  const result = configSchema.safeParse(source);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
+
+/** Express's trust-proxy setting: true/false, a hop count, or a list of addresses/subnets. */
+function parseTrustProxy(raw: string): boolean | number | string {
+  if (raw === 'true') return true;
+  if (raw === 'false' || raw === '') return false;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  return raw;
+}
+
+/**
+ * Builds the runtime config. `databaseUrl` and `keyPepper` must be resolved by then: with an
+ * external `DATABASE_URL` the pepper is required; the embedded default supplies both.
+ */
+export function toConfig(
+  env: Env,
+  resolved: { databaseUrl: string; keyPepper: string; embedded: boolean },
+): Config {
+  return {
+    databaseUrl: resolved.databaseUrl,
+    port: env.PORT,
+    host: env.HOST,
+    keyPepper: resolved.keyPepper,
+    operatorToken: env.KEYTRAIL_OPERATOR_TOKEN,
+    maxKeysPerOrg: env.KEYTRAIL_MAX_KEYS_PER_ORG,
+    dormantDays: env.KEYTRAIL_DORMANT_DAYS,
+    retentionDays: env.KEYTRAIL_RETENTION_DAYS,
+    hourlyRetentionDays: env.KEYTRAIL_HOURLY_RETENTION_DAYS,
+    rollupRetentionDays: env.KEYTRAIL_ROLLUP_RETENTION_DAYS,
+    trustProxy: parseTrustProxy(env.KEYTRAIL_TRUST_PROXY),
+    // Demo routes are on by default only for the embedded quick start.
+    demoRoutes: env.KEYTRAIL_DEMO_ROUTES ?? resolved.embedded,
+    keyCache: {
+      size: env.KEYTRAIL_KEY_CACHE_SIZE,
+      ttlMs: env.KEYTRAIL_KEY_CACHE_TTL_MS,
+      negativeTtlMs: env.KEYTRAIL_KEY_NEGATIVE_TTL_MS,
+    },
+    dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
+    logLevel: env.KEYTRAIL_LOG_LEVEL,
+  };
+}
+
+/** Config for an external database: the pepper must come from the environment. */
+export function configFromEnv(env: Env): Config {
+  const missing: string[] = [];
+  if (!env.DATABASE_URL) missing.push('  DATABASE_URL: required');
+  if (!env.KEYTRAIL_KEY_PEPPER) missing.push('  KEYTRAIL_KEY_PEPPER: required with DATABASE_URL');
+  if (missing.length > 0 || !env.DATABASE_URL || !env.KEYTRAIL_KEY_PEPPER) {
+    throw new ConfigError(`invalid configuration:\n${missing.join('\n')}`);
+  }
+  return toConfig(env, {
+    databaseUrl: env.DATABASE_URL,
+    keyPepper: env.KEYTRAIL_KEY_PEPPER,
+    embedded: false,
+  });
+}

@@ -1,0 +1,85 @@
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import { Migrator, type MigrationResultSet } from 'kysely/migration';
+import type { DB } from '../../db/schema.ts';
+import { migrations } from '../../db/migrations/index.ts';
+import type { Logger } from './logger.ts';
+
+export type Database = Kysely<DB>;
+
+/** Counts statements sent through Kysely; tests use it to prove a path touches no database. */
+export type QueryStats = { count: number };
+
+// int8 (counts) as JS numbers: exact below 2^53, which request counters never reach.
+const types = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format),
+};
+
+export type DbHandle = { db: Database; pool: pg.Pool; stats: QueryStats; close(): Promise<void> };
+
+export function createDb(options: {
+  url: string;
+  poolSize: number;
+  logger: Logger;
+  applicationName?: string;
+}): DbHandle {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize,
+    application_name: options.applicationName ?? 'keytrail',
+    types,
+  });
+  // An idle client losing its connection (Postgres restart) must not crash the process.
+  pool.on('error', (error) => options.logger.warn({ err: error.message }, 'idle db client error'));
+  const stats: QueryStats = { count: 0 };
+  const db = new Kysely<DB>({
+    dialect: new PostgresDialect({ pool }),
+    log: (event) => {
+      if (event.level === 'query') stats.count += 1;
+    },
+  });
+  let closed = false;
+  return {
+    db,
+    pool,
+    stats,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see migrateToLatest
+export function createMigrator(db: Kysely<any>): Migrator {
+  return new Migrator({
+    db,
+    provider: { getMigrations: () => Promise.resolve(migrations) },
+    migrationTableName: 'keytrail_migrations',
+    migrationLockTableName: 'keytrail_migrations_lock',
+  });
+}
+
+/** Applies every pending migration; throws with the failing migration's name. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations work on any schema
+export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
+  const { error, results } = await createMigrator(db).migrateToLatest();
+  return reportMigrations(error, results);
+}
+
+function reportMigrations(error: unknown, results: MigrationResultSet['results']): string[] {
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) {
+    throw new Error(`migration ${failed?.migrationName ?? '(unknown)'} failed`, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/** True when every known migration has been applied (readiness). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see migrateToLatest
+export async function migrationsApplied(db: Kysely<any>): Promise<boolean> {
+  const all = await createMigrator(db).getMigrations();
+  return all.every((m) => m.executedAt !== undefined);
+}
