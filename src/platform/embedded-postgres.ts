@@ -124,3 +124,23 @@ if (process.argv[1] === CHILD_ENTRY) {
     process.exit(1);
   });
 }
+
+/**
+ * The URL of a cluster already running on `dataDir` (started by another keytrail process), so
+ * `keytrail org create` works next to a running `make start`. Null when none is running.
+ */
+export async function runningClusterUrl(dataDir: string): Promise<string | null> {
+  const pidFile = path.join(path.resolve(dataDir), 'postmaster.pid');
+  if (!existsSync(pidFile)) return null;
+  const [pidLine, , , portLine] = (await readFile(pidFile, 'utf8')).split('\n');
+  const pid = Number(pidLine);
+  const port = Number(portLine);
+  if (!Number.isInteger(pid) || !Number.isInteger(port)) return null;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return null;
+  }
+  const password = await clusterPassword(path.resolve(dataDir));
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}

@@ -1,0 +1,39 @@
+# keytrail — the front door. `make help` lists the targets.
+# The project runs its own Node 24 (the `node` devDependency), whatever the system Node is:
+# node_modules/.bin comes first on PATH, so scripts with `#!/usr/bin/env node` get it too.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+NODE := $(CURDIR)/node_modules/.bin/node
+
+.DEFAULT_GOAL := help
+.PHONY: help install start test check typecheck lint format db-types
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+node_modules/.install-stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.install-stamp ## install dependencies, Node 24 included
+
+start: install ## run keytrail (embedded Postgres under ./.data unless DATABASE_URL is set)
+	$(NODE) bin/keytrail.ts serve
+
+test: install ## run the whole test suite against real Postgres
+	$(NODE) node_modules/vitest/vitest.mjs run
+
+check: typecheck lint ## types, lint, format and database-types drift
+	prettier --check .
+	$(NODE) db/codegen.ts --verify
+
+typecheck: install
+	tsc --noEmit
+
+lint: install
+	eslint --max-warnings 0 .
+
+format: install ## rewrite files with prettier
+	prettier --write .
+
+db-types: install ## regenerate db/schema.ts from the migrations
+	$(NODE) db/codegen.ts

@@ -1,0 +1,108 @@
+/**
+ * Composition root of `keytrail serve` and of the CLI commands that need a database. With
+ * DATABASE_URL unset it runs the embedded Postgres under ./.data (the quick start).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { buildApp } from './app.ts';
+import { createKeytrail, type Keytrail } from './keytrail.ts';
+import { configFromEnv, parseEnv, toConfig, type Config } from './platform/config.ts';
+import { createDb, migrateToLatest } from './platform/db.ts';
+import { runningClusterUrl, startEmbeddedPostgres } from './platform/embedded-postgres.ts';
+import { createLogger, type Logger } from './platform/logger.ts';
+
+export const DATA_DIR = path.resolve(process.env.KEYTRAIL_DATA_DIR ?? '.data');
+const DEMO_ORG = 'Demo';
+
+export type Runtime = { config: Config; embedded: boolean; logger: Logger; stop(): Promise<void> };
+
+/** A secret generated on first use and kept in .data (embedded mode only). */
+async function persistedSecret(file: string): Promise<string> {
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const secret = randomBytes(32).toString('base64url');
+  await writeFile(file, secret, { mode: 0o600 });
+  return secret;
+}
+
+/** Parses the environment and, without DATABASE_URL, brings up the embedded Postgres. */
+export async function openRuntime(): Promise<Runtime> {
+  const env = parseEnv(process.env);
+  const logger = createLogger({ level: env.KEYTRAIL_LOG_LEVEL });
+  if (env.DATABASE_URL) {
+    return { config: configFromEnv(env), embedded: false, logger, stop: async () => undefined };
+  }
+  await mkdir(DATA_DIR, { recursive: true });
+  const dataDir = path.join(DATA_DIR, 'pg');
+  const keyPepper = env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(DATA_DIR, 'pepper')));
+  const running = await runningClusterUrl(dataDir);
+  const server = running ? undefined : await startEmbeddedPostgres({ dataDir, persistent: true });
+  const databaseUrl = running ?? server?.url ?? '';
+  logger.debug({ reused: Boolean(running) }, 'embedded postgres ready');
+  const config = toConfig(env, { databaseUrl, keyPepper, embedded: true });
+  return { config, embedded: true, logger, stop: async () => server?.stop() };
+}
+
+export async function migrate(runtime: Runtime): Promise<string[]> {
+  const handle = createDb({ url: runtime.config.databaseUrl, poolSize: 1, logger: runtime.logger });
+  try {
+    return await migrateToLatest(handle.db);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** First start of the embedded quick start: a Demo org whose admin key is printed once. */
+async function ensureDemoOrg(kt: Keytrail, baseUrl: string): Promise<string> {
+  const existing = await kt.orgs.findByName(DEMO_ORG);
+  if (existing) {
+    return `Demo org ${existing.id} (its admin key was printed on first start; delete .data to start over)`;
+  }
+  const { org, adminKey } = await kt.orgs.create(DEMO_ORG);
+  return [
+    `Demo org created: ${org.id}`,
+    `  admin key (shown once, store it now): ${adminKey.plaintext}`,
+    `  try it:    curl -H "Authorization: Bearer ${adminKey.plaintext}" ${baseUrl}/v1/demo/orders/42`,
+  ].join('\n');
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+}
+
+export async function serve(): Promise<void> {
+  const runtime = await openRuntime();
+  const { config, logger } = runtime;
+  await migrate(runtime);
+  const kt = createKeytrail(config, { logger });
+  const app = buildApp(kt);
+  const { createServer } = await import('node:http');
+  const server = createServer(app);
+  await listen(server, config.port, config.host);
+  const baseUrl = `http://localhost:${config.port}`;
+  const banner = runtime.embedded ? `\n${await ensureDemoOrg(kt, baseUrl)}\n` : '';
+  process.stdout.write(`keytrail listening on ${baseUrl}${banner}\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    await kt.close();
+    await runtime.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}

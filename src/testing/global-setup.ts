@@ -1,0 +1,71 @@
+/**
+ * Picks the test database server once per run: DATABASE_URL when set, else Testcontainers when
+ * a container runtime answers, else the embedded Postgres in a child process. Migrates a
+ * template database that every test file clones (see harness.ts).
+ */
+import type { TestProject } from 'vitest/node';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { migrateToLatest } from '../platform/db.ts';
+import { startEmbeddedPostgres } from '../platform/embedded-postgres.ts';
+import { adminQuery, databaseUrl } from './databases.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    serverUrl: string;
+    templateDatabase: string;
+  }
+}
+
+type Server = { url: string; source: string; stop(): Promise<void> };
+
+async function tryTestcontainers(): Promise<Server | null> {
+  try {
+    const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+    const container = await new PostgreSqlContainer('postgres:17-alpine').start();
+    return {
+      url: container.getConnectionUri(),
+      source: 'testcontainers',
+      stop: async () => void (await container.stop()),
+    };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    console.log(`[harness] no container runtime (${reason}); using embedded Postgres`);
+    return null;
+  }
+}
+
+async function pickServer(): Promise<Server> {
+  const external = process.env.DATABASE_URL;
+  if (external) return { url: external, source: 'DATABASE_URL', stop: async () => undefined };
+  const container = await tryTestcontainers();
+  if (container) return container;
+  const embedded = await startEmbeddedPostgres({
+    dataDir: `/tmp/keytrail-test-${process.pid}/pg`,
+    persistent: false,
+    // Durability buys nothing in a throwaway test cluster.
+    postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'],
+  });
+  return { url: embedded.url, source: 'embedded', stop: embedded.stop };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const server = await pickServer();
+  const template = `keytrail_template_${process.pid}`;
+  await adminQuery(server.url, `drop database if exists "${template}" with (force)`);
+  await adminQuery(server.url, `create database "${template}"`);
+  const db = new Kysely<unknown>({
+    dialect: new PostgresDialect({
+      pool: new pg.Pool({ connectionString: databaseUrl(server.url, template), max: 1 }),
+    }),
+  });
+  await migrateToLatest(db);
+  await db.destroy();
+  console.log(`[harness] database server: ${server.source}`);
+  project.provide('serverUrl', server.url);
+  project.provide('templateDatabase', template);
+  return async () => {
+    await adminQuery(server.url, `drop database if exists "${template}" with (force)`).catch(() => undefined);
+    await server.stop();
+  };
+}
