@@ -19,7 +19,8 @@ async function orgCreate(args: string[]): Promise<void> {
     options: { name: { type: 'string' }, json: { type: 'boolean', default: false } },
   });
   const name = values.name?.trim();
-  if (!name || name.length > 200) throw new UsageError('org create needs --name (1–200 characters)');
+  if (!name || name.length > 200)
+    throw new UsageError('org create needs --name (1–200 characters)');
   const runtime = await openRuntime();
   try {
     await migrate(runtime);
@@ -27,10 +28,17 @@ async function orgCreate(args: string[]): Promise<void> {
     try {
       const { org, adminKey } = await kt.orgs.create(name);
       if (values.json) {
-        const out = { org_id: org.id, name: org.name, admin_key: adminKey.plaintext, key_id: adminKey.apiKey.id };
+        const out = {
+          org_id: org.id,
+          name: org.name,
+          admin_key: adminKey.plaintext,
+          key_id: adminKey.apiKey.id,
+        };
         process.stdout.write(`${JSON.stringify(out)}\n`);
       } else {
-        process.stdout.write(`org ${org.id} (${org.name})\nadmin key (shown once): ${adminKey.plaintext}\n`);
+        process.stdout.write(
+          `org ${org.id} (${org.name})\nadmin key (shown once): ${adminKey.plaintext}\n`,
+        );
       }
     } finally {
       await kt.close();
@@ -79,6 +87,8 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`${error.message}\n\n${error instanceof UsageError ? USAGE : ''}`);
     process.exit(2);
   }
-  process.stderr.write(`keytrail: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `keytrail: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

@@ -32,8 +32,13 @@ async function generate(url: string): Promise<number> {
 }
 
 const external = process.env.DATABASE_URL;
-const server = external ? undefined : await startEmbeddedPostgres({ dataDir: `/tmp/keytrail-codegen-${process.pid}/pg`, persistent: false });
-let status = 1;
+const server = external
+  ? undefined
+  : await startEmbeddedPostgres({
+      dataDir: `/tmp/keytrail-codegen-${process.pid}/pg`,
+      persistent: false,
+    });
+let status: number;
 try {
   status = await withDatabase(external ?? server!.url, `keytrail_codegen_${process.pid}`, generate);
 } finally {

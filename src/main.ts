@@ -14,7 +14,6 @@ import { createDb, migrateToLatest } from './platform/db.ts';
 import { runningClusterUrl, startEmbeddedPostgres } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 
-export const DATA_DIR = path.resolve(process.env.KEYTRAIL_DATA_DIR ?? '.data');
 const DEMO_ORG = 'Demo';
 
 export type Runtime = { config: Config; embedded: boolean; logger: Logger; stop(): Promise<void> };
@@ -32,11 +31,12 @@ export async function openRuntime(): Promise<Runtime> {
   const env = parseEnv(process.env);
   const logger = createLogger({ level: env.KEYTRAIL_LOG_LEVEL });
   if (env.DATABASE_URL) {
-    return { config: configFromEnv(env), embedded: false, logger, stop: async () => undefined };
+    return { config: configFromEnv(env), embedded: false, logger, stop: () => Promise.resolve() };
   }
   await mkdir(DATA_DIR, { recursive: true });
   const dataDir = path.join(DATA_DIR, 'pg');
-  const keyPepper = env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(DATA_DIR, 'pepper')));
+  const keyPepper =
+    env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(DATA_DIR, 'pepper')));
   const running = await runningClusterUrl(dataDir);
   const server = running ? undefined : await startEmbeddedPostgres({ dataDir, persistent: true });
   const databaseUrl = running ?? server?.url ?? '';

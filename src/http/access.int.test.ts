@@ -34,7 +34,10 @@ describe('access control on org-scoped endpoints', () => {
 
   it('returns 404 for every endpoint called with another org’s admin key', async () => {
     for (const e of endpoints(acme.orgId, target.id)) {
-      const res = await app().client.request(e.method, e.path, { key: other.adminKey, body: e.body });
+      const res = await app().client.request(e.method, e.path, {
+        key: other.adminKey,
+        body: e.body,
+      });
       expect(res.status, `${e.method} ${e.path}`).toBe(404);
       expect(res.body.code).toBe('not_found');
     }
@@ -61,7 +64,9 @@ describe('access control on org-scoped endpoints', () => {
   it('lets a key with exactly the needed scope through', async () => {
     const { client } = app();
     const reader = await createKey(client, acme, { scopes: ['keys:read'] });
-    const res = await client.get(`/api/orgs/${acme.orgId}/api-keys/${target.id}`, { key: reader.key });
+    const res = await client.get(`/api/orgs/${acme.orgId}/api-keys/${target.id}`, {
+      key: reader.key,
+    });
     expect(res.status).toBe(200);
     expect(res.body.id).toBe(target.id);
     const org = await client.get(`/api/orgs/${acme.orgId}`, { key: noScopes.key });
@@ -72,9 +77,13 @@ describe('access control on org-scoped endpoints', () => {
   it('treats a key id of another org as not found even with the right org in the path', async () => {
     const { client } = app();
     const foreign = await createKey(client, other, { name: 'foreign' });
-    const res = await client.get(`/api/orgs/${acme.orgId}/api-keys/${foreign.id}`, { key: acme.adminKey });
+    const res = await client.get(`/api/orgs/${acme.orgId}/api-keys/${foreign.id}`, {
+      key: acme.adminKey,
+    });
     expect(res.status).toBe(404);
-    const revoke = await client.delete(`/api/orgs/${acme.orgId}/api-keys/${foreign.id}`, { key: acme.adminKey });
+    const revoke = await client.delete(`/api/orgs/${acme.orgId}/api-keys/${foreign.id}`, {
+      key: acme.adminKey,
+    });
     expect(revoke.status).toBe(404);
   });
 

@@ -58,12 +58,17 @@ describe('requireKey', () => {
     expect((await b.client.get('/v1/demo/orders/1', { key: k.key })).status).toBe(200);
     expect((await b.client.get('/v1/demo/orders/1', { key: k.key })).status).toBe(200);
     const revokedAt = Date.now();
-    const res = await a.client.delete(`/api/orgs/${org.orgId}/api-keys/${k.id}`, { key: org.adminKey });
+    const res = await a.client.delete(`/api/orgs/${org.orgId}/api-keys/${k.id}`, {
+      key: org.adminKey,
+    });
     expect(res.status).toBe(200);
     expect((await a.client.get('/v1/demo/orders/1', { key: k.key })).status).toBe(401);
-    await waitFor(async () => (await b.client.get('/v1/demo/orders/1', { key: k.key })).status === 401, {
-      timeoutMs: 1_000,
-    });
+    await waitFor(
+      async () => (await b.client.get('/v1/demo/orders/1', { key: k.key })).status === 401,
+      {
+        timeoutMs: 1_000,
+      },
+    );
     expect(Date.now() - revokedAt).toBeLessThan(1_000);
   });
 
@@ -72,7 +77,9 @@ describe('requireKey', () => {
     const path = `/api/orgs/${org.orgId}/api-keys`;
     expect((await b.client.get(path, { key: k.key })).status).toBe(200);
     await a.client.patch(`${path}/${k.id}`, { key: org.adminKey, body: { scopes: [] } });
-    await waitFor(async () => (await b.client.get(path, { key: k.key })).status === 403, { timeoutMs: 1_000 });
+    await waitFor(async () => (await b.client.get(path, { key: k.key })).status === 403, {
+      timeoutMs: 1_000,
+    });
   });
 
   it('caches unknown keys only briefly and never lets them in', async () => {

@@ -5,7 +5,11 @@ import { createOrg, type TestOrg } from '../testing/factories.ts';
 const app = useTestApp();
 const otherDb = useTestDatabase();
 
-function expectProblem(res: { status: number; headers: Headers; body: any }, status: number, code: string) {
+function expectProblem(
+  res: { status: number; headers: Headers; body: any },
+  status: number,
+  code: string,
+) {
   expect(res.status).toBe(status);
   expect(res.headers.get('content-type')).toContain('application/problem+json');
   expect(res.body).toMatchObject({ status, code, type: `urn:keytrail:problem:${code}` });
@@ -22,7 +26,10 @@ describe('errors are problem+json with stable codes', () => {
   const keys = () => `/api/orgs/${org.orgId}/api-keys`;
 
   it('rejects unknown JSON fields with 400 validation_failed naming the field', async () => {
-    const res = await app().client.post(keys(), { key: org.adminKey, body: { name: 'x', colour: 'red' } });
+    const res = await app().client.post(keys(), {
+      key: org.adminKey,
+      body: { name: 'x', colour: 'red' },
+    });
     expectProblem(res, 400, 'validation_failed');
     expect(JSON.stringify(res.body.errors)).toContain('colour');
   });
@@ -34,7 +41,9 @@ describe('errors are problem+json with stable codes', () => {
     });
     expectProblem(res, 400, 'validation_failed');
     const paths = res.body.errors.map((e: { path: string }) => e.path);
-    expect(paths).toEqual(expect.arrayContaining(['body.name', 'body.scopes.0', 'body.environment']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['body.name', 'body.scopes.0', 'body.environment']),
+    );
   });
 
   it('rejects malformed JSON with 400', async () => {
@@ -69,9 +78,21 @@ describe('errors are problem+json with stable codes', () => {
   });
 
   it('rejects limit outside 1–500 and unknown query parameters', async () => {
-    expectProblem(await app().client.get(`${keys()}?limit=0`, { key: org.adminKey }), 400, 'validation_failed');
-    expectProblem(await app().client.get(`${keys()}?limit=501`, { key: org.adminKey }), 400, 'validation_failed');
-    expectProblem(await app().client.get(`${keys()}?colour=red`, { key: org.adminKey }), 400, 'validation_failed');
+    expectProblem(
+      await app().client.get(`${keys()}?limit=0`, { key: org.adminKey }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await app().client.get(`${keys()}?limit=501`, { key: org.adminKey }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await app().client.get(`${keys()}?colour=red`, { key: org.adminKey }),
+      400,
+      'validation_failed',
+    );
   });
 
   it('echoes a sane X-Request-Id and replaces an unsafe one', async () => {
@@ -84,7 +105,10 @@ describe('errors are problem+json with stable codes', () => {
 
 describe('operator endpoint', () => {
   it('returns 401 for a wrong operator token and 400 for a bad name', async () => {
-    const wrong = await app().client.post('/api/orgs', { key: 'wrong-token-wrong-token', body: { name: 'x' } });
+    const wrong = await app().client.post('/api/orgs', {
+      key: 'wrong-token-wrong-token',
+      body: { name: 'x' },
+    });
     expectProblem(wrong, 401, 'unauthenticated');
     const bad = await app().client.post('/api/orgs', {
       key: 'test-operator-token-0123456789',
@@ -96,7 +120,10 @@ describe('operator endpoint', () => {
   it('does not exist (404) when KEYTRAIL_OPERATOR_TOKEN is unset', async () => {
     const bare = await startTestApp(otherDb(), { config: { operatorToken: undefined } });
     try {
-      const res = await bare.client.post('/api/orgs', { key: 'anything-at-all-here', body: { name: 'x' } });
+      const res = await bare.client.post('/api/orgs', {
+        key: 'anything-at-all-here',
+        body: { name: 'x' },
+      });
       expectProblem(res, 404, 'not_found');
     } finally {
       await bare.close();
@@ -122,8 +149,17 @@ describe('system endpoints', () => {
       ? res.body.components.schemas[schema.$ref.split('/').pop()]
       : schema;
     expect(resolved.additionalProperties).toBe(false);
-    expect(Object.keys(resolved.properties)).toEqual(['name', 'environment', 'scopes', 'expires_at']);
-    for (const path of ['/api/keys/verify', '/api/orgs/{orgId}/api-keys/{keyId}/rotate', '/readyz']) {
+    expect(Object.keys(resolved.properties)).toEqual([
+      'name',
+      'environment',
+      'scopes',
+      'expires_at',
+    ]);
+    for (const path of [
+      '/api/keys/verify',
+      '/api/orgs/{orgId}/api-keys/{keyId}/rotate',
+      '/readyz',
+    ]) {
       expect(res.body.paths[path]).toBeDefined();
     }
   });

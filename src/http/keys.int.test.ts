@@ -24,8 +24,20 @@ describe('key lifecycle', () => {
     expect(created.key.startsWith('sk_test_')).toBe(true);
     expect(Object.keys(created.body).sort()).toEqual(
       [
-        'id', 'org_id', 'name', 'environment', 'prefix', 'scopes', 'status', 'created_at',
-        'expires_at', 'revoked_at', 'rotated_from_id', 'last_used_at', 'last_used_ip', 'request_count',
+        'id',
+        'org_id',
+        'name',
+        'environment',
+        'prefix',
+        'scopes',
+        'status',
+        'created_at',
+        'expires_at',
+        'revoked_at',
+        'rotated_from_id',
+        'last_used_at',
+        'last_used_ip',
+        'request_count',
       ].sort(),
     );
     expect(created.body).toMatchObject({
@@ -96,7 +108,11 @@ describe('key lifecycle', () => {
       body: { name: 'renamed', scopes: ['usage:read'], expires_at: expires },
     });
     expect(patched.status).toBe(200);
-    expect(patched.body).toMatchObject({ name: 'renamed', scopes: ['usage:read'], expires_at: expires });
+    expect(patched.body).toMatchObject({
+      name: 'renamed',
+      scopes: ['usage:read'],
+      expires_at: expires,
+    });
     const env = await client.patch(`${keysPath(org)}/${k.id}`, {
       key: org.adminKey,
       body: { environment: 'test' },
@@ -124,7 +140,9 @@ describe('key lifecycle', () => {
   it('revokes idempotently with a reason', async () => {
     const { client, kt } = app();
     const k = await createKey(client, org);
-    const first = await client.delete(`${keysPath(org)}/${k.id}?reason=leaked%20in%20CI`, { key: org.adminKey });
+    const first = await client.delete(`${keysPath(org)}/${k.id}?reason=leaked%20in%20CI`, {
+      key: org.adminKey,
+    });
     expect(first.status).toBe(200);
     expect(first.body.api_key.status).toBe('revoked');
     const second = await client.delete(`${keysPath(org)}/${k.id}`, { key: org.adminKey });
@@ -146,7 +164,11 @@ describe('rotation', () => {
 
   it('with a 60 s overlap keeps the old key working until then and reports its expires_at', async () => {
     const { client } = app();
-    const old = await createKey(client, org, { name: 'svc', scopes: ['keys:read'], environment: 'test' });
+    const old = await createKey(client, org, {
+      name: 'svc',
+      scopes: ['keys:read'],
+      environment: 'test',
+    });
     const warm = await client.get(`/api/orgs/${org.orgId}`, { key: old.key });
     expect(warm.status).toBe(200);
     const before = clock.now().getTime();
@@ -198,7 +220,10 @@ describe('rotation', () => {
     });
     expect(tooLong.status).toBe(400);
     await client.delete(`${keysPath(org)}/${k.id}`, { key: org.adminKey });
-    const res = await client.post(`${keysPath(org)}/${k.id}/rotate`, { key: org.adminKey, body: {} });
+    const res = await client.post(`${keysPath(org)}/${k.id}/rotate`, {
+      key: org.adminKey,
+      body: {},
+    });
     expect(res.status).toBe(422);
   });
 });
@@ -214,7 +239,10 @@ describe('privilege escalation', () => {
     });
     expect(res.status).toBe(403);
     expect(res.body.code).toBe('insufficient_scope');
-    const ok = await client.post(keysPath(org), { key: writer.key, body: { name: 'fine', scopes: ['keys:read'] } });
+    const ok = await client.post(keysPath(org), {
+      key: writer.key,
+      body: { name: 'fine', scopes: ['keys:read'] },
+    });
     expect(ok.status).toBe(201);
     const patch = await client.patch(`${keysPath(org)}/${ok.body.api_key.id}`, {
       key: writer.key,
@@ -227,7 +255,10 @@ describe('privilege escalation', () => {
     const { client } = app();
     const org = await createOrg(client, 'Escalation2');
     const writer = await createKey(client, org, { scopes: ['keys:write'] });
-    const res = await client.post(`${keysPath(org)}/${org.adminKeyId}/rotate`, { key: writer.key, body: {} });
+    const res = await client.post(`${keysPath(org)}/${org.adminKeyId}/rotate`, {
+      key: writer.key,
+      body: {},
+    });
     expect(res.status).toBe(403);
     expect((await client.get(`/api/orgs/${org.orgId}`, { key: org.adminKey })).status).toBe(200);
   });
@@ -243,7 +274,10 @@ describe('per-org key limit', () => {
       select gen_random_uuid(), ${org.orgId}, 'bulk ' || i, 'live', 'sk_live_bulk' || i,
              decode(md5(${org.orgId} || i::text) || md5(i::text || ${org.orgId}), 'hex'), '{}'
       from generate_series(1, 998) as i`.execute(kt.database.db);
-    const thousandth = await client.post(keysPath(org), { key: org.adminKey, body: { name: 'k1000' } });
+    const thousandth = await client.post(keysPath(org), {
+      key: org.adminKey,
+      body: { name: 'k1000' },
+    });
     expect(thousandth.status).toBe(201);
     const over = await client.post(keysPath(org), { key: org.adminKey, body: { name: 'k1001' } });
     expect(over.status).toBe(422);

@@ -10,7 +10,8 @@ const app = useTestApp({ clock });
 describe('POST /api/keys/verify', () => {
   let org: TestOrg;
   let verifier: TestKey;
-  const verify = (body: unknown, key = verifier.key) => app().client.post('/api/keys/verify', { key, body });
+  const verify = (body: unknown, key = verifier.key) =>
+    app().client.post('/api/keys/verify', { key, body });
 
   beforeAll(async () => {
     org = await createOrg(app().client, 'Verify');
@@ -40,19 +41,33 @@ describe('POST /api/keys/verify', () => {
 
   it('answers REVOKED and EXPIRED', async () => {
     const revoked = await createKey(app().client, org);
-    await app().client.delete(`/api/orgs/${org.orgId}/api-keys/${revoked.id}`, { key: org.adminKey });
-    expect((await verify({ key: revoked.key })).body).toMatchObject({ valid: false, code: 'REVOKED' });
+    await app().client.delete(`/api/orgs/${org.orgId}/api-keys/${revoked.id}`, {
+      key: org.adminKey,
+    });
+    expect((await verify({ key: revoked.key })).body).toMatchObject({
+      valid: false,
+      code: 'REVOKED',
+    });
     const expiring = await createKey(app().client, org, {
       expires_at: new Date(clock.now().getTime() + 5_000).toISOString(),
     });
     clock.advance(6_000);
-    expect((await verify({ key: expiring.key })).body).toMatchObject({ valid: false, code: 'EXPIRED' });
+    expect((await verify({ key: expiring.key })).body).toMatchObject({
+      valid: false,
+      code: 'EXPIRED',
+    });
   });
 
   it('answers NOT_FOUND for an unknown key and for another org’s key', async () => {
-    expect((await verify({ key: generateKey('live').plaintext })).body).toEqual({ valid: false, code: 'NOT_FOUND' });
+    expect((await verify({ key: generateKey('live').plaintext })).body).toEqual({
+      valid: false,
+      code: 'NOT_FOUND',
+    });
     const other = await createOrg(app().client, 'Other');
-    expect((await verify({ key: other.adminKey })).body).toEqual({ valid: false, code: 'NOT_FOUND' });
+    expect((await verify({ key: other.adminKey })).body).toEqual({
+      valid: false,
+      code: 'NOT_FOUND',
+    });
   });
 
   it('answers MALFORMED for a string that is not a well-formed key', async () => {

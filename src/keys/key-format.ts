@@ -49,7 +49,11 @@ export function displayPrefix(environment: Environment, body: string): string {
 export function generateKey(environment: Environment): ParsedKey {
   const head = `sk_${environment}_${randomBase62(RANDOM_LENGTH)}`;
   const plaintext = head + checksum(head);
-  return { plaintext, environment, prefix: displayPrefix(environment, plaintext.slice(head.length - RANDOM_LENGTH)) };
+  return {
+    plaintext,
+    environment,
+    prefix: displayPrefix(environment, plaintext.slice(head.length - RANDOM_LENGTH)),
+  };
 }
 
 /** Returns null for anything that is not a well-formed key with a valid checksum. */

@@ -48,7 +48,16 @@ export async function findAuthRecordByHash(
 ): Promise<(AuthRecord & { keyHash: Buffer }) | null> {
   const row = await db
     .selectFrom('api_keys')
-    .select(['id', 'org_id', 'environment', 'prefix', 'scopes', 'expires_at', 'revoked_at', 'key_hash'])
+    .select([
+      'id',
+      'org_id',
+      'environment',
+      'prefix',
+      'scopes',
+      'expires_at',
+      'revoked_at',
+      'key_hash',
+    ])
     .where('key_hash', '=', keyHash)
     .executeTakeFirst();
   if (!row) return null;

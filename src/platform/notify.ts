@@ -25,7 +25,9 @@ export function listen(options: {
 
   const connect = async (): Promise<void> => {
     const c = new pg.Client({ connectionString: url, application_name: 'keytrail-listen' });
-    c.on('error', (error) => logger.warn({ err: error.message, channel }, 'listen connection lost'));
+    c.on('error', (error) =>
+      logger.warn({ err: error.message, channel }, 'listen connection lost'),
+    );
     c.on('end', () => scheduleReconnect());
     c.on('notification', (msg) => {
       if (msg.channel === channel && msg.payload) options.onMessage(msg.payload);

@@ -32,7 +32,11 @@ export class TestClient {
     this.baseUrl = baseUrl;
   }
 
-  async request<T = any>(method: string, path: string, options: RequestOptions = {}): Promise<TestResponse<T>> {
+  async request<T = any>(
+    method: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<TestResponse<T>> {
     const headers: Record<string, string> = { ...options.headers };
     if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
     let payload: string | undefined = options.rawBody;
@@ -44,7 +48,7 @@ export class TestClient {
     const text = await res.text();
     const contentType = res.headers.get('content-type') ?? '';
     const body = (contentType.includes('json') && text ? JSON.parse(text) : text) as T;
-    const issued = method !== 'GET' && (res.status === 201) ? issuedKeys(body) : [];
+    const issued = method !== 'GET' && res.status === 201 ? issuedKeys(body) : [];
     for (const k of issued) leakScanner.remember(k);
     if (options.key) leakScanner.remember(options.key);
     const leaks = leakScanner.scan(text, issued);

@@ -6,7 +6,11 @@ export type TestOrg = { orgId: string; adminKey: string; adminKeyId: string };
 export async function createOrg(client: TestClient, name = 'Acme'): Promise<TestOrg> {
   const res = await client.post('/api/orgs', { key: OPERATOR_TOKEN, body: { name } });
   if (res.status !== 201) throw new Error(`createOrg: ${res.status} ${res.text}`);
-  return { orgId: res.body.org.id, adminKey: res.body.admin_key.key, adminKeyId: res.body.admin_key.api_key.id };
+  return {
+    orgId: res.body.org.id,
+    adminKey: res.body.admin_key.key,
+    adminKeyId: res.body.admin_key.api_key.id,
+  };
 }
 
 export type TestKey = { key: string; id: string; body: any };

@@ -37,16 +37,25 @@ async function tryTestcontainers(): Promise<Server | null> {
 
 async function pickServer(): Promise<Server> {
   const external = process.env.DATABASE_URL;
-  if (external) return { url: external, source: 'DATABASE_URL', stop: async () => undefined };
+  if (external) return { url: external, source: 'DATABASE_URL', stop: () => Promise.resolve() };
   const container = await tryTestcontainers();
   if (container) return container;
   const embedded = await startEmbeddedPostgres({
     dataDir: `/tmp/keytrail-test-${process.pid}/pg`,
     persistent: false,
     // Durability buys nothing in a throwaway test cluster.
-    postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'],
+    postgresFlags: [
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=300',
+    ],
   });
-  return { url: embedded.url, source: 'embedded', stop: embedded.stop };
+  return { url: embedded.url, source: 'embedded', stop: () => embedded.stop() };
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -65,7 +74,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('serverUrl', server.url);
   project.provide('templateDatabase', template);
   return async () => {
-    await adminQuery(server.url, `drop database if exists "${template}" with (force)`).catch(() => undefined);
+    await adminQuery(server.url, `drop database if exists "${template}" with (force)`).catch(
+      () => undefined,
+    );
     await server.stop();
   };
 }

@@ -35,7 +35,10 @@ export function useTestDatabase(): () => string {
 
 export function testConfig(url: string, overrides: Partial<Config> = {}): Config {
   const env = parseEnv({ KEYTRAIL_OPERATOR_TOKEN: OPERATOR_TOKEN, KEYTRAIL_DEMO_ROUTES: 'true' });
-  return { ...toConfig(env, { databaseUrl: url, keyPepper: TEST_PEPPER, embedded: false }), ...overrides };
+  return {
+    ...toConfig(env, { databaseUrl: url, keyPepper: TEST_PEPPER, embedded: false }),
+    ...overrides,
+  };
 }
 
 export type TestApp = {
@@ -89,7 +92,9 @@ export async function startTestApp(
 }
 
 /** One app per test file, started after the database exists and closed at the end. */
-export function useTestApp(options: { config?: Partial<Config>; clock?: Clock } = {}): () => TestApp {
+export function useTestApp(
+  options: { config?: Partial<Config>; clock?: Clock } = {},
+): () => TestApp {
   const dbUrl = useTestDatabase();
   let app: TestApp | undefined;
   beforeAll(async () => {
@@ -113,8 +118,8 @@ export async function waitFor<T>(
   for (;;) {
     const value = await condition();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`waitFor: condition not met within ${options.timeoutMs ?? 5_000} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`waitFor: condition not met within ${options.timeoutMs ?? 5_000} ms`);
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 10));
   }
 }
-

@@ -15,7 +15,15 @@ const BODY_ERRORS: Record<string, AppError['code']> = {
 };
 
 // Connection-level failures (Postgres down or restarting, pool exhausted): retryable, 503.
-const UNAVAILABLE_PG_CODES = new Set(['57P01', '57P02', '57P03', '53300', '08000', '08001', '08006']);
+const UNAVAILABLE_PG_CODES = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '08000',
+  '08001',
+  '08006',
+]);
 const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE']);
 
 function classify(error: unknown): AppError {

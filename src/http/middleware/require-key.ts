@@ -51,7 +51,12 @@ export function createRequireKey(deps: { auth: KeyAuthenticator; logger: Logger 
     return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
       const candidate = credentialFrom(req);
       if (!candidate) {
-        deny(req, res, new AppError('unauthenticated', { detail: 'an API key is required' }), 'Bearer');
+        deny(
+          req,
+          res,
+          new AppError('unauthenticated', { detail: 'an API key is required' }),
+          'Bearer',
+        );
         return;
       }
       const outcome = await deps.auth.authenticate(candidate).catch((error: unknown) => {

@@ -1,6 +1,5 @@
 import { Router } from 'express';
-import { sql } from 'kysely';
-import { migrationsApplied } from '../../platform/db.ts';
+import { migrationsApplied, ping } from '../../platform/db.ts';
 import type { Keytrail } from '../../keytrail.ts';
 import { DemoStatusParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -28,10 +27,7 @@ export function systemRoutes(kt: Keytrail, extraChecks: Record<string, Check> = 
 
   router.get('/readyz', async (_req, res) => {
     const checks = await runChecks({
-      database: async () => {
-        await sql`select 1`.execute(kt.database.db);
-        return true;
-      },
+      database: () => ping(kt.database.db),
       migrations: () => migrationsApplied(kt.database.db),
       ...extraChecks,
     });
