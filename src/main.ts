@@ -33,10 +33,11 @@ export async function openRuntime(): Promise<Runtime> {
   if (env.DATABASE_URL) {
     return { config: configFromEnv(env), embedded: false, logger, stop: () => Promise.resolve() };
   }
-  await mkdir(DATA_DIR, { recursive: true });
-  const dataDir = path.join(DATA_DIR, 'pg');
+  const dataRoot = path.resolve(env.KEYTRAIL_DATA_DIR);
+  await mkdir(dataRoot, { recursive: true });
+  const dataDir = path.join(dataRoot, 'pg');
   const keyPepper =
-    env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(DATA_DIR, 'pepper')));
+    env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(dataRoot, 'pepper')));
   const running = await runningClusterUrl(dataDir);
   const server = running ? undefined : await startEmbeddedPostgres({ dataDir, persistent: true });
   const databaseUrl = running ?? server?.url ?? '';
