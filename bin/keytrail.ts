@@ -2,13 +2,16 @@
 /** The keytrail CLI. Run with the project's Node 24: `npm run keytrail -- <command>`. */
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../src/platform/config.ts';
-import { migrate, openRuntime, serve } from '../src/main.ts';
+import { migrate, openRuntime, serve, work } from '../src/main.ts';
+import { startWorker } from '../workers/main.ts';
 import { createKeytrail } from '../src/keytrail.ts';
 
 const USAGE = `usage: keytrail <command>
 
 commands:
-  serve [--no-worker]             run the API (embedded Postgres when DATABASE_URL is unset)
+  serve [--no-worker]             run the API and the usage worker (embedded Postgres when
+                                  DATABASE_URL is unset); --no-worker: the API alone
+  worker                          run the usage worker alone
   migrate                         apply pending database migrations
   org create --name N [--json]    create an org and print its org:admin key (shown once)
 `;
@@ -55,10 +58,12 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve': {
       const { values } = parseArgs({ args: rest, options: { 'no-worker': { type: 'boolean' } } });
-      void values;
-      await serve();
+      await serve(values['no-worker'] ? {} : { startWorker });
       return;
     }
+    case 'worker':
+      await work(startWorker);
+      return;
     case 'migrate': {
       const runtime = await openRuntime();
       try {

@@ -5,6 +5,14 @@
 
 import type { ColumnType } from "kysely";
 
+export type ArrayType<T> = ArrayTypeImpl<T> extends (infer U)[]
+  ? U[]
+  : ArrayTypeImpl<T>;
+
+export type ArrayTypeImpl<T> = T extends ColumnType<infer S, infer I, infer U>
+  ? ColumnType<S[], I[], U[]>
+  : T[];
+
 export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
@@ -39,6 +47,55 @@ export interface ApiKeys {
   scopes: Generated<string[]>;
 }
 
+export interface ApiKeyUsageDaily {
+  day: Timestamp;
+  denied: Generated<number>;
+  errors_4xx: Generated<number>;
+  errors_5xx: Generated<number>;
+  key_id: string;
+  latency_hist: ArrayType<number>;
+  latency_sum_ms: Generated<number>;
+  org_id: string;
+  requests: Generated<number>;
+}
+
+export interface ApiKeyUsageEvents {
+  event_id: string;
+  ip: string | null;
+  key_id: string;
+  latency_ms: number;
+  method: string;
+  occurred_at: Timestamp;
+  org_id: string;
+  outcome: string;
+  route: string;
+  status: number;
+  user_agent: string | null;
+}
+
+export interface ApiKeyUsageHourly {
+  denied: Generated<number>;
+  errors_4xx: Generated<number>;
+  errors_5xx: Generated<number>;
+  hour: Timestamp;
+  key_id: string;
+  latency_hist: ArrayType<number>;
+  latency_sum_ms: Generated<number>;
+  org_id: string;
+  requests: Generated<number>;
+}
+
+export interface ApiKeyUsageRoutesDaily {
+  day: Timestamp;
+  errors: Generated<number>;
+  key_id: string;
+  latency_sum_ms: Generated<number>;
+  method: string;
+  org_id: string;
+  requests: Generated<number>;
+  route: string;
+}
+
 export interface ApiKeyUsageTotals {
   denied_count: Generated<number>;
   errors_4xx: Generated<number>;
@@ -71,6 +128,10 @@ export interface Orgs {
 }
 
 export interface DB {
+  api_key_usage_daily: ApiKeyUsageDaily;
+  api_key_usage_events: ApiKeyUsageEvents;
+  api_key_usage_hourly: ApiKeyUsageHourly;
+  api_key_usage_routes_daily: ApiKeyUsageRoutesDaily;
   api_key_usage_totals: ApiKeyUsageTotals;
   api_keys: ApiKeys;
   audit_events: AuditEvents;

@@ -7,6 +7,7 @@ import { keysRoutes } from './http/routes/keys.routes.ts';
 import { orgsRoutes } from './http/routes/orgs.routes.ts';
 import { demoRoutes, systemRoutes } from './http/routes/system.routes.ts';
 import { verifyRoutes } from './http/routes/verify.routes.ts';
+import { usageRoutes } from './http/routes/usage.routes.ts';
 
 export const BODY_LIMIT = '1mb';
 
@@ -17,12 +18,13 @@ export function buildApp(kt: Keytrail): Express {
   app.set('trust proxy', kt.config.trustProxy);
   app.set('query parser', 'simple');
   app.use(requestContext);
-  app.use(accessLog(kt.logger));
+  app.use(accessLog(kt.logger, kt.metrics.requestDuration));
   app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(systemRoutes(kt));
   app.use(orgsRoutes(kt));
   app.use(keysRoutes(kt));
   app.use(verifyRoutes(kt));
+  app.use(usageRoutes(kt));
   if (kt.config.demoRoutes) app.use(demoRoutes(kt));
   app.use(notFoundHandler);
   app.use(errorHandler(kt.logger));

@@ -3,12 +3,17 @@ import { systemClock, type Clock } from './platform/clock.ts';
 import { createDb, type DbHandle } from './platform/db.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { listen, type Listener } from './platform/notify.ts';
+import { ensureQueues, sendJob, startQueue, type PgBoss } from './platform/queue.ts';
 import { KeyCache } from './keys/key-cache.ts';
 import { createKeyAuthenticator, type KeyAuthenticator } from './keys/keys.auth.ts';
 import { KEY_CHANGED_CHANNEL } from './keys/keys.queries.ts';
 import { createKeysService, type KeysService } from './keys/keys.service.ts';
 import { createOrgsService, type OrgsService } from './orgs/orgs.service.ts';
+import { createUsageService, type UsageService } from './usage/usage.service.ts';
+import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
+import { QUEUES } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 
 export type Keytrail = {
   config: Config;
@@ -19,16 +24,38 @@ export type Keytrail = {
   auth: KeyAuthenticator;
   keys: KeysService;
   orgs: OrgsService;
+  usage: UsageService;
+  metrics: Metrics;
+  /** The started pg-boss instance (started on first use, retried after a failure). */
+  queue(): Promise<PgBoss>;
   /** Express middleware factory: `app.use(kt.requireKey({ scopes: ['orders:read'] }))`. */
   requireKey: RequireKey;
-  /** Resolves once cross-instance cache invalidation is listening. */
+  /** Resolves once cache invalidation listens and the queue is started. */
   ready(): Promise<void>;
+  /** Flushes buffered usage events, then closes connections. */
   close(): Promise<void>;
 };
 
-export type KeytrailOptions = { logger?: Logger; clock?: Clock };
+export type KeytrailOptions = { logger?: Logger; clock?: Clock; queueMaintenance?: boolean };
 
-/** Wires the services of one keytrail instance. It opens a pool and one LISTEN connection. */
+function lazyQueue(config: Config, logger: Logger, maintenance: boolean) {
+  let started: Promise<PgBoss> | undefined;
+  const get = (): Promise<PgBoss> => {
+    started ??= startQueue({ url: config.databaseUrl, logger, maintenance })
+      .then(async (boss) => {
+        await ensureQueues(boss, QUEUES);
+        return boss;
+      })
+      .catch((error: unknown) => {
+        started = undefined; // next use retries
+        throw error;
+      });
+    return started;
+  };
+  return { get, stop: async () => (started ? (await started.catch(() => null))?.stop({ graceful: true, timeout: 10_000 }) : undefined) };
+}
+
+/** Wires the services of one keytrail instance: a pool, a LISTEN connection and a queue. */
 export function createKeytrail(config: Config, options: KeytrailOptions = {}): Keytrail {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock ?? systemClock;
@@ -38,6 +65,24 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const auth = createKeyAuthenticator(deps);
   const keys = createKeysService({ ...deps, maxKeysPerOrg: config.maxKeysPerOrg });
   const orgs = createOrgsService({ db: database.db, clock, keys });
+  const queue = lazyQueue(config, logger, options.queueMaintenance ?? false);
+  const usage = createUsageService({
+    db: database.db,
+    clock,
+    logger,
+    tracking: config.usage.tracking,
+    buffer: config.usage,
+    sink: async (payload) => void (await sendJob(await queue.get(), USAGE_INGEST_QUEUE, payload)),
+  });
+  const metrics = createMetrics();
+  metrics.observe({
+    bufferSize: () => usage.buffer.size,
+    enqueued: () => usage.buffer.stats.enqueued,
+    dropped: () => usage.buffer.stats.dropped,
+    flushFailures: () => usage.buffer.stats.failures,
+    cacheHits: () => cache.stats.hits,
+    cacheMisses: () => cache.stats.misses,
+  });
   const listener: Listener = listen({
     url: config.databaseUrl,
     channel: KEY_CHANGED_CHANNEL,
@@ -55,9 +100,17 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     auth,
     keys,
     orgs,
-    requireKey: createRequireKey({ auth, logger }),
-    ready: () => listener.ready,
+    usage,
+    metrics,
+    queue: queue.get,
+    requireKey: createRequireKey({ auth, logger, clock, record: usage.record }),
+    async ready() {
+      await listener.ready;
+      await queue.get();
+    },
     async close() {
+      await usage.stop();
+      await queue.stop();
       await listener.close();
       await database.close();
     },

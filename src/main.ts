@@ -76,16 +76,27 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-export async function serve(): Promise<void> {
+export type BackgroundWork = { stop(): Promise<void> };
+export type ServeOptions = {
+  /** Starts the usage worker in this process (`keytrail serve` without --no-worker). */
+  startWorker?: (kt: Keytrail) => Promise<BackgroundWork>;
+};
+
+/** Runs until SIGINT/SIGTERM, then stops in order: HTTP, usage buffer, worker, pools, Postgres. */
+export async function serve(options: ServeOptions = {}): Promise<void> {
   const runtime = await openRuntime();
   const { config, logger } = runtime;
   await migrate(runtime);
-  const kt = createKeytrail(config, { logger });
+  const kt = createKeytrail(config, { logger, queueMaintenance: Boolean(options.startWorker) });
+  await kt.ready();
+  const worker = options.startWorker ? await options.startWorker(kt) : undefined;
   const app = buildApp(kt);
   const { createServer } = await import('node:http');
   const server = createServer(app);
   await listen(server, config.port, config.host);
-  const baseUrl = `http://localhost:${config.port}`;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const baseUrl = `http://localhost:${port}`;
   const banner = runtime.embedded ? `\n${await ensureDemoOrg(kt, baseUrl)}\n` : '';
   process.stdout.write(`keytrail listening on ${baseUrl}${banner}\n`);
 
@@ -100,10 +111,32 @@ export async function serve(): Promise<void> {
       server.close(() => resolve());
       server.closeIdleConnections();
     });
+    await kt.usage.stop();
+    await worker?.stop();
     await kt.close();
     await runtime.stop();
     process.exit(0);
   };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  onSignals(shutdown);
+}
+
+export function onSignals(handler: (signal: string) => Promise<void>): void {
+  process.on('SIGINT', () => void handler('SIGINT'));
+  process.on('SIGTERM', () => void handler('SIGTERM'));
+}
+
+/** `keytrail worker`: the usage worker alone, until SIGINT/SIGTERM. */
+export async function work(startWorker: (kt: Keytrail) => Promise<BackgroundWork>): Promise<void> {
+  const runtime = await openRuntime();
+  await migrate(runtime);
+  const kt = createKeytrail(runtime.config, { logger: runtime.logger, queueMaintenance: true });
+  await kt.ready();
+  const worker = await startWorker(kt);
+  onSignals(async (signal) => {
+    runtime.logger.info({ signal }, 'worker shutting down');
+    await worker.stop();
+    await kt.close();
+    await runtime.stop();
+    process.exit(0);
+  });
 }

@@ -136,7 +136,10 @@ describe('system endpoints', () => {
     expect((await app().client.get('/healthz')).body).toEqual({ status: 'ok' });
     const ready = await app().client.get('/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ status: 'ok', checks: { database: 'ok', migrations: 'ok' } });
+    expect(ready.body).toEqual({
+      status: 'ok',
+      checks: { database: 'ok', migrations: 'ok', queue: 'ok' },
+    });
   });
 
   it('serves an OpenAPI 3.1 document generated from the request schemas', async () => {

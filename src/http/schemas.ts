@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { ENVIRONMENTS } from '../keys/key-format.ts';
 import { KEY_STATUSES, SCOPE_RE, VERIFY_CODES } from '../keys/keys.types.ts';
+import { OUTCOMES } from '../usage/usage.types.ts';
 
 const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
 
@@ -131,3 +132,27 @@ export const HealthJson = z
     checks: z.record(z.string(), z.enum(['ok', 'failing'])).optional(),
   })
   .meta({ id: 'Health' });
+
+const ReportedEvent = z
+  .strictObject({
+    event_id: z.uuid().optional(),
+    key_id: z.uuid(),
+    occurred_at: Timestamp.transform((s) => new Date(s)),
+    method: z.string().regex(/^[A-Za-z]{1,16}$/),
+    path: z.string().min(1).max(2000).optional(),
+    route: z.string().min(1).max(2000).optional(),
+    status: z.number().int().min(100).max(599),
+    latency_ms: z.number().min(0).max(3_600_000),
+    ip: z.union([z.ipv4(), z.ipv6()]).nullable().optional(),
+    user_agent: z.string().max(4096).nullable().optional(),
+    outcome: z.enum(OUTCOMES).optional(),
+  })
+  .refine((e) => (e.path === undefined) !== (e.route === undefined), {
+    message: 'give exactly one of path or route',
+  });
+
+export const ReportEventsBody = z
+  .strictObject({ events: z.array(ReportedEvent).min(1).max(1000) })
+  .meta({ id: 'ReportUsageEventsRequest' });
+
+export const ReportedJson = z.object({ accepted: z.number().int() }).meta({ id: 'ReportUsageEventsResult' });

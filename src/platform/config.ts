@@ -24,6 +24,12 @@ export const configSchema = z.object({
   KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
   KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  KEYTRAIL_USAGE_TRACKING: z.stringbool().default(true),
+  KEYTRAIL_USAGE_FLUSH_INTERVAL_MS: positiveInt(250, 60_000),
+  KEYTRAIL_USAGE_BATCH_SIZE: positiveInt(1000, 10_000),
+  KEYTRAIL_USAGE_BUFFER_MAX: positiveInt(100_000, 10_000_000),
+  KEYTRAIL_WORKER_CONCURRENCY: positiveInt(2, 64),
+  KEYTRAIL_WORKER_BATCH_JOBS: positiveInt(8, 100),
   /** Where the embedded quick start keeps its cluster and generated secrets. */
   KEYTRAIL_DATA_DIR: z.string().min(1).default('.data'),
   KEYTRAIL_LOG_LEVEL: z
@@ -48,6 +54,13 @@ export type Config = {
   demoRoutes: boolean;
   keyCache: { size: number; ttlMs: number; negativeTtlMs: number };
   dbPoolSize: number;
+  usage: {
+    tracking: boolean;
+    flushIntervalMs: number;
+    batchSize: number;
+    bufferMax: number;
+  };
+  worker: { concurrency: number; batchJobs: number };
   logLevel: Env['KEYTRAIL_LOG_LEVEL'];
 };
 
@@ -101,6 +114,16 @@ export function toConfig(
       negativeTtlMs: env.KEYTRAIL_KEY_NEGATIVE_TTL_MS,
     },
     dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
+    usage: {
+      tracking: env.KEYTRAIL_USAGE_TRACKING,
+      flushIntervalMs: env.KEYTRAIL_USAGE_FLUSH_INTERVAL_MS,
+      batchSize: env.KEYTRAIL_USAGE_BATCH_SIZE,
+      bufferMax: env.KEYTRAIL_USAGE_BUFFER_MAX,
+    },
+    worker: {
+      concurrency: env.KEYTRAIL_WORKER_CONCURRENCY,
+      batchJobs: env.KEYTRAIL_WORKER_BATCH_JOBS,
+    },
     logLevel: env.KEYTRAIL_LOG_LEVEL,
   };
 }

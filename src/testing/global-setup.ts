@@ -9,6 +9,9 @@ import pg from 'pg';
 import { migrateToLatest } from '../platform/db.ts';
 import { startEmbeddedPostgres } from '../platform/embedded-postgres.ts';
 import { adminQuery, databaseUrl } from './databases.ts';
+import { createLogger } from '../platform/logger.ts';
+import { ensureQueues, startQueue } from '../platform/queue.ts';
+import { QUEUES } from '../usage/usage.queues.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -70,6 +73,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   await migrateToLatest(db);
   await db.destroy();
+  // pg-boss's schema and keytrail's queues, installed once and cloned with the template.
+  const templateUrl = databaseUrl(server.url, template);
+  const silent = createLogger({ level: 'silent' });
+  const boss = await startQueue({ url: templateUrl, logger: silent, maintenance: false });
+  await ensureQueues(boss, QUEUES);
+  await boss.stop({ graceful: false, close: true });
   console.log(`[harness] database server: ${server.source}`);
   project.provide('serverUrl', server.url);
   project.provide('templateDatabase', template);

@@ -1,22 +1,28 @@
 import type { NextFunction, Request, Response } from 'express';
+import type { Histogram } from 'prom-client';
 import type { Logger } from '../../platform/logger.ts';
 import { requestId } from './request-context.ts';
 
-/** One line per request: ids and the route template, never headers or bodies. */
-export function accessLog(logger: Logger) {
+/** One line and one latency observation per request: ids and route template, never headers. */
+export function accessLog(
+  logger: Logger,
+  duration?: Histogram<'method' | 'route' | 'status_class'>,
+) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
-      const route = req.route
-        ? `${req.baseUrl}${String((req.route as { path: unknown }).path)}`
-        : undefined;
+      const path = (req.route as { path?: unknown } | undefined)?.path;
+      const route = typeof path === 'string' ? `${req.baseUrl}${path}` : undefined;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const statusClass = `${Math.floor(res.statusCode / 100)}xx`;
+      duration?.observe({ method: req.method, route: route ?? 'unmatched', status_class: statusClass }, seconds);
       logger.info(
         {
           request_id: requestId(req, res),
           method: req.method,
           route,
           status: res.statusCode,
-          duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
+          duration_ms: seconds * 1000,
           key_id: req.apiKey?.id,
         },
         'request',

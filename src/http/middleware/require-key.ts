@@ -3,8 +3,11 @@ import { AppError } from '../../platform/errors.ts';
 import type { Logger } from '../../platform/logger.ts';
 import type { KeyAuthenticator } from '../../keys/keys.auth.ts';
 import { missingScopes, type KeyIdentity } from '../../keys/keys.types.ts';
+import type { Clock } from '../../platform/clock.ts';
+import type { Outcome } from '../../usage/usage.types.ts';
 import { sendProblem, toProblem } from '../problem.ts';
 import { requestId } from './request-context.ts';
+import { recordWhenDone, requestStart, type RecordUsage } from './usage-recorder.ts';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -35,6 +38,8 @@ export function credentialFrom(req: Request): string | undefined {
   return req.get('x-api-key')?.trim();
 }
 
+const invalidKey = () => new AppError('unauthenticated', { detail: 'the API key is not valid' });
+
 function deny(req: Request, res: Response, error: AppError, challenge: string): void {
   res.setHeader('WWW-Authenticate', challenge);
   sendProblem(res, toProblem(error, requestId(req, res)));
@@ -45,10 +50,16 @@ function deny(req: Request, res: Response, error: AppError, challenge: string): 
  * itself (problem+json) so it works in any Express app, whatever that app's error handler.
  * Missing, malformed, unknown, expired and revoked keys all get the same 401: no oracle.
  */
-export function createRequireKey(deps: { auth: KeyAuthenticator; logger: Logger }) {
+export function createRequireKey(deps: {
+  auth: KeyAuthenticator;
+  logger: Logger;
+  clock: Clock;
+  record: RecordUsage;
+}) {
   return function requireKey(options: RequireKeyOptions = {}): RequestHandler {
     const required = options.scopes ?? [];
     return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+      const start = requestStart(deps.clock);
       const candidate = credentialFrom(req);
       if (!candidate) {
         deny(
@@ -67,12 +78,18 @@ export function createRequireKey(deps: { auth: KeyAuthenticator; logger: Logger 
         sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
         return;
       }
-      if (outcome.code !== 'VALID') {
-        const error = new AppError('unauthenticated', { detail: 'the API key is not valid' });
-        deny(req, res, error, 'Bearer error="invalid_token"');
+      if (!('record' in outcome)) {
+        deny(req, res, invalidKey(), 'Bearer error="invalid_token"');
         return;
       }
       const { record } = outcome;
+      // A known key is tracked whatever happens next; a refused attempt is a denied event.
+      let tracked: Outcome = outcome.code === 'VALID' ? 'success' : outcome.code === 'REVOKED' ? 'revoked' : 'expired';
+      recordWhenDone(req, res, deps, { keyId: record.id, orgId: record.orgId, outcome: () => tracked }, start);
+      if (outcome.code !== 'VALID') {
+        deny(req, res, invalidKey(), 'Bearer error="invalid_token"');
+        return;
+      }
       const orgParam = options.orgParam ? req.params[options.orgParam] : undefined;
       if (options.orgParam && orgParam !== record.orgId) {
         sendProblem(res, toProblem(new AppError('not_found'), requestId(req, res)));
@@ -80,6 +97,7 @@ export function createRequireKey(deps: { auth: KeyAuthenticator; logger: Logger 
       }
       const missing = missingScopes(record.scopes, required);
       if (missing.length > 0) {
+        tracked = 'insufficient_scope';
         const detail = `this operation requires the scope(s): ${missing.join(', ')}`;
         const challenge = `Bearer error="insufficient_scope", scope="${required.join(' ')}"`;
         deny(req, res, new AppError('insufficient_scope', { detail }), challenge);

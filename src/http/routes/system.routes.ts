@@ -29,6 +29,7 @@ export function systemRoutes(kt: Keytrail, extraChecks: Record<string, Check> = 
     const checks = await runChecks({
       database: () => ping(kt.database.db),
       migrations: () => migrationsApplied(kt.database.db),
+      queue: async () => (await kt.queue()).isInstalled(),
       ...extraChecks,
     });
     const ok = Object.values(checks).every((c) => c === 'ok');

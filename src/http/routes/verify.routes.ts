@@ -3,14 +3,30 @@ import { AppError } from '../../platform/errors.ts';
 import type { Keytrail } from '../../keytrail.ts';
 import { VerifyBody } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { recordWhenDone, requestStart } from '../middleware/usage-recorder.ts';
+import type { VerifyCode } from '../../keys/keys.types.ts';
+import type { Outcome } from '../../usage/usage.types.ts';
+
+const VERIFY_OUTCOMES: Partial<Record<VerifyCode, Outcome>> = {
+  VALID: 'success',
+  REVOKED: 'revoked',
+  EXPIRED: 'expired',
+  INSUFFICIENT_SCOPE: 'insufficient_scope',
+};
 
 export function verifyRoutes(kt: Keytrail): Router {
   const router = Router();
   router.post('/api/keys/verify', kt.requireKey({ scopes: ['keys:verify'] }), async (req, res) => {
+    const start = requestStart(kt.clock);
     if (!req.apiKey) throw new AppError('unauthenticated');
     const body = parseInput(VerifyBody, req.body ?? {}, 'body');
     const result = await kt.auth.verify(req.apiKey, body.key, body.scopes ?? []);
     const key = result.key;
+    // The verified key was used (or refused) through a gateway: that is usage of that key.
+    if (key) {
+      const outcome = VERIFY_OUTCOMES[result.code] ?? 'success';
+      recordWhenDone(req, res, { record: kt.usage.record, clock: kt.clock }, { keyId: key.id, orgId: key.orgId, outcome: () => outcome }, start);
+    }
     res.json({
       valid: result.valid,
       code: result.code,

@@ -1,0 +1,55 @@
+import type { Request, Response } from 'express';
+import type { Clock } from '../../platform/clock.ts';
+import type { Outcome, UsageEvent } from '../../usage/usage.types.ts';
+import { routeOf } from '../../usage/routes-normalize.ts';
+import { normalizeIp, truncateAgent } from '../../usage/usage.service.ts';
+
+export type RecordUsage = (event: Omit<UsageEvent, 'eventId'>) => void;
+
+/** Client closed the connection before the response finished (nginx's convention). */
+const CLIENT_CLOSED = 499;
+
+function template(req: Request): string | undefined {
+  const path = (req.route as { path?: unknown } | undefined)?.path;
+  return typeof path === 'string' ? `${req.baseUrl}${path}` : undefined;
+}
+
+export type RequestStart = { occurredAt: number; started: bigint };
+
+export const requestStart = (clock: Clock): RequestStart => ({
+  occurredAt: clock.now().getTime(),
+  started: process.hrtime.bigint(),
+});
+
+/**
+ * Records one usage event when the response finishes, or when the connection closes first.
+ * Runs after the response: nothing here can delay or fail the request.
+ */
+export function recordWhenDone(
+  req: Request,
+  res: Response,
+  deps: { record: RecordUsage; clock: Clock },
+  who: { keyId: string; orgId: string; outcome: () => Outcome },
+  start: RequestStart,
+): void {
+  const { occurredAt, started } = start;
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    deps.record({
+      orgId: who.orgId,
+      keyId: who.keyId,
+      occurredAt,
+      method: req.method,
+      route: routeOf(template(req), req.originalUrl),
+      status: res.writableFinished ? res.statusCode : CLIENT_CLOSED,
+      latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
+      ip: normalizeIp(req.ip),
+      userAgent: truncateAgent(req.get('user-agent')),
+      outcome: who.outcome(),
+    });
+  };
+  res.once('finish', finish);
+  res.once('close', finish);
+}

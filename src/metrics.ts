@@ -1,0 +1,73 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+type Read = () => number;
+
+/** A counter whose value lives elsewhere (a stats object): set on every scrape. */
+function mirroredCounter(registry: Registry, name: string, help: string, read: Read): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+export type Metrics = {
+  registry: Registry;
+  requestDuration: Histogram<'method' | 'route' | 'status_class'>;
+  ingestLagSeconds: Gauge;
+  ingested: Counter;
+  /** Registers the sources read on each scrape. */
+  observe(sources: {
+    bufferSize: Read;
+    enqueued: Read;
+    dropped: Read;
+    flushFailures: Read;
+    cacheHits: Read;
+    cacheMisses: Read;
+  }): void;
+};
+
+/** One registry per keytrail instance, so several instances can live in one process. */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'keytrail_process_' });
+  return {
+    registry,
+    requestDuration: new Histogram({
+      name: 'keytrail_http_request_duration_seconds',
+      help: 'HTTP request latency by route template',
+      labelNames: ['method', 'route', 'status_class'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    ingestLagSeconds: new Gauge({
+      name: 'keytrail_usage_ingest_lag_seconds',
+      help: 'Age of the oldest event in the last batch the worker committed',
+      registers: [registry],
+    }),
+    ingested: new Counter({
+      name: 'keytrail_usage_events_ingested_total',
+      help: 'Usage events committed to the events table by this process (duplicates excluded)',
+      registers: [registry],
+    }),
+    observe(s) {
+      new Gauge({
+        name: 'keytrail_usage_buffer_events',
+        help: 'Usage events held in the in-process buffer',
+        registers: [registry],
+        collect() {
+          this.set(s.bufferSize());
+        },
+      });
+      mirroredCounter(registry, 'keytrail_usage_events_enqueued_total', 'Usage events sent to the queue', s.enqueued);
+      mirroredCounter(registry, 'keytrail_usage_events_dropped_total', 'Usage events dropped (buffer full or shutdown)', s.dropped);
+      mirroredCounter(registry, 'keytrail_usage_flush_failures_total', 'Failed flushes to the queue', s.flushFailures);
+      mirroredCounter(registry, 'keytrail_auth_cache_hits_total', 'Key lookups answered by the cache', s.cacheHits);
+      mirroredCounter(registry, 'keytrail_auth_cache_misses_total', 'Key lookups that went to Postgres', s.cacheMisses);
+    },
+  };
+}

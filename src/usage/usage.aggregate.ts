@@ -1,0 +1,131 @@
+/**
+ * Pure aggregation of inserted events into rollup rows. Rows come out sorted by key (then time,
+ * then route) so every worker upserts in the same order and concurrent batches cannot deadlock.
+ */
+import { bucketOf, emptyHistogram } from './histogram.ts';
+import type { UsageEvent } from './usage.types.ts';
+
+export type TotalsRow = {
+  keyId: string;
+  orgId: string;
+  requests: number;
+  errors4xx: number;
+  errors5xx: number;
+  denied: number;
+  firstUsedAt: Date | null;
+  lastUsedAt: Date | null;
+  lastUsedIp: string | null;
+  lastDeniedAt: Date | null;
+};
+
+export type PeriodRow = {
+  keyId: string;
+  orgId: string;
+  /** Hour start (hourly) or UTC day as YYYY-MM-DD (daily). */
+  period: string;
+  requests: number;
+  errors4xx: number;
+  errors5xx: number;
+  denied: number;
+  latencySumMs: number;
+  hist: number[];
+};
+
+export type RouteRow = {
+  keyId: string;
+  orgId: string;
+  day: string;
+  method: string;
+  route: string;
+  requests: number;
+  errors: number;
+  latencySumMs: number;
+};
+
+export type Rollups = { totals: TotalsRow[]; hourly: PeriodRow[]; daily: PeriodRow[]; routes: RouteRow[] };
+
+const HOUR_MS = 3_600_000;
+export const hourOf = (ms: number): string => new Date(ms - (ms % HOUR_MS)).toISOString();
+export const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+
+function later(a: Date | null, ms: number): boolean {
+  return a === null || ms >= a.getTime();
+}
+
+function addPeriod(map: Map<string, PeriodRow>, e: UsageEvent, period: string): void {
+  const id = `${e.keyId}|${period}`;
+  let row = map.get(id);
+  if (!row) {
+    row = { keyId: e.keyId, orgId: e.orgId, period, requests: 0, errors4xx: 0, errors5xx: 0, denied: 0, latencySumMs: 0, hist: emptyHistogram() };
+    map.set(id, row);
+  }
+  if (e.outcome !== 'success') {
+    row.denied += 1;
+    return;
+  }
+  row.requests += 1;
+  if (e.status >= 400 && e.status < 500) row.errors4xx += 1;
+  if (e.status >= 500) row.errors5xx += 1;
+  row.latencySumMs += e.latencyMs;
+  const b = bucketOf(e.latencyMs);
+  row.hist[b] = (row.hist[b] ?? 0) + 1;
+}
+
+function addTotals(map: Map<string, TotalsRow>, e: UsageEvent): void {
+  let row = map.get(e.keyId);
+  if (!row) {
+    row = { keyId: e.keyId, orgId: e.orgId, requests: 0, errors4xx: 0, errors5xx: 0, denied: 0, firstUsedAt: null, lastUsedAt: null, lastUsedIp: null, lastDeniedAt: null };
+    map.set(e.keyId, row);
+  }
+  if (e.outcome !== 'success') {
+    row.denied += 1;
+    if (later(row.lastDeniedAt, e.occurredAt)) row.lastDeniedAt = new Date(e.occurredAt);
+    return;
+  }
+  row.requests += 1;
+  if (e.status >= 400 && e.status < 500) row.errors4xx += 1;
+  if (e.status >= 500) row.errors5xx += 1;
+  if (row.firstUsedAt === null || e.occurredAt < row.firstUsedAt.getTime()) {
+    row.firstUsedAt = new Date(e.occurredAt);
+  }
+  if (later(row.lastUsedAt, e.occurredAt)) {
+    row.lastUsedAt = new Date(e.occurredAt);
+    row.lastUsedIp = e.ip;
+  }
+}
+
+function addRoute(map: Map<string, RouteRow>, e: UsageEvent): void {
+  if (e.outcome !== 'success') return;
+  const day = dayOf(e.occurredAt);
+  const id = `${e.keyId}|${day}|${e.method}|${e.route}`;
+  let row = map.get(id);
+  if (!row) {
+    row = { keyId: e.keyId, orgId: e.orgId, day, method: e.method, route: e.route, requests: 0, errors: 0, latencySumMs: 0 };
+    map.set(id, row);
+  }
+  row.requests += 1;
+  if (e.status >= 400) row.errors += 1;
+  row.latencySumMs += e.latencyMs;
+}
+
+const byKey = <T extends { keyId: string }>(rows: Iterable<T>, rest: (r: T) => string = () => ''): T[] =>
+  [...rows].sort((a, b) => (a.keyId === b.keyId ? (rest(a) < rest(b) ? -1 : 1) : a.keyId < b.keyId ? -1 : 1));
+
+export function aggregate(events: readonly UsageEvent[]): Rollups {
+  const totals = new Map<string, TotalsRow>();
+  const hourly = new Map<string, PeriodRow>();
+  const daily = new Map<string, PeriodRow>();
+  const routes = new Map<string, RouteRow>();
+  for (const e of events) {
+    addTotals(totals, e);
+    addPeriod(hourly, e, hourOf(e.occurredAt));
+    addPeriod(daily, e, dayOf(e.occurredAt));
+    addRoute(routes, e);
+  }
+  return {
+    totals: byKey(totals.values()),
+    hourly: byKey(hourly.values(), (r) => r.period),
+    daily: byKey(daily.values(), (r) => r.period),
+    routes: byKey(routes.values(), (r) => `${r.day}|${r.method}|${r.route}`),
+  };
+}

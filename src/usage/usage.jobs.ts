@@ -1,0 +1,107 @@
+/**
+ * The queue contract between the flusher and the worker: queue names and the columnar job
+ * payload. Columnar with dictionaries (keys, routes, user agents) so a 1,000-event flush is one
+ * compact jsonb document rather than 1,000 objects.
+ */
+import { z } from 'zod';
+import { OUTCOMES, type UsageEvent } from './usage.types.ts';
+
+export const USAGE_INGEST_QUEUE = 'usage.ingest';
+export const USAGE_DEAD_LETTER_QUEUE = 'usage.ingest.dead';
+export const MAINTENANCE_QUEUE = 'maintenance.daily';
+
+const uuid = z.uuid();
+const index = z.number().int().min(0);
+
+export const usagePayloadSchema = z
+  .object({
+    v: z.literal(1),
+    keys: z.array(z.tuple([uuid, uuid])),
+    routes: z.array(z.string().max(200)),
+    agents: z.array(z.string().max(256)),
+    id: z.array(uuid),
+    k: z.array(index),
+    t: z.array(z.number().int().min(0)),
+    m: z.array(z.string().min(1).max(16)),
+    r: z.array(index),
+    s: z.array(z.number().int().min(100).max(599)),
+    l: z.array(z.number().min(0)),
+    ip: z.array(z.union([z.ipv4(), z.ipv6(), z.null()])),
+    ua: z.array(z.number().int().min(-1)),
+    o: z.array(z.number().int().min(0).max(OUTCOMES.length - 1)),
+  })
+  .refine(
+    (p) => [p.k, p.t, p.m, p.r, p.s, p.l, p.ip, p.ua, p.o].every((c) => c.length === p.id.length),
+    'columns differ in length',
+  )
+  .refine(
+    (p) =>
+      p.k.every((i) => i < p.keys.length) &&
+      p.r.every((i) => i < p.routes.length) &&
+      p.ua.every((i) => i < p.agents.length),
+    'dictionary index out of range',
+  );
+
+export type UsagePayload = z.infer<typeof usagePayloadSchema>;
+
+function dictionary() {
+  const values: string[] = [];
+  const index = new Map<string, number>();
+  return {
+    values,
+    add(value: string): number {
+      let i = index.get(value);
+      if (i === undefined) {
+        i = values.length;
+        values.push(value);
+        index.set(value, i);
+      }
+      return i;
+    },
+  };
+}
+
+export function encodePayload(events: readonly UsageEvent[]): UsagePayload {
+  const keys = dictionary();
+  const keyOrg = new Map<string, string>();
+  const routes = dictionary();
+  const agents = dictionary();
+  const p: UsagePayload = { v: 1, keys: [], routes: [], agents: [], id: [], k: [], t: [], m: [], r: [], s: [], l: [], ip: [], ua: [], o: [] };
+  for (const e of events) {
+    keyOrg.set(e.keyId, e.orgId);
+    p.id.push(e.eventId);
+    p.k.push(keys.add(e.keyId));
+    p.t.push(e.occurredAt);
+    p.m.push(e.method);
+    p.r.push(routes.add(e.route));
+    p.s.push(e.status);
+    p.l.push(Math.round(e.latencyMs * 1000) / 1000);
+    p.ip.push(e.ip);
+    p.ua.push(e.userAgent === null ? -1 : agents.add(e.userAgent));
+    p.o.push(OUTCOMES.indexOf(e.outcome));
+  }
+  p.keys = keys.values.map((k) => [k, keyOrg.get(k) ?? ''] as [string, string]);
+  p.routes = routes.values;
+  p.agents = agents.values;
+  return p;
+}
+
+export function decodePayload(p: UsagePayload): UsageEvent[] {
+  return p.id.map((eventId, i) => {
+    const [keyId, orgId] = p.keys[p.k[i] ?? 0] ?? ['', ''];
+    const ua = p.ua[i] ?? -1;
+    return {
+      eventId,
+      orgId,
+      keyId,
+      occurredAt: p.t[i] ?? 0,
+      method: p.m[i] ?? '',
+      route: p.routes[p.r[i] ?? 0] ?? '',
+      status: p.s[i] ?? 0,
+      latencyMs: p.l[i] ?? 0,
+      ip: p.ip[i] ?? null,
+      userAgent: ua < 0 ? null : (p.agents[ua] ?? null),
+      outcome: OUTCOMES[p.o[i] ?? 0] ?? 'success',
+    };
+  });
+}

@@ -1,0 +1,138 @@
+import { sql, type Kysely } from 'kysely';
+import type { DB } from '../../db/schema.ts';
+import type { PeriodRow, RouteRow, TotalsRow } from './usage.aggregate.ts';
+import type { UsageEvent } from './usage.types.ts';
+
+type Db = Kysely<DB>;
+
+const PARENT = 'api_key_usage_events';
+export const partitionName = (year: number, month: number): string =>
+  `${PARENT}_${year}_${String(month).padStart(2, '0')}`;
+
+/**
+ * Creates the monthly partition holding `monthStart` if missing. Names come from integers, never
+ * from input; IF NOT EXISTS makes concurrent creators (two workers, start-up and schedule) safe.
+ */
+export async function createMonthPartition(db: Db, year: number, month: number): Promise<void> {
+  const from = `${year}-${String(month).padStart(2, '0')}-01`;
+  const next = month === 12 ? `${year + 1}-01-01` : `${year}-${String(month + 1).padStart(2, '0')}-01`;
+  await sql`create table if not exists ${sql.table(partitionName(year, month))}
+    partition of ${sql.table(PARENT)} for values from (${sql.lit(from)}) to (${sql.lit(next)})`.execute(db);
+}
+
+/** Existing partitions of the events table with their bounds, oldest first. */
+export async function listPartitions(db: Db): Promise<{ name: string; bounds: string }[]> {
+  const { rows } = await sql<{ name: string; bounds: string }>`
+    select c.relname as name, pg_get_expr(c.relpartbound, c.oid) as bounds
+    from pg_inherits i join pg_class c on c.oid = i.inhrelid
+    where i.inhparent = ${PARENT}::regclass
+    order by c.relname`.execute(db);
+  return rows;
+}
+
+/**
+ * Inserts events, skipping any already stored (same occurred_at and event_id): replays and
+ * racing workers insert nothing twice. Returns the ids actually inserted, which are the only
+ * events the rollups may count, as `event_id|epoch ms`. unnest keeps it one statement with 11
+ * parameters at any size.
+ */
+export async function insertEvents(db: Db, events: readonly UsageEvent[]): Promise<Set<string>> {
+  const col = <T>(f: (e: UsageEvent) => T): T[] => events.map(f);
+  const { rows } = await sql<{ event_id: string; occurred_at: Date }>`
+    insert into api_key_usage_events
+      (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
+    select * from unnest(
+      ${col((e) => e.eventId)}::uuid[], ${col((e) => e.orgId)}::uuid[], ${col((e) => e.keyId)}::uuid[],
+      ${col((e) => new Date(e.occurredAt))}::timestamptz[], ${col((e) => e.method)}::text[],
+      ${col((e) => e.route)}::text[], ${col((e) => e.status)}::smallint[],
+      ${col((e) => e.latencyMs)}::real[], ${col((e) => e.ip)}::inet[],
+      ${col((e) => e.userAgent)}::text[], ${col((e) => e.outcome)}::text[])
+    on conflict do nothing
+    returning event_id, occurred_at`.execute(db);
+  return new Set(rows.map((r) => `${r.event_id}|${r.occurred_at.getTime()}`));
+}
+
+export async function upsertTotals(db: Db, rows: readonly TotalsRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const col = <T>(f: (r: TotalsRow) => T): T[] => rows.map(f);
+  // greatest/least ignore nulls; last_used_ip follows the latest successful event.
+  await sql`
+    insert into api_key_usage_totals as t
+      (key_id, org_id, request_count, errors_4xx, errors_5xx, denied_count,
+       first_used_at, last_used_at, last_used_ip, last_denied_at)
+    select * from unnest(
+      ${col((r) => r.keyId)}::uuid[], ${col((r) => r.orgId)}::uuid[], ${col((r) => r.requests)}::int8[],
+      ${col((r) => r.errors4xx)}::int8[], ${col((r) => r.errors5xx)}::int8[], ${col((r) => r.denied)}::int8[],
+      ${col((r) => r.firstUsedAt)}::timestamptz[], ${col((r) => r.lastUsedAt)}::timestamptz[],
+      ${col((r) => r.lastUsedIp)}::inet[], ${col((r) => r.lastDeniedAt)}::timestamptz[])
+    on conflict (key_id) do update set
+      request_count = t.request_count + excluded.request_count,
+      errors_4xx = t.errors_4xx + excluded.errors_4xx,
+      errors_5xx = t.errors_5xx + excluded.errors_5xx,
+      denied_count = t.denied_count + excluded.denied_count,
+      first_used_at = least(t.first_used_at, excluded.first_used_at),
+      last_used_ip = case
+        when excluded.last_used_at is not null
+          and (t.last_used_at is null or excluded.last_used_at >= t.last_used_at)
+        then excluded.last_used_ip else t.last_used_ip end,
+      last_used_at = greatest(t.last_used_at, excluded.last_used_at),
+      last_denied_at = greatest(t.last_denied_at, excluded.last_denied_at)`.execute(db);
+}
+
+const histLiteral = (h: readonly number[]): string => `{${h.join(',')}}`;
+
+/** Hourly and daily rollups share a shape; the histogram merges element-wise. */
+export async function upsertPeriods(
+  db: Db,
+  table: 'api_key_usage_hourly' | 'api_key_usage_daily',
+  rows: readonly PeriodRow[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const col = <T>(f: (r: PeriodRow) => T): T[] => rows.map(f);
+  const period = table === 'api_key_usage_hourly' ? sql`hour` : sql`day`;
+  const periodType = table === 'api_key_usage_hourly' ? sql`timestamptz[]` : sql`date[]`;
+  await sql`
+    insert into ${sql.table(table)} as t
+      (key_id, ${period}, org_id, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
+    select k, p, o, n, e4, e5, d, ls, h::bigint[] from unnest(
+      ${col((r) => r.keyId)}::uuid[], ${col((r) => r.period)}::${periodType}, ${col((r) => r.orgId)}::uuid[],
+      ${col((r) => r.requests)}::int8[], ${col((r) => r.errors4xx)}::int8[], ${col((r) => r.errors5xx)}::int8[],
+      ${col((r) => r.denied)}::int8[], ${col((r) => r.latencySumMs)}::float8[], ${col((r) => histLiteral(r.hist))}::text[]
+    ) as u(k, p, o, n, e4, e5, d, ls, h)
+    on conflict (key_id, ${period}) do update set
+      requests = t.requests + excluded.requests,
+      errors_4xx = t.errors_4xx + excluded.errors_4xx,
+      errors_5xx = t.errors_5xx + excluded.errors_5xx,
+      denied = t.denied + excluded.denied,
+      latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms,
+      latency_hist = (select array_agg(a + b order by i)
+                      from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`.execute(db);
+}
+
+export async function upsertRoutes(db: Db, rows: readonly RouteRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const col = <T>(f: (r: RouteRow) => T): T[] => rows.map(f);
+  await sql`
+    insert into api_key_usage_routes_daily as t
+      (key_id, day, method, route, org_id, requests, errors, latency_sum_ms)
+    select * from unnest(
+      ${col((r) => r.keyId)}::uuid[], ${col((r) => r.day)}::date[], ${col((r) => r.method)}::text[],
+      ${col((r) => r.route)}::text[], ${col((r) => r.orgId)}::uuid[], ${col((r) => r.requests)}::int8[],
+      ${col((r) => r.errors)}::int8[], ${col((r) => r.latencySumMs)}::float8[])
+    on conflict (key_id, day, method, route) do update set
+      requests = t.requests + excluded.requests,
+      errors = t.errors + excluded.errors,
+      latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms`.execute(db);
+}
+
+/** Key ids among `keyIds` that belong to `orgId` (reported events are validated with it). */
+export async function keysOfOrg(db: Db, orgId: string, keyIds: readonly string[]): Promise<Set<string>> {
+  if (keyIds.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where('id', '=', sql<string>`any(${[...keyIds]}::uuid[])`)
+    .execute();
+  return new Set(rows.map((r) => r.id));
+}

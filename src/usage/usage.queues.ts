@@ -1,0 +1,9 @@
+import type { QueueDefinition } from '../platform/queue.ts';
+import { MAINTENANCE_QUEUE, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from './usage.jobs.ts';
+
+/** Every queue keytrail uses, dead-letter queues first so they exist when referenced. */
+export const QUEUES: readonly QueueDefinition[] = [
+  { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0 },
+  { name: USAGE_INGEST_QUEUE, deadLetter: USAGE_DEAD_LETTER_QUEUE, retryLimit: 10, notify: true },
+  { name: MAINTENANCE_QUEUE, retryLimit: 3 },
+];

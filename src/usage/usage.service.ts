@@ -1,0 +1,114 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { Clock } from '../platform/clock.ts';
+import type { Database } from '../platform/db.ts';
+import { AppError, type FieldError } from '../platform/errors.ts';
+import type { Logger } from '../platform/logger.ts';
+import { UsageBuffer, type UsageSink } from './usage.buffer.ts';
+import { encodePayload, type UsagePayload } from './usage.jobs.ts';
+import { keysOfOrg } from './usage.queries.ts';
+import { normalizePath } from './routes-normalize.ts';
+import { USER_AGENT_MAX, type Outcome, type UsageEvent } from './usage.types.ts';
+
+const DAY_MS = 86_400_000;
+export const REPORT_WINDOW = { pastMs: 7 * DAY_MS, futureMs: 5 * 60_000 };
+
+export type ReportedEvent = {
+  eventId?: string | undefined;
+  keyId: string;
+  occurredAt: Date;
+  method: string;
+  path?: string | undefined;
+  route?: string | undefined;
+  status: number;
+  latencyMs: number;
+  ip?: string | null | undefined;
+  userAgent?: string | null | undefined;
+  outcome?: Outcome | undefined;
+};
+
+export const truncateAgent = (ua: string | undefined | null): string | null =>
+  ua ? ua.slice(0, USER_AGENT_MAX) : null;
+
+/** IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d; store the IPv4 form. */
+export const normalizeIp = (ip: string | undefined | null): string | null =>
+  ip ? ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1') : null;
+
+export function createUsageService(deps: {
+  db: Database;
+  clock: Clock;
+  logger: Logger;
+  sink: UsageSink;
+  tracking: boolean;
+  buffer: { flushIntervalMs: number; batchSize: number; bufferMax: number };
+}) {
+  const { db, clock, sink } = deps;
+  const buffer = new UsageBuffer(
+    sink,
+    {
+      flushIntervalMs: deps.buffer.flushIntervalMs,
+      maxBatch: deps.buffer.batchSize,
+      maxBuffered: deps.buffer.bufferMax,
+      maxBackoffMs: 10_000,
+    },
+    deps.logger,
+  );
+
+  /** Request path: synchronous, no await, never throws. */
+  function record(event: Omit<UsageEvent, 'eventId'>): void {
+    if (!deps.tracking) return;
+    try {
+      buffer.record({ ...event, eventId: uuidv7({ msecs: event.occurredAt }) });
+    } catch (error) {
+      deps.logger.error({ err: String(error) }, 'usage record failed');
+    }
+  }
+
+  /**
+   * Reported events: validated all-or-nothing, then sent as one job straight to the queue so the
+   * 202 means the batch is durable. Event ids default to UUIDv7s derived from occurred_at.
+   */
+  async function report(orgId: string, events: readonly ReportedEvent[]): Promise<number> {
+    const now = clock.now().getTime();
+    const errors: FieldError[] = [];
+    const owned = await keysOfOrg(db, orgId, [...new Set(events.map((e) => e.keyId))]);
+    events.forEach((e, i) => {
+      if (!owned.has(e.keyId)) errors.push({ path: `events.${i}.key_id`, message: 'no such key in this org' });
+      const t = e.occurredAt.getTime();
+      if (t < now - REPORT_WINDOW.pastMs || t > now + REPORT_WINDOW.futureMs) {
+        errors.push({ path: `events.${i}.occurred_at`, message: 'outside [now - 7 days, now + 5 minutes]' });
+      }
+    });
+    if (errors.length > 0) {
+      throw new AppError('unprocessable', {
+        detail: `batch rejected, nothing stored: ${errors.map((e) => e.path).join(', ')}`,
+        errors,
+      });
+    }
+    const payload: UsagePayload = encodePayload(
+      events.map((e) => ({
+        eventId: e.eventId ?? uuidv7({ msecs: e.occurredAt.getTime() }),
+        orgId,
+        keyId: e.keyId,
+        occurredAt: e.occurredAt.getTime(),
+        method: e.method.toUpperCase(),
+        // Reported routes are normalised too: a gateway may send raw paths as routes.
+        route: normalizePath(e.route ?? e.path ?? '/'),
+        status: e.status,
+        latencyMs: e.latencyMs,
+        ip: normalizeIp(e.ip),
+        userAgent: truncateAgent(e.userAgent),
+        outcome: e.outcome ?? 'success',
+      })),
+    );
+    try {
+      await sink(payload);
+    } catch (error) {
+      throw new AppError('service_unavailable', { context: { err: String(error) } });
+    }
+    return events.length;
+  }
+
+  return { record, report, buffer, stop: (deadlineMs?: number) => buffer.stop(deadlineMs) };
+}
+
+export type UsageService = ReturnType<typeof createUsageService>;

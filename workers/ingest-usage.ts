@@ -1,0 +1,54 @@
+import type { Job, JobResult } from 'pg-boss';
+import type { Logger } from '../src/platform/logger.ts';
+import type { Metrics } from '../src/metrics.ts';
+import type { Ingester } from '../src/usage/usage.ingest.ts';
+import { decodePayload, usagePayloadSchema } from '../src/usage/usage.jobs.ts';
+import type { UsageEvent } from '../src/usage/usage.types.ts';
+
+type Parsed = { id: string; events: UsageEvent[] };
+
+/**
+ * The usage.ingest handler: parse every job of the batch, ingest all valid ones in one
+ * transaction. Invalid payloads go to the dead-letter queue with a log line. If the batch
+ * transaction fails, each job is retried alone so one bad job cannot hold back the others.
+ */
+export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; metrics: Metrics }) {
+  const { ingester, logger, metrics } = deps;
+
+  async function ingest(events: UsageEvent[]): Promise<void> {
+    const result = await ingester.ingest(events);
+    metrics.ingested.inc(result.inserted);
+    const oldest = events.reduce((min, e) => Math.min(min, e.occurredAt), Infinity);
+    if (Number.isFinite(oldest)) metrics.ingestLagSeconds.set((Date.now() - oldest) / 1000);
+  }
+
+  return async (jobs: Job<unknown>[]): Promise<JobResult[]> => {
+    const results: JobResult[] = [];
+    const valid: Parsed[] = [];
+    for (const job of jobs) {
+      const parsed = usagePayloadSchema.safeParse(job.data);
+      if (parsed.success) {
+        valid.push({ id: job.id, events: decodePayload(parsed.data) });
+      } else {
+        logger.error({ job_id: job.id, issues: parsed.error.issues.slice(0, 5) }, 'invalid usage payload sent to dead letter');
+        results.push({ id: job.id, status: 'deadletter' });
+      }
+    }
+    try {
+      await ingest(valid.flatMap((v) => v.events));
+      return results.concat(valid.map((v) => ({ id: v.id, status: 'completed' as const })));
+    } catch (error) {
+      logger.warn({ err: String(error), jobs: valid.length }, 'usage batch failed; retrying jobs one by one');
+    }
+    for (const v of valid) {
+      try {
+        await ingest(v.events);
+        results.push({ id: v.id, status: 'completed' });
+      } catch (error) {
+        logger.error({ err: String(error), job_id: v.id }, 'usage job failed; pg-boss will retry it');
+        results.push({ id: v.id, status: 'failed', output: { error: 'ingest failed' } });
+      }
+    }
+    return results;
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * `keytrail worker`: consumes usage.ingest in batches, keeps partitions ahead (at start-up and on
+ * a daily schedule), and stops gracefully. `keytrail serve` runs the same worker in-process.
+ */
+import type { Keytrail } from '../src/keytrail.ts';
+import { createIngester } from '../src/usage/usage.ingest.ts';
+import { MAINTENANCE_QUEUE, USAGE_INGEST_QUEUE } from '../src/usage/usage.jobs.ts';
+import { ingestUsageHandler } from './ingest-usage.ts';
+import { runMaintenance } from './maintenance.ts';
+
+export type Worker = { stop(): Promise<void> };
+
+export async function startWorker(kt: Keytrail): Promise<Worker> {
+  const boss = await kt.queue();
+  await runMaintenance(kt);
+  const ingester = createIngester(kt.database.db);
+  const handler = ingestUsageHandler({ ingester, logger: kt.logger, metrics: kt.metrics });
+  const ingestWorker = await boss.work(
+    USAGE_INGEST_QUEUE,
+    {
+      batchSize: kt.config.worker.batchJobs,
+      localConcurrency: kt.config.worker.concurrency,
+      perJobResults: true,
+      pollingIntervalSeconds: 0.5,
+      notifyPollingIntervalSeconds: 5,
+      // A full batch means more is waiting: fetch again at once instead of sleeping.
+      burstWhenBatchFull: true,
+    },
+    handler,
+  );
+  await boss.schedule(MAINTENANCE_QUEUE, '17 3 * * *', {}, { tz: 'UTC' });
+  const maintenanceWorker = await boss.work(MAINTENANCE_QUEUE, async () => runMaintenance(kt));
+  kt.logger.info({ concurrency: kt.config.worker.concurrency }, 'usage worker started');
+  return {
+    async stop() {
+      await boss.offWork(USAGE_INGEST_QUEUE, { id: ingestWorker, wait: true });
+      await boss.offWork(MAINTENANCE_QUEUE, { id: maintenanceWorker, wait: true });
+    },
+  };
+}
