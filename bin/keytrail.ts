@@ -4,7 +4,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../src/platform/config.ts';
 import { migrate, openRuntime, serve, work } from '../src/main.ts';
 import { startWorker } from '../workers/main.ts';
-import { createKeytrail } from '../src/keytrail.ts';
+import { createKeytrail, type Keytrail } from '../src/keytrail.ts';
+import { rebuildRollups } from '../src/usage/usage.rebuild.ts';
+import { AppError } from '../src/platform/errors.ts';
 
 const USAGE = `usage: keytrail <command>
 
@@ -12,6 +14,8 @@ commands:
   serve [--no-worker]             run the API and the usage worker (embedded Postgres when
                                   DATABASE_URL is unset); --no-worker: the API alone
   worker                          run the usage worker alone
+  rollups rebuild --from D --to D recompute hourly/daily/route rollups of days D..D (UTC) from
+                                  raw events and report rows that differed [--json]
   migrate                         apply pending database migrations
   org create --name N [--json]    create an org and print its org:admin key (shown once)
 `;
@@ -53,6 +57,22 @@ async function orgCreate(args: string[]): Promise<void> {
 
 class UsageError extends Error {}
 
+/** Runs `fn` with a migrated keytrail on the configured (or embedded) database. */
+async function withKeytrail<T>(fn: (kt: Keytrail) => Promise<T>): Promise<T> {
+  const runtime = await openRuntime();
+  try {
+    await migrate(runtime);
+    const kt = createKeytrail(runtime.config, { logger: runtime.logger });
+    try {
+      return await fn(kt);
+    } finally {
+      await kt.close();
+    }
+  } finally {
+    await runtime.stop();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -74,6 +94,18 @@ async function main(argv: string[]): Promise<void> {
       }
       return;
     }
+    case 'rollups': {
+      if (rest[0] !== 'rebuild') throw new UsageError(`unknown rollups command: ${rest[0] ?? '(none)'}`);
+      const { values } = parseArgs({
+        args: rest.slice(1),
+        options: { from: { type: 'string' }, to: { type: 'string' }, json: { type: 'boolean' } },
+      });
+      if (!values.from || !values.to) throw new UsageError('rollups rebuild needs --from and --to (YYYY-MM-DD)');
+      const report = await withKeytrail((kt) => rebuildRollups(kt.database.db, values.from ?? '', values.to ?? ''));
+      const lines = Object.entries(report.differences).map(([t, n]) => `  ${t}: ${n} row(s) differed`);
+      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `rebuilt ${report.from}..${report.to}\n${lines.join('\n')}\n`);
+      return;
+    }
     case 'org':
       if (rest[0] === 'create') return orgCreate(rest.slice(1));
       throw new UsageError(`unknown org command: ${rest[0] ?? '(none)'}`);
@@ -88,6 +120,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof AppError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(2);
+  }
   if (error instanceof UsageError || error instanceof ConfigError) {
     process.stderr.write(`${error.message}\n\n${error instanceof UsageError ? USAGE : ''}`);
     process.exit(2);

@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import type { Keytrail } from './keytrail.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import { errorHandler, notFoundHandler } from './http/middleware/errors.ts';
-import { requestContext } from './http/middleware/request-context.ts';
+import { requestContext, requireJsonBody } from './http/middleware/request-context.ts';
 import { keysRoutes } from './http/routes/keys.routes.ts';
 import { orgsRoutes } from './http/routes/orgs.routes.ts';
 import { demoRoutes, systemRoutes } from './http/routes/system.routes.ts';
@@ -19,6 +19,7 @@ export function buildApp(kt: Keytrail): Express {
   app.set('query parser', 'simple');
   app.use(requestContext);
   app.use(accessLog(kt.logger, kt.metrics.requestDuration));
+  app.use(requireJsonBody);
   app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(systemRoutes(kt));
   app.use(orgsRoutes(kt));

@@ -56,12 +56,16 @@ export async function migrate(runtime: Runtime): Promise<string[]> {
 }
 
 /** First start of the embedded quick start: a Demo org whose admin key is printed once. */
-async function ensureDemoOrg(kt: Keytrail, baseUrl: string): Promise<string> {
-  const existing = await kt.orgs.findByName(DEMO_ORG);
+async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): Promise<string> {
+  // The demo org is remembered by id in .data: org names are not unique.
+  const marker = path.join(dataRoot, 'demo-org');
+  const knownId = existsSync(marker) ? (await readFile(marker, 'utf8')).trim() : null;
+  const existing = knownId ? await kt.orgs.get(knownId).catch(() => null) : null;
   if (existing) {
     return `Demo org ${existing.id} (its admin key was printed on first start; delete .data to start over)`;
   }
   const { org, adminKey } = await kt.orgs.create(DEMO_ORG);
+  await writeFile(marker, org.id);
   return [
     `Demo org created: ${org.id}`,
     `  admin key (shown once, store it now): ${adminKey.plaintext}`,
@@ -97,7 +101,9 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const baseUrl = `http://localhost:${port}`;
-  const banner = runtime.embedded ? `\n${await ensureDemoOrg(kt, baseUrl)}\n` : '';
+  const banner = runtime.embedded
+    ? `\n${await ensureDemoOrg(kt, baseUrl, path.resolve(parseEnv(process.env).KEYTRAIL_DATA_DIR))}\n`
+    : '';
   process.stdout.write(`keytrail listening on ${baseUrl}${banner}\n`);
 
   let stopping = false;

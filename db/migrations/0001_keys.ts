@@ -19,7 +19,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       -- HMAC-SHA256(pepper, plaintext): the plaintext is never stored.
       key_hash bytea not null,
       scopes text[] not null default '{}',
-      created_at timestamptz not null default now(),
+      -- Millisecond precision: list cursors carry created_at as a JS timestamp.
+      created_at timestamptz not null default date_trunc('milliseconds', now()),
       expires_at timestamptz,
       revoked_at timestamptz,
       revoked_reason text,

@@ -38,6 +38,7 @@ export const UpdateKeyBody = z
     scopes: Scopes.optional(),
     expires_at: FutureTime.nullable().optional(),
   })
+  .refine((b) => Object.keys(b).length > 0, { message: 'give at least one of name, scopes, expires_at' })
   .meta({ id: 'UpdateApiKeyRequest' });
 
 export const RotateKeyBody = z

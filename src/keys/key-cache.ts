@@ -53,7 +53,9 @@ export class KeyCache {
         if (epoch === this.#epoch) this.#store(hash, record);
         return record;
       })
-      .finally(() => this.#inflight.delete(hash));
+      .finally(() => {
+        if (this.#inflight.get(hash) === promise) this.#inflight.delete(hash);
+      });
     this.#inflight.set(hash, promise);
     return promise;
   }

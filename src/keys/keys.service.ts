@@ -118,10 +118,18 @@ export function createKeysService(deps: KeysServiceDeps) {
     return { plaintext: generated.plaintext, apiKey };
   }
 
-  /** Announces a change after commit: here at once, elsewhere through NOTIFY. */
+  /**
+   * Announces a change: NOTIFY reaches every instance when the transaction commits; `committed`
+   * invalidates this instance's cache after commit, so a lookup racing the transaction cannot
+   * leave the old state cached here.
+   */
   async function announce(trx: Database, keyId: string): Promise<void> {
     await q.notifyKeyChanged(trx, keyId);
+  }
+  async function committed<T>(keyId: string, work: Promise<T>): Promise<T> {
+    const result = await work;
     cache.invalidate(keyId);
+    return result;
   }
 
   return {
@@ -161,7 +169,7 @@ export function createKeysService(deps: KeysServiceDeps) {
       const now = clock.now();
       if (patch.scopes) patch = { ...patch, scopes: [...new Set(patch.scopes)] };
       assertFuture(patch.expiresAt, now);
-      return db.transaction().execute(async (trx) => {
+      const work = db.transaction().execute(async (trx) => {
         const before = await loadForUpdate(trx, orgId, keyId, now);
         assertCovers(caller, before);
         if (patch.scopes) assertGrantable(caller, patch.scopes);
@@ -181,6 +189,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         });
         return loadForUpdate(trx, orgId, keyId, now);
       });
+      return committed(keyId, work);
     },
 
     async rotate(caller: KeyIdentity, orgId: string, keyId: string, overlapSeconds: number) {
@@ -188,7 +197,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         throw new AppError('validation_failed', { detail: 'overlap_seconds out of range' });
       }
       const now = clock.now();
-      return db.transaction().execute(async (trx) => {
+      const work = db.transaction().execute(async (trx) => {
         const old = await loadForUpdate(trx, orgId, keyId, now);
         assertCovers(caller, old);
         if (old.status !== 'active') {
@@ -218,12 +227,13 @@ export function createKeysService(deps: KeysServiceDeps) {
         });
         return { ...next, previous: await loadForUpdate(trx, orgId, old.id, now) };
       });
+      return committed(keyId, work);
     },
 
     /** Idempotent: revoking a revoked key returns it unchanged and audits nothing. */
     async revoke(caller: KeyIdentity, orgId: string, keyId: string, reason: string | null) {
       const now = clock.now();
-      return db.transaction().execute(async (trx) => {
+      const work = db.transaction().execute(async (trx) => {
         const key = await loadForUpdate(trx, orgId, keyId, now);
         assertCovers(caller, key);
         if (key.revokedAt !== null) return key;
@@ -239,6 +249,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         });
         return loadForUpdate(trx, orgId, keyId, now);
       });
+      return committed(keyId, work);
     },
   };
 }

@@ -17,13 +17,3 @@ export async function findOrg(db: Kysely<DB>, orgId: string): Promise<Org | null
     .executeTakeFirst();
   return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
 }
-
-export async function findOrgByName(db: Kysely<DB>, name: string): Promise<Org | null> {
-  const row = await db
-    .selectFrom('orgs')
-    .select(['id', 'name', 'created_at'])
-    .where('name', '=', name)
-    .orderBy('created_at')
-    .executeTakeFirst();
-  return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
-}

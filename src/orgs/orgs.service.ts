@@ -4,7 +4,7 @@ import { AppError } from '../platform/errors.ts';
 import { newId } from '../platform/ids.ts';
 import type { IssuedKey, KeysService } from '../keys/keys.service.ts';
 import { ADMIN_SCOPE } from '../keys/keys.types.ts';
-import { findOrg, findOrgByName, insertOrg } from './orgs.queries.ts';
+import { findOrg, insertOrg } from './orgs.queries.ts';
 import type { Org } from './orgs.types.ts';
 
 export function createOrgsService(deps: { db: Database; clock: Clock; keys: KeysService }) {
@@ -38,8 +38,6 @@ export function createOrgsService(deps: { db: Database; clock: Clock; keys: Keys
       if (!org) throw new AppError('not_found', { detail: 'org not found' });
       return org;
     },
-
-    findByName: (name: string) => findOrgByName(db, name),
   };
 }
 

@@ -7,7 +7,6 @@ export const ERROR_CODES = {
   unauthenticated: { status: 401, title: 'Missing or invalid credentials' },
   insufficient_scope: { status: 403, title: 'The key lacks a required scope' },
   not_found: { status: 404, title: 'Resource not found' },
-  method_not_allowed: { status: 405, title: 'Method not allowed' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   payload_too_large: { status: 413, title: 'Request body too large' },
   key_limit_reached: { status: 422, title: 'Active key limit reached' },

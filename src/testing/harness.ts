@@ -113,11 +113,11 @@ export function useTestApp(
 export async function waitFor<T>(
   condition: () => Promise<T> | T,
   options: { timeoutMs?: number; intervalMs?: number } = {},
-): Promise<T> {
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + (options.timeoutMs ?? 5_000);
   for (;;) {
     const value = await condition();
-    if (value) return value;
+    if (value) return value as NonNullable<T>;
     if (Date.now() > deadline)
       throw new Error(`waitFor: condition not met within ${options.timeoutMs ?? 5_000} ms`);
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 10));

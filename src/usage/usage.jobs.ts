@@ -4,7 +4,7 @@
  * compact jsonb document rather than 1,000 objects.
  */
 import { z } from 'zod';
-import { OUTCOMES, type UsageEvent } from './usage.types.ts';
+import { OUTCOMES, storedLatency, type UsageEvent } from './usage.types.ts';
 
 export const USAGE_INGEST_QUEUE = 'usage.ingest';
 export const USAGE_DEAD_LETTER_QUEUE = 'usage.ingest.dead';
@@ -75,7 +75,7 @@ export function encodePayload(events: readonly UsageEvent[]): UsagePayload {
     p.m.push(e.method);
     p.r.push(routes.add(e.route));
     p.s.push(e.status);
-    p.l.push(Math.round(e.latencyMs * 1000) / 1000);
+    p.l.push(storedLatency(e.latencyMs));
     p.ip.push(e.ip);
     p.ua.push(e.userAgent === null ? -1 : agents.add(e.userAgent));
     p.o.push(OUTCOMES.indexOf(e.outcome));

@@ -20,3 +20,6 @@ export type UsageEvent = {
 
 export const USER_AGENT_MAX = 256;
 export const ROUTE_MAX = 200;
+
+/** Latency as stored (real, 3 decimals): rollups and a rebuild from raw rows then agree exactly. */
+export const storedLatency = (ms: number): number => Math.fround(Math.round(ms * 1000) / 1000);

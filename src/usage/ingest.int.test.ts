@@ -1,0 +1,188 @@
+import { sql } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker, type Worker } from '../../workers/main.ts';
+import { ingestUsageHandler } from '../../workers/ingest-usage.ts';
+import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
+import { createIngester } from './usage.ingest.ts';
+import { encodePayload } from './usage.jobs.ts';
+import { rebuildRollups } from './usage.rebuild.ts';
+import { ensurePartitionsAhead } from './usage.partitions.ts';
+import type { UsageEvent } from './usage.types.ts';
+
+const dbUrl = useTestDatabase();
+let app: TestApp;
+let org: TestOrg;
+
+beforeAll(async () => {
+  app = await startTestApp(dbUrl());
+  await ensurePartitionsAhead(app.kt.database.db, new Date(), 2);
+  org = await createOrg(app.client, 'Ingest');
+});
+afterAll(async () => app.close());
+
+function events(key: TestKey, count: number, startMs = Date.now() - 3_600_000): UsageEvent[] {
+  return Array.from({ length: count }, (_, i) => ({
+    eventId: uuidv7(),
+    orgId: org.orgId,
+    keyId: key.id,
+    occurredAt: startMs + i * 1000,
+    method: i % 3 === 0 ? 'POST' : 'GET',
+    route: `/v1/things/${i % 4 === 0 ? ':id' : 'list'}`,
+    status: i % 10 === 0 ? 500 : i % 7 === 0 ? 404 : 200,
+    latencyMs: Math.fround(((i * 37) % 900) / 3),
+    ip: `10.2.0.${i % 250}`,
+    userAgent: 'bench',
+    outcome: i % 50 === 0 ? 'revoked' : 'success',
+  }));
+}
+
+const totals = (keyId: string) =>
+  app.kt.database.db.selectFrom('api_key_usage_totals').selectAll().where('key_id', '=', keyId).executeTakeFirstOrThrow();
+
+const rowCount = async (table: string, keyId: string) => {
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} where key_id = ${keyId}`.execute(
+    app.kt.database.db,
+  );
+  return rows[0]?.n ?? 0;
+};
+
+const successes = (list: UsageEvent[]) => list.filter((e) => e.outcome === 'success').length;
+
+describe('exactly-once ingest', () => {
+  it('counts nothing twice when the same job is processed twice', async () => {
+    const k = await createKey(app.client, org);
+    const batch = events(k, 300);
+    const handler = ingestUsageHandler({ ingester: createIngester(app.kt.database.db), logger: app.kt.logger, metrics: app.kt.metrics });
+    const job = { id: uuidv7(), name: 'usage.ingest', data: encodePayload(batch) } as never;
+    expect(await handler([job])).toEqual([{ id: (job as { id: string }).id, status: 'completed' }]);
+    await handler([job]);
+    const t = await totals(k.id);
+    expect(t.request_count).toBe(successes(batch));
+    expect(t.denied_count).toBe(batch.length - successes(batch));
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(300);
+  });
+
+  it('leaves aggregates equal to the distinct events when two workers race on overlapping batches', async () => {
+    const k = await createKey(app.client, org);
+    const all = events(k, 1000);
+    const a = createIngester(app.kt.database.db);
+    const b = createIngester(app.kt.database.db);
+    await Promise.all([
+      a.ingest(all.slice(0, 600)),
+      b.ingest(all.slice(400)),
+      a.ingest(all.slice(200, 800)),
+      b.ingest([...all.slice(900), ...all.slice(900)]),
+    ]);
+    const t = await totals(k.id);
+    expect(t.request_count).toBe(successes(all));
+    expect(t.errors_5xx).toBe(all.filter((e) => e.outcome === 'success' && e.status >= 500).length);
+    const { rows } = await sql<{ n: number }>`
+      select sum(requests)::int as n from api_key_usage_daily where key_id = ${k.id}`.execute(app.kt.database.db);
+    expect(rows[0]?.n).toBe(successes(all));
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(1000);
+  });
+
+  it('sends an invalid payload to the dead-letter queue and still ingests the rest of the batch', async () => {
+    const k = await createKey(app.client, org);
+    const good = events(k, 10);
+    const handler = ingestUsageHandler({ ingester: createIngester(app.kt.database.db), logger: app.kt.logger, metrics: app.kt.metrics });
+    const results = await handler([
+      { id: 'bad', name: 'usage.ingest', data: { v: 1, nonsense: true } },
+      { id: 'good', name: 'usage.ingest', data: encodePayload(good) },
+    ] as never);
+    expect(results).toEqual([
+      { id: 'bad', status: 'deadletter' },
+      { id: 'good', status: 'completed' },
+    ]);
+    expect((await totals(k.id)).request_count).toBe(successes(good));
+  });
+
+  it('creates a missing month partition inside the ingest transaction', async () => {
+    const k = await createKey(app.client, org);
+    const farFuture = Date.UTC(2031, 4, 15);
+    await createIngester(app.kt.database.db).ingest(events(k, 3, farFuture));
+    expect(await rowCount('api_key_usage_events_2031_05', k.id)).toBe(3);
+  });
+});
+
+describe('rollups rebuild', () => {
+  it('recomputes rollups equal to the incremental ones, and repairs damaged ones', async () => {
+    const k = await createKey(app.client, org);
+    const start = Date.now() - 2 * 86_400_000;
+    const list = events(k, 2000, start).map((e, i) => ({ ...e, occurredAt: start + i * 90_000 }));
+    const ingester = createIngester(app.kt.database.db);
+    for (let i = 0; i < list.length; i += 250) await ingester.ingest(list.slice(i, i + 250));
+    const from = new Date(start).toISOString().slice(0, 10);
+    const to = new Date().toISOString().slice(0, 10);
+    const snapshot = async () =>
+      sql`select key_id, day, requests, errors_4xx, errors_5xx, denied, latency_hist from api_key_usage_daily
+          where key_id = ${k.id} order by day`.execute(app.kt.database.db);
+    const before = await snapshot();
+    const clean = await rebuildRollups(app.kt.database.db, from, to);
+    expect(clean.differences).toEqual({ api_key_usage_hourly: 0, api_key_usage_daily: 0, api_key_usage_routes_daily: 0 });
+    expect((await snapshot()).rows).toEqual(before.rows);
+    await sql`update api_key_usage_daily set requests = requests + 5 where key_id = ${k.id}`.execute(app.kt.database.db);
+    await sql`delete from api_key_usage_hourly where key_id = ${k.id} and hour = (select min(hour) from api_key_usage_hourly where key_id = ${k.id})`.execute(app.kt.database.db);
+    const repaired = await rebuildRollups(app.kt.database.db, from, to);
+    expect(repaired.differences.api_key_usage_daily).toBe(before.rows.length);
+    expect(repaired.differences.api_key_usage_hourly).toBe(1);
+    expect((await snapshot()).rows).toEqual(before.rows);
+  });
+});
+
+describe('reported events', () => {
+  const report = (key: string, body: unknown) => app.client.post(`/api/orgs/${org.orgId}/usage-events`, { key, body });
+
+  it('accepts a batch with 202, idempotently on event_id, through the same worker', async () => {
+    const writer = await createKey(app.client, org, { scopes: ['events:write'] });
+    const target = await createKey(app.client, org);
+    const now = Date.now();
+    const batch = Array.from({ length: 5 }, (_, i) => ({
+      event_id: uuidv7(),
+      key_id: target.id,
+      occurred_at: new Date(now - i * 1000).toISOString(),
+      method: 'get',
+      path: `/v2/invoices/${1000 + i}`,
+      status: 200,
+      latency_ms: 12.5,
+      ip: '192.0.2.1',
+      user_agent: 'gateway/1',
+    }));
+    expect((await report(writer.key, { events: batch })).body).toEqual({ accepted: 5 });
+    expect((await report(writer.key, { events: batch })).status).toBe(202);
+    const worker: Worker = await startWorker(app.kt);
+    try {
+      await waitFor(async () => (await rowCount('api_key_usage_events', target.id)) === 5, { timeoutMs: 10_000 });
+      await waitFor(async () => (await totals(target.id).catch(() => null))?.request_count === 5);
+      const { rows } = await sql<{ route: string; method: string }>`
+        select distinct route, method from api_key_usage_events where key_id = ${target.id}`.execute(app.kt.database.db);
+      expect(rows).toEqual([{ route: '/v2/invoices/{id}', method: 'GET' }]);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('rejects the whole batch with 422 naming the index for a foreign key or a time outside the window', async () => {
+    const writer = await createKey(app.client, org, { scopes: ['events:write'] });
+    const mine = await createKey(app.client, org);
+    const other = await createOrg(app.client, 'Foreign');
+    const ok = { key_id: mine.id, occurred_at: new Date().toISOString(), method: 'GET', route: '/x', status: 200, latency_ms: 1 };
+    const foreign = await report(writer.key, { events: [ok, { ...ok, key_id: other.adminKeyId }] });
+    expect(foreign.status).toBe(422);
+    expect(foreign.body.errors).toEqual([{ path: 'events.1.key_id', message: 'no such key in this org' }]);
+    const old = await report(writer.key, {
+      events: [ok, ok, { ...ok, occurred_at: new Date(Date.now() - 8 * 86_400_000).toISOString() }],
+    });
+    expect(old.status).toBe(422);
+    expect(old.body.errors[0].path).toBe('events.2.occurred_at');
+    const future = await report(writer.key, { events: [{ ...ok, occurred_at: new Date(Date.now() + 600_000).toISOString() }] });
+    expect(future.status).toBe(422);
+    const bad = await report(writer.key, { events: [{ ...ok, path: '/both' }] });
+    expect(bad.status).toBe(400);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pgboss.job where name = 'usage.ingest'
+      and data::text like ${`%${mine.id}%`}`.execute(app.kt.database.db);
+    expect(rows[0]?.n).toBe(0);
+  });
+});
