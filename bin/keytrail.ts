@@ -95,15 +95,25 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'rollups': {
-      if (rest[0] !== 'rebuild') throw new UsageError(`unknown rollups command: ${rest[0] ?? '(none)'}`);
+      if (rest[0] !== 'rebuild')
+        throw new UsageError(`unknown rollups command: ${rest[0] ?? '(none)'}`);
       const { values } = parseArgs({
         args: rest.slice(1),
         options: { from: { type: 'string' }, to: { type: 'string' }, json: { type: 'boolean' } },
       });
-      if (!values.from || !values.to) throw new UsageError('rollups rebuild needs --from and --to (YYYY-MM-DD)');
-      const report = await withKeytrail((kt) => rebuildRollups(kt.database.db, values.from ?? '', values.to ?? ''));
-      const lines = Object.entries(report.differences).map(([t, n]) => `  ${t}: ${n} row(s) differed`);
-      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `rebuilt ${report.from}..${report.to}\n${lines.join('\n')}\n`);
+      if (!values.from || !values.to)
+        throw new UsageError('rollups rebuild needs --from and --to (YYYY-MM-DD)');
+      const report = await withKeytrail((kt) =>
+        rebuildRollups(kt.database.db, values.from ?? '', values.to ?? ''),
+      );
+      const lines = Object.entries(report.differences).map(
+        ([t, n]) => `  ${t}: ${n} row(s) differed`,
+      );
+      process.stdout.write(
+        values.json
+          ? `${JSON.stringify(report)}\n`
+          : `rebuilt ${report.from}..${report.to}\n${lines.join('\n')}\n`,
+      );
       return;
     }
     case 'org':

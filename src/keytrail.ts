@@ -52,7 +52,13 @@ function lazyQueue(config: Config, logger: Logger, maintenance: boolean) {
       });
     return started;
   };
-  return { get, stop: async () => (started ? (await started.catch(() => null))?.stop({ graceful: true, timeout: 10_000 }) : undefined) };
+  return {
+    get,
+    stop: async () =>
+      started
+        ? (await started.catch(() => null))?.stop({ graceful: true, timeout: 10_000 })
+        : undefined,
+  };
 }
 
 /** Wires the services of one keytrail instance: a pool, a LISTEN connection and a queue. */

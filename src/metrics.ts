@@ -63,11 +63,36 @@ export function createMetrics(): Metrics {
           this.set(s.bufferSize());
         },
       });
-      mirroredCounter(registry, 'keytrail_usage_events_enqueued_total', 'Usage events sent to the queue', s.enqueued);
-      mirroredCounter(registry, 'keytrail_usage_events_dropped_total', 'Usage events dropped (buffer full or shutdown)', s.dropped);
-      mirroredCounter(registry, 'keytrail_usage_flush_failures_total', 'Failed flushes to the queue', s.flushFailures);
-      mirroredCounter(registry, 'keytrail_auth_cache_hits_total', 'Key lookups answered by the cache', s.cacheHits);
-      mirroredCounter(registry, 'keytrail_auth_cache_misses_total', 'Key lookups that went to Postgres', s.cacheMisses);
+      mirroredCounter(
+        registry,
+        'keytrail_usage_events_enqueued_total',
+        'Usage events sent to the queue',
+        s.enqueued,
+      );
+      mirroredCounter(
+        registry,
+        'keytrail_usage_events_dropped_total',
+        'Usage events dropped (buffer full or shutdown)',
+        s.dropped,
+      );
+      mirroredCounter(
+        registry,
+        'keytrail_usage_flush_failures_total',
+        'Failed flushes to the queue',
+        s.flushFailures,
+      );
+      mirroredCounter(
+        registry,
+        'keytrail_auth_cache_hits_total',
+        'Key lookups answered by the cache',
+        s.cacheHits,
+      );
+      mirroredCounter(
+        registry,
+        'keytrail_auth_cache_misses_total',
+        'Key lookups that went to Postgres',
+        s.cacheMisses,
+      );
     },
   };
 }

@@ -30,7 +30,10 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
       if (parsed.success) {
         valid.push({ id: job.id, events: decodePayload(parsed.data) });
       } else {
-        logger.error({ job_id: job.id, issues: parsed.error.issues.slice(0, 5) }, 'invalid usage payload sent to dead letter');
+        logger.error(
+          { job_id: job.id, issues: parsed.error.issues.slice(0, 5) },
+          'invalid usage payload sent to dead letter',
+        );
         results.push({ id: job.id, status: 'deadletter' });
       }
     }
@@ -38,14 +41,20 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
       await ingest(valid.flatMap((v) => v.events));
       return results.concat(valid.map((v) => ({ id: v.id, status: 'completed' as const })));
     } catch (error) {
-      logger.warn({ err: String(error), jobs: valid.length }, 'usage batch failed; retrying jobs one by one');
+      logger.warn(
+        { err: String(error), jobs: valid.length },
+        'usage batch failed; retrying jobs one by one',
+      );
     }
     for (const v of valid) {
       try {
         await ingest(v.events);
         results.push({ id: v.id, status: 'completed' });
       } catch (error) {
-        logger.error({ err: String(error), job_id: v.id }, 'usage job failed; pg-boss will retry it');
+        logger.error(
+          { err: String(error), job_id: v.id },
+          'usage job failed; pg-boss will retry it',
+        );
         results.push({ id: v.id, status: 'failed', output: { error: 'ingest failed' } });
       }
     }

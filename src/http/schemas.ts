@@ -38,7 +38,9 @@ export const UpdateKeyBody = z
     scopes: Scopes.optional(),
     expires_at: FutureTime.nullable().optional(),
   })
-  .refine((b) => Object.keys(b).length > 0, { message: 'give at least one of name, scopes, expires_at' })
+  .refine((b) => Object.keys(b).length > 0, {
+    message: 'give at least one of name, scopes, expires_at',
+  })
   .meta({ id: 'UpdateApiKeyRequest' });
 
 export const RotateKeyBody = z
@@ -156,4 +158,6 @@ export const ReportEventsBody = z
   .strictObject({ events: z.array(ReportedEvent).min(1).max(1000) })
   .meta({ id: 'ReportUsageEventsRequest' });
 
-export const ReportedJson = z.object({ accepted: z.number().int() }).meta({ id: 'ReportUsageEventsResult' });
+export const ReportedJson = z
+  .object({ accepted: z.number().int() })
+  .meta({ id: 'ReportUsageEventsResult' });

@@ -36,7 +36,10 @@ export async function startQueue(options: {
  * Creates the queues (idempotent) and asserts they exist: pg-boss resolves `send()` to a
  * missing queue with null instead of failing, which would lose events silently.
  */
-export async function ensureQueues(boss: PgBoss, queues: readonly QueueDefinition[]): Promise<void> {
+export async function ensureQueues(
+  boss: PgBoss,
+  queues: readonly QueueDefinition[],
+): Promise<void> {
   for (const q of queues) {
     await boss.createQueue(q.name, {
       ...(q.deadLetter && { deadLetter: q.deadLetter }),

@@ -117,7 +117,7 @@ export async function waitFor<T>(
   const deadline = Date.now() + (options.timeoutMs ?? 5_000);
   for (;;) {
     const value = await condition();
-    if (value) return value as NonNullable<T>;
+    if (value) return value;
     if (Date.now() > deadline)
       throw new Error(`waitFor: condition not met within ${options.timeoutMs ?? 5_000} ms`);
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 10));

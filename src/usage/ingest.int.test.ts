@@ -39,10 +39,16 @@ function events(key: TestKey, count: number, startMs = Date.now() - 3_600_000): 
 }
 
 const totals = (keyId: string) =>
-  app.kt.database.db.selectFrom('api_key_usage_totals').selectAll().where('key_id', '=', keyId).executeTakeFirstOrThrow();
+  app.kt.database.db
+    .selectFrom('api_key_usage_totals')
+    .selectAll()
+    .where('key_id', '=', keyId)
+    .executeTakeFirstOrThrow();
 
 const rowCount = async (table: string, keyId: string) => {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} where key_id = ${keyId}`.execute(
+  const { rows } = await sql<{
+    n: number;
+  }>`select count(*)::int as n from ${sql.table(table)} where key_id = ${keyId}`.execute(
     app.kt.database.db,
   );
   return rows[0]?.n ?? 0;
@@ -54,7 +60,11 @@ describe('exactly-once ingest', () => {
   it('counts nothing twice when the same job is processed twice', async () => {
     const k = await createKey(app.client, org);
     const batch = events(k, 300);
-    const handler = ingestUsageHandler({ ingester: createIngester(app.kt.database.db), logger: app.kt.logger, metrics: app.kt.metrics });
+    const handler = ingestUsageHandler({
+      ingester: createIngester(app.kt.database.db),
+      logger: app.kt.logger,
+      metrics: app.kt.metrics,
+    });
     const job = { id: uuidv7(), name: 'usage.ingest', data: encodePayload(batch) } as never;
     expect(await handler([job])).toEqual([{ id: (job as { id: string }).id, status: 'completed' }]);
     await handler([job]);
@@ -79,7 +89,9 @@ describe('exactly-once ingest', () => {
     expect(t.request_count).toBe(successes(all));
     expect(t.errors_5xx).toBe(all.filter((e) => e.outcome === 'success' && e.status >= 500).length);
     const { rows } = await sql<{ n: number }>`
-      select sum(requests)::int as n from api_key_usage_daily where key_id = ${k.id}`.execute(app.kt.database.db);
+      select sum(requests)::int as n from api_key_usage_daily where key_id = ${k.id}`.execute(
+      app.kt.database.db,
+    );
     expect(rows[0]?.n).toBe(successes(all));
     expect(await rowCount('api_key_usage_events', k.id)).toBe(1000);
   });
@@ -87,7 +99,11 @@ describe('exactly-once ingest', () => {
   it('sends an invalid payload to the dead-letter queue and still ingests the rest of the batch', async () => {
     const k = await createKey(app.client, org);
     const good = events(k, 10);
-    const handler = ingestUsageHandler({ ingester: createIngester(app.kt.database.db), logger: app.kt.logger, metrics: app.kt.metrics });
+    const handler = ingestUsageHandler({
+      ingester: createIngester(app.kt.database.db),
+      logger: app.kt.logger,
+      metrics: app.kt.metrics,
+    });
     const results = await handler([
       { id: 'bad', name: 'usage.ingest', data: { v: 1, nonsense: true } },
       { id: 'good', name: 'usage.ingest', data: encodePayload(good) },
@@ -121,10 +137,18 @@ describe('rollups rebuild', () => {
           where key_id = ${k.id} order by day`.execute(app.kt.database.db);
     const before = await snapshot();
     const clean = await rebuildRollups(app.kt.database.db, from, to);
-    expect(clean.differences).toEqual({ api_key_usage_hourly: 0, api_key_usage_daily: 0, api_key_usage_routes_daily: 0 });
+    expect(clean.differences).toEqual({
+      api_key_usage_hourly: 0,
+      api_key_usage_daily: 0,
+      api_key_usage_routes_daily: 0,
+    });
     expect((await snapshot()).rows).toEqual(before.rows);
-    await sql`update api_key_usage_daily set requests = requests + 5 where key_id = ${k.id}`.execute(app.kt.database.db);
-    await sql`delete from api_key_usage_hourly where key_id = ${k.id} and hour = (select min(hour) from api_key_usage_hourly where key_id = ${k.id})`.execute(app.kt.database.db);
+    await sql`update api_key_usage_daily set requests = requests + 5 where key_id = ${k.id}`.execute(
+      app.kt.database.db,
+    );
+    await sql`delete from api_key_usage_hourly where key_id = ${k.id} and hour = (select min(hour) from api_key_usage_hourly where key_id = ${k.id})`.execute(
+      app.kt.database.db,
+    );
     const repaired = await rebuildRollups(app.kt.database.db, from, to);
     expect(repaired.differences.api_key_usage_daily).toBe(before.rows.length);
     expect(repaired.differences.api_key_usage_hourly).toBe(1);
@@ -133,7 +157,8 @@ describe('rollups rebuild', () => {
 });
 
 describe('reported events', () => {
-  const report = (key: string, body: unknown) => app.client.post(`/api/orgs/${org.orgId}/usage-events`, { key, body });
+  const report = (key: string, body: unknown) =>
+    app.client.post(`/api/orgs/${org.orgId}/usage-events`, { key, body });
 
   it('accepts a batch with 202, idempotently on event_id, through the same worker', async () => {
     const writer = await createKey(app.client, org, { scopes: ['events:write'] });
@@ -154,10 +179,14 @@ describe('reported events', () => {
     expect((await report(writer.key, { events: batch })).status).toBe(202);
     const worker: Worker = await startWorker(app.kt);
     try {
-      await waitFor(async () => (await rowCount('api_key_usage_events', target.id)) === 5, { timeoutMs: 10_000 });
+      await waitFor(async () => (await rowCount('api_key_usage_events', target.id)) === 5, {
+        timeoutMs: 10_000,
+      });
       await waitFor(async () => (await totals(target.id).catch(() => null))?.request_count === 5);
       const { rows } = await sql<{ route: string; method: string }>`
-        select distinct route, method from api_key_usage_events where key_id = ${target.id}`.execute(app.kt.database.db);
+        select distinct route, method from api_key_usage_events where key_id = ${target.id}`.execute(
+        app.kt.database.db,
+      );
       expect(rows).toEqual([{ route: '/v2/invoices/{id}', method: 'GET' }]);
     } finally {
       await worker.stop();
@@ -168,20 +197,33 @@ describe('reported events', () => {
     const writer = await createKey(app.client, org, { scopes: ['events:write'] });
     const mine = await createKey(app.client, org);
     const other = await createOrg(app.client, 'Foreign');
-    const ok = { key_id: mine.id, occurred_at: new Date().toISOString(), method: 'GET', route: '/x', status: 200, latency_ms: 1 };
+    const ok = {
+      key_id: mine.id,
+      occurred_at: new Date().toISOString(),
+      method: 'GET',
+      route: '/x',
+      status: 200,
+      latency_ms: 1,
+    };
     const foreign = await report(writer.key, { events: [ok, { ...ok, key_id: other.adminKeyId }] });
     expect(foreign.status).toBe(422);
-    expect(foreign.body.errors).toEqual([{ path: 'events.1.key_id', message: 'no such key in this org' }]);
+    expect(foreign.body.errors).toEqual([
+      { path: 'events.1.key_id', message: 'no such key in this org' },
+    ]);
     const old = await report(writer.key, {
       events: [ok, ok, { ...ok, occurred_at: new Date(Date.now() - 8 * 86_400_000).toISOString() }],
     });
     expect(old.status).toBe(422);
     expect(old.body.errors[0].path).toBe('events.2.occurred_at');
-    const future = await report(writer.key, { events: [{ ...ok, occurred_at: new Date(Date.now() + 600_000).toISOString() }] });
+    const future = await report(writer.key, {
+      events: [{ ...ok, occurred_at: new Date(Date.now() + 600_000).toISOString() }],
+    });
     expect(future.status).toBe(422);
     const bad = await report(writer.key, { events: [{ ...ok, path: '/both' }] });
     expect(bad.status).toBe(400);
-    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pgboss.job where name = 'usage.ingest'
+    const { rows } = await sql<{
+      n: number;
+    }>`select count(*)::int as n from pgboss.job where name = 'usage.ingest'
       and data::text like ${`%${mine.id}%`}`.execute(app.kt.database.db);
     expect(rows[0]?.n).toBe(0);
   });

@@ -11,7 +11,10 @@ let org: TestOrg;
 
 beforeAll(async () => {
   app = await startTestApp(dbUrl(), {
-    config: { trustProxy: true, usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 } },
+    config: {
+      trustProxy: true,
+      usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
+    },
   });
   worker = await startWorker(app.kt);
   org = await createOrg(app.client, 'Pipeline');
@@ -22,11 +25,17 @@ afterAll(async () => {
 });
 
 const totals = async (keyId: string) =>
-  app.kt.database.db.selectFrom('api_key_usage_totals').selectAll().where('key_id', '=', keyId).executeTakeFirst();
+  app.kt.database.db
+    .selectFrom('api_key_usage_totals')
+    .selectAll()
+    .where('key_id', '=', keyId)
+    .executeTakeFirst();
 
 const eventCount = async (keyId: string) => {
   const { rows } = await sql<{ n: number }>`
-    select count(*)::int as n from api_key_usage_events where key_id = ${keyId}`.execute(app.kt.database.db);
+    select count(*)::int as n from api_key_usage_events where key_id = ${keyId}`.execute(
+    app.kt.database.db,
+  );
   return rows[0]?.n ?? 0;
 };
 
@@ -38,7 +47,10 @@ describe('usage tracking end to end', () => {
       headers: { 'x-forwarded-for': '203.0.113.7', 'user-agent': `agent/${'x'.repeat(400)}` },
     });
     expect(res.status).toBe(200);
-    await app.client.get('/v1/demo/status/503', { key: k.key, headers: { 'x-forwarded-for': '203.0.113.8' } });
+    await app.client.get('/v1/demo/status/503', {
+      key: k.key,
+      headers: { 'x-forwarded-for': '203.0.113.8' },
+    });
     await waitFor(async () => (await eventCount(k.id)) === 2);
     const rows = await app.kt.database.db
       .selectFrom('api_key_usage_events')
@@ -63,7 +75,9 @@ describe('usage tracking end to end', () => {
       return row?.request_count === 2 ? row : undefined;
     });
     expect(t).toMatchObject({ errors_5xx: 1, errors_4xx: 0, last_used_ip: '203.0.113.8' });
-    const api = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${k.id}`, { key: org.adminKey });
+    const api = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${k.id}`, {
+      key: org.adminKey,
+    });
     expect(api.body).toMatchObject({ request_count: 2, last_used_ip: '203.0.113.8' });
     expect(Date.parse(api.body.last_used_at)).toBe(rows[1]?.occurred_at.getTime());
   });
@@ -82,8 +96,13 @@ describe('usage tracking end to end', () => {
       }),
     );
     // The latest event: sent once the others are ingested, so strictly after all of them.
-    await waitFor(async () => (await totals(k.id))?.request_count === 10_000, { timeoutMs: 20_000 });
-    const last = await app.client.get('/v1/demo/orders/last', { key: k.key, headers: { 'x-forwarded-for': '198.51.100.99' } });
+    await waitFor(async () => (await totals(k.id))?.request_count === 10_000, {
+      timeoutMs: 20_000,
+    });
+    const last = await app.client.get('/v1/demo/orders/last', {
+      key: k.key,
+      headers: { 'x-forwarded-for': '198.51.100.99' },
+    });
     expect(last.status).toBe(200);
     const t = await waitFor(
       async () => {
@@ -106,7 +125,9 @@ describe('usage tracking end to end', () => {
     await app.client.get('/v1/demo/orders/1', { key: k.key });
     const used = await waitFor(async () => (await totals(k.id))?.last_used_at);
     // insufficient scope, then revoked
-    expect((await app.client.get(`/api/orgs/${org.orgId}/api-keys`, { key: k.key })).status).toBe(403);
+    expect((await app.client.get(`/api/orgs/${org.orgId}/api-keys`, { key: k.key })).status).toBe(
+      403,
+    );
     await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${k.id}`, { key: org.adminKey });
     expect((await app.client.get('/v1/demo/orders/1', { key: k.key })).status).toBe(401);
     const t = await waitFor(async () => {
@@ -132,7 +153,10 @@ describe('usage tracking end to end', () => {
   it('records a verification as usage of the verified key', async () => {
     const verifier = await createKey(app.client, org, { scopes: ['keys:verify'] });
     const target = await createKey(app.client, org);
-    const res = await app.client.post('/api/keys/verify', { key: verifier.key, body: { key: target.key } });
+    const res = await app.client.post('/api/keys/verify', {
+      key: verifier.key,
+      body: { key: target.key },
+    });
     expect(res.body.code).toBe('VALID');
     const t = await waitFor(async () => totals(target.id));
     expect(t.request_count).toBe(1);

@@ -3,7 +3,8 @@ import type { DB } from '../../db/schema.ts';
 import { LOWER_BOUNDS_MS } from './histogram.ts';
 
 type Db = Kysely<DB>;
-export type RollupTable = 'api_key_usage_hourly' | 'api_key_usage_daily' | 'api_key_usage_routes_daily';
+export type RollupTable =
+  'api_key_usage_hourly' | 'api_key_usage_daily' | 'api_key_usage_routes_daily';
 
 /**
  * Blocks ingest for the rebuild's transaction: an ingest batch committing between the read of
@@ -59,8 +60,16 @@ export async function computeExpected(db: Db, from: Date, to: Date): Promise<voi
     group by 1, 2, 3, 4`.execute(db);
 }
 
-const PERIOD = { api_key_usage_hourly: 'hour', api_key_usage_daily: 'day', api_key_usage_routes_daily: 'day' } as const;
-const EXTRA_KEYS = { api_key_usage_hourly: [], api_key_usage_daily: [], api_key_usage_routes_daily: ['method', 'route'] } as const;
+const PERIOD = {
+  api_key_usage_hourly: 'hour',
+  api_key_usage_daily: 'day',
+  api_key_usage_routes_daily: 'day',
+} as const;
+const EXTRA_KEYS = {
+  api_key_usage_hourly: [],
+  api_key_usage_daily: [],
+  api_key_usage_routes_daily: ['method', 'route'],
+} as const;
 const VALUES = {
   api_key_usage_hourly: ['requests', 'errors_4xx', 'errors_5xx', 'denied', 'latency_hist'],
   api_key_usage_daily: ['requests', 'errors_4xx', 'errors_5xx', 'denied', 'latency_hist'],
@@ -75,10 +84,18 @@ function rangeOf(table: RollupTable, from: Date, to: Date) {
 }
 
 /** Rows of `table` in [from, to) that differ from the recomputed ones (missing either side too). */
-export async function countDifferences(db: Db, table: RollupTable, from: Date, to: Date): Promise<number> {
+export async function countDifferences(
+  db: Db,
+  table: RollupTable,
+  from: Date,
+  to: Date,
+): Promise<number> {
   const keys = ['key_id', ...EXTRA_KEYS[table]];
   const join = sql.join(
-    [sql`e.p = t.${sql.ref(PERIOD[table])}`, ...keys.map((k) => sql`e.${sql.ref(k)} = t.${sql.ref(k)}`)],
+    [
+      sql`e.p = t.${sql.ref(PERIOD[table])}`,
+      ...keys.map((k) => sql`e.${sql.ref(k)} = t.${sql.ref(k)}`),
+    ],
     sql` and `,
   );
   const differs = sql.join(
@@ -98,7 +115,12 @@ export async function countDifferences(db: Db, table: RollupTable, from: Date, t
 }
 
 /** Replaces the rollups of [from, to) with the recomputed rows. */
-export async function replaceRollups(db: Db, table: RollupTable, from: Date, to: Date): Promise<void> {
+export async function replaceRollups(
+  db: Db,
+  table: RollupTable,
+  from: Date,
+  to: Date,
+): Promise<void> {
   await sql`delete from ${sql.table(table)} t where ${rangeOf(table, from, to)}`.execute(db);
   const period = sql.ref(PERIOD[table]);
   if (table === 'api_key_usage_routes_daily') {

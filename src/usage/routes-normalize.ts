@@ -9,7 +9,10 @@ const MAX_SEGMENTS = 12;
 
 function isIdLike(segment: string): boolean {
   return (
-    NUMERIC.test(segment) || UUID.test(segment) || LONG_HEX.test(segment) || LONG_TOKEN.test(segment)
+    NUMERIC.test(segment) ||
+    UUID.test(segment) ||
+    LONG_HEX.test(segment) ||
+    LONG_TOKEN.test(segment)
   );
 }
 

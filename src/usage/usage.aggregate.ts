@@ -42,7 +42,12 @@ export type RouteRow = {
   latencySumMs: number;
 };
 
-export type Rollups = { totals: TotalsRow[]; hourly: PeriodRow[]; daily: PeriodRow[]; routes: RouteRow[] };
+export type Rollups = {
+  totals: TotalsRow[];
+  hourly: PeriodRow[];
+  daily: PeriodRow[];
+  routes: RouteRow[];
+};
 
 const HOUR_MS = 3_600_000;
 export const hourOf = (ms: number): string => new Date(ms - (ms % HOUR_MS)).toISOString();
@@ -56,7 +61,17 @@ function addPeriod(map: Map<string, PeriodRow>, e: UsageEvent, period: string): 
   const id = `${e.keyId}|${period}`;
   let row = map.get(id);
   if (!row) {
-    row = { keyId: e.keyId, orgId: e.orgId, period, requests: 0, errors4xx: 0, errors5xx: 0, denied: 0, latencySumMs: 0, hist: emptyHistogram() };
+    row = {
+      keyId: e.keyId,
+      orgId: e.orgId,
+      period,
+      requests: 0,
+      errors4xx: 0,
+      errors5xx: 0,
+      denied: 0,
+      latencySumMs: 0,
+      hist: emptyHistogram(),
+    };
     map.set(id, row);
   }
   if (e.outcome !== 'success') {
@@ -74,7 +89,18 @@ function addPeriod(map: Map<string, PeriodRow>, e: UsageEvent, period: string): 
 function addTotals(map: Map<string, TotalsRow>, e: UsageEvent): void {
   let row = map.get(e.keyId);
   if (!row) {
-    row = { keyId: e.keyId, orgId: e.orgId, requests: 0, errors4xx: 0, errors5xx: 0, denied: 0, firstUsedAt: null, lastUsedAt: null, lastUsedIp: null, lastDeniedAt: null };
+    row = {
+      keyId: e.keyId,
+      orgId: e.orgId,
+      requests: 0,
+      errors4xx: 0,
+      errors5xx: 0,
+      denied: 0,
+      firstUsedAt: null,
+      lastUsedAt: null,
+      lastUsedIp: null,
+      lastDeniedAt: null,
+    };
     map.set(e.keyId, row);
   }
   if (e.outcome !== 'success') {
@@ -100,7 +126,16 @@ function addRoute(map: Map<string, RouteRow>, e: UsageEvent): void {
   const id = `${e.keyId}|${day}|${e.method}|${e.route}`;
   let row = map.get(id);
   if (!row) {
-    row = { keyId: e.keyId, orgId: e.orgId, day, method: e.method, route: e.route, requests: 0, errors: 0, latencySumMs: 0 };
+    row = {
+      keyId: e.keyId,
+      orgId: e.orgId,
+      day,
+      method: e.method,
+      route: e.route,
+      requests: 0,
+      errors: 0,
+      latencySumMs: 0,
+    };
     map.set(id, row);
   }
   row.requests += 1;
@@ -108,8 +143,13 @@ function addRoute(map: Map<string, RouteRow>, e: UsageEvent): void {
   row.latencySumMs += e.latencyMs;
 }
 
-const byKey = <T extends { keyId: string }>(rows: Iterable<T>, rest: (r: T) => string = () => ''): T[] =>
-  [...rows].sort((a, b) => (a.keyId === b.keyId ? (rest(a) < rest(b) ? -1 : 1) : a.keyId < b.keyId ? -1 : 1));
+const byKey = <T extends { keyId: string }>(
+  rows: Iterable<T>,
+  rest: (r: T) => string = () => '',
+): T[] =>
+  [...rows].sort((a, b) =>
+    a.keyId === b.keyId ? (rest(a) < rest(b) ? -1 : 1) : a.keyId < b.keyId ? -1 : 1,
+  );
 
 export function aggregate(events: readonly UsageEvent[]): Rollups {
   const totals = new Map<string, TotalsRow>();

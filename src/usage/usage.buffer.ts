@@ -66,7 +66,9 @@ export class UsageBuffer {
     this.#timer = undefined;
     await this.flush();
     const full = this.#events.length >= this.#options.maxBatch;
-    this.#schedule(this.#backoffMs > 0 ? this.#backoffMs : full ? 0 : this.#options.flushIntervalMs);
+    this.#schedule(
+      this.#backoffMs > 0 ? this.#backoffMs : full ? 0 : this.#options.flushIntervalMs,
+    );
   }
 
   /** Sends one batch (at most `maxBatch` events). Concurrent calls share the flush in flight. */
@@ -88,7 +90,10 @@ export class UsageBuffer {
       this.#requeue(batch);
       const next = Math.min(Math.max(this.#backoffMs * 2, 100), this.#options.maxBackoffMs);
       if (this.#backoffMs === 0) {
-        this.#logger.warn({ err: String(error), buffered: this.#events.length }, 'usage flush failed; retrying with backoff');
+        this.#logger.warn(
+          { err: String(error), buffered: this.#events.length },
+          'usage flush failed; retrying with backoff',
+        );
       }
       this.#backoffMs = next;
     }
@@ -109,7 +114,8 @@ export class UsageBuffer {
     const deadline = Date.now() + deadlineMs;
     while (this.#events.length > 0 && Date.now() < deadline) {
       await this.flush();
-      if (this.#backoffMs > 0) await new Promise((r) => setTimeout(r, Math.min(this.#backoffMs, 500)));
+      if (this.#backoffMs > 0)
+        await new Promise((r) => setTimeout(r, Math.min(this.#backoffMs, 500)));
     }
     await this.#flushing;
     if (this.#events.length > 0) {

@@ -22,7 +22,9 @@ export function createIngester(db: Database) {
   const knownMonths = new Set<string>();
 
   async function ensureMonths(trx: Database, events: readonly UsageEvent[]): Promise<void> {
-    const missing = new Set(events.map((e) => monthKey(e.occurredAt)).filter((m) => !knownMonths.has(m)));
+    const missing = new Set(
+      events.map((e) => monthKey(e.occurredAt)).filter((m) => !knownMonths.has(m)),
+    );
     for (const month of [...missing].sort()) {
       const [year, mm] = month.split('-').map(Number);
       await createMonthPartition(trx, year ?? 1970, mm ?? 1);

@@ -28,7 +28,13 @@ export const usagePayloadSchema = z
     l: z.array(z.number().min(0)),
     ip: z.array(z.union([z.ipv4(), z.ipv6(), z.null()])),
     ua: z.array(z.number().int().min(-1)),
-    o: z.array(z.number().int().min(0).max(OUTCOMES.length - 1)),
+    o: z.array(
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(OUTCOMES.length - 1),
+    ),
   })
   .refine(
     (p) => [p.k, p.t, p.m, p.r, p.s, p.l, p.ip, p.ua, p.o].every((c) => c.length === p.id.length),
@@ -66,7 +72,22 @@ export function encodePayload(events: readonly UsageEvent[]): UsagePayload {
   const keyOrg = new Map<string, string>();
   const routes = dictionary();
   const agents = dictionary();
-  const p: UsagePayload = { v: 1, keys: [], routes: [], agents: [], id: [], k: [], t: [], m: [], r: [], s: [], l: [], ip: [], ua: [], o: [] };
+  const p: UsagePayload = {
+    v: 1,
+    keys: [],
+    routes: [],
+    agents: [],
+    id: [],
+    k: [],
+    t: [],
+    m: [],
+    r: [],
+    s: [],
+    l: [],
+    ip: [],
+    ua: [],
+    o: [],
+  };
   for (const e of events) {
     keyOrg.set(e.keyId, e.orgId);
     p.id.push(e.eventId);

@@ -19,7 +19,7 @@ function event(over: Partial<UsageEvent> = {}): UsageEvent {
     method: 'GET',
     route: '/v1/orders/:id',
     status: 200,
-    latencyMs: 3.2,
+    latencyMs: 3.25,
     ip: '10.0.0.1',
     userAgent: 'curl/8',
     outcome: 'success',
@@ -66,7 +66,10 @@ describe('route normalisation', () => {
 
 describe('job payload', () => {
   it('round-trips events through the columnar encoding and validates', () => {
-    const events = [event(), event({ keyId: KEY_B, userAgent: null, ip: null, outcome: 'revoked', status: 401 })];
+    const events = [
+      event(),
+      event({ keyId: KEY_B, userAgent: null, ip: null, outcome: 'revoked', status: 401 }),
+    ];
     const payload = usagePayloadSchema.parse(JSON.parse(JSON.stringify(encodePayload(events))));
     expect(payload.keys).toHaveLength(2);
     expect(decodePayload(payload)).toEqual(events);

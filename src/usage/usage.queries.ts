@@ -15,9 +15,12 @@ export const partitionName = (year: number, month: number): string =>
  */
 export async function createMonthPartition(db: Db, year: number, month: number): Promise<void> {
   const from = `${year}-${String(month).padStart(2, '0')}-01`;
-  const next = month === 12 ? `${year + 1}-01-01` : `${year}-${String(month + 1).padStart(2, '0')}-01`;
+  const next =
+    month === 12 ? `${year + 1}-01-01` : `${year}-${String(month + 1).padStart(2, '0')}-01`;
   await sql`create table if not exists ${sql.table(partitionName(year, month))}
-    partition of ${sql.table(PARENT)} for values from (${sql.lit(from)}) to (${sql.lit(next)})`.execute(db);
+    partition of ${sql.table(PARENT)} for values from (${sql.lit(from)}) to (${sql.lit(next)})`.execute(
+    db,
+  );
 }
 
 /** Existing partitions of the events table with their bounds, oldest first. */
@@ -106,7 +109,9 @@ export async function upsertPeriods(
       denied = t.denied + excluded.denied,
       latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms,
       latency_hist = (select array_agg(a + b order by i)
-                      from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`.execute(db);
+                      from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`.execute(
+    db,
+  );
 }
 
 export async function upsertRoutes(db: Db, rows: readonly RouteRow[]): Promise<void> {
@@ -126,7 +131,11 @@ export async function upsertRoutes(db: Db, rows: readonly RouteRow[]): Promise<v
 }
 
 /** Key ids among `keyIds` that belong to `orgId` (reported events are validated with it). */
-export async function keysOfOrg(db: Db, orgId: string, keyIds: readonly string[]): Promise<Set<string>> {
+export async function keysOfOrg(
+  db: Db,
+  orgId: string,
+  keyIds: readonly string[],
+): Promise<Set<string>> {
   if (keyIds.length === 0) return new Set();
   const rows = await db
     .selectFrom('api_keys')

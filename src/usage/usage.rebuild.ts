@@ -9,7 +9,11 @@ import {
 } from './rollups.queries.ts';
 import { listPartitions } from './usage.queries.ts';
 
-const TABLES: RollupTable[] = ['api_key_usage_hourly', 'api_key_usage_daily', 'api_key_usage_routes_daily'];
+const TABLES: RollupTable[] = [
+  'api_key_usage_hourly',
+  'api_key_usage_daily',
+  'api_key_usage_routes_daily',
+];
 export type RebuildReport = { from: string; to: string; differences: Record<RollupTable, number> };
 
 /** The first month still present in the raw events: rollups before it cannot be recomputed. */
@@ -23,11 +27,17 @@ async function oldestRawMonth(db: Database): Promise<string | null> {
  * daily and route rollups of those days from raw events, reports how many rows differed from
  * the incremental ones, and replaces them, in one transaction that holds ingest back meanwhile.
  */
-export async function rebuildRollups(db: Database, fromDay: string, toDay: string): Promise<RebuildReport> {
+export async function rebuildRollups(
+  db: Database,
+  fromDay: string,
+  toDay: string,
+): Promise<RebuildReport> {
   const from = new Date(`${fromDay}T00:00:00Z`);
   const to = new Date(new Date(`${toDay}T00:00:00Z`).getTime() + 86_400_000);
   if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || from >= to) {
-    throw new AppError('validation_failed', { detail: '--from and --to must be days (YYYY-MM-DD), from ≤ to' });
+    throw new AppError('validation_failed', {
+      detail: '--from and --to must be days (YYYY-MM-DD), from ≤ to',
+    });
   }
   const oldest = await oldestRawMonth(db);
   if (oldest === null || fromDay.slice(0, 7) < oldest) {

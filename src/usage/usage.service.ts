@@ -72,10 +72,14 @@ export function createUsageService(deps: {
     const errors: FieldError[] = [];
     const owned = await keysOfOrg(db, orgId, [...new Set(events.map((e) => e.keyId))]);
     events.forEach((e, i) => {
-      if (!owned.has(e.keyId)) errors.push({ path: `events.${i}.key_id`, message: 'no such key in this org' });
+      if (!owned.has(e.keyId))
+        errors.push({ path: `events.${i}.key_id`, message: 'no such key in this org' });
       const t = e.occurredAt.getTime();
       if (t < now - REPORT_WINDOW.pastMs || t > now + REPORT_WINDOW.futureMs) {
-        errors.push({ path: `events.${i}.occurred_at`, message: 'outside [now - 7 days, now + 5 minutes]' });
+        errors.push({
+          path: `events.${i}.occurred_at`,
+          message: 'outside [now - 7 days, now + 5 minutes]',
+        });
       }
     });
     if (errors.length > 0) {

@@ -15,7 +15,10 @@ export function accessLog(
       const route = typeof path === 'string' ? `${req.baseUrl}${path}` : undefined;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const statusClass = `${Math.floor(res.statusCode / 100)}xx`;
-      duration?.observe({ method: req.method, route: route ?? 'unmatched', status_class: statusClass }, seconds);
+      duration?.observe(
+        { method: req.method, route: route ?? 'unmatched', status_class: statusClass },
+        seconds,
+      );
       logger.info(
         {
           request_id: requestId(req, res),

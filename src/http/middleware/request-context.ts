@@ -22,7 +22,8 @@ export function requestContext(req: Request, res: Response, next: NextFunction):
 
 /** A body in anything but JSON is refused (415) rather than silently ignored. */
 export function requireJsonBody(req: Request, _res: Response, next: NextFunction): void {
-  const hasBody = req.get('transfer-encoding') !== undefined || Number(req.get('content-length') ?? 0) > 0;
+  const hasBody =
+    req.get('transfer-encoding') !== undefined || Number(req.get('content-length') ?? 0) > 0;
   if (hasBody && !req.is(['application/json', 'application/*+json'])) {
     throw new AppError('unsupported_media_type', { detail: 'send the body as application/json' });
   }

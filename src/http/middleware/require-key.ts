@@ -84,8 +84,15 @@ export function createRequireKey(deps: {
       }
       const { record } = outcome;
       // A known key is tracked whatever happens next; a refused attempt is a denied event.
-      let tracked: Outcome = outcome.code === 'VALID' ? 'success' : outcome.code === 'REVOKED' ? 'revoked' : 'expired';
-      recordWhenDone(req, res, deps, { keyId: record.id, orgId: record.orgId, outcome: () => tracked }, start);
+      let tracked: Outcome =
+        outcome.code === 'VALID' ? 'success' : outcome.code === 'REVOKED' ? 'revoked' : 'expired';
+      recordWhenDone(
+        req,
+        res,
+        deps,
+        { keyId: record.id, orgId: record.orgId, outcome: () => tracked },
+        start,
+      );
       if (outcome.code !== 'VALID') {
         deny(req, res, invalidKey(), 'Bearer error="invalid_token"');
         return;

@@ -25,7 +25,13 @@ export function verifyRoutes(kt: Keytrail): Router {
     // The verified key was used (or refused) through a gateway: that is usage of that key.
     if (key) {
       const outcome = VERIFY_OUTCOMES[result.code] ?? 'success';
-      recordWhenDone(req, res, { record: kt.usage.record, clock: kt.clock }, { keyId: key.id, orgId: key.orgId, outcome: () => outcome }, start);
+      recordWhenDone(
+        req,
+        res,
+        { record: kt.usage.record, clock: kt.clock },
+        { keyId: key.id, orgId: key.orgId, outcome: () => outcome },
+        start,
+      );
     }
     res.json({
       valid: result.valid,
