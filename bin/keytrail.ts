@@ -28,30 +28,19 @@ async function orgCreate(args: string[]): Promise<void> {
   const name = values.name?.trim();
   if (!name || name.length > 200)
     throw new UsageError('org create needs --name (1–200 characters)');
-  const runtime = await openRuntime();
-  try {
-    await migrate(runtime);
-    const kt = createKeytrail(runtime.config, { logger: runtime.logger });
-    try {
-      const { org, adminKey } = await kt.orgs.create(name);
-      if (values.json) {
-        const out = {
-          org_id: org.id,
-          name: org.name,
-          admin_key: adminKey.plaintext,
-          key_id: adminKey.apiKey.id,
-        };
-        process.stdout.write(`${JSON.stringify(out)}\n`);
-      } else {
-        process.stdout.write(
-          `org ${org.id} (${org.name})\nadmin key (shown once): ${adminKey.plaintext}\n`,
-        );
-      }
-    } finally {
-      await kt.close();
-    }
-  } finally {
-    await runtime.stop();
+  const { org, adminKey } = await withKeytrail((kt) => kt.orgs.create(name));
+  if (values.json) {
+    const out = {
+      org_id: org.id,
+      name: org.name,
+      admin_key: adminKey.plaintext,
+      key_id: adminKey.apiKey.id,
+    };
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    process.stdout.write(
+      `org ${org.id} (${org.name})\nadmin key (shown once): ${adminKey.plaintext}\n`,
+    );
   }
 }
 

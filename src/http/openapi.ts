@@ -110,6 +110,16 @@ const OPERATIONS: Op[] = [
     errors: [400, 401, 403],
   },
   {
+    method: 'post',
+    path: '/api/orgs/{orgId}/usage-events',
+    summary: 'Report usage events from a gateway or non-Node service (all-or-nothing)',
+    scope: 'events:write',
+    params: z.object(ORG),
+    body: s.ReportEventsBody,
+    ok: { status: 202, schema: s.ReportedJson, description: 'Accepted: queued for ingest' },
+    errors: [400, 401, 403, 404, 422, 503],
+  },
+  {
     method: 'get',
     path: '/healthz',
     summary: 'Liveness',
@@ -118,7 +128,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/readyz',
-    summary: 'Readiness: database and migrations',
+    summary: 'Readiness: database, migrations and queue',
     ok: { status: 200, schema: s.HealthJson, description: 'Ready' },
     errors: [503],
   },
