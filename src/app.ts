@@ -8,6 +8,9 @@ import { orgsRoutes } from './http/routes/orgs.routes.ts';
 import { demoRoutes, systemRoutes } from './http/routes/system.routes.ts';
 import { verifyRoutes } from './http/routes/verify.routes.ts';
 import { usageRoutes } from './http/routes/usage.routes.ts';
+import { analyticsRoutes } from './http/routes/analytics.routes.ts';
+import { eventsRoutes } from './http/routes/events.routes.ts';
+import { auditRoutes } from './http/routes/audit.routes.ts';
 
 export const BODY_LIMIT = '1mb';
 
@@ -23,7 +26,11 @@ export function buildApp(kt: Keytrail): Express {
   app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(systemRoutes(kt));
   app.use(orgsRoutes(kt));
+  // Before keysRoutes: /api-keys/usage must not be taken for /api-keys/:keyId.
+  app.use(analyticsRoutes(kt));
   app.use(keysRoutes(kt));
+  app.use(eventsRoutes(kt));
+  app.use(auditRoutes(kt));
   app.use(verifyRoutes(kt));
   app.use(usageRoutes(kt));
   if (kt.config.demoRoutes) app.use(demoRoutes(kt));

@@ -10,6 +10,8 @@ import { KEY_CHANGED_CHANNEL } from './keys/keys.queries.ts';
 import { createKeysService, type KeysService } from './keys/keys.service.ts';
 import { createOrgsService, type OrgsService } from './orgs/orgs.service.ts';
 import { createUsageService, type UsageService } from './usage/usage.service.ts';
+import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
+import { createEventsService, type EventsService } from './usage/events.service.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
 import { QUEUES } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
@@ -25,6 +27,8 @@ export type Keytrail = {
   keys: KeysService;
   orgs: OrgsService;
   usage: UsageService;
+  analytics: AnalyticsService;
+  events: EventsService;
   metrics: Metrics;
   /** The started pg-boss instance (started on first use, retried after a failure). */
   queue(): Promise<PgBoss>;
@@ -80,6 +84,13 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     buffer: config.usage,
     sink: async (payload) => void (await sendJob(await queue.get(), USAGE_INGEST_QUEUE, payload)),
   });
+  const analytics = createAnalyticsService({
+    db: database.db,
+    clock,
+    flushIntervalMs: config.usage.flushIntervalMs,
+    spike: config.spike,
+  });
+  const events = createEventsService(database.db);
   const metrics = createMetrics();
   metrics.observe({
     bufferSize: () => usage.buffer.size,
@@ -107,6 +118,8 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     keys,
     orgs,
     usage,
+    analytics,
+    events,
     metrics,
     queue: queue.get,
     requireKey: createRequireKey({ auth, logger, clock, record: usage.record }),

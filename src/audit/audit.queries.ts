@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import type { AuditEntry } from './audit.types.ts';
 
@@ -17,4 +17,36 @@ export async function insertAuditEvent(db: Kysely<DB>, entry: AuditEntry): Promi
       details: JSON.stringify(entry.details),
     })
     .execute();
+}
+
+export type AuditRow = {
+  id: string;
+  occurred_at: Date;
+  actor_type: string;
+  actor_key_id: string | null;
+  action: string;
+  target_type: string;
+  target_id: string | null;
+  details: unknown;
+};
+
+/** Newest first, keyset-paged on (occurred_at, id) with audit_events_org_id_occurred_at_id_idx. */
+export async function listAuditEvents(
+  db: Kysely<DB>,
+  p: {
+    orgId: string;
+    keyId?: string | undefined;
+    action?: string | undefined;
+    limit: number;
+    before?: { occurredAt: Date; id: string } | undefined;
+  },
+): Promise<AuditRow[]> {
+  let q = db
+    .selectFrom('audit_events')
+    .select(['id', 'occurred_at', 'actor_type', 'actor_key_id', 'action', 'target_type', 'target_id', 'details'])
+    .where('org_id', '=', p.orgId);
+  if (p.keyId) q = q.where((eb) => eb.or([eb('target_id', '=', p.keyId ?? ''), eb('actor_key_id', '=', p.keyId ?? '')]));
+  if (p.action) q = q.where('action', '=', p.action);
+  if (p.before) q = q.where(sql<boolean>`(occurred_at, id) < (${p.before.occurredAt}, ${p.before.id}::uuid)`);
+  return q.orderBy('occurred_at', 'desc').orderBy('id', 'desc').limit(p.limit).execute();
 }

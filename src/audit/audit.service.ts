@@ -33,3 +33,5 @@ export async function recordAudit(
     details: entry.details ?? {},
   });
 }
+
+export { listAuditEvents } from './audit.queries.ts';

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { AppError } from '../platform/errors.ts';
 
 /** Opaque keyset cursors: base64url of a small JSON tuple, validated on the way back in. */
-export function encodeCursor(values: readonly (string | number)[]): string {
+export function encodeCursor(values: readonly (string | number | null)[]): string {
   return Buffer.from(JSON.stringify(values)).toString('base64url');
 }
 

@@ -27,3 +27,44 @@ export function apiKeyJson(k: ApiKey): z.infer<typeof ApiKeyJson> {
 export function orgJson(o: Org): z.infer<typeof OrgJson> {
   return { id: o.id, name: o.name, created_at: o.createdAt.toISOString() };
 }
+
+export type EventLike = {
+  event_id: string;
+  key_id: string;
+  occurred_at: Date;
+  method: string;
+  route: string;
+  status: number;
+  latency_ms: number;
+  ip: string | null;
+  user_agent: string | null;
+  outcome: string;
+};
+
+export const EVENT_FIELDS = [
+  'event_id',
+  'key_id',
+  'occurred_at',
+  'method',
+  'route',
+  'status',
+  'latency_ms',
+  'ip',
+  'user_agent',
+  'outcome',
+] as const;
+
+export function eventJson(e: EventLike) {
+  return {
+    event_id: e.event_id,
+    key_id: e.key_id,
+    occurred_at: e.occurred_at.toISOString(),
+    method: e.method,
+    route: e.route,
+    status: e.status,
+    latency_ms: e.latency_ms,
+    ip: e.ip,
+    user_agent: e.user_agent,
+    outcome: e.outcome,
+  };
+}

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { ENVIRONMENTS } from '../keys/key-format.ts';
 import { KEY_STATUSES, SCOPE_RE, VERIFY_CODES } from '../keys/keys.types.ts';
 import { OUTCOMES } from '../usage/usage.types.ts';
+import { AUDIT_ACTIONS } from '../audit/audit.types.ts';
 
 const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
 
@@ -161,3 +162,168 @@ export const ReportEventsBody = z
 export const ReportedJson = z
   .object({ accepted: z.number().int() })
   .meta({ id: 'ReportUsageEventsResult' });
+
+const Day = 86_400_000;
+const OptionalTime = Timestamp.transform((s) => new Date(s)).optional();
+
+export const OrgUsageQuery = z.strictObject({
+  dormant_days: z.coerce.number().int().min(1).max(3650).optional(),
+  status: z.enum(KEY_STATUSES).optional(),
+  dormant: z.stringbool().optional(),
+  sort: z.enum(['last_used_at', 'request_count', 'name', 'created_at']).default('last_used_at'),
+  order: z.enum(['asc', 'desc']).optional(),
+  limit: Limit,
+  cursor: z.string().max(1000).optional(),
+});
+
+export const KeyUsageQuery = z.strictObject({
+  from: OptionalTime,
+  to: OptionalTime,
+  granularity: z.enum(['day', 'hour']).default('day'),
+});
+
+export const EventsQuery = z.strictObject({
+  key_id: z.uuid().optional(),
+  from: OptionalTime,
+  to: OptionalTime,
+  status: z
+    .string()
+    .regex(/^([1-5]\d\d|[1-5]xx)$/, 'an HTTP status (200) or a class (2xx, 4xx, 5xx)')
+    .optional(),
+  method: z.string().regex(/^[A-Za-z]{1,16}$/).transform((m) => m.toUpperCase()).optional(),
+  route: z.string().min(1).max(200).optional(),
+  outcome: z.enum(OUTCOMES).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(500).optional(),
+  format: z.enum(['json', 'ndjson', 'csv']).optional(),
+});
+
+export const AuditQuery = z.strictObject({
+  key_id: z.uuid().optional(),
+  action: z.enum(AUDIT_ACTIONS).optional(),
+  limit: Limit,
+  cursor: z.string().max(500).optional(),
+});
+
+export const DEFAULT_EVENTS_WINDOW_MS = Day;
+
+const NullableTime = Timestamp.nullable();
+const Rate = z.number().nullable();
+
+export const OrgUsageJson = z
+  .object({
+    data_as_of: Timestamp,
+    dormant_after_days: z.number().int(),
+    summary: z.object({
+      total_keys: z.number().int(),
+      active_keys: z.number().int(),
+      dormant_keys: z.number().int(),
+      never_used_keys: z.number().int(),
+      total_requests: z.number().int(),
+      average_requests_per_key: z.number(),
+      most_used: z.object({ key_id: Uuid, name: z.string(), request_count: z.number().int() }).nullable(),
+      least_used: z.object({ key_id: Uuid, name: z.string(), request_count: z.number().int() }).nullable(),
+    }),
+    data: z.array(
+      z.object({
+        key_id: Uuid,
+        name: z.string(),
+        prefix: z.string(),
+        environment: z.enum(ENVIRONMENTS),
+        status: z.enum(KEY_STATUSES),
+        created_at: Timestamp,
+        last_used_at: NullableTime,
+        last_used_ip: z.string().nullable(),
+        request_count: z.number().int(),
+        errors_4xx: z.number().int(),
+        errors_5xx: z.number().int(),
+        denied_count: z.number().int(),
+        last_denied_at: NullableTime,
+        requests_24h: z.number().int(),
+        dormant: z.boolean(),
+        spike: z.boolean(),
+      }),
+    ),
+    next_cursor: z.string().nullable(),
+  })
+  .meta({ id: 'OrgUsage' });
+
+export const UsageEventJson = z
+  .object({
+    event_id: Uuid,
+    key_id: Uuid,
+    occurred_at: Timestamp,
+    method: z.string(),
+    route: z.string(),
+    status: z.number().int(),
+    latency_ms: z.number(),
+    ip: z.string().nullable(),
+    user_agent: z.string().nullable(),
+    outcome: z.enum(OUTCOMES),
+  })
+  .meta({ id: 'UsageEvent' });
+
+export const EventsPageJson = z
+  .object({ data: z.array(UsageEventJson), next_cursor: z.string().nullable() })
+  .meta({ id: 'UsageEventPage' });
+
+const WindowStats = {
+  requests: z.number().int(),
+  errors_4xx: z.number().int(),
+  errors_5xx: z.number().int(),
+  avg_latency_ms: Rate,
+};
+
+export const KeyUsageJson = z
+  .object({
+    data_as_of: Timestamp,
+    key: ApiKeyJson,
+    totals: z.object({
+      request_count: z.number().int(),
+      errors_4xx: z.number().int(),
+      errors_5xx: z.number().int(),
+      denied_count: z.number().int(),
+      first_used_at: NullableTime,
+      last_used_at: NullableTime,
+      last_used_ip: z.string().nullable(),
+      last_denied_at: NullableTime,
+    }),
+    window: z.object({
+      from: Timestamp,
+      to: Timestamp,
+      ...WindowStats,
+      error_rate: Rate,
+      p50_latency_ms: Rate,
+      p95_latency_ms: Rate,
+      p99_latency_ms: Rate,
+    }),
+    today: z.object({ requests: z.number().int() }),
+    this_month: z.object({ requests: z.number().int() }),
+    series: z.array(z.object({ start: Timestamp, ...WindowStats, p95_latency_ms: Rate })),
+    top_endpoints: z.array(
+      z.object({
+        method: z.string(),
+        route: z.string(),
+        requests: z.number().int(),
+        errors: z.number().int(),
+        avg_latency_ms: Rate,
+      }),
+    ),
+    recent_events: z.array(UsageEventJson),
+  })
+  .meta({ id: 'KeyUsage' });
+
+export const AuditEventJson = z
+  .object({
+    id: Uuid,
+    occurred_at: Timestamp,
+    action: z.enum(AUDIT_ACTIONS),
+    actor: z.object({ type: z.enum(['key', 'operator', 'system']), key_id: Uuid.nullable() }),
+    target: z.object({ type: z.string(), id: z.string().nullable() }),
+    details: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'AuditEvent' });
+
+export const AuditPageJson = z
+  .object({ data: z.array(AuditEventJson), next_cursor: z.string().nullable() })
+  .meta({ id: 'AuditEventPage' });

@@ -24,6 +24,8 @@ export const configSchema = z.object({
   KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
   KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  KEYTRAIL_SPIKE_FACTOR: z.coerce.number().min(1).max(1000).default(3),
+  KEYTRAIL_SPIKE_MIN_REQUESTS: positiveInt(100, 1_000_000_000),
   KEYTRAIL_USAGE_TRACKING: z.stringbool().default(true),
   KEYTRAIL_USAGE_FLUSH_INTERVAL_MS: positiveInt(250, 60_000),
   KEYTRAIL_USAGE_BATCH_SIZE: positiveInt(1000, 10_000),
@@ -47,6 +49,7 @@ export type Config = {
   operatorToken: string | undefined;
   maxKeysPerOrg: number;
   dormantDays: number;
+  spike: { factor: number; minRequests: number };
   retentionDays: number;
   hourlyRetentionDays: number;
   rollupRetentionDays: number;
@@ -102,6 +105,7 @@ export function toConfig(
     operatorToken: env.KEYTRAIL_OPERATOR_TOKEN,
     maxKeysPerOrg: env.KEYTRAIL_MAX_KEYS_PER_ORG,
     dormantDays: env.KEYTRAIL_DORMANT_DAYS,
+    spike: { factor: env.KEYTRAIL_SPIKE_FACTOR, minRequests: env.KEYTRAIL_SPIKE_MIN_REQUESTS },
     retentionDays: env.KEYTRAIL_RETENTION_DAYS,
     hourlyRetentionDays: env.KEYTRAIL_HOURLY_RETENTION_DAYS,
     rollupRetentionDays: env.KEYTRAIL_ROLLUP_RETENTION_DAYS,

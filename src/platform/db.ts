@@ -31,6 +31,8 @@ export function createDb(options: {
     connectionString: options.url,
     max: options.poolSize,
     application_name: options.applicationName ?? 'keytrail',
+    // Day boundaries (::date, date_trunc) are UTC whatever the server's default time zone.
+    options: '-c TimeZone=UTC',
     types,
   });
   // An idle client losing its connection (Postgres restart) must not crash the process.

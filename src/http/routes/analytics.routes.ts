@@ -1,0 +1,87 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import type { Keytrail } from '../../keytrail.ts';
+import { AppError } from '../../platform/errors.ts';
+import { isUuid } from '../../platform/ids.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { apiKeyJson, eventJson } from '../presenters.ts';
+import { KeyUsageQuery, OrgUsageQuery } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+const DAY_MS = 86_400_000;
+const usageCursor = z.tuple([z.string(), z.enum(['asc', 'desc']), z.union([z.string(), z.number(), z.null()]), z.uuid()]);
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function analyticsRoutes(kt: Keytrail): Router {
+  const router = Router();
+  const canRead = kt.requireKey({ orgParam: 'orgId', scopes: ['usage:read'] });
+
+  router.get('/api/orgs/:orgId/api-keys/usage', canRead, async (req, res) => {
+    const query = parseInput(OrgUsageQuery, req.query, 'query');
+    const order = query.order ?? (query.sort === 'name' ? 'asc' : 'desc');
+    const cursor = query.cursor ? decodeCursor(query.cursor, usageCursor) : undefined;
+    if (cursor && (cursor[0] !== query.sort || cursor[1] !== order)) {
+      throw new AppError('validation_failed', { detail: 'the cursor belongs to another sort or order' });
+    }
+    const dormantDays = query.dormant_days ?? kt.config.dormantDays;
+    const result = await kt.analytics.orgUsage(req.params.orgId as string, dormantDays, {
+      sort: query.sort,
+      order,
+      status: query.status,
+      dormant: query.dormant,
+      limit: query.limit,
+      after: cursor && { value: cursor[2], keyId: cursor[3] },
+    });
+    const { summary } = result;
+    const last = result.rows.at(-1);
+    const sortValue = (row: NonNullable<typeof last>) => {
+      const v = row[query.sort];
+      return v instanceof Date ? v.toISOString() : (v ?? null);
+    };
+    res.json({
+      data_as_of: result.dataAsOf.toISOString(),
+      dormant_after_days: dormantDays,
+      summary: {
+        ...summary,
+        total_requests: Number(summary.total_requests),
+        average_requests_per_key:
+          summary.total_keys > 0 ? Math.round((Number(summary.total_requests) / summary.total_keys) * 100) / 100 : 0,
+      },
+      data: result.rows.map((r) => ({
+        ...r,
+        created_at: r.created_at.toISOString(),
+        last_used_at: iso(r.last_used_at),
+        last_denied_at: iso(r.last_denied_at),
+      })),
+      next_cursor: result.hasMore && last ? encodeCursor([query.sort, order, sortValue(last), last.key_id]) : null,
+    });
+  });
+
+  router.get('/api/orgs/:orgId/api-keys/:keyId/usage', canRead, async (req, res) => {
+    const keyId = req.params.keyId as string;
+    if (!isUuid(keyId)) throw new AppError('not_found', { detail: 'API key not found' });
+    const key = await kt.keys.get(req.params.orgId as string, keyId);
+    const query = parseInput(KeyUsageQuery, req.query, 'query');
+    const to = query.to ?? kt.clock.now();
+    const from = query.from ?? new Date(to.getTime() - 30 * DAY_MS);
+    const usage = await kt.analytics.keyUsage(key.id, { from, to, granularity: query.granularity });
+    res.json({
+      data_as_of: usage.dataAsOf.toISOString(),
+      key: apiKeyJson(key),
+      totals: {
+        ...usage.totals,
+        first_used_at: iso(usage.totals.first_used_at),
+        last_used_at: iso(usage.totals.last_used_at),
+        last_denied_at: iso(usage.totals.last_denied_at),
+      },
+      window: { ...usage.window, from: usage.window.from.toISOString(), to: usage.window.to.toISOString() },
+      today: usage.today,
+      this_month: usage.thisMonth,
+      series: usage.series.map((s) => ({ ...s, start: s.start.toISOString() })),
+      top_endpoints: usage.topEndpoints,
+      recent_events: usage.recentEvents.map(eventJson),
+    });
+  });
+
+  return router;
+}

@@ -1,0 +1,96 @@
+import { Router, type Request, type Response } from 'express';
+import { stringify } from 'csv-stringify/sync';
+import { z } from 'zod';
+import type { Keytrail } from '../../keytrail.ts';
+import { AppError } from '../../platform/errors.ts';
+import type { EventFilter } from '../../usage/events.queries.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { EVENT_FIELDS, eventJson, type EventLike } from '../presenters.ts';
+import { DEFAULT_EVENTS_WINDOW_MS, EventsQuery } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+const eventCursor = z.tuple([z.iso.datetime(), z.uuid()]);
+type Format = 'json' | 'ndjson' | 'csv';
+
+const RENDER: Record<Exclude<Format, 'json'>, { type: string; header: string; rows(rows: EventLike[]): string }> = {
+  ndjson: {
+    type: 'application/x-ndjson',
+    header: '',
+    rows: (rows) => rows.map((r) => `${JSON.stringify(eventJson(r))}\n`).join(''),
+  },
+  csv: {
+    type: 'text/csv; charset=utf-8',
+    header: stringify([[...EVENT_FIELDS]]),
+    rows: (rows) => stringify(rows.map((r) => EVENT_FIELDS.map((f) => eventJson(r)[f]))),
+  },
+};
+
+function formatOf(req: Request, explicit: Format | undefined): Format {
+  if (explicit) return explicit;
+  const accepted = req.accepts(['application/json', 'application/x-ndjson', 'text/csv']);
+  return accepted === 'text/csv' ? 'csv' : accepted === 'application/x-ndjson' ? 'ndjson' : 'json';
+}
+
+/** Resolves when the socket can take more, or when the client went away. */
+function written(res: Response, chunk: string): Promise<void> {
+  if (chunk.length === 0 || res.write(chunk)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+function filterOf(orgId: string, q: z.infer<typeof EventsQuery>, now: Date): EventFilter {
+  const to = q.to ?? now;
+  const from = q.from ?? new Date(to.getTime() - DEFAULT_EVENTS_WINDOW_MS);
+  if (from >= to) throw new AppError('validation_failed', { detail: 'from must be before to' });
+  const status = q.status?.endsWith('xx')
+    ? { min: Number(q.status[0]) * 100, max: Number(q.status[0]) * 100 + 99 }
+    : q.status
+      ? { exact: Number(q.status) }
+      : undefined;
+  return { orgId, from, to, keyId: q.key_id, status, method: q.method, route: q.route, outcome: q.outcome };
+}
+
+export function eventsRoutes(kt: Keytrail): Router {
+  const router = Router();
+
+  router.get(
+    '/api/orgs/:orgId/usage-events',
+    kt.requireKey({ orgParam: 'orgId', scopes: ['events:read'] }),
+    async (req, res) => {
+      const query = parseInput(EventsQuery, req.query, 'query');
+      const filter = filterOf(req.params.orgId as string, query, kt.clock.now());
+      const format = formatOf(req, query.format);
+      if (format === 'json') {
+        const cursor = query.cursor ? decodeCursor(query.cursor, eventCursor) : undefined;
+        const after = cursor && { occurredAt: new Date(cursor[0]), eventId: cursor[1] };
+        const rows = await kt.events.page(filter, after, query.limit + 1);
+        const page = rows.slice(0, query.limit);
+        const last = page.at(-1);
+        res.json({
+          data: page.map(eventJson),
+          next_cursor: rows.length > query.limit && last ? encodeCursor([last.occurred_at.toISOString(), last.event_id]) : null,
+        });
+        return;
+      }
+      // Streams the whole range: one keyset batch in memory at a time, paced by the socket.
+      const render = RENDER[format];
+      res.status(200).type(render.type);
+      if (format === 'csv') res.attachment(`usage-events-${filter.from.toISOString()}.csv`);
+      await written(res, render.header);
+      for await (const rows of kt.events.batches(filter)) {
+        if (res.destroyed) break;
+        await written(res, render.rows(rows));
+      }
+      res.end();
+    },
+  );
+
+  return router;
+}

@@ -1,0 +1,251 @@
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import type { DB } from '../../db/schema.ts';
+
+type Db = Kysely<DB>;
+
+export const ORG_USAGE_SORTS = ['last_used_at', 'request_count', 'name', 'created_at'] as const;
+export type OrgUsageSort = (typeof ORG_USAGE_SORTS)[number];
+
+export type OrgUsageParams = {
+  orgId: string;
+  now: Date;
+  dormantBefore: Date;
+  spikeFactor: number;
+  spikeMin: number;
+};
+
+export type KeyUsageRow = {
+  key_id: string;
+  name: string;
+  prefix: string;
+  environment: string;
+  status: 'active' | 'expired' | 'revoked';
+  created_at: Date;
+  last_used_at: Date | null;
+  last_used_ip: string | null;
+  request_count: number;
+  errors_4xx: number;
+  errors_5xx: number;
+  denied_count: number;
+  last_denied_at: Date | null;
+  requests_24h: number;
+  dormant: boolean;
+  spike: boolean;
+};
+
+const HOUR_MS = 3_600_000;
+const isoDay = (d: Date): string => d.toISOString().slice(0, 10);
+
+/**
+ * Every key of the org with its totals, last-24-hour and prior-7-day requests (hourly rollup,
+ * api_key_usage_hourly_org_id_hour_idx) and the dormant/spike flags. Reads rollups only: its
+ * cost grows with keys and hours, never with events.
+ */
+function keysWithUsage(p: OrgUsageParams): RawBuilder<unknown> {
+  const currentHour = p.now.getTime() - (p.now.getTime() % HOUR_MS);
+  const since24h = new Date(currentHour - 23 * HOUR_MS);
+  const since8d = new Date(since24h.getTime() - 7 * 24 * HOUR_MS);
+  return sql`
+    with recent as (
+      select key_id,
+        sum(requests) filter (where hour >= ${since24h}) as r24,
+        sum(requests) filter (where hour < ${since24h}) as r7d
+      from api_key_usage_hourly
+      where org_id = ${p.orgId} and hour >= ${since8d}
+      group by key_id
+    ), k as (
+      select k.id as key_id, k.name, k.prefix, k.environment, k.created_at,
+        case when k.revoked_at is not null then 'revoked'
+             when k.expires_at <= ${p.now} then 'expired' else 'active' end as status,
+        t.last_used_at, host(t.last_used_ip) as last_used_ip,
+        coalesce(t.request_count, 0)::int8 as request_count,
+        coalesce(t.errors_4xx, 0)::int8 as errors_4xx, coalesce(t.errors_5xx, 0)::int8 as errors_5xx,
+        coalesce(t.denied_count, 0)::int8 as denied_count, t.last_denied_at,
+        coalesce(r.r24, 0)::int8 as requests_24h, coalesce(r.r7d, 0)::int8 as requests_prev_7d
+      from api_keys k
+      left join api_key_usage_totals t on t.key_id = k.id
+      left join recent r on r.key_id = k.id
+      where k.org_id = ${p.orgId}
+    ), f as (
+      select *,
+        (status = 'active' and coalesce(last_used_at, created_at) < ${p.dormantBefore}) as dormant,
+        (requests_24h >= ${p.spikeMin} and requests_24h >= ${p.spikeFactor} * requests_prev_7d / 7.0) as spike
+      from k
+    )`;
+}
+
+export type OrgSummaryRow = {
+  total_keys: number;
+  active_keys: number;
+  dormant_keys: number;
+  never_used_keys: number;
+  total_requests: number;
+  most_used: { key_id: string; name: string; request_count: number } | null;
+  least_used: { key_id: string; name: string; request_count: number } | null;
+};
+
+export async function orgSummary(db: Db, p: OrgUsageParams): Promise<OrgSummaryRow> {
+  const { rows } = await sql<OrgSummaryRow>`${keysWithUsage(p)}
+    select count(*)::int as total_keys,
+      count(*) filter (where status = 'active')::int as active_keys,
+      count(*) filter (where dormant)::int as dormant_keys,
+      count(*) filter (where status = 'active' and last_used_at is null)::int as never_used_keys,
+      coalesce(sum(request_count), 0)::int8 as total_requests,
+      (select json_build_object('key_id', key_id, 'name', name, 'request_count', request_count)
+         from f where request_count > 0 order by request_count desc, name, key_id limit 1) as most_used,
+      (select json_build_object('key_id', key_id, 'name', name, 'request_count', request_count)
+         from f where status = 'active' order by request_count, name, key_id limit 1) as least_used
+    from f`.execute(db);
+  const row = rows[0];
+  if (!row) throw new Error('summary query returned no row');
+  return row;
+}
+
+export type OrgUsagePage = {
+  sort: OrgUsageSort;
+  order: 'asc' | 'desc';
+  status: 'active' | 'expired' | 'revoked' | undefined;
+  dormant: boolean | undefined;
+  limit: number;
+  after: { value: string | number | null; keyId: string } | undefined;
+};
+
+/**
+ * Keyset pagination over a sort column that may be null (last_used_at): nulls always come last,
+ * whatever the direction, and key_id breaks ties in the sort's direction.
+ */
+function keysetAfter(page: OrgUsagePage): RawBuilder<boolean> {
+  if (!page.after) return sql<boolean>`true`;
+  const col = sql.ref(page.sort);
+  const cmp = page.order === 'desc' ? sql.raw('<') : sql.raw('>');
+  const { value, keyId } = page.after;
+  const cast = page.sort === 'request_count' ? sql`::int8` : page.sort === 'name' ? sql`::text` : sql`::timestamptz`;
+  if (value === null) return sql<boolean>`(${col} is null and key_id ${cmp} ${keyId}::uuid)`;
+  return sql<boolean>`(${col} ${cmp} ${value}${cast} or (${col} = ${value}${cast} and key_id ${cmp} ${keyId}::uuid) or ${col} is null)`;
+}
+
+export async function orgUsagePage(db: Db, p: OrgUsageParams, page: OrgUsagePage): Promise<KeyUsageRow[]> {
+  const dir = sql.raw(page.order === 'desc' ? 'desc' : 'asc');
+  const { rows } = await sql<KeyUsageRow>`${keysWithUsage(p)}
+    select key_id, name, prefix, environment, status, created_at, last_used_at, last_used_ip,
+      request_count, errors_4xx, errors_5xx, denied_count, last_denied_at, requests_24h, dormant, spike
+    from f
+    where ${page.status ? sql`status = ${page.status}` : sql`true`}
+      and ${page.dormant === undefined ? sql`true` : sql`dormant = ${page.dormant}`}
+      and ${keysetAfter(page)}
+    order by ${sql.ref(page.sort)} ${dir} nulls last, key_id ${dir}
+    limit ${page.limit + 1}`.execute(db);
+  return rows;
+}
+
+export type PeriodUsage = {
+  start: Date;
+  requests: number;
+  errors_4xx: number;
+  errors_5xx: number;
+  denied: number;
+  latency_sum_ms: number;
+  latency_hist: number[];
+};
+
+/** One key's hourly or daily rollup rows in [from, to). */
+export async function keyPeriods(
+  db: Db,
+  keyId: string,
+  granularity: 'hour' | 'day',
+  from: Date,
+  to: Date,
+): Promise<PeriodUsage[]> {
+  const query =
+    granularity === 'hour'
+      ? sql<PeriodUsage>`select hour as start, requests, errors_4xx, errors_5xx, denied, latency_sum_ms,
+          latency_hist from api_key_usage_hourly where key_id = ${keyId} and hour >= ${from} and hour < ${to}
+          order by hour`
+      : sql<PeriodUsage>`select day::timestamptz as start, requests, errors_4xx, errors_5xx, denied,
+          latency_sum_ms, latency_hist from api_key_usage_daily
+          where key_id = ${keyId} and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
+          order by day`;
+  const { rows } = await query.execute(db);
+  return rows.map((r) => ({ ...r, latency_hist: r.latency_hist.map(Number) }));
+}
+
+/** Requests today and this month (UTC), from the daily rollup. */
+export async function todayAndMonth(db: Db, keyId: string, now: Date): Promise<{ today: number; month: number }> {
+  const today = now.toISOString().slice(0, 10);
+  const monthStart = `${today.slice(0, 7)}-01`;
+  const { rows } = await sql<{ today: number; month: number }>`
+    select coalesce(sum(requests) filter (where day = ${today}::date), 0)::int8 as today,
+           coalesce(sum(requests), 0)::int8 as month
+    from api_key_usage_daily where key_id = ${keyId} and day >= ${monthStart}::date`.execute(db);
+  return rows[0] ?? { today: 0, month: 0 };
+}
+
+export type EndpointUsage = {
+  method: string;
+  route: string;
+  requests: number;
+  errors: number;
+  avg_latency_ms: number | null;
+};
+
+export async function topEndpoints(db: Db, keyId: string, from: Date, to: Date): Promise<EndpointUsage[]> {
+  const { rows } = await sql<EndpointUsage>`
+    select method, route, sum(requests)::int8 as requests, sum(errors)::int8 as errors,
+      round((sum(latency_sum_ms) / nullif(sum(requests), 0))::numeric, 3)::float8 as avg_latency_ms
+    from api_key_usage_routes_daily
+    where key_id = ${keyId} and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
+    group by method, route
+    order by sum(requests) desc, method, route
+    limit 10`.execute(db);
+  return rows;
+}
+
+/**
+ * When usage is complete up to: the creation time of the oldest usage job not yet taken by a
+ * worker (pg-boss's partial index job_i11 covers exactly these rows), else now.
+ */
+export async function oldestPendingUsageJob(db: Db): Promise<Date | null> {
+  const { rows } = await sql<{ at: Date | null }>`
+    select min(created_on) as at from pgboss.job where name = 'usage.ingest' and state < 'active'`.execute(db);
+  return rows[0]?.at ?? null;
+}
+
+export type KeyTotals = {
+  request_count: number;
+  errors_4xx: number;
+  errors_5xx: number;
+  denied_count: number;
+  first_used_at: Date | null;
+  last_used_at: Date | null;
+  last_used_ip: string | null;
+  last_denied_at: Date | null;
+};
+
+export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
+  const row = await db
+    .selectFrom('api_key_usage_totals')
+    .select([
+      'request_count',
+      'errors_4xx',
+      'errors_5xx',
+      'denied_count',
+      'first_used_at',
+      'last_used_at',
+      sql<string | null>`host(last_used_ip)`.as('last_used_ip'),
+      'last_denied_at',
+    ])
+    .where('key_id', '=', keyId)
+    .executeTakeFirst();
+  return (
+    row ?? {
+      request_count: 0,
+      errors_4xx: 0,
+      errors_5xx: 0,
+      denied_count: 0,
+      first_used_at: null,
+      last_used_at: null,
+      last_used_ip: null,
+      last_denied_at: null,
+    }
+  );
+}

@@ -1,0 +1,125 @@
+import type { Clock } from '../platform/clock.ts';
+import type { Database } from '../platform/db.ts';
+import { AppError } from '../platform/errors.ts';
+import { emptyHistogram, mergeInto, quantile } from './histogram.ts';
+import * as q from './analytics.queries.ts';
+import { recentEvents, type EventRow } from './events.queries.ts';
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+export const MAX_WINDOW_DAYS = 400;
+export const MAX_HOURLY_DAYS = 14;
+
+export type Granularity = 'day' | 'hour';
+type Agg = { requests: number; e4: number; e5: number; latencySum: number; hist: number[] };
+
+const round3 = (n: number | null): number | null => (n === null ? null : Math.round(n * 1000) / 1000);
+
+function summarize(a: Agg) {
+  return {
+    requests: a.requests,
+    errors_4xx: a.e4,
+    errors_5xx: a.e5,
+    error_rate: a.requests > 0 ? round3((a.e4 + a.e5) / a.requests) : null,
+    avg_latency_ms: a.requests > 0 ? round3(a.latencySum / a.requests) : null,
+    p50_latency_ms: round3(quantile(a.hist, 0.5)),
+    p95_latency_ms: round3(quantile(a.hist, 0.95)),
+    p99_latency_ms: round3(quantile(a.hist, 0.99)),
+  };
+}
+
+function add(a: Agg, r: q.PeriodUsage): Agg {
+  a.requests += Number(r.requests);
+  a.e4 += Number(r.errors_4xx);
+  a.e5 += Number(r.errors_5xx);
+  a.latencySum += r.latency_sum_ms;
+  mergeInto(a.hist, r.latency_hist);
+  return a;
+}
+
+const newAgg = (): Agg => ({ requests: 0, e4: 0, e5: 0, latencySum: 0, hist: emptyHistogram() });
+
+/** Validates and aligns a window to whole buckets: [floor(from), ceil(to)). */
+export function alignWindow(from: Date, to: Date, granularity: Granularity): { from: Date; to: Date } {
+  const unit = granularity === 'hour' ? HOUR_MS : DAY_MS;
+  const span = to.getTime() - from.getTime();
+  const fail = (detail: string) => new AppError('validation_failed', { detail });
+  if (span <= 0) throw fail('from must be before to');
+  if (span > MAX_WINDOW_DAYS * DAY_MS) throw fail(`the window is limited to ${MAX_WINDOW_DAYS} days`);
+  if (granularity === 'hour' && span > MAX_HOURLY_DAYS * DAY_MS) {
+    throw fail(`granularity=hour is limited to ${MAX_HOURLY_DAYS} days`);
+  }
+  const start = from.getTime() - (from.getTime() % unit);
+  const end = Math.ceil(to.getTime() / unit) * unit;
+  return { from: new Date(start), to: new Date(end) };
+}
+
+export function createAnalyticsService(deps: { db: Database; clock: Clock; flushIntervalMs: number; spike: { factor: number; minRequests: number } }) {
+  const { db, clock } = deps;
+
+  /** Usage is complete up to the oldest job not yet ingested, minus one flush window. */
+  async function dataAsOf(): Promise<Date> {
+    const now = clock.now().getTime();
+    const pending = await q.oldestPendingUsageJob(db);
+    const upTo = Math.min(now, pending ? pending.getTime() : now);
+    return new Date(upTo - deps.flushIntervalMs);
+  }
+
+  async function orgUsage(orgId: string, dormantDays: number, page: q.OrgUsagePage) {
+    const now = clock.now();
+    const params: q.OrgUsageParams = {
+      orgId,
+      now,
+      dormantBefore: new Date(now.getTime() - dormantDays * DAY_MS),
+      spikeFactor: deps.spike.factor,
+      spikeMin: deps.spike.minRequests,
+    };
+    const [summary, rows, asOf] = await Promise.all([q.orgSummary(db, params), q.orgUsagePage(db, params, page), dataAsOf()]);
+    return { summary, rows: rows.slice(0, page.limit), hasMore: rows.length > page.limit, dataAsOf: asOf };
+  }
+
+  async function keyUsage(keyId: string, window: { from: Date; to: Date; granularity: Granularity }) {
+    const { from, to } = alignWindow(window.from, window.to, window.granularity);
+    const unit = window.granularity === 'hour' ? HOUR_MS : DAY_MS;
+    const dayFrom = new Date(from.getTime() - (from.getTime() % DAY_MS));
+    const dayTo = new Date(Math.ceil(to.getTime() / DAY_MS) * DAY_MS);
+    const [periods, totals, tm, endpoints, recent, asOf] = await Promise.all([
+      q.keyPeriods(db, keyId, window.granularity, from, to),
+      q.keyTotals(db, keyId),
+      q.todayAndMonth(db, keyId, clock.now()),
+      q.topEndpoints(db, keyId, dayFrom, dayTo),
+      recentEvents(db, keyId, 20),
+      dataAsOf(),
+    ]);
+    const byStart = new Map(periods.map((p) => [p.start.getTime(), p]));
+    const series = [];
+    for (let t = from.getTime(); t < to.getTime(); t += unit) {
+      const row = byStart.get(t);
+      const agg = row ? add(newAgg(), row) : newAgg();
+      const s = summarize(agg);
+      series.push({
+        start: new Date(t),
+        requests: s.requests,
+        errors_4xx: s.errors_4xx,
+        errors_5xx: s.errors_5xx,
+        avg_latency_ms: s.avg_latency_ms,
+        p95_latency_ms: s.p95_latency_ms,
+      });
+    }
+    const total = periods.reduce(add, newAgg());
+    return {
+      dataAsOf: asOf,
+      totals,
+      window: { from, to, ...summarize(total) },
+      today: { requests: Number(tm.today) },
+      thisMonth: { requests: Number(tm.month) },
+      series,
+      topEndpoints: endpoints,
+      recentEvents: recent as EventRow[],
+    };
+  }
+
+  return { orgUsage, keyUsage, dataAsOf };
+}
+
+export type AnalyticsService = ReturnType<typeof createAnalyticsService>;

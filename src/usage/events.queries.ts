@@ -1,0 +1,84 @@
+import { sql, type Kysely } from 'kysely';
+import type { DB } from '../../db/schema.ts';
+
+type Db = Kysely<DB>;
+
+export type EventRow = {
+  event_id: string;
+  key_id: string;
+  occurred_at: Date;
+  method: string;
+  route: string;
+  status: number;
+  latency_ms: number;
+  ip: string | null;
+  user_agent: string | null;
+  outcome: string;
+};
+
+const EVENT_COLUMNS = [
+  'event_id',
+  'key_id',
+  'occurred_at',
+  'method',
+  'route',
+  'status',
+  'latency_ms',
+  sql<string | null>`host(ip)`.as('ip'),
+  'user_agent',
+  'outcome',
+] as const;
+
+export type EventFilter = {
+  orgId: string;
+  from: Date;
+  to: Date;
+  keyId?: string | undefined;
+  status?: { exact: number } | { min: number; max: number } | undefined;
+  method?: string | undefined;
+  route?: string | undefined;
+  outcome?: string | undefined;
+};
+
+export type EventCursor = { occurredAt: Date; eventId: string };
+
+/**
+ * One keyset page in (occurred_at, event_id) order. The org index
+ * (org_id, occurred_at, event_id) serves the order and the cursor; the occurred_at range prunes
+ * partitions. Exports call this repeatedly: constant memory, no long-running cursor transaction.
+ */
+export async function eventsPage(
+  db: Db,
+  f: EventFilter,
+  after: EventCursor | undefined,
+  limit: number,
+): Promise<EventRow[]> {
+  let q = db
+    .selectFrom('api_key_usage_events')
+    .select(EVENT_COLUMNS)
+    .where('org_id', '=', f.orgId)
+    .where('occurred_at', '>=', f.from)
+    .where('occurred_at', '<', f.to);
+  if (after) {
+    q = q.where(sql<boolean>`(occurred_at, event_id) > (${after.occurredAt}, ${after.eventId}::uuid)`);
+  }
+  if (f.keyId) q = q.where('key_id', '=', f.keyId);
+  if (f.status && 'exact' in f.status) q = q.where('status', '=', f.status.exact);
+  if (f.status && 'min' in f.status) q = q.where('status', '>=', f.status.min).where('status', '<=', f.status.max);
+  if (f.method) q = q.where('method', '=', f.method);
+  if (f.route) q = q.where('route', '=', f.route);
+  if (f.outcome) q = q.where('outcome', '=', f.outcome);
+  return q.orderBy('occurred_at').orderBy('event_id').limit(limit).execute();
+}
+
+/** The key's latest events, newest first (index (key_id, occurred_at)). */
+export async function recentEvents(db: Db, keyId: string, limit: number): Promise<EventRow[]> {
+  return db
+    .selectFrom('api_key_usage_events')
+    .select(EVENT_COLUMNS)
+    .where('key_id', '=', keyId)
+    .orderBy('occurred_at', 'desc')
+    .orderBy('event_id', 'desc')
+    .limit(limit)
+    .execute();
+}

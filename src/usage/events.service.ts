@@ -1,0 +1,28 @@
+import type { Database } from '../platform/db.ts';
+import { eventsPage, type EventCursor, type EventFilter, type EventRow } from './events.queries.ts';
+
+export const EXPORT_BATCH = 5_000;
+
+export function createEventsService(db: Database) {
+  return {
+    page: (filter: EventFilter, after: EventCursor | undefined, limit: number): Promise<EventRow[]> =>
+      eventsPage(db, filter, after, limit),
+
+    /**
+     * The whole filtered range, one keyset batch at a time: the caller awaits each batch before
+     * the next is read, so memory stays at one batch whatever the range.
+     */
+    async *batches(filter: EventFilter, batchSize = EXPORT_BATCH): AsyncGenerator<EventRow[]> {
+      let after: EventCursor | undefined;
+      for (;;) {
+        const rows = await eventsPage(db, filter, after, batchSize);
+        if (rows.length > 0) yield rows;
+        const last = rows.at(-1);
+        if (rows.length < batchSize || !last) return;
+        after = { occurredAt: last.occurred_at, eventId: last.event_id };
+      }
+    },
+  };
+}
+
+export type EventsService = ReturnType<typeof createEventsService>;
