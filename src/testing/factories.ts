@@ -28,3 +28,37 @@ export async function createKey(
   if (res.status !== 201) throw new Error(`createKey: ${res.status} ${res.text}`);
   return { key: res.body.key, id: res.body.api_key.id, body: res.body.api_key };
 }
+
+export type ReportedEvent = {
+  event_id?: string;
+  key_id: string;
+  occurred_at: string;
+  method?: string;
+  route?: string;
+  path?: string;
+  status?: number;
+  latency_ms?: number;
+  ip?: string;
+  user_agent?: string;
+  outcome?: string;
+};
+
+/** Reports events through POST /usage-events in batches of 1,000 (the real ingest path). */
+export async function reportEvents(
+  client: TestClient,
+  org: TestOrg,
+  writerKey: string,
+  events: ReportedEvent[],
+): Promise<void> {
+  for (let i = 0; i < events.length; i += 1000) {
+    const batch = events.slice(i, i + 1000).map((e) => ({
+      method: 'GET',
+      status: 200,
+      latency_ms: 5,
+      ...(e.path === undefined && e.route === undefined ? { route: '/v1/things' } : {}),
+      ...e,
+    }));
+    const res = await client.post(`/api/orgs/${org.orgId}/usage-events`, { key: writerKey, body: { events: batch } });
+    if (res.status !== 202) throw new Error(`reportEvents: ${res.status} ${res.text}`);
+  }
+}

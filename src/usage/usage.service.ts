@@ -83,9 +83,11 @@ export function createUsageService(deps: {
       }
     });
     if (errors.length > 0) {
+      const named = errors.slice(0, 5).map((e) => e.path).join(', ');
+      const more = errors.length > 5 ? ` and ${errors.length - 5} more` : '';
       throw new AppError('unprocessable', {
-        detail: `batch rejected, nothing stored: ${errors.map((e) => e.path).join(', ')}`,
-        errors,
+        detail: `batch rejected, nothing stored: ${named}${more}`,
+        errors: errors.slice(0, 100),
       });
     }
     const payload: UsagePayload = encodePayload(
