@@ -43,10 +43,23 @@ export async function listAuditEvents(
 ): Promise<AuditRow[]> {
   let q = db
     .selectFrom('audit_events')
-    .select(['id', 'occurred_at', 'actor_type', 'actor_key_id', 'action', 'target_type', 'target_id', 'details'])
+    .select([
+      'id',
+      'occurred_at',
+      'actor_type',
+      'actor_key_id',
+      'action',
+      'target_type',
+      'target_id',
+      'details',
+    ])
     .where('org_id', '=', p.orgId);
-  if (p.keyId) q = q.where((eb) => eb.or([eb('target_id', '=', p.keyId ?? ''), eb('actor_key_id', '=', p.keyId ?? '')]));
+  if (p.keyId)
+    q = q.where((eb) =>
+      eb.or([eb('target_id', '=', p.keyId ?? ''), eb('actor_key_id', '=', p.keyId ?? '')]),
+    );
   if (p.action) q = q.where('action', '=', p.action);
-  if (p.before) q = q.where(sql<boolean>`(occurred_at, id) < (${p.before.occurredAt}, ${p.before.id}::uuid)`);
+  if (p.before)
+    q = q.where(sql<boolean>`(occurred_at, id) < (${p.before.occurredAt}, ${p.before.id}::uuid)`);
   return q.orderBy('occurred_at', 'desc').orderBy('id', 'desc').limit(p.limit).execute();
 }

@@ -15,6 +15,37 @@ function endpoints(orgId: string, keyId: string) {
     { method: 'PATCH', path: `${base}/${keyId}`, scope: 'keys:write', body: { name: 'y' } },
     { method: 'POST', path: `${base}/${keyId}/rotate`, scope: 'keys:write', body: {} },
     { method: 'DELETE', path: `${base}/${keyId}`, scope: 'keys:write', body: undefined },
+    { method: 'GET', path: `${base}/usage`, scope: 'usage:read', body: undefined },
+    { method: 'GET', path: `${base}/${keyId}/usage`, scope: 'usage:read', body: undefined },
+    {
+      method: 'GET',
+      path: `/api/orgs/${orgId}/usage-events`,
+      scope: 'events:read',
+      body: undefined,
+    },
+    {
+      method: 'POST',
+      path: `/api/orgs/${orgId}/usage-events`,
+      scope: 'events:write',
+      body: {
+        events: [
+          {
+            key_id: keyId,
+            occurred_at: new Date().toISOString(),
+            method: 'GET',
+            route: '/x',
+            status: 200,
+            latency_ms: 1,
+          },
+        ],
+      },
+    },
+    {
+      method: 'GET',
+      path: `/api/orgs/${orgId}/audit-events`,
+      scope: 'audit:read',
+      body: undefined,
+    },
   ] as const;
 }
 
@@ -99,5 +130,61 @@ describe('access control on org-scoped endpoints', () => {
       bodies.push({ code: res.body.code, title: res.body.title });
     }
     expect(new Set(bodies.map((b) => JSON.stringify(b))).size).toBe(1);
+  });
+});
+
+describe('auditor keys', () => {
+  it('read raw events and the audit trail, and nothing else', async () => {
+    const { client } = app();
+    const org = await createOrg(client, 'Audited org');
+    const auditor = await createKey(client, org, {
+      name: 'auditor',
+      scopes: ['events:read', 'audit:read'],
+    });
+    const events = await client.get(`/api/orgs/${org.orgId}/usage-events`, { key: auditor.key });
+    expect(events.status).toBe(200);
+    expect(events.body).toEqual({ data: [], next_cursor: null });
+    const audit = await client.get(`/api/orgs/${org.orgId}/audit-events?limit=1`, {
+      key: auditor.key,
+    });
+    expect(audit.status).toBe(200);
+    expect(audit.body.data[0]).toMatchObject({
+      action: 'key.created',
+      actor: { type: 'key', key_id: org.adminKeyId },
+      target: { type: 'api_key', id: auditor.id },
+    });
+    expect(audit.body.next_cursor).not.toBeNull();
+    const older = await client.get(
+      `/api/orgs/${org.orgId}/audit-events?cursor=${audit.body.next_cursor}`,
+      {
+        key: auditor.key,
+      },
+    );
+    expect(older.body.data.map((e: { target: { id: string } }) => e.target.id)).toEqual([
+      org.adminKeyId,
+    ]);
+    const byKey = await client.get(
+      `/api/orgs/${org.orgId}/audit-events?key_id=${auditor.id}&action=key.created`,
+      {
+        key: auditor.key,
+      },
+    );
+    expect(byKey.body.data).toHaveLength(1);
+    for (const path of [
+      '/api-keys',
+      '/api-keys/usage',
+      `/api-keys/${auditor.id}`,
+      `/api-keys/${auditor.id}/usage`,
+    ]) {
+      expect(
+        (await client.get(`/api/orgs/${org.orgId}${path}`, { key: auditor.key })).status,
+        path,
+      ).toBe(403);
+    }
+    const create = await client.post(`/api/orgs/${org.orgId}/api-keys`, {
+      key: auditor.key,
+      body: { name: 'x' },
+    });
+    expect(create.status).toBe(403);
   });
 });

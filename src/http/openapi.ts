@@ -13,6 +13,8 @@ type Op = {
   query?: z.ZodObject;
   body?: z.ZodType;
   ok: { status: number; schema: z.ZodType; description: string };
+  /** Also answers application/x-ndjson and text/csv streams. */
+  streams?: boolean;
   errors?: number[];
 };
 
@@ -101,6 +103,49 @@ const OPERATIONS: Op[] = [
     errors: [400, 401, 403, 404],
   },
   {
+    method: 'get',
+    path: '/api/orgs/{orgId}/api-keys/usage',
+    summary: 'Usage of every key of the org: last use, counts, dormant and spike flags, summary',
+    scope: 'usage:read',
+    params: z.object(ORG),
+    query: s.OrgUsageQuery,
+    ok: { status: 200, schema: s.OrgUsageJson, description: 'A page of per-key usage' },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/api-keys/{keyId}/usage',
+    summary:
+      'One key’s analytics: window totals, percentiles, series, top endpoints, recent events',
+    scope: 'usage:read',
+    params: z.object(KEY),
+    query: s.KeyUsageQuery,
+    ok: { status: 200, schema: s.KeyUsageJson, description: 'The key’s usage' },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/usage-events',
+    summary:
+      'Raw usage events in (occurred_at, event_id) order; Accept: application/x-ndjson or text/csv streams the whole range',
+    scope: 'events:read',
+    params: z.object(ORG),
+    query: s.EventsQuery,
+    ok: { status: 200, schema: s.EventsPageJson, description: 'A page of events (JSON)' },
+    streams: true,
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/audit-events',
+    summary: 'The audit trail of key changes, newest first',
+    scope: 'audit:read',
+    params: z.object(ORG),
+    query: s.AuditQuery,
+    ok: { status: 200, schema: s.AuditPageJson, description: 'A page of audit events' },
+    errors: [400, 401, 403, 404],
+  },
+  {
     method: 'post',
     path: '/api/keys/verify',
     summary: 'Verify a key of the caller’s org; the outcome is data, always 200',
@@ -143,7 +188,13 @@ function register(registry: OpenAPIRegistry, op: Op): void {
   const responses: Record<string, { description: string; content?: object }> = {
     [op.ok.status]: {
       description: op.ok.description,
-      content: { 'application/json': { schema: op.ok.schema } },
+      content: {
+        'application/json': { schema: op.ok.schema },
+        ...(op.streams && {
+          'application/x-ndjson': { schema: s.UsageEventJson },
+          'text/csv': { schema: z.string() },
+        }),
+      },
     },
   };
   for (const status of op.errors ?? []) {

@@ -190,7 +190,11 @@ export const EventsQuery = z.strictObject({
     .string()
     .regex(/^([1-5]\d\d|[1-5]xx)$/, 'an HTTP status (200) or a class (2xx, 4xx, 5xx)')
     .optional(),
-  method: z.string().regex(/^[A-Za-z]{1,16}$/).transform((m) => m.toUpperCase()).optional(),
+  method: z
+    .string()
+    .regex(/^[A-Za-z]{1,16}$/)
+    .transform((m) => m.toUpperCase())
+    .optional(),
   route: z.string().min(1).max(200).optional(),
   outcome: z.enum(OUTCOMES).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -221,8 +225,12 @@ export const OrgUsageJson = z
       never_used_keys: z.number().int(),
       total_requests: z.number().int(),
       average_requests_per_key: z.number(),
-      most_used: z.object({ key_id: Uuid, name: z.string(), request_count: z.number().int() }).nullable(),
-      least_used: z.object({ key_id: Uuid, name: z.string(), request_count: z.number().int() }).nullable(),
+      most_used: z
+        .object({ key_id: Uuid, name: z.string(), request_count: z.number().int() })
+        .nullable(),
+      least_used: z
+        .object({ key_id: Uuid, name: z.string(), request_count: z.number().int() })
+        .nullable(),
     }),
     data: z.array(
       z.object({

@@ -7,6 +7,8 @@ export type QueueDefinition = {
   deadLetter?: string;
   retryLimit?: number;
   notify?: boolean;
+  /** A job held longer than this by a worker (killed mid-batch) is handed out again. */
+  expireInSeconds?: number;
 };
 
 /**
@@ -47,6 +49,7 @@ export async function ensureQueues(
       retryBackoff: true,
       retryDelayMax: 300,
       notify: q.notify ?? false,
+      ...(q.expireInSeconds && { expireInSeconds: q.expireInSeconds }),
     });
     if (!(await boss.getQueue(q.name))) throw new Error(`queue ${q.name} could not be created`);
   }

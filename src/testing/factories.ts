@@ -58,7 +58,10 @@ export async function reportEvents(
       ...(e.path === undefined && e.route === undefined ? { route: '/v1/things' } : {}),
       ...e,
     }));
-    const res = await client.post(`/api/orgs/${org.orgId}/usage-events`, { key: writerKey, body: { events: batch } });
+    const res = await client.post(`/api/orgs/${org.orgId}/usage-events`, {
+      key: writerKey,
+      body: { events: batch },
+    });
     if (res.status !== 202) throw new Error(`reportEvents: ${res.status} ${res.text}`);
   }
 }

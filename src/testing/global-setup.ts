@@ -3,6 +3,7 @@
  * a container runtime answers, else the embedded Postgres in a child process. Migrates a
  * template database that every test file clones (see harness.ts).
  */
+import { rm } from 'node:fs/promises';
 import type { TestProject } from 'vitest/node';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
@@ -87,5 +88,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
       () => undefined,
     );
     await server.stop();
+    await rm(`/tmp/keytrail-test-${process.pid}`, { recursive: true, force: true });
   };
 }

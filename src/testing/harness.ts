@@ -123,3 +123,11 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 10));
   }
 }
+
+/**
+ * Waits a fixed time. Only for asserting that something does NOT happen (no progress while a
+ * client is paused); everything else waits with waitFor.
+ */
+export function observeFor(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -4,7 +4,13 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import { TestClock } from '../testing/clock.ts';
-import { createKey, createOrg, reportEvents, type TestKey, type TestOrg } from '../testing/factories.ts';
+import {
+  createKey,
+  createOrg,
+  reportEvents,
+  type TestKey,
+  type TestOrg,
+} from '../testing/factories.ts';
 import { bucketOf } from './histogram.ts';
 
 const HOUR = 3_600_000;
@@ -18,7 +24,9 @@ beforeAll(async () => {
   // The API's own calls are not tracked here: every figure comes from the reported events.
   app = await startTestApp(dbUrl(), {
     clock,
-    config: { usage: { tracking: false, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 } },
+    config: {
+      usage: { tracking: false, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
+    },
   });
   worker = await startWorker(app.kt);
 });
@@ -31,7 +39,9 @@ afterAll(async () => {
 });
 
 async function eventsStored(orgId: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_key_usage_events where org_id = ${orgId}`.execute(
+  const { rows } = await sql<{
+    n: number;
+  }>`select count(*)::int as n from api_key_usage_events where org_id = ${orgId}`.execute(
     app.kt.database.db,
   );
   return rows[0]?.n ?? 0;
@@ -46,7 +56,8 @@ async function orgWithWriter(name: string) {
 const at = (ms: number) => new Date(ms).toISOString();
 const usage = (org: TestOrg, query = '') =>
   app.client.get(`/api/orgs/${org.orgId}/api-keys/usage${query}`, { key: org.adminKey });
-const rowOf = (body: { data: { key_id: string }[] }, key: TestKey) => body.data.find((d) => d.key_id === key.id);
+const rowOf = (body: { data: { key_id: string }[] }, key: TestKey): any =>
+  body.data.find((d) => d.key_id === key.id);
 
 describe('org usage: dormant keys', () => {
   it('flags by last use and creation age, never revoked keys, and follows dormant_days', async () => {
@@ -56,7 +67,9 @@ describe('org usage: dormant keys', () => {
     const neverUsed = await createKey(app.client, org, { name: 'never used' });
     const revoked = await createKey(app.client, org, { name: 'revoked' });
     await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${revoked.id}`, { key: org.adminKey });
-    await reportEvents(app.client, org, writer.key, [{ key_id: used.id, occurred_at: at(Date.now() - 60_000) }]);
+    await reportEvents(app.client, org, writer.key, [
+      { key_id: used.id, occurred_at: at(Date.now() - 60_000) },
+    ]);
     await waitFor(async () => (await eventsStored(org.orgId)) === 1);
     clock.offsetMs = 10 * DAY;
     const young = await createKey(app.client, org, { name: 'young' });
@@ -70,7 +83,12 @@ describe('org usage: dormant keys', () => {
     expect(rowOf(d30, used)?.dormant).toBe(false);
     expect(rowOf(d30, neverUsed)?.dormant).toBe(false);
     const onlyDormant = (await usage(org, '?dormant_days=5&dormant=true')).body;
-    expect(onlyDormant.data.map((d: { name: string }) => d.name).sort()).toEqual(['admin', 'never used', 'used', 'writer']);
+    expect(onlyDormant.data.map((d: { name: string }) => d.name).sort()).toEqual([
+      'admin',
+      'never used',
+      'used',
+      'writer',
+    ]);
     clock.offsetMs = 0;
   });
 });
@@ -87,14 +105,29 @@ describe('org usage: spike', () => {
     const week = (key: TestKey, perDay: number) =>
       Array.from({ length: 7 * perDay }, (_, i) => ({
         key_id: key.id,
-        occurred_at: at(now - 8 * DAY + 2 * HOUR + Math.floor((i * (7 * DAY - 4 * HOUR)) / (7 * perDay))),
+        occurred_at: at(
+          now - 8 * DAY + 2 * HOUR + Math.floor((i * (7 * DAY - 4 * HOUR)) / (7 * perDay)),
+        ),
       }));
-    await reportEvents(app.client, org, writer.key, [...week(spiky, 20), ...week(small, 20), ...week(steady, 50)]);
+    await reportEvents(app.client, org, writer.key, [
+      ...week(spiky, 20),
+      ...week(small, 20),
+      ...week(steady, 50),
+    ]);
     clock.offsetMs = 0;
     const lastDay = (key: TestKey, n: number) =>
-      Array.from({ length: n }, (_, i) => ({ key_id: key.id, occurred_at: at(now - 20 * HOUR + i * 1000) }));
-    await reportEvents(app.client, org, writer.key, [...lastDay(spiky, 300), ...lastDay(small, 70), ...lastDay(steady, 120)]);
-    await waitFor(async () => (await eventsStored(org.orgId)) === 7 * 90 + 490, { timeoutMs: 15_000 });
+      Array.from({ length: n }, (_, i) => ({
+        key_id: key.id,
+        occurred_at: at(now - 20 * HOUR + i * 1000),
+      }));
+    await reportEvents(app.client, org, writer.key, [
+      ...lastDay(spiky, 300),
+      ...lastDay(small, 70),
+      ...lastDay(steady, 120),
+    ]);
+    await waitFor(async () => (await eventsStored(org.orgId)) === 7 * 90 + 490, {
+      timeoutMs: 15_000,
+    });
     const body = (await usage(org)).body;
     expect(rowOf(body, spiky)).toMatchObject({ spike: true, requests_24h: 300 });
     expect(rowOf(body, small)).toMatchObject({ spike: false, requests_24h: 70 });
@@ -110,11 +143,16 @@ describe('org usage: summary, sort and pages', () => {
     const counts = [5, 0, 12, 1, 0, 7];
     const now = Date.now();
     const events = keys.flatMap((k, i) =>
-      Array.from({ length: counts[i] ?? 0 }, (_, j) => ({ key_id: k.id, occurred_at: at(now - (i + 1) * 60_000 - j) })),
+      Array.from({ length: counts[i] ?? 0 }, (_, j) => ({
+        key_id: k.id,
+        occurred_at: at(now - (i + 1) * 60_000 - j),
+      })),
     );
     await reportEvents(app.client, org, writer.key, events);
     await waitFor(async () => (await eventsStored(org.orgId)) === 25);
-    await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${keys[4]?.id}`, { key: org.adminKey });
+    await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${keys[4]?.id}`, {
+      key: org.adminKey,
+    });
     const body = (await usage(org, '?limit=3')).body;
     // 6 keys + admin + writer = 8 keys; 7 active (k4 revoked); never used among active: k1, admin, writer.
     expect(body.summary).toEqual({
@@ -150,7 +188,10 @@ describe('key usage', () => {
     const { org, writer } = await orgWithWriter('Latency');
     const k = await createKey(app.client, org);
     const now = Date.now();
-    const latencies = Array.from({ length: 600 }, (_, i) => ((i * 7919) % 997) / 3 + (i % 5 === 0 ? 400 : 0));
+    const latencies = Array.from(
+      { length: 600 },
+      (_, i) => ((i * 7919) % 997) / 3 + (i % 5 === 0 ? 400 : 0),
+    );
     await reportEvents(
       app.client,
       org,
@@ -164,10 +205,18 @@ describe('key usage', () => {
       })),
     );
     await waitFor(async () => (await eventsStored(org.orgId)) === 600);
-    const res = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${k.id}/usage`, { key: org.adminKey });
+    const res = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${k.id}/usage`, {
+      key: org.adminKey,
+    });
     expect(res.status).toBe(200);
-    const sorted = latencies.map((l) => Math.fround(Math.round(l * 1000) / 1000)).sort((a, b) => a - b);
-    for (const [q, field] of [[0.5, 'p50_latency_ms'], [0.95, 'p95_latency_ms'], [0.99, 'p99_latency_ms']] as const) {
+    const sorted = latencies
+      .map((l) => Math.fround(Math.round(l * 1000) / 1000))
+      .sort((a, b) => a - b);
+    for (const [q, field] of [
+      [0.5, 'p50_latency_ms'],
+      [0.95, 'p95_latency_ms'],
+      [0.99, 'p99_latency_ms'],
+    ] as const) {
       const exact = sorted[Math.ceil(q * sorted.length) - 1] ?? 0;
       expect(Math.abs(bucketOf(res.body.window[field]) - bucketOf(exact))).toBeLessThanOrEqual(1);
     }
@@ -178,7 +227,10 @@ describe('key usage', () => {
     expect(res.body.window.avg_latency_ms).toBeCloseTo(sorted.reduce((a, b) => a + b, 0) / 600, 1);
     expect(res.body.totals.request_count).toBe(600);
     expect(res.body.key.id).toBe(k.id);
-    expect(res.body.top_endpoints.map((e: { route: string }) => e.route).sort()).toEqual(['/v1/a/:id', '/v1/b']);
+    expect(res.body.top_endpoints.map((e: { route: string }) => e.route).sort()).toEqual([
+      '/v1/a/:id',
+      '/v1/b',
+    ]);
     expect(res.body.recent_events).toHaveLength(20);
     expect(res.body.today.requests).toBeGreaterThan(0);
   });
@@ -195,17 +247,34 @@ describe('key usage', () => {
     const base = `/api/orgs/${org.orgId}/api-keys/${k.id}/usage`;
     const dayFrom = new Date(now - 20 * DAY);
     const to = new Date(now);
-    const days = await app.client.get(`${base}?from=${at(now - 10 * DAY)}&to=${at(now)}`, { key: org.adminKey });
-    expect(days.body.series).toHaveLength(Math.ceil(to.getTime() / DAY) - Math.floor((now - 10 * DAY) / DAY));
-    expect(days.body.series.every((s: { start: string }) => s.start.endsWith('T00:00:00.000Z'))).toBe(true);
-    expect(days.body.series.reduce((a: number, s: { requests: number }) => a + s.requests, 0)).toBe(2);
-    expect(days.body.series.filter((s: { requests: number }) => s.requests === 0).length).toBe(days.body.series.length - 2);
-    const hours = await app.client.get(`${base}?granularity=hour&from=${at(now - 48 * HOUR)}&to=${at(now)}`, { key: org.adminKey });
+    const days = await app.client.get(`${base}?from=${at(now - 10 * DAY)}&to=${at(now)}`, {
+      key: org.adminKey,
+    });
+    expect(days.body.series).toHaveLength(
+      Math.ceil(to.getTime() / DAY) - Math.floor((now - 10 * DAY) / DAY),
+    );
+    expect(
+      days.body.series.every((s: { start: string }) => s.start.endsWith('T00:00:00.000Z')),
+    ).toBe(true);
+    expect(days.body.series.reduce((a: number, s: { requests: number }) => a + s.requests, 0)).toBe(
+      2,
+    );
+    expect(days.body.series.filter((s: { requests: number }) => s.requests === 0).length).toBe(
+      days.body.series.length - 2,
+    );
+    const hours = await app.client.get(
+      `${base}?granularity=hour&from=${at(now - 48 * HOUR)}&to=${at(now)}`,
+      { key: org.adminKey },
+    );
     const expectedHours = Math.ceil(now / HOUR) - Math.floor((now - 48 * HOUR) / HOUR);
     expect(hours.body.series).toHaveLength(expectedHours);
-    expect(hours.body.series.every((s: { start: string }) => s.start.endsWith(':00:00.000Z'))).toBe(true);
+    expect(hours.body.series.every((s: { start: string }) => s.start.endsWith(':00:00.000Z'))).toBe(
+      true,
+    );
     expect(hours.body.window.requests).toBe(1);
-    const tooLong = await app.client.get(`${base}?granularity=hour&from=${at(dayFrom.getTime())}`, { key: org.adminKey });
+    const tooLong = await app.client.get(`${base}?granularity=hour&from=${at(dayFrom.getTime())}`, {
+      key: org.adminKey,
+    });
     expect(tooLong.status).toBe(400);
   });
 });
@@ -216,7 +285,12 @@ describe('raw events: keyset pagination', () => {
     const k = await createKey(app.client, org);
     const t = at(Date.now() - HOUR);
     const ids = Array.from({ length: 10_000 }, () => uuidv7());
-    await reportEvents(app.client, org, writer.key, ids.map((id) => ({ event_id: id, key_id: k.id, occurred_at: t })));
+    await reportEvents(
+      app.client,
+      org,
+      writer.key,
+      ids.map((id) => ({ event_id: id, key_id: k.id, occurred_at: t })),
+    );
     await waitFor(async () => (await eventsStored(org.orgId)) === 10_000, { timeoutMs: 20_000 });
     const reader = await createKey(app.client, org, { scopes: ['events:read'] });
     const seen: string[] = [];
@@ -224,7 +298,9 @@ describe('raw events: keyset pagination', () => {
     let pages = 0;
     do {
       const q: string = `?limit=777${cursor ? `&cursor=${cursor}` : ''}`;
-      const page = await app.client.get(`/api/orgs/${org.orgId}/usage-events${q}`, { key: reader.key });
+      const page = await app.client.get(`/api/orgs/${org.orgId}/usage-events${q}`, {
+        key: reader.key,
+      });
       expect(page.status).toBe(200);
       seen.push(...page.body.data.map((e: { event_id: string }) => e.event_id));
       cursor = page.body.next_cursor;

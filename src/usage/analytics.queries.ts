@@ -119,12 +119,21 @@ function keysetAfter(page: OrgUsagePage): RawBuilder<boolean> {
   const col = sql.ref(page.sort);
   const cmp = page.order === 'desc' ? sql.raw('<') : sql.raw('>');
   const { value, keyId } = page.after;
-  const cast = page.sort === 'request_count' ? sql`::int8` : page.sort === 'name' ? sql`::text` : sql`::timestamptz`;
+  const cast =
+    page.sort === 'request_count'
+      ? sql`::int8`
+      : page.sort === 'name'
+        ? sql`::text`
+        : sql`::timestamptz`;
   if (value === null) return sql<boolean>`(${col} is null and key_id ${cmp} ${keyId}::uuid)`;
   return sql<boolean>`(${col} ${cmp} ${value}${cast} or (${col} = ${value}${cast} and key_id ${cmp} ${keyId}::uuid) or ${col} is null)`;
 }
 
-export async function orgUsagePage(db: Db, p: OrgUsageParams, page: OrgUsagePage): Promise<KeyUsageRow[]> {
+export async function orgUsagePage(
+  db: Db,
+  p: OrgUsageParams,
+  page: OrgUsagePage,
+): Promise<KeyUsageRow[]> {
   const dir = sql.raw(page.order === 'desc' ? 'desc' : 'asc');
   const { rows } = await sql<KeyUsageRow>`${keysWithUsage(p)}
     select key_id, name, prefix, environment, status, created_at, last_used_at, last_used_ip,
@@ -170,7 +179,11 @@ export async function keyPeriods(
 }
 
 /** Requests today and this month (UTC), from the daily rollup. */
-export async function todayAndMonth(db: Db, keyId: string, now: Date): Promise<{ today: number; month: number }> {
+export async function todayAndMonth(
+  db: Db,
+  keyId: string,
+  now: Date,
+): Promise<{ today: number; month: number }> {
   const today = now.toISOString().slice(0, 10);
   const monthStart = `${today.slice(0, 7)}-01`;
   const { rows } = await sql<{ today: number; month: number }>`
@@ -188,7 +201,12 @@ export type EndpointUsage = {
   avg_latency_ms: number | null;
 };
 
-export async function topEndpoints(db: Db, keyId: string, from: Date, to: Date): Promise<EndpointUsage[]> {
+export async function topEndpoints(
+  db: Db,
+  keyId: string,
+  from: Date,
+  to: Date,
+): Promise<EndpointUsage[]> {
   const { rows } = await sql<EndpointUsage>`
     select method, route, sum(requests)::int8 as requests, sum(errors)::int8 as errors,
       round((sum(latency_sum_ms) / nullif(sum(requests), 0))::numeric, 3)::float8 as avg_latency_ms
@@ -206,7 +224,9 @@ export async function topEndpoints(db: Db, keyId: string, from: Date, to: Date):
  */
 export async function oldestPendingUsageJob(db: Db): Promise<Date | null> {
   const { rows } = await sql<{ at: Date | null }>`
-    select min(created_on) as at from pgboss.job where name = 'usage.ingest' and state < 'active'`.execute(db);
+    select min(created_on) as at from pgboss.job where name = 'usage.ingest' and state < 'active'`.execute(
+    db,
+  );
   return rows[0]?.at ?? null;
 }
 

@@ -3,7 +3,7 @@ import type { Database } from '../platform/db.ts';
 import { AppError } from '../platform/errors.ts';
 import { emptyHistogram, mergeInto, quantile } from './histogram.ts';
 import * as q from './analytics.queries.ts';
-import { recentEvents, type EventRow } from './events.queries.ts';
+import { recentEvents } from './events.queries.ts';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -13,7 +13,8 @@ export const MAX_HOURLY_DAYS = 14;
 export type Granularity = 'day' | 'hour';
 type Agg = { requests: number; e4: number; e5: number; latencySum: number; hist: number[] };
 
-const round3 = (n: number | null): number | null => (n === null ? null : Math.round(n * 1000) / 1000);
+const round3 = (n: number | null): number | null =>
+  n === null ? null : Math.round(n * 1000) / 1000;
 
 function summarize(a: Agg) {
   return {
@@ -40,12 +41,17 @@ function add(a: Agg, r: q.PeriodUsage): Agg {
 const newAgg = (): Agg => ({ requests: 0, e4: 0, e5: 0, latencySum: 0, hist: emptyHistogram() });
 
 /** Validates and aligns a window to whole buckets: [floor(from), ceil(to)). */
-export function alignWindow(from: Date, to: Date, granularity: Granularity): { from: Date; to: Date } {
+export function alignWindow(
+  from: Date,
+  to: Date,
+  granularity: Granularity,
+): { from: Date; to: Date } {
   const unit = granularity === 'hour' ? HOUR_MS : DAY_MS;
   const span = to.getTime() - from.getTime();
   const fail = (detail: string) => new AppError('validation_failed', { detail });
   if (span <= 0) throw fail('from must be before to');
-  if (span > MAX_WINDOW_DAYS * DAY_MS) throw fail(`the window is limited to ${MAX_WINDOW_DAYS} days`);
+  if (span > MAX_WINDOW_DAYS * DAY_MS)
+    throw fail(`the window is limited to ${MAX_WINDOW_DAYS} days`);
   if (granularity === 'hour' && span > MAX_HOURLY_DAYS * DAY_MS) {
     throw fail(`granularity=hour is limited to ${MAX_HOURLY_DAYS} days`);
   }
@@ -54,7 +60,12 @@ export function alignWindow(from: Date, to: Date, granularity: Granularity): { f
   return { from: new Date(start), to: new Date(end) };
 }
 
-export function createAnalyticsService(deps: { db: Database; clock: Clock; flushIntervalMs: number; spike: { factor: number; minRequests: number } }) {
+export function createAnalyticsService(deps: {
+  db: Database;
+  clock: Clock;
+  flushIntervalMs: number;
+  spike: { factor: number; minRequests: number };
+}) {
   const { db, clock } = deps;
 
   /** Usage is complete up to the oldest job not yet ingested, minus one flush window. */
@@ -74,11 +85,23 @@ export function createAnalyticsService(deps: { db: Database; clock: Clock; flush
       spikeFactor: deps.spike.factor,
       spikeMin: deps.spike.minRequests,
     };
-    const [summary, rows, asOf] = await Promise.all([q.orgSummary(db, params), q.orgUsagePage(db, params, page), dataAsOf()]);
-    return { summary, rows: rows.slice(0, page.limit), hasMore: rows.length > page.limit, dataAsOf: asOf };
+    const [summary, rows, asOf] = await Promise.all([
+      q.orgSummary(db, params),
+      q.orgUsagePage(db, params, page),
+      dataAsOf(),
+    ]);
+    return {
+      summary,
+      rows: rows.slice(0, page.limit),
+      hasMore: rows.length > page.limit,
+      dataAsOf: asOf,
+    };
   }
 
-  async function keyUsage(keyId: string, window: { from: Date; to: Date; granularity: Granularity }) {
+  async function keyUsage(
+    keyId: string,
+    window: { from: Date; to: Date; granularity: Granularity },
+  ) {
     const { from, to } = alignWindow(window.from, window.to, window.granularity);
     const unit = window.granularity === 'hour' ? HOUR_MS : DAY_MS;
     const dayFrom = new Date(from.getTime() - (from.getTime() % DAY_MS));
@@ -115,7 +138,7 @@ export function createAnalyticsService(deps: { db: Database; clock: Clock; flush
       thisMonth: { requests: Number(tm.month) },
       series,
       topEndpoints: endpoints,
-      recentEvents: recent as EventRow[],
+      recentEvents: recent,
     };
   }
 

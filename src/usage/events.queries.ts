@@ -60,11 +60,14 @@ export async function eventsPage(
     .where('occurred_at', '>=', f.from)
     .where('occurred_at', '<', f.to);
   if (after) {
-    q = q.where(sql<boolean>`(occurred_at, event_id) > (${after.occurredAt}, ${after.eventId}::uuid)`);
+    q = q.where(
+      sql<boolean>`(occurred_at, event_id) > (${after.occurredAt}, ${after.eventId}::uuid)`,
+    );
   }
   if (f.keyId) q = q.where('key_id', '=', f.keyId);
   if (f.status && 'exact' in f.status) q = q.where('status', '=', f.status.exact);
-  if (f.status && 'min' in f.status) q = q.where('status', '>=', f.status.min).where('status', '<=', f.status.max);
+  if (f.status && 'min' in f.status)
+    q = q.where('status', '>=', f.status.min).where('status', '<=', f.status.max);
   if (f.method) q = q.where('method', '=', f.method);
   if (f.route) q = q.where('route', '=', f.route);
   if (f.outcome) q = q.where('outcome', '=', f.outcome);

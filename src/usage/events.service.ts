@@ -5,8 +5,11 @@ export const EXPORT_BATCH = 5_000;
 
 export function createEventsService(db: Database) {
   return {
-    page: (filter: EventFilter, after: EventCursor | undefined, limit: number): Promise<EventRow[]> =>
-      eventsPage(db, filter, after, limit),
+    page: (
+      filter: EventFilter,
+      after: EventCursor | undefined,
+      limit: number,
+    ): Promise<EventRow[]> => eventsPage(db, filter, after, limit),
 
     /**
      * The whole filtered range, one keyset batch at a time: the caller awaits each batch before

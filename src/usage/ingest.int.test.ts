@@ -208,13 +208,13 @@ describe('reported events', () => {
     const foreign = await report(writer.key, { events: [ok, { ...ok, key_id: other.adminKeyId }] });
     expect(foreign.status).toBe(422);
     expect(foreign.body.errors).toEqual([
-      { path: 'events.1.key_id', message: 'no such key in this org' },
+      { path: 'body.events.1.key_id', message: 'no such key in this org' },
     ]);
     const old = await report(writer.key, {
       events: [ok, ok, { ...ok, occurred_at: new Date(Date.now() - 8 * 86_400_000).toISOString() }],
     });
     expect(old.status).toBe(422);
-    expect(old.body.errors[0].path).toBe('events.2.occurred_at');
+    expect(old.body.errors[0].path).toBe('body.events.2.occurred_at');
     const future = await report(writer.key, {
       events: [{ ...ok, occurred_at: new Date(Date.now() + 600_000).toISOString() }],
     });

@@ -111,3 +111,15 @@ describe('aggregation', () => {
     expect(rollups.routes).toHaveLength(2);
   });
 });
+
+describe('text and IPs from the outside', () => {
+  it('drops NUL characters and never splits a character when truncating', async () => {
+    const { cleanText, normalizeIp } = await import('./usage.service.ts');
+    expect(cleanText('a\u0000b', 10)).toBe('ab');
+    expect(cleanText('😀😀😀', 2)).toBe('😀😀');
+    expect(cleanText('x\uD800y', 10)).toBe('xy');
+    expect(normalizeIp('::ffff:10.0.0.1')).toBe('10.0.0.1');
+    expect(normalizeIp('2001:db8::1')).toBe('2001:db8::1');
+    expect(normalizeIp('garbage')).toBeNull();
+  });
+});

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { v7 as uuidv7 } from 'uuid';
 import type { Clock } from '../platform/clock.ts';
 import type { Database } from '../platform/db.ts';
@@ -26,12 +27,32 @@ export type ReportedEvent = {
   outcome?: Outcome | undefined;
 };
 
-export const truncateAgent = (ua: string | undefined | null): string | null =>
-  ua ? ua.slice(0, USER_AGENT_MAX) : null;
+/**
+ * Text Postgres will store: no NUL characters, no lone surrogate halves, at most `max` code
+ * points (so truncation never splits a character).
+ */
+export function cleanText(value: string, max: number): string {
+  // eslint-disable-next-line no-control-regex
+  const chars = Array.from(value.replace(/\u0000/g, ''));
+  return chars
+    .slice(0, max)
+    .filter((c) => !/^[\uD800-\uDFFF]$/.test(c))
+    .join('');
+}
 
-/** IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d; store the IPv4 form. */
-export const normalizeIp = (ip: string | undefined | null): string | null =>
-  ip ? ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1') : null;
+export const truncateAgent = (ua: string | undefined | null): string | null =>
+  ua ? cleanText(ua, USER_AGENT_MAX) : null;
+
+/**
+ * IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d; store the IPv4 form. Anything
+ * that is not an IP (a forged X-Forwarded-For behind a trusting proxy setting) becomes null, so
+ * one bad header cannot poison the batch it travels in.
+ */
+export function normalizeIp(ip: string | undefined | null): string | null {
+  if (!ip) return null;
+  const v4 = ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+  return isIP(v4) === 0 ? null : v4;
+}
 
 export function createUsageService(deps: {
   db: Database;
@@ -73,17 +94,20 @@ export function createUsageService(deps: {
     const owned = await keysOfOrg(db, orgId, [...new Set(events.map((e) => e.keyId))]);
     events.forEach((e, i) => {
       if (!owned.has(e.keyId))
-        errors.push({ path: `events.${i}.key_id`, message: 'no such key in this org' });
+        errors.push({ path: `body.events.${i}.key_id`, message: 'no such key in this org' });
       const t = e.occurredAt.getTime();
       if (t < now - REPORT_WINDOW.pastMs || t > now + REPORT_WINDOW.futureMs) {
         errors.push({
-          path: `events.${i}.occurred_at`,
+          path: `body.events.${i}.occurred_at`,
           message: 'outside [now - 7 days, now + 5 minutes]',
         });
       }
     });
     if (errors.length > 0) {
-      const named = errors.slice(0, 5).map((e) => e.path).join(', ');
+      const named = errors
+        .slice(0, 5)
+        .map((e) => e.path)
+        .join(', ');
       const more = errors.length > 5 ? ` and ${errors.length - 5} more` : '';
       throw new AppError('unprocessable', {
         detail: `batch rejected, nothing stored: ${named}${more}`,
@@ -98,7 +122,7 @@ export function createUsageService(deps: {
         occurredAt: e.occurredAt.getTime(),
         method: e.method.toUpperCase(),
         // Reported routes are normalised too: a gateway may send raw paths as routes.
-        route: normalizePath(e.route ?? e.path ?? '/'),
+        route: normalizePath(cleanText(e.route ?? e.path ?? '/', 2000)),
         status: e.status,
         latencyMs: e.latencyMs,
         ip: normalizeIp(e.ip),

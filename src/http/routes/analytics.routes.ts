@@ -9,7 +9,12 @@ import { KeyUsageQuery, OrgUsageQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 const DAY_MS = 86_400_000;
-const usageCursor = z.tuple([z.string(), z.enum(['asc', 'desc']), z.union([z.string(), z.number(), z.null()]), z.uuid()]);
+const usageCursor = z.tuple([
+  z.string(),
+  z.enum(['asc', 'desc']),
+  z.union([z.string(), z.number(), z.null()]),
+  z.uuid(),
+]);
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function analyticsRoutes(kt: Keytrail): Router {
@@ -21,7 +26,9 @@ export function analyticsRoutes(kt: Keytrail): Router {
     const order = query.order ?? (query.sort === 'name' ? 'asc' : 'desc');
     const cursor = query.cursor ? decodeCursor(query.cursor, usageCursor) : undefined;
     if (cursor && (cursor[0] !== query.sort || cursor[1] !== order)) {
-      throw new AppError('validation_failed', { detail: 'the cursor belongs to another sort or order' });
+      throw new AppError('validation_failed', {
+        detail: 'the cursor belongs to another sort or order',
+      });
     }
     const dormantDays = query.dormant_days ?? kt.config.dormantDays;
     const result = await kt.analytics.orgUsage(req.params.orgId as string, dormantDays, {
@@ -45,7 +52,9 @@ export function analyticsRoutes(kt: Keytrail): Router {
         ...summary,
         total_requests: Number(summary.total_requests),
         average_requests_per_key:
-          summary.total_keys > 0 ? Math.round((Number(summary.total_requests) / summary.total_keys) * 100) / 100 : 0,
+          summary.total_keys > 0
+            ? Math.round((Number(summary.total_requests) / summary.total_keys) * 100) / 100
+            : 0,
       },
       data: result.rows.map((r) => ({
         ...r,
@@ -53,7 +62,10 @@ export function analyticsRoutes(kt: Keytrail): Router {
         last_used_at: iso(r.last_used_at),
         last_denied_at: iso(r.last_denied_at),
       })),
-      next_cursor: result.hasMore && last ? encodeCursor([query.sort, order, sortValue(last), last.key_id]) : null,
+      next_cursor:
+        result.hasMore && last
+          ? encodeCursor([query.sort, order, sortValue(last), last.key_id])
+          : null,
     });
   });
 
@@ -74,7 +86,11 @@ export function analyticsRoutes(kt: Keytrail): Router {
         last_used_at: iso(usage.totals.last_used_at),
         last_denied_at: iso(usage.totals.last_denied_at),
       },
-      window: { ...usage.window, from: usage.window.from.toISOString(), to: usage.window.to.toISOString() },
+      window: {
+        ...usage.window,
+        from: usage.window.from.toISOString(),
+        to: usage.window.to.toISOString(),
+      },
       today: usage.today,
       this_month: usage.thisMonth,
       series: usage.series.map((s) => ({ ...s, start: s.start.toISOString() })),

@@ -34,7 +34,10 @@ export function auditRoutes(kt: Keytrail): Router {
           target: { type: r.target_type, id: r.target_id },
           details: r.details,
         })),
-        next_cursor: rows.length > query.limit && last ? encodeCursor([last.occurred_at.toISOString(), last.id]) : null,
+        next_cursor:
+          rows.length > query.limit && last
+            ? encodeCursor([last.occurred_at.toISOString(), last.id])
+            : null,
       });
     },
   );

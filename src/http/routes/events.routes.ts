@@ -12,7 +12,10 @@ import { parseInput } from '../validate.ts';
 const eventCursor = z.tuple([z.iso.datetime(), z.uuid()]);
 type Format = 'json' | 'ndjson' | 'csv';
 
-const RENDER: Record<Exclude<Format, 'json'>, { type: string; header: string; rows(rows: EventLike[]): string }> = {
+const RENDER: Record<
+  Exclude<Format, 'json'>,
+  { type: string; header: string; rows(rows: EventLike[]): string }
+> = {
   ndjson: {
     type: 'application/x-ndjson',
     header: '',
@@ -54,7 +57,16 @@ function filterOf(orgId: string, q: z.infer<typeof EventsQuery>, now: Date): Eve
     : q.status
       ? { exact: Number(q.status) }
       : undefined;
-  return { orgId, from, to, keyId: q.key_id, status, method: q.method, route: q.route, outcome: q.outcome };
+  return {
+    orgId,
+    from,
+    to,
+    keyId: q.key_id,
+    status,
+    method: q.method,
+    route: q.route,
+    outcome: q.outcome,
+  };
 }
 
 export function eventsRoutes(kt: Keytrail): Router {
@@ -75,7 +87,10 @@ export function eventsRoutes(kt: Keytrail): Router {
         const last = page.at(-1);
         res.json({
           data: page.map(eventJson),
-          next_cursor: rows.length > query.limit && last ? encodeCursor([last.occurred_at.toISOString(), last.event_id]) : null,
+          next_cursor:
+            rows.length > query.limit && last
+              ? encodeCursor([last.occurred_at.toISOString(), last.event_id])
+              : null,
         });
         return;
       }
