@@ -138,11 +138,37 @@ export async function work(startWorker: (kt: Keytrail) => Promise<BackgroundWork
   const kt = createKeytrail(runtime.config, { logger: runtime.logger, queueMaintenance: true });
   await kt.ready();
   const worker = await startWorker(kt);
+  const metricsServer = await serveWorkerMetrics(kt);
   onSignals(async (signal) => {
     runtime.logger.info({ signal }, 'worker shutting down');
+    metricsServer?.close();
     await worker.stop();
     await kt.close();
     await runtime.stop();
     process.exit(0);
   });
+}
+
+/** A worker has no API: it exposes its ingest metrics (and liveness) on a port of its own. */
+async function serveWorkerMetrics(kt: Keytrail): Promise<Server | undefined> {
+  const port = kt.config.worker.metricsPort;
+  if (port === 0) return undefined;
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      kt.metrics.registry
+        .metrics()
+        .then((text) => res.writeHead(200, { 'content-type': kt.metrics.registry.contentType }).end(text))
+        .catch(() => res.writeHead(500).end());
+      return;
+    }
+    if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await listen(server, port, kt.config.host);
+  kt.logger.info({ port }, 'worker metrics listening');
+  return server;
 }

@@ -32,6 +32,8 @@ export const configSchema = z.object({
   KEYTRAIL_USAGE_BUFFER_MAX: positiveInt(100_000, 10_000_000),
   KEYTRAIL_WORKER_CONCURRENCY: positiveInt(2, 64),
   KEYTRAIL_WORKER_BATCH_JOBS: positiveInt(8, 100),
+  /** `keytrail worker` serves /metrics and /healthz here (0: off). */
+  KEYTRAIL_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   /** Where the embedded quick start keeps its cluster and generated secrets. */
   KEYTRAIL_DATA_DIR: z.string().min(1).default('.data'),
   KEYTRAIL_LOG_LEVEL: z
@@ -63,7 +65,7 @@ export type Config = {
     batchSize: number;
     bufferMax: number;
   };
-  worker: { concurrency: number; batchJobs: number };
+  worker: { concurrency: number; batchJobs: number; metricsPort: number };
   logLevel: Env['KEYTRAIL_LOG_LEVEL'];
 };
 
@@ -127,6 +129,7 @@ export function toConfig(
     worker: {
       concurrency: env.KEYTRAIL_WORKER_CONCURRENCY,
       batchJobs: env.KEYTRAIL_WORKER_BATCH_JOBS,
+      metricsPort: env.KEYTRAIL_WORKER_METRICS_PORT,
     },
     logLevel: env.KEYTRAIL_LOG_LEVEL,
   };
