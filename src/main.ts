@@ -116,6 +116,8 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
+      // Long responses (exports to a client that stopped reading) get 10 s, then are cut.
+      setTimeout(() => server.closeAllConnections(), 10_000).unref();
     });
     await kt.usage.stop();
     await worker?.stop();
@@ -139,6 +141,8 @@ export async function work(startWorker: (kt: Keytrail) => Promise<BackgroundWork
   await kt.ready();
   const worker = await startWorker(kt);
   const metricsServer = await serveWorkerMetrics(kt);
+  const port = kt.config.worker.metricsPort;
+  process.stdout.write(`keytrail worker running${port ? ` (metrics on :${port}/metrics)` : ''}\n`);
   onSignals(async (signal) => {
     runtime.logger.info({ signal }, 'worker shutting down');
     metricsServer?.close();
@@ -158,7 +162,9 @@ async function serveWorkerMetrics(kt: Keytrail): Promise<Server | undefined> {
     if (req.url === '/metrics') {
       kt.metrics.registry
         .metrics()
-        .then((text) => res.writeHead(200, { 'content-type': kt.metrics.registry.contentType }).end(text))
+        .then((text) =>
+          res.writeHead(200, { 'content-type': kt.metrics.registry.contentType }).end(text),
+        )
         .catch(() => res.writeHead(500).end());
       return;
     }

@@ -75,7 +75,9 @@ export function analyticsRoutes(kt: Keytrail): Router {
     const key = await kt.keys.get(req.params.orgId as string, keyId);
     const query = parseInput(KeyUsageQuery, req.query, 'query');
     const to = query.to ?? kt.clock.now();
-    const from = query.from ?? new Date(to.getTime() - 30 * DAY_MS);
+    // Default windows: 30 days by day, the last 24 hours by hour (hourly series are capped at 14 days).
+    const from =
+      query.from ?? new Date(to.getTime() - (query.granularity === 'hour' ? DAY_MS : 30 * DAY_MS));
     const usage = await kt.analytics.keyUsage(key.id, { from, to, granularity: query.granularity });
     res.json({
       data_as_of: usage.dataAsOf.toISOString(),

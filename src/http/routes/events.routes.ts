@@ -97,7 +97,10 @@ export function eventsRoutes(kt: Keytrail): Router {
       // Streams the whole range: one keyset batch in memory at a time, paced by the socket.
       const render = RENDER[format];
       res.status(200).type(render.type);
-      if (format === 'csv') res.attachment(`usage-events-${filter.from.toISOString()}.csv`);
+      if (format === 'csv') {
+        const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
+        res.attachment(`usage-events-${stamp(filter.from)}-${stamp(filter.to)}.csv`);
+      }
       await written(res, render.header);
       for await (const rows of kt.events.batches(filter)) {
         if (res.destroyed) break;
