@@ -16,7 +16,7 @@ function load(url: string, key: string, seconds: number, connections: number): P
     autocannon(
       { url, connections, duration: seconds, headers: { authorization: `Bearer ${key}` } },
       (error, result) => {
-        if (error) return reject(error);
+        if (error) return reject(error instanceof Error ? error : new Error(String(error)));
         if (result.non2xx > 0 || result.errors > 0)
           return reject(new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`));
         resolve({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 });

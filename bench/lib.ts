@@ -56,6 +56,7 @@ export async function freshDatabase(name: string): Promise<Db> {
   return { url, stop: () => server.stop() };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- scenarios write raw SQL on any table
 export function kysely(url: string, max = 4): Kysely<any> {
   return new Kysely({
     dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max }) }),
@@ -82,7 +83,7 @@ export async function child(
   });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).once('line', resolve);
+    createInterface({ input: proc.stdout }).once('line', resolve);
     proc.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
   });
   return {
