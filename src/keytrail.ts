@@ -122,7 +122,12 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     events,
     metrics,
     queue: queue.get,
-    requireKey: createRequireKey({ auth, logger, clock, record: usage.record }),
+    requireKey: createRequireKey({
+      auth,
+      logger,
+      clock,
+      record: config.usage.tracking ? usage.record : undefined,
+    }),
     async ready() {
       await listener.ready;
       await queue.get();

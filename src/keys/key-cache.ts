@@ -37,13 +37,18 @@ export class KeyCache {
     });
   }
 
-  /** Cached record, else `load` (concurrent lookups of one key share a single load). */
-  async get(hash: string, load: () => Promise<AuthRecord | null>): Promise<AuthRecord | null> {
+  /** Synchronous: the cached record, null for a cached miss, undefined when not cached. */
+  lookup(hash: string): AuthRecord | null | undefined {
     const hit = this.#cache.get(hash);
-    if (hit) {
-      this.stats.hits += 1;
-      return hit.value === NOT_FOUND ? null : hit.value;
-    }
+    if (!hit) return undefined;
+    this.stats.hits += 1;
+    return hit.value === NOT_FOUND ? null : hit.value;
+  }
+
+  /** Loads what `lookup` did not find (concurrent lookups of one key share a single load). */
+  async get(hash: string, load: () => Promise<AuthRecord | null>): Promise<AuthRecord | null> {
+    const hit = this.lookup(hash);
+    if (hit !== undefined) return hit;
     this.stats.misses += 1;
     const pending = this.#inflight.get(hash);
     if (pending) return pending;

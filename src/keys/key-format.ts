@@ -3,7 +3,7 @@
  * (≈190 bits) followed by a 6-character base62 CRC-32 of everything before it. The checksum lets
  * a mistyped or truncated key be rejected before any cache or database lookup.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 export const ENVIRONMENTS = ['live', 'test'] as const;
@@ -74,4 +74,13 @@ export function hashKey(pepper: string, plaintext: string): Buffer {
 
 export function hashesEqual(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The in-memory cache key of a key: a one-shot SHA-256 (cheaper than the peppered HMAC, which
+ * is computed only on a cache miss). Keys carry ≥ 160 random bits, so the digest reveals
+ * nothing usable and the plaintext itself is never retained.
+ */
+export function cacheKeyOf(plaintext: string): string {
+  return hash('sha256', plaintext, 'base64');
 }

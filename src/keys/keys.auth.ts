@@ -1,6 +1,6 @@
 import type { Database } from '../platform/db.ts';
 import type { Clock } from '../platform/clock.ts';
-import { hashesEqual, hashKey, parseKey } from './key-format.ts';
+import { cacheKeyOf, hashesEqual, hashKey, parseKey } from './key-format.ts';
 import { findAuthRecordByHash } from './keys.queries.ts';
 import type { KeyCache } from './key-cache.ts';
 import {
@@ -37,16 +37,33 @@ export function createKeyAuthenticator(deps: {
     return record;
   }
 
-  async function authenticate(candidate: string): Promise<AuthOutcome> {
-    const parsed = parseKey(candidate);
-    if (!parsed) return { code: 'MALFORMED' };
-    const hash = hashKey(pepper, parsed.plaintext);
-    const record = await cache.get(hash.toString('base64'), () => load(hash));
+  function decide(record: AuthRecord | null): AuthOutcome {
     if (!record) return { code: 'NOT_FOUND' };
     const status = statusOf(record, clock.now());
     if (status === 'revoked') return { code: 'REVOKED', record };
     if (status === 'expired') return { code: 'EXPIRED', record };
     return { code: 'VALID', record };
+  }
+
+  /**
+   * The answer when the checksum or the cache can give it, without a promise: the hot path of
+   * every request. Undefined when Postgres must be asked (`authenticate`).
+   */
+  function authenticateCached(candidate: string): AuthOutcome | undefined {
+    const parsed = parseKey(candidate);
+    if (!parsed) return { code: 'MALFORMED' };
+    const hit = cache.lookup(cacheKeyOf(parsed.plaintext));
+    return hit === undefined ? undefined : decide(hit);
+  }
+
+  async function authenticate(candidate: string): Promise<AuthOutcome> {
+    const parsed = parseKey(candidate);
+    if (!parsed) return { code: 'MALFORMED' };
+    const key = cacheKeyOf(parsed.plaintext);
+    const hit = cache.lookup(key);
+    if (hit !== undefined) return decide(hit);
+    // The peppered HMAC is only needed to ask Postgres.
+    return decide(await cache.get(key, () => load(hashKey(pepper, parsed.plaintext))));
   }
 
   /** The verify endpoint's decision. Another org's key is indistinguishable from no key. */
@@ -66,7 +83,7 @@ export function createKeyAuthenticator(deps: {
     return { valid: true, code: 'VALID', key: record };
   }
 
-  return { authenticate, verify };
+  return { authenticate, authenticateCached, verify };
 }
 
 export type KeyAuthenticator = ReturnType<typeof createKeyAuthenticator>;

@@ -73,16 +73,13 @@ export function statusOf(
   return 'active';
 }
 
-/** Scopes a key effectively holds: `org:admin` implies every management scope. */
-export function effectiveScopes(scopes: readonly string[]): Set<string> {
-  const held = new Set(scopes);
-  if (held.has(ADMIN_SCOPE)) for (const s of MANAGEMENT_SCOPES) held.add(s);
-  return held;
-}
+const MANAGEMENT: readonly string[] = MANAGEMENT_SCOPES;
 
+/** Required scopes not held. On every request: no allocation when nothing is required. */
 export function missingScopes(held: readonly string[], required: readonly string[]): string[] {
-  const effective = effectiveScopes(held);
-  return required.filter((s) => !effective.has(s));
+  if (required.length === 0) return [];
+  const admin = held.includes(ADMIN_SCOPE);
+  return required.filter((s) => !held.includes(s) && !(admin && MANAGEMENT.includes(s)));
 }
 
 /**

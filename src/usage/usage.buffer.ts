@@ -1,3 +1,4 @@
+import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from '../platform/logger.ts';
 import { encodePayload, type UsagePayload } from './usage.jobs.ts';
 import type { UsageEvent } from './usage.types.ts';
@@ -80,6 +81,9 @@ export class UsageBuffer {
   async #flushOnce(): Promise<void> {
     if (this.#events.length === 0) return;
     const batch = this.#events.splice(0, this.#options.maxBatch);
+    // Ids are given once, before the first send: a batch retried after an ambiguous failure
+    // (sent, but the reply lost) carries the same ids, so the worker stores it once.
+    for (const e of batch) if (e.eventId === '') e.eventId = uuidv7({ msecs: e.occurredAt });
     try {
       await this.#sink(encodePayload(batch));
       this.stats.enqueued += batch.length;

@@ -31,7 +31,12 @@ export type ReportedEvent = {
  * Text Postgres will store: no NUL characters, no lone surrogate halves, at most `max` code
  * points (so truncation never splits a character).
  */
+// eslint-disable-next-line no-control-regex
+const NEEDS_CLEANING = /[\u0000\uD800-\uDFFF]/;
+
 export function cleanText(value: string, max: number): string {
+  // The common case (plain text, short enough) costs one regex test and no allocation.
+  if (value.length <= max && !NEEDS_CLEANING.test(value)) return value;
   // eslint-disable-next-line no-control-regex
   const chars = Array.from(value.replace(/\u0000/g, ''));
   return chars
@@ -74,11 +79,11 @@ export function createUsageService(deps: {
     deps.logger,
   );
 
-  /** Request path: synchronous, no await, never throws. */
+  /** Request path: synchronous, no await, never throws. The event id is assigned at flush. */
   function record(event: Omit<UsageEvent, 'eventId'>): void {
     if (!deps.tracking) return;
     try {
-      buffer.record({ ...event, eventId: uuidv7({ msecs: event.occurredAt }) });
+      buffer.record({ ...event, eventId: '' });
     } catch (error) {
       deps.logger.error({ err: String(error) }, 'usage record failed');
     }

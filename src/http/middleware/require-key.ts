@@ -2,12 +2,17 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { AppError } from '../../platform/errors.ts';
 import type { Logger } from '../../platform/logger.ts';
 import type { KeyAuthenticator } from '../../keys/keys.auth.ts';
-import { missingScopes, type KeyIdentity } from '../../keys/keys.types.ts';
+import { missingScopes, type AuthOutcome, type KeyIdentity } from '../../keys/keys.types.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
 import { sendProblem, toProblem } from '../problem.ts';
 import { requestId } from './request-context.ts';
-import { recordWhenDone, requestStart, type RecordUsage } from './usage-recorder.ts';
+import {
+  recordWhenDone,
+  requestStart,
+  type RecordUsage,
+  type RequestStart,
+} from './usage-recorder.ts';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -54,30 +59,20 @@ export function createRequireKey(deps: {
   auth: KeyAuthenticator;
   logger: Logger;
   clock: Clock;
-  record: RecordUsage;
+  /** Absent when usage tracking is off: then nothing at all is attached to the response. */
+  record: RecordUsage | undefined;
 }) {
+  const { record: recordUsage } = deps;
   return function requireKey(options: RequireKeyOptions = {}): RequestHandler {
     const required = options.scopes ?? [];
-    return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-      const start = requestStart(deps.clock);
-      const candidate = credentialFrom(req);
-      if (!candidate) {
-        deny(
-          req,
-          res,
-          new AppError('unauthenticated', { detail: 'an API key is required' }),
-          'Bearer',
-        );
-        return;
-      }
-      const outcome = await deps.auth.authenticate(candidate).catch((error: unknown) => {
-        deps.logger.error({ err: error, request_id: requestId(req, res) }, 'key lookup failed');
-        return null;
-      });
-      if (outcome === null) {
-        sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
-        return;
-      }
+
+    function decide(
+      req: Request,
+      res: Response,
+      next: NextFunction,
+      outcome: AuthOutcome,
+      start: RequestStart | undefined,
+    ): void {
       if (!('record' in outcome)) {
         deny(req, res, invalidKey(), 'Bearer error="invalid_token"');
         return;
@@ -86,19 +81,21 @@ export function createRequireKey(deps: {
       // A known key is tracked whatever happens next; a refused attempt is a denied event.
       let tracked: Outcome =
         outcome.code === 'VALID' ? 'success' : outcome.code === 'REVOKED' ? 'revoked' : 'expired';
-      recordWhenDone(
-        req,
-        res,
-        deps,
-        { keyId: record.id, orgId: record.orgId, outcome: () => tracked },
-        start,
-      );
+      if (recordUsage && start) {
+        const usage = { record: recordUsage, clock: deps.clock };
+        recordWhenDone(
+          req,
+          res,
+          usage,
+          { keyId: record.id, orgId: record.orgId, outcome: () => tracked },
+          start,
+        );
+      }
       if (outcome.code !== 'VALID') {
         deny(req, res, invalidKey(), 'Bearer error="invalid_token"');
         return;
       }
-      const orgParam = options.orgParam ? req.params[options.orgParam] : undefined;
-      if (options.orgParam && orgParam !== record.orgId) {
+      if (options.orgParam && req.params[options.orgParam] !== record.orgId) {
         sendProblem(res, toProblem(new AppError('not_found'), requestId(req, res)));
         return;
       }
@@ -117,6 +114,33 @@ export function createRequireKey(deps: {
         scopes: record.scopes,
       };
       next();
+    }
+
+    // Not async: a cached key is decided without a promise; only a cache miss waits for Postgres.
+    return (req: Request, res: Response, next: NextFunction): void => {
+      const start = recordUsage ? requestStart(deps.clock) : undefined;
+      const candidate = credentialFrom(req);
+      if (!candidate) {
+        deny(
+          req,
+          res,
+          new AppError('unauthenticated', { detail: 'an API key is required' }),
+          'Bearer',
+        );
+        return;
+      }
+      const cached = deps.auth.authenticateCached(candidate);
+      if (cached) {
+        decide(req, res, next, cached, start);
+        return;
+      }
+      deps.auth.authenticate(candidate).then(
+        (outcome) => decide(req, res, next, outcome, start),
+        (error: unknown) => {
+          deps.logger.error({ err: error, request_id: requestId(req, res) }, 'key lookup failed');
+          sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
+        },
+      );
     };
   };
 }

@@ -33,10 +33,7 @@ export function recordWhenDone(
   start: RequestStart,
 ): void {
   const { occurredAt, started } = start;
-  let done = false;
   const finish = () => {
-    if (done) return;
-    done = true;
     deps.record({
       orgId: who.orgId,
       keyId: who.keyId,
@@ -50,6 +47,6 @@ export function recordWhenDone(
       outcome: who.outcome(),
     });
   };
-  res.once('finish', finish);
-  res.once('close', finish);
+  // 'close' follows 'finish', or comes alone when the client went away first: one listener.
+  res.on('close', finish);
 }
