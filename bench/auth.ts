@@ -33,7 +33,7 @@ export async function authScenario(dbUrl: string): Promise<Section> {
   const { adminKey } = await kt.orgs.create('bench-auth');
   await kt.close();
   const server = await child('bench/auth-server.ts', [], { BENCH_DATABASE_URL: dbUrl });
-  const worker = await child('bin/keytrail.ts', ['worker'], {
+  const worker = process.env.BENCH_NO_WORKER ? undefined : await child('bin/keytrail.ts', ['worker'], {
     DATABASE_URL: dbUrl,
     KEYTRAIL_KEY_PEPPER: 'x'.repeat(40),
     KEYTRAIL_LOG_LEVEL: 'warn',

