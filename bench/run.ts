@@ -4,10 +4,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { authScenario } from './auth.ts';
+import { ingestScenario } from './ingest.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   auth: authScenario,
+  ingest: ingestScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));

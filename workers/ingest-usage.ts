@@ -2,7 +2,7 @@ import type { Job, JobResult } from 'pg-boss';
 import type { Logger } from '../src/platform/logger.ts';
 import type { Metrics } from '../src/metrics.ts';
 import type { Ingester } from '../src/usage/usage.ingest.ts';
-import { decodePayload, usagePayloadSchema } from '../src/usage/usage.jobs.ts';
+import { unpackJob } from '../src/usage/usage.jobs.ts';
 import type { UsageEvent } from '../src/usage/usage.types.ts';
 
 type Parsed = { id: string; events: UsageEvent[] };
@@ -26,12 +26,12 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
     const results: JobResult[] = [];
     const valid: Parsed[] = [];
     for (const job of jobs) {
-      const parsed = usagePayloadSchema.safeParse(job.data);
-      if (parsed.success) {
-        valid.push({ id: job.id, events: decodePayload(parsed.data) });
+      const unpacked = unpackJob(job.data);
+      if ('events' in unpacked) {
+        valid.push({ id: job.id, events: unpacked.events });
       } else {
         logger.error(
-          { job_id: job.id, issues: parsed.error.issues.slice(0, 5) },
+          { job_id: job.id, reason: unpacked.error },
           'invalid usage payload sent to dead letter',
         );
         results.push({ id: job.id, status: 'deadletter' });

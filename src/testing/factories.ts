@@ -1,3 +1,5 @@
+import { sql, type Kysely } from 'kysely';
+import { unpackJob } from '../usage/usage.jobs.ts';
 import type { TestClient } from './client.ts';
 import { OPERATOR_TOKEN } from './harness.ts';
 
@@ -64,4 +66,15 @@ export async function reportEvents(
     });
     if (res.status !== 202) throw new Error(`reportEvents: ${res.status} ${res.text}`);
   }
+}
+
+/** Usage jobs on the queue (any state) holding at least one event of `keyId`. */
+export async function usageJobsFor(db: Kysely<any>, keyId: string): Promise<number> {
+  const { rows } = await sql<{
+    data: unknown;
+  }>`select data from pgboss.job where name = 'usage.ingest'`.execute(db);
+  return rows.filter((r) => {
+    const unpacked = unpackJob(r.data);
+    return 'events' in unpacked && unpacked.events.some((e) => e.keyId === keyId);
+  }).length;
 }

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker } from '../../workers/main.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
-import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
+import { createKey, createOrg, usageJobsFor, type TestOrg } from '../testing/factories.ts';
 import { TEST_PEPPER } from '../testing/leak-scan.ts';
 import { sendJob } from '../platform/queue.ts';
 import { UsageBuffer } from './usage.buffer.ts';
@@ -25,13 +25,7 @@ beforeAll(async () => {
 });
 afterAll(async () => app.close());
 
-const jobsFor = async (keyId: string) => {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pgboss.job
-    where name = ${USAGE_INGEST_QUEUE} and data::text like ${`%${keyId}%`}`.execute(
-    app.kt.database.db,
-  );
-  return rows[0]?.n ?? 0;
-};
+const jobsFor = (keyId: string) => usageJobsFor(app.kt.database.db, keyId);
 const eventsOf = async (keyId: string) => {
   const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_key_usage_events
     where key_id = ${keyId}`.execute(app.kt.database.db);

@@ -4,7 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import { ingestUsageHandler } from '../../workers/ingest-usage.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
-import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
+import {
+  createKey,
+  createOrg,
+  usageJobsFor,
+  type TestKey,
+  type TestOrg,
+} from '../testing/factories.ts';
 import { createIngester } from './usage.ingest.ts';
 import { encodePayload } from './usage.jobs.ts';
 import { rebuildRollups } from './usage.rebuild.ts';
@@ -221,10 +227,6 @@ describe('reported events', () => {
     expect(future.status).toBe(422);
     const bad = await report(writer.key, { events: [{ ...ok, path: '/both' }] });
     expect(bad.status).toBe(400);
-    const { rows } = await sql<{
-      n: number;
-    }>`select count(*)::int as n from pgboss.job where name = 'usage.ingest'
-      and data::text like ${`%${mine.id}%`}`.execute(app.kt.database.db);
-    expect(rows[0]?.n).toBe(0);
+    expect(await usageJobsFor(app.kt.database.db, mine.id)).toBe(0);
   });
 });

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from '../platform/logger.ts';
-import { encodePayload, type UsagePayload } from './usage.jobs.ts';
+import { packEvents, type UsageJob } from './usage.jobs.ts';
 import type { UsageEvent } from './usage.types.ts';
 
 /** Delivers one flush to the queue; rejects when the queue is unreachable. */
-export type UsageSink = (payload: UsagePayload) => Promise<void>;
+export type UsageSink = (job: UsageJob) => Promise<void>;
 
 export type BufferOptions = {
   flushIntervalMs: number;
@@ -92,7 +92,7 @@ export class UsageBuffer {
         e.eventId = uuidv7({ msecs: e.occurredAt, random: random.subarray(16 * i, 16 * i + 16) });
     });
     try {
-      await this.#sink(encodePayload(batch));
+      await this.#sink(await packEvents(batch));
       this.stats.enqueued += batch.length;
       this.stats.flushes += 1;
       this.#backoffMs = 0;

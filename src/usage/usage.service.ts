@@ -5,7 +5,7 @@ import type { Database } from '../platform/db.ts';
 import { AppError, type FieldError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { UsageBuffer, type UsageSink } from './usage.buffer.ts';
-import { encodePayload, type UsagePayload } from './usage.jobs.ts';
+import { packEvents } from './usage.jobs.ts';
 import { keysOfOrg } from './usage.queries.ts';
 import { normalizePath } from './routes-normalize.ts';
 import { USER_AGENT_MAX, type Outcome, type UsageEvent } from './usage.types.ts';
@@ -119,7 +119,7 @@ export function createUsageService(deps: {
         errors: errors.slice(0, 100),
       });
     }
-    const payload: UsagePayload = encodePayload(
+    const job = await packEvents(
       events.map((e) => ({
         eventId: e.eventId ?? uuidv7({ msecs: e.occurredAt.getTime() }),
         orgId,
@@ -136,7 +136,7 @@ export function createUsageService(deps: {
       })),
     );
     try {
-      await sink(payload);
+      await sink(job);
     } catch (error) {
       throw new AppError('service_unavailable', { context: { err: String(error) } });
     }
