@@ -5,11 +5,13 @@
 import { writeFileSync } from 'node:fs';
 import { authScenario } from './auth.ts';
 import { ingestScenario } from './ingest.ts';
+import { readsScenario } from './reads.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   auth: authScenario,
   ingest: ingestScenario,
+  reads: readsScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));

@@ -1,0 +1,152 @@
+/**
+ * Scenario 4 — read paths at scale (§8): an org with 10k keys and 10M events over 90 days,
+ * generated with SQL, rollups rebuilt from the raw rows; then the org usage page, key usage over
+ * 90 days, a raw events page and a CSV export, through a real `keytrail serve` process.
+ */
+import { sql } from 'kysely';
+import { createKeytrail } from '../src/keytrail.ts';
+import { createMonthPartition } from '../src/usage/usage.queries.ts';
+import { rebuildRollups } from '../src/usage/usage.rebuild.ts';
+import { makeKeys } from './ingest.ts';
+import { PEPPER, benchConfig, child, fmt, kysely, percentile, quick, rssKb, type Section } from './lib.ts';
+
+const DAY = 86_400_000;
+
+async function generate(url: string, orgId: string, events: number): Promise<number> {
+  const db = kysely(url, 1);
+  const now = Date.now();
+  for (let m = 0; m <= 4; m++) {
+    const d = new Date(Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth() - m, 1));
+    await createMonthPartition(db as never, d.getUTCFullYear(), d.getUTCMonth() + 1);
+  }
+  const started = performance.now();
+  const chunk = 1_000_000;
+  // Keys are used unevenly (the square skews traffic toward low key numbers), like real traffic.
+  for (let done = 0; done < events; done += chunk) {
+    const n = Math.min(chunk, events - done);
+    await sql`
+      with k as (select id, row_number() over (order by name) - 1 as i from api_keys where org_id = ${orgId}),
+      kc as (select count(*) as c from k)
+      insert into api_key_usage_events
+        (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
+      select gen_random_uuid(), ${orgId}, k.id,
+        now() - (random() * interval '90 days'),
+        (array['GET','GET','POST','DELETE'])[1 + (g % 4)],
+        (array['/v1/orders/:id','/v1/orders','/v1/customers/:id','/v1/invoices/:id/pay','/v1/search'])[1 + (g % 5)],
+        case when g % 53 = 0 then 503 when g % 17 = 0 then 404 else 200 end,
+        (random() * random() * 400)::real,
+        ('10.' || (g % 200) || '.' || (g % 250) || '.7')::inet,
+        'client/' || (g % 7), 'success'
+      from generate_series(1, ${n}) as g
+      cross join kc
+      join k on k.i = floor(power(random(), 2) * kc.c)::int8`.execute(db);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await sql`analyze api_key_usage_events`.execute(db);
+  await db.destroy();
+  return seconds;
+}
+
+async function buildRollups(url: string, orgId: string): Promise<number> {
+  const db = kysely(url, 1);
+  const started = performance.now();
+  const today = new Date().toISOString().slice(0, 10);
+  const from = new Date(Date.now() - 91 * DAY).toISOString().slice(0, 10);
+  await rebuildRollups(db as never, from, today);
+  await sql`insert into api_key_usage_totals
+      (key_id, org_id, request_count, errors_4xx, errors_5xx, denied_count, first_used_at, last_used_at, last_used_ip)
+    select key_id, ${orgId}, count(*), count(*) filter (where status between 400 and 499),
+      count(*) filter (where status >= 500), 0, min(occurred_at), max(occurred_at),
+      (array_agg(ip order by occurred_at desc))[1]
+    from api_key_usage_events group by key_id`.execute(db);
+  await sql`analyze`.execute(db);
+  const seconds = (performance.now() - started) / 1000;
+  await db.destroy();
+  return seconds;
+}
+
+async function timed(base: string, key: string, paths: string[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const path of paths) {
+    const t = performance.now();
+    const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${key}` } });
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+export async function readsScenario(url: string): Promise<Section> {
+  const keys = quick ? 2_000 : 10_000;
+  const events = quick ? 1_000_000 : 10_000_000;
+  const { orgId, keyIds } = await makeKeys(url, 'bench-reads', keys - 1);
+  const generateSeconds = await generate(url, orgId, events);
+  const rollupSeconds = await buildRollups(url, orgId);
+  const kt = createKeytrail(benchConfig(url, { maxKeysPerOrg: 1_000_000 }));
+  const reader = await kt.keys.create(
+    { id: keyIds[0] ?? '', orgId, environment: 'live', scopes: ['org:admin'] },
+    orgId,
+    { name: 'reader', scopes: ['usage:read', 'events:read'] },
+  );
+  await kt.close();
+  const server = await child('bin/keytrail.ts', ['serve', '--no-worker'], {
+    DATABASE_URL: url,
+    KEYTRAIL_KEY_PEPPER: PEPPER,
+    KEYTRAIL_LOG_LEVEL: 'warn',
+    PORT: '0',
+    HOST: '127.0.0.1',
+  });
+  const base = /listening on (\S+)/.exec(server.line)?.[1]?.replace('localhost', '127.0.0.1') ?? '';
+  const n = quick ? 20 : 50;
+  const pick = (i: number) => keyIds[(i * 7919) % keyIds.length] ?? '';
+  const from90 = new Date(Date.now() - 90 * DAY).toISOString();
+  try {
+    const key = reader.plaintext;
+    const org = `/api/orgs/${orgId}`;
+    await timed(base, key, [`${org}/api-keys/usage`, `${org}/api-keys/${pick(1)}/usage`]);
+    const orgPage = await timed(base, key, Array.from({ length: n }, () => `${org}/api-keys/usage?limit=50`));
+    const keyPage = await timed(base, key, Array.from({ length: n }, (_, i) => `${org}/api-keys/${pick(i)}/usage?from=${from90}`));
+    const eventsPage = await timed(base, key, Array.from({ length: n }, (_, i) => `${org}/usage-events?limit=100&from=${new Date(Date.now() - (1 + (i % 80)) * DAY).toISOString()}`));
+    // CSV export of every event of the last 30 days, sampling the server's resident memory.
+    const baseline = rssKb(server.proc.pid ?? 0);
+    let peak = baseline;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssKb(server.proc.pid ?? 0))), 50);
+    const t = performance.now();
+    const res = await fetch(`${base}${org}/usage-events?from=${new Date(Date.now() - 30 * DAY).toISOString()}`, {
+      headers: { authorization: `Bearer ${key}`, accept: 'text/csv' },
+    });
+    let rows = -1;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      for (const byte of chunk) if (byte === 10) rows += 1;
+    }
+    const exportSeconds = (performance.now() - t) / 1000;
+    clearInterval(sampler);
+    const rate = rows / exportSeconds;
+    const row = (name: string, xs: number[]) => `| ${name} | ${fmt(percentile(xs, 0.5))} | ${fmt(percentile(xs, 0.95))} |`;
+    const p95 = (xs: number[]) => percentile(xs, 0.95);
+    return {
+      title: '4. Read paths at scale',
+      lines: [
+        `${fmt(keys)} keys, ${fmt(events)} events over 90 days (generated with SQL in ${generateSeconds.toFixed(0)} s; rollups rebuilt from them in ${rollupSeconds.toFixed(0)} s). ${n} sequential requests per path against \`keytrail serve --no-worker\`, latency measured by the client.`,
+        '',
+        '| path | p50 ms | p95 ms |',
+        '|---|---|---|',
+        row('org usage page (50 keys, sorted by last use)', orgPage),
+        row('key usage, 90 days, day series', keyPage),
+        row('raw events page (100 events)', eventsPage),
+        '',
+        `CSV export: ${fmt(rows)} rows in ${exportSeconds.toFixed(1)} s = ${fmt(rate)} rows/s; server RSS ${fmt(baseline / 1024)} MB before, peak ${fmt(peak / 1024)} MB during.`,
+      ],
+      verdicts: [
+        { claim: 'org usage page p95', target: '≤ 30 ms', value: `${fmt(p95(orgPage))} ms`, pass: p95(orgPage) <= 30 },
+        { claim: 'key usage (90 days) p95', target: '≤ 30 ms', value: `${fmt(p95(keyPage))} ms`, pass: p95(keyPage) <= 30 },
+        { claim: 'raw events page p95', target: '≤ 50 ms', value: `${fmt(p95(eventsPage))} ms`, pass: p95(eventsPage) <= 50 },
+        { claim: 'CSV export rate', target: '≥ 200k rows/s', value: `${fmt(rate)} rows/s`, pass: rate >= 200_000 },
+        { claim: 'CSV export memory (peak − before)', target: 'flat', value: `${fmt((peak - baseline) / 1024)} MB`, pass: peak - baseline < 100 * 1024 },
+      ],
+    };
+  } finally {
+    await server.stop();
+  }
+}
