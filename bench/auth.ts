@@ -33,12 +33,14 @@ export async function authScenario(dbUrl: string): Promise<Section> {
   const { adminKey } = await kt.orgs.create('bench-auth');
   await kt.close();
   const server = await child('bench/auth-server.ts', [], { BENCH_DATABASE_URL: dbUrl });
-  const worker = process.env.BENCH_NO_WORKER ? undefined : await child('bin/keytrail.ts', ['worker'], {
-    DATABASE_URL: dbUrl,
-    KEYTRAIL_KEY_PEPPER: 'x'.repeat(40),
-    KEYTRAIL_LOG_LEVEL: 'warn',
-    KEYTRAIL_WORKER_METRICS_PORT: '0',
-  }).catch(() => undefined);
+  const worker = process.env.BENCH_NO_WORKER
+    ? undefined
+    : await child('bin/keytrail.ts', ['worker'], {
+        DATABASE_URL: dbUrl,
+        KEYTRAIL_KEY_PEPPER: 'x'.repeat(40),
+        KEYTRAIL_LOG_LEVEL: 'warn',
+        KEYTRAIL_WORKER_METRICS_PORT: '0',
+      }).catch(() => undefined);
   const runs: Record<Variant, Run[]> = { plain: [], untracked: [], tracked: [] };
   try {
     for (const v of VARIANTS)

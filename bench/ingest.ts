@@ -13,7 +13,11 @@ import { createKeytrail } from '../src/keytrail.ts';
 import type { UsageEvent } from '../src/usage/usage.types.ts';
 import { benchConfig, child, fmt, kysely, quick, type Section } from './lib.ts';
 
-export async function makeKeys(url: string, orgName: string, count: number): Promise<{ orgId: string; keyIds: string[] }> {
+export async function makeKeys(
+  url: string,
+  orgName: string,
+  count: number,
+): Promise<{ orgId: string; keyIds: string[] }> {
   const kt = createKeytrail(benchConfig(url));
   const { org } = await kt.orgs.create(orgName);
   await kt.close();
@@ -62,7 +66,11 @@ async function copyRows(url: string, events: UsageEvent[]): Promise<number> {
       latency_ms, ip, user_agent, outcome) from stdin`),
   );
   function* lines() {
-    for (let i = 0; i < events.length; i += 5000) yield events.slice(i, i + 5000).map(copyLine).join('');
+    for (let i = 0; i < events.length; i += 5000)
+      yield events
+        .slice(i, i + 5000)
+        .map(copyLine)
+        .join('');
   }
   await pipeline(Readable.from(lines()), stream);
   const seconds = (performance.now() - started) / 1000;
@@ -78,12 +86,18 @@ async function truncateUsage(url: string): Promise<void> {
 }
 
 async function pipelineRun(url: string, orgId: string, events: UsageEvent[]): Promise<number> {
-  const worker = await child(process.env.BENCH_WORKER_PROF ? '--cpu-prof' : 'bin/keytrail.ts', process.env.BENCH_WORKER_PROF ? ['--cpu-prof-dir=/tmp/wprof', 'bin/keytrail.ts', 'worker'] : ['worker'], {
-    DATABASE_URL: url,
-    KEYTRAIL_KEY_PEPPER: 'x'.repeat(40),
-    KEYTRAIL_LOG_LEVEL: 'warn',
-    KEYTRAIL_WORKER_METRICS_PORT: '0',
-  });
+  const worker = await child(
+    process.env.BENCH_WORKER_PROF ? '--cpu-prof' : 'bin/keytrail.ts',
+    process.env.BENCH_WORKER_PROF
+      ? ['--cpu-prof-dir=/tmp/wprof', 'bin/keytrail.ts', 'worker']
+      : ['worker'],
+    {
+      DATABASE_URL: url,
+      KEYTRAIL_KEY_PEPPER: 'x'.repeat(40),
+      KEYTRAIL_LOG_LEVEL: 'warn',
+      KEYTRAIL_WORKER_METRICS_PORT: '0',
+    },
+  );
   const base = benchConfig(url);
   const kt = createKeytrail({ ...base, usage: { ...base.usage, bufferMax: events.length + 1 } });
   await kt.ready();
@@ -95,7 +109,10 @@ async function pipelineRun(url: string, orgId: string, events: UsageEvent[]): Pr
     if (i % 5000 === 4999) await new Promise((resolve) => setImmediate(resolve));
   }
   while (kt.usage.buffer.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
-  if (process.env.BENCH_DEBUG) process.stderr.write(`enqueued all in ${((performance.now() - started) / 1000).toFixed(2)} s\n`);
+  if (process.env.BENCH_DEBUG)
+    process.stderr.write(
+      `enqueued all in ${((performance.now() - started) / 1000).toFixed(2)} s\n`,
+    );
   for (;;) {
     const { rows } = await sql<{ n: number }>`select coalesce(sum(request_count), 0)::int8 as n
       from api_key_usage_totals where org_id = ${orgId}`.execute(db);
@@ -117,7 +134,9 @@ export async function ingestScenario(url: string): Promise<Section> {
   await truncateUsage(url);
   const pipelineSeconds = await pipelineRun(url, orgId, events);
   const check = kysely(url, 1);
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_key_usage_events`.execute(check);
+  const { rows } = await sql<{
+    n: number;
+  }>`select count(*)::int as n from api_key_usage_events`.execute(check);
   await check.destroy();
   const copyRate = n / copySeconds;
   const pipeRate = n / pipelineSeconds;
@@ -135,7 +154,12 @@ export async function ingestScenario(url: string): Promise<Section> {
       `Rows stored by the pipeline: ${fmt(rows[0]?.n ?? 0)} (expected ${fmt(n)}).`,
     ],
     verdicts: [
-      { claim: 'pipeline vs raw COPY', target: '≥ 0.5× (goal 0.7×)', value: `${ratio.toFixed(2)}×`, pass: ratio >= 0.5 && rows[0]?.n === n },
+      {
+        claim: 'pipeline vs raw COPY',
+        target: '≥ 0.5× (goal 0.7×)',
+        value: `${ratio.toFixed(2)}×`,
+        pass: ratio >= 0.5 && rows[0]?.n === n,
+      },
     ],
   };
 }

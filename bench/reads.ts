@@ -8,7 +8,17 @@ import { createKeytrail } from '../src/keytrail.ts';
 import { createMonthPartition } from '../src/usage/usage.queries.ts';
 import { rebuildRollups } from '../src/usage/usage.rebuild.ts';
 import { makeKeys } from './ingest.ts';
-import { PEPPER, benchConfig, child, fmt, kysely, percentile, quick, rssKb, type Section } from './lib.ts';
+import {
+  PEPPER,
+  benchConfig,
+  child,
+  fmt,
+  kysely,
+  percentile,
+  quick,
+  rssKb,
+  type Section,
+} from './lib.ts';
 
 const DAY = 86_400_000;
 
@@ -16,7 +26,9 @@ async function generate(url: string, orgId: string, events: number): Promise<num
   const db = kysely(url, 1);
   const now = Date.now();
   for (let m = 0; m <= 4; m++) {
-    const d = new Date(Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth() - m, 1));
+    const d = new Date(
+      Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth() - m, 1),
+    );
     await createMonthPartition(db as never, d.getUTCFullYear(), d.getUTCMonth() + 1);
   }
   const started = performance.now();
@@ -105,17 +117,36 @@ export async function readsScenario(url: string): Promise<Section> {
     const key = reader.plaintext;
     const org = `/api/orgs/${orgId}`;
     await timed(base, key, [`${org}/api-keys/usage`, `${org}/api-keys/${pick(1)}/usage`]);
-    const orgPage = await timed(base, key, Array.from({ length: n }, () => `${org}/api-keys/usage?limit=50`));
-    const keyPage = await timed(base, key, Array.from({ length: n }, (_, i) => `${org}/api-keys/${pick(i)}/usage?from=${from90}`));
-    const eventsPage = await timed(base, key, Array.from({ length: n }, (_, i) => `${org}/usage-events?limit=100&from=${new Date(Date.now() - (1 + (i % 80)) * DAY).toISOString()}`));
+    const orgPage = await timed(
+      base,
+      key,
+      Array.from({ length: n }, () => `${org}/api-keys/usage?limit=50`),
+    );
+    const keyPage = await timed(
+      base,
+      key,
+      Array.from({ length: n }, (_, i) => `${org}/api-keys/${pick(i)}/usage?from=${from90}`),
+    );
+    const eventsPage = await timed(
+      base,
+      key,
+      Array.from(
+        { length: n },
+        (_, i) =>
+          `${org}/usage-events?limit=100&from=${new Date(Date.now() - (1 + (i % 80)) * DAY).toISOString()}`,
+      ),
+    );
     // CSV export of every event of the last 30 days, sampling the server's resident memory.
     const baseline = rssKb(server.proc.pid ?? 0);
     let peak = baseline;
     const sampler = setInterval(() => (peak = Math.max(peak, rssKb(server.proc.pid ?? 0))), 50);
     const t = performance.now();
-    const res = await fetch(`${base}${org}/usage-events?from=${new Date(Date.now() - 30 * DAY).toISOString()}`, {
-      headers: { authorization: `Bearer ${key}`, accept: 'text/csv' },
-    });
+    const res = await fetch(
+      `${base}${org}/usage-events?from=${new Date(Date.now() - 30 * DAY).toISOString()}`,
+      {
+        headers: { authorization: `Bearer ${key}`, accept: 'text/csv' },
+      },
+    );
     let rows = -1;
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       for (const byte of chunk) if (byte === 10) rows += 1;
@@ -123,7 +154,8 @@ export async function readsScenario(url: string): Promise<Section> {
     const exportSeconds = (performance.now() - t) / 1000;
     clearInterval(sampler);
     const rate = rows / exportSeconds;
-    const row = (name: string, xs: number[]) => `| ${name} | ${fmt(percentile(xs, 0.5))} | ${fmt(percentile(xs, 0.95))} |`;
+    const row = (name: string, xs: number[]) =>
+      `| ${name} | ${fmt(percentile(xs, 0.5))} | ${fmt(percentile(xs, 0.95))} |`;
     const p95 = (xs: number[]) => percentile(xs, 0.95);
     return {
       title: '4. Read paths at scale',
@@ -139,11 +171,36 @@ export async function readsScenario(url: string): Promise<Section> {
         `CSV export: ${fmt(rows)} rows in ${exportSeconds.toFixed(1)} s = ${fmt(rate)} rows/s; server RSS ${fmt(baseline / 1024)} MB before, peak ${fmt(peak / 1024)} MB during.`,
       ],
       verdicts: [
-        { claim: 'org usage page p95', target: '≤ 30 ms', value: `${fmt(p95(orgPage))} ms`, pass: p95(orgPage) <= 30 },
-        { claim: 'key usage (90 days) p95', target: '≤ 30 ms', value: `${fmt(p95(keyPage))} ms`, pass: p95(keyPage) <= 30 },
-        { claim: 'raw events page p95', target: '≤ 50 ms', value: `${fmt(p95(eventsPage))} ms`, pass: p95(eventsPage) <= 50 },
-        { claim: 'CSV export rate', target: '≥ 200k rows/s', value: `${fmt(rate)} rows/s`, pass: rate >= 200_000 },
-        { claim: 'CSV export memory (peak − before)', target: 'flat', value: `${fmt((peak - baseline) / 1024)} MB`, pass: peak - baseline < 100 * 1024 },
+        {
+          claim: 'org usage page p95',
+          target: '≤ 30 ms',
+          value: `${fmt(p95(orgPage))} ms`,
+          pass: p95(orgPage) <= 30,
+        },
+        {
+          claim: 'key usage (90 days) p95',
+          target: '≤ 30 ms',
+          value: `${fmt(p95(keyPage))} ms`,
+          pass: p95(keyPage) <= 30,
+        },
+        {
+          claim: 'raw events page p95',
+          target: '≤ 50 ms',
+          value: `${fmt(p95(eventsPage))} ms`,
+          pass: p95(eventsPage) <= 50,
+        },
+        {
+          claim: 'CSV export rate',
+          target: '≥ 200k rows/s',
+          value: `${fmt(rate)} rows/s`,
+          pass: rate >= 200_000,
+        },
+        {
+          claim: 'CSV export memory (peak − before)',
+          target: 'flat',
+          value: `${fmt((peak - baseline) / 1024)} MB`,
+          pass: peak - baseline < 100 * 1024,
+        },
       ],
     };
   } finally {

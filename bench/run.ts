@@ -6,11 +6,13 @@ import { writeFileSync } from 'node:fs';
 import { authScenario } from './auth.ts';
 import { ingestScenario } from './ingest.ts';
 import { readsScenario } from './reads.ts';
+import { freshnessScenario } from './freshness.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   auth: authScenario,
   ingest: ingestScenario,
+  freshness: freshnessScenario,
   reads: readsScenario,
 };
 

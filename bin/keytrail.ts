@@ -6,6 +6,7 @@ import { migrate, openRuntime, serve, work } from '../src/main.ts';
 import { startWorker } from '../workers/main.ts';
 import { createKeytrail, type Keytrail } from '../src/keytrail.ts';
 import { rebuildRollups } from '../src/usage/usage.rebuild.ts';
+import { prune } from '../src/usage/usage.prune.ts';
 import { AppError } from '../src/platform/errors.ts';
 
 const USAGE = `usage: keytrail <command>
@@ -14,6 +15,8 @@ commands:
   serve [--no-worker]             run the API and the usage worker (embedded Postgres when
                                   DATABASE_URL is unset); --no-worker: the API alone
   worker                          run the usage worker alone
+  prune [--retention-days N] [--dry-run] [--json]
+                                  drop monthly event partitions past retention and old rollups
   rollups rebuild --from D --to D recompute hourly/daily/route rollups of days D..D (UTC) from
                                   raw events and report rows that differed [--json]
   migrate                         apply pending database migrations
@@ -45,6 +48,13 @@ async function orgCreate(args: string[]): Promise<void> {
 }
 
 class UsageError extends Error {}
+
+function positive(raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`expected a positive whole number, got ${raw}`);
+  return n;
+}
 
 /** Runs `fn` with a migrated keytrail on the configured (or embedded) database. */
 async function withKeytrail<T>(fn: (kt: Keytrail) => Promise<T>): Promise<T> {
@@ -103,6 +113,34 @@ async function main(argv: string[]): Promise<void> {
           ? `${JSON.stringify(report)}\n`
           : `rebuilt ${report.from}..${report.to}\n${lines.join('\n')}\n`,
       );
+      return;
+    }
+    case 'prune': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          'retention-days': { type: 'string' },
+          'dry-run': { type: 'boolean', default: false },
+          json: { type: 'boolean', default: false },
+        },
+      });
+      const report = await withKeytrail((kt) =>
+        prune(kt.database.db, {
+          now: new Date(),
+          retentionDays: values['retention-days']
+            ? positive(values['retention-days'])
+            : kt.config.retentionDays,
+          hourlyRetentionDays: kt.config.hourlyRetentionDays,
+          rollupRetentionDays: kt.config.rollupRetentionDays,
+          dryRun: values['dry-run'] ?? false,
+        }),
+      );
+      const lines = report.partitions.map(
+        (p) =>
+          `  ${report.dryRun ? 'would drop' : 'dropped'} ${p.name}${report.dryRun ? '' : ` (${p.seconds.toFixed(2)} s)`}`,
+      );
+      const text = `${lines.join('\n') || '  no partition past retention'}\n  hourly rollup rows deleted: ${report.hourlyRowsDeleted}\n  daily rollup rows deleted: ${report.dailyRowsDeleted}\n`;
+      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : text);
       return;
     }
     case 'org':

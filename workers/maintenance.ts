@@ -1,8 +1,24 @@
 import type { Keytrail } from '../src/keytrail.ts';
 import { ensurePartitionsAhead } from '../src/usage/usage.partitions.ts';
+import { prune } from '../src/usage/usage.prune.ts';
 
-/** Daily upkeep: partitions for this month and the next two exist before events arrive. */
+/** Daily upkeep: partitions ahead exist before events arrive; data past retention goes. */
 export async function runMaintenance(kt: Keytrail): Promise<void> {
-  await ensurePartitionsAhead(kt.database.db, kt.clock.now(), 2);
-  kt.logger.info('maintenance: partitions ensured');
+  const now = kt.clock.now();
+  await ensurePartitionsAhead(kt.database.db, now, 2);
+  const report = await prune(kt.database.db, {
+    now,
+    retentionDays: kt.config.retentionDays,
+    hourlyRetentionDays: kt.config.hourlyRetentionDays,
+    rollupRetentionDays: kt.config.rollupRetentionDays,
+    dryRun: false,
+  });
+  kt.logger.info(
+    {
+      dropped: report.partitions.map((p) => p.name),
+      hourly_deleted: report.hourlyRowsDeleted,
+      daily_deleted: report.dailyRowsDeleted,
+    },
+    'maintenance: partitions ensured, retention applied',
+  );
 }

@@ -63,3 +63,13 @@ export async function listAuditEvents(
     q = q.where(sql<boolean>`(occurred_at, id) < (${p.before.occurredAt}, ${p.before.id}::uuid)`);
   return q.orderBy('occurred_at', 'desc').orderBy('id', 'desc').limit(p.limit).execute();
 }
+
+/** One audit entry per org for an event that concerns them all (a partition dropped). */
+export async function insertAuditEventForAllOrgs(
+  db: Kysely<DB>,
+  e: { occurredAt: Date; action: string; targetType: string; details: Record<string, unknown> },
+): Promise<void> {
+  await sql`insert into audit_events (id, org_id, occurred_at, actor_type, action, target_type, details)
+    select gen_random_uuid(), id, ${e.occurredAt}, 'system', ${e.action}, ${e.targetType}, ${JSON.stringify(e.details)}::jsonb
+    from orgs`.execute(db);
+}

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import { newId } from '../platform/ids.ts';
-import { insertAuditEvent } from './audit.queries.ts';
+import { insertAuditEvent, insertAuditEventForAllOrgs } from './audit.queries.ts';
 import type { AuditAction } from './audit.types.ts';
 
 export type AuditActor = { type: 'key'; keyId: string } | { type: 'operator' } | { type: 'system' };
@@ -35,3 +35,20 @@ export async function recordAudit(
 }
 
 export { listAuditEvents } from './audit.queries.ts';
+
+export async function recordAuditForAllOrgs(
+  db: Kysely<DB>,
+  entry: {
+    at: Date;
+    action: AuditAction;
+    target: { type: 'partition'; id: null };
+    details: Record<string, unknown>;
+  },
+): Promise<void> {
+  await insertAuditEventForAllOrgs(db, {
+    occurredAt: entry.at,
+    action: entry.action,
+    targetType: entry.target.type,
+    details: entry.details,
+  });
+}

@@ -145,3 +145,41 @@ export async function keysOfOrg(
     .execute();
   return new Set(rows.map((r) => r.id));
 }
+
+/** Year and month (1–12) of a partition named api_key_usage_events_YYYY_MM. */
+export function partitionMonth(name: string): { year: number; month: number } | null {
+  const match = /_(\d{4})_(\d{2})$/.exec(name);
+  return match ? { year: Number(match[1]), month: Number(match[2]) } : null;
+}
+
+/**
+ * DETACH ... CONCURRENTLY takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so inserts
+ * into other partitions go on; it cannot run inside a transaction block, hence two statements
+ * on the pool. A DEFAULT partition would make it impossible (none exists by design).
+ */
+export async function detachAndDropPartition(db: Db, name: string): Promise<void> {
+  await sql`alter table ${sql.table(PARENT)} detach partition ${sql.table(name)} concurrently`.execute(
+    db,
+  );
+  await sql`drop table ${sql.table(name)}`.execute(db);
+}
+
+export async function deleteRollupsBefore(
+  db: Db,
+  p: { hourlyBefore: Date; dailyBefore: Date },
+): Promise<{ hourly: number; daily: number }> {
+  const hourly = await db
+    .deleteFrom('api_key_usage_hourly')
+    .where('hour', '<', p.hourlyBefore)
+    .executeTakeFirst();
+  const day = p.dailyBefore.toISOString().slice(0, 10);
+  const daily = await db
+    .deleteFrom('api_key_usage_daily')
+    .where('day', '<', day as never)
+    .executeTakeFirst();
+  await db
+    .deleteFrom('api_key_usage_routes_daily')
+    .where('day', '<', day as never)
+    .execute();
+  return { hourly: Number(hourly.numDeletedRows), daily: Number(daily.numDeletedRows) };
+}

@@ -1,0 +1,66 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
+import { createKey, createOrg } from '../testing/factories.ts';
+import { createIngester } from './usage.ingest.ts';
+import { listPartitions } from './usage.queries.ts';
+import { prune } from './usage.prune.ts';
+import { ensurePartitionsAhead } from './usage.partitions.ts';
+
+const dbUrl = useTestDatabase();
+let app: TestApp;
+beforeAll(async () => {
+  app = await startTestApp(dbUrl());
+  await ensurePartitionsAhead(app.kt.database.db, new Date(), 2);
+});
+afterAll(async () => app.close());
+
+describe('prune', () => {
+  it('drops partitions past retention, old rollups, audits it, keeps totals; dry-run changes nothing', async () => {
+    const org = await createOrg(app.client, 'Prune');
+    const k = await createKey(app.client, org);
+    const old = Date.UTC(2024, 0, 15);
+    await createIngester(app.kt.database.db).ingest(
+      Array.from({ length: 20 }, (_, i) => ({
+        eventId: `018f0000-0000-7000-8000-${String(i).padStart(12, '0')}`,
+        orgId: org.orgId,
+        keyId: k.id,
+        occurredAt: old + i,
+        method: 'GET',
+        route: '/r',
+        status: 200,
+        latencyMs: 1,
+        ip: null,
+        userAgent: null,
+        outcome: 'success' as const,
+      })),
+    );
+    const names = async () => (await listPartitions(app.kt.database.db)).map((p) => p.name);
+    expect(await names()).toContain('api_key_usage_events_2024_01');
+    const options = {
+      now: new Date(),
+      retentionDays: 90,
+      hourlyRetentionDays: 35,
+      rollupRetentionDays: 400,
+    };
+    const dry = await prune(app.kt.database.db, { ...options, dryRun: true });
+    expect(dry.partitions.map((p) => p.name)).toContain('api_key_usage_events_2024_01');
+    expect(await names()).toContain('api_key_usage_events_2024_01');
+    const report = await prune(app.kt.database.db, { ...options, dryRun: false });
+    expect(report.partitions.map((p) => p.name)).toEqual(['api_key_usage_events_2024_01']);
+    expect(report.hourlyRowsDeleted).toBe(1);
+    expect(report.dailyRowsDeleted).toBe(1);
+    const current = new Date().toISOString().slice(0, 7).replace('-', '_');
+    expect(await names()).toContain(`api_key_usage_events_${current}`);
+    expect(await names()).not.toContain('api_key_usage_events_2024_01');
+    const totals = await app.kt.database.db
+      .selectFrom('api_key_usage_totals')
+      .select('request_count')
+      .where('key_id', '=', k.id)
+      .executeTakeFirstOrThrow();
+    expect(totals.request_count).toBe(20);
+    const { rows } = await sql<{ details: { partition: string } }>`select details from audit_events
+      where org_id = ${org.orgId} and action = 'partition.pruned'`.execute(app.kt.database.db);
+    expect(rows.map((r) => r.details.partition)).toEqual(['api_key_usage_events_2024_01']);
+  });
+});

@@ -1,0 +1,67 @@
+import type { Database } from '../platform/db.ts';
+import { recordAuditForAllOrgs } from '../audit/audit.service.ts';
+import {
+  deleteRollupsBefore,
+  detachAndDropPartition,
+  listPartitions,
+  partitionMonth,
+} from './usage.queries.ts';
+
+const DAY_MS = 86_400_000;
+
+export type PruneOptions = {
+  now: Date;
+  retentionDays: number;
+  hourlyRetentionDays: number;
+  rollupRetentionDays: number;
+  dryRun: boolean;
+};
+
+export type PruneReport = {
+  partitions: { name: string; seconds: number }[];
+  hourlyRowsDeleted: number;
+  dailyRowsDeleted: number;
+  dryRun: boolean;
+};
+
+/**
+ * Retention: drops whole monthly partitions that end before now − retention (DETACH ...
+ * CONCURRENTLY, then DROP: ingest into current months never waits on it), deletes hourly and
+ * daily rollups past their retentions, and audits each dropped partition in every org. Lifetime
+ * totals are kept.
+ */
+export async function prune(db: Database, o: PruneOptions): Promise<PruneReport> {
+  const cutoff = new Date(o.now.getTime() - o.retentionDays * DAY_MS);
+  const expired = (await listPartitions(db)).filter((p) => {
+    const month = partitionMonth(p.name);
+    return month !== null && Date.UTC(month.year, month.month, 1) <= cutoff.getTime();
+  });
+  const report: PruneReport = {
+    partitions: [],
+    hourlyRowsDeleted: 0,
+    dailyRowsDeleted: 0,
+    dryRun: o.dryRun,
+  };
+  for (const p of expired) {
+    const started = performance.now();
+    if (!o.dryRun) {
+      await detachAndDropPartition(db, p.name);
+      await recordAuditForAllOrgs(db, {
+        at: o.now,
+        action: 'partition.pruned',
+        target: { type: 'partition', id: null },
+        details: { partition: p.name, retention_days: o.retentionDays },
+      });
+    }
+    report.partitions.push({ name: p.name, seconds: (performance.now() - started) / 1000 });
+  }
+  if (!o.dryRun) {
+    const deleted = await deleteRollupsBefore(db, {
+      hourlyBefore: new Date(o.now.getTime() - o.hourlyRetentionDays * DAY_MS),
+      dailyBefore: new Date(o.now.getTime() - o.rollupRetentionDays * DAY_MS),
+    });
+    report.hourlyRowsDeleted = deleted.hourly;
+    report.dailyRowsDeleted = deleted.daily;
+  }
+  return report;
+}
