@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
 .DEFAULT_GOAL := help
-.PHONY: help install start test check typecheck lint format db-types
+.PHONY: help install start test check typecheck lint format db-types bench bench-quick
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,3 +37,12 @@ format: install ## rewrite files with prettier
 
 db-types: install ## regenerate db/schema.ts from the migrations
 	$(NODE) db/codegen.ts
+
+bench: install ## all benchmarks at full size (~15 min); writes docs/benchmarks.md
+	BENCH_REPORT=docs/benchmarks.md $(NODE) bench/run.ts
+
+bench-quick: install ## all benchmarks, small sizes (< 3 min); writes docs/benchmarks-quick.md
+	BENCH_REPORT=docs/benchmarks-quick.md $(NODE) bench/run.ts --quick
+
+bench-%: install ## one scenario at full size: bench-auth, bench-ingest, bench-freshness, bench-reads, bench-prune
+	$(NODE) bench/run.ts $* --no-write

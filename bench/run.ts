@@ -7,6 +7,7 @@ import { authScenario } from './auth.ts';
 import { ingestScenario } from './ingest.ts';
 import { readsScenario } from './reads.ts';
 import { freshnessScenario } from './freshness.ts';
+import { pruneScenario } from './prune.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
@@ -14,6 +15,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   ingest: ingestScenario,
   freshness: freshnessScenario,
   reads: readsScenario,
+  prune: pruneScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
