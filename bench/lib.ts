@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import { Kysely, PostgresDialect, sql } from 'kysely';
@@ -30,6 +31,7 @@ export async function freshDatabase(name: string): Promise<Db> {
     : await startEmbeddedPostgres({
         dataDir: `/tmp/keytrail-bench-${process.pid}/pg`,
         persistent: false,
+        ...(process.env.BENCH_PG_LOG && { logFile: process.env.BENCH_PG_LOG }),
         postgresFlags: [
           '-c',
           'shared_buffers=512MB',
@@ -53,7 +55,13 @@ export async function freshDatabase(name: string): Promise<Db> {
   });
   await ensureQueues(boss, QUEUES);
   await boss.stop({ graceful: false, close: true });
-  return { url, stop: () => server.stop() };
+  return {
+    url,
+    async stop() {
+      await server.stop();
+      await rm(`/tmp/keytrail-bench-${process.pid}`, { recursive: true, force: true });
+    },
+  };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- scenarios write raw SQL on any table

@@ -8,6 +8,7 @@
  * SIGINT/SIGTERM.
  */
 import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -25,7 +26,8 @@ export type EmbeddedOptions = {
   persistent: boolean;
   /** Extra postgres flags, e.g. for tests `-c fsync=off`. */
   postgresFlags?: string[];
-  onLog?: (line: string) => void;
+  /** Appends Postgres's own log to this file (debugging). */
+  logFile?: string;
 };
 
 const CHILD_ENTRY = fileURLToPath(import.meta.url);
@@ -97,7 +99,9 @@ async function runChild(): Promise<void> {
     persistent: options.persistent,
     createPostgresUser: true,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.postgresFlags ?? [])],
-    onLog: () => undefined,
+    onLog: (line: string) => {
+      if (options.logFile) appendFileSync(options.logFile, line);
+    },
     onError: (e: unknown) => process.stderr.write(`embedded postgres: ${String(e)}\n`),
   });
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise();
