@@ -90,7 +90,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     flushIntervalMs: config.usage.flushIntervalMs,
     spike: config.spike,
   });
-  const events = createEventsService(database.db);
+  const events = createEventsService(database.db, database.pool);
   const metrics = createMetrics();
   metrics.observe({
     bufferSize: () => usage.buffer.size,

@@ -41,19 +41,6 @@ export type EventLike = {
   outcome: string;
 };
 
-export const EVENT_FIELDS = [
-  'event_id',
-  'key_id',
-  'occurred_at',
-  'method',
-  'route',
-  'status',
-  'latency_ms',
-  'ip',
-  'user_agent',
-  'outcome',
-] as const;
-
 export function eventJson(e: EventLike) {
   return {
     event_id: e.event_id,

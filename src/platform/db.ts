@@ -1,4 +1,6 @@
+import type { Readable } from 'node:stream';
 import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { Migrator, type MigrationResultSet } from 'kysely/migration';
 import type { DB } from '../../db/schema.ts';
@@ -93,4 +95,27 @@ export async function migrationsApplied(db: Kysely<any>): Promise<boolean> {
 export async function ping(db: Kysely<DB>): Promise<boolean> {
   await sql`select 1`.execute(db);
   return true;
+}
+
+/**
+ * Streams `COPY (...) TO STDOUT` from a pooled connection. Postgres produces rows as the socket
+ * takes them: a slow reader holds the query (wait event ClientWrite), so memory stays flat on
+ * both sides. The connection goes back to the pool when the stream ends; if the stream is cut
+ * short it is destroyed, since it is mid-COPY.
+ */
+export async function copyOut(pool: pg.Pool, copySql: string): Promise<Readable> {
+  const client = await pool.connect();
+  const stream = client.query(copyTo(copySql));
+  let released = false;
+  const release = (error?: Error) => {
+    if (released) return;
+    released = true;
+    client.release(error);
+  };
+  stream.once('end', () => release());
+  stream.once('error', (error) => release(error));
+  stream.once('close', () =>
+    release(stream.readableEnded ? undefined : new Error('copy stream closed early')),
+  );
+  return stream;
 }

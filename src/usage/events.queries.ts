@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
 import type { DB } from '../../db/schema.ts';
 
 type Db = Kysely<DB>;
@@ -84,4 +85,35 @@ export async function recentEvents(db: Db, keyId: string, limit: number): Promis
     .orderBy('event_id', 'desc')
     .limit(limit)
     .execute();
+}
+
+const lit = (v: string | number): string =>
+  typeof v === 'number' ? String(v) : pg.escapeLiteral(v);
+
+/**
+ * The CSV export as one COPY statement. COPY takes no bind parameters, so every value is a
+ * literal escaped by pg.escapeLiteral (and already validated: uuids, times, enums, a method).
+ * Columns and formats match the JSON events (ISO times in UTC, host(ip)).
+ */
+export function eventsCsvCopy(f: EventFilter): string {
+  const where = [
+    `org_id = ${lit(f.orgId)}`,
+    `occurred_at >= ${lit(f.from.toISOString())}::timestamptz`,
+    `occurred_at < ${lit(f.to.toISOString())}::timestamptz`,
+  ];
+  if (f.keyId) where.push(`key_id = ${lit(f.keyId)}`);
+  if (f.status && 'exact' in f.status) where.push(`status = ${lit(f.status.exact)}`);
+  if (f.status && 'min' in f.status)
+    where.push(`status between ${lit(f.status.min)} and ${lit(f.status.max)}`);
+  if (f.method) where.push(`method = ${lit(f.method)}`);
+  if (f.route) where.push(`route = ${lit(f.route)}`);
+  if (f.outcome) where.push(`outcome = ${lit(f.outcome)}`);
+  return `copy (
+    select event_id, key_id,
+      to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
+      method, route, status, latency_ms, host(ip) as ip, user_agent, outcome
+    from api_key_usage_events
+    where ${where.join(' and ')}
+    order by occurred_at, event_id
+  ) to stdout with (format csv, header true)`;
 }

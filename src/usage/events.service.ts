@@ -1,10 +1,21 @@
-import type { Database } from '../platform/db.ts';
-import { eventsPage, type EventCursor, type EventFilter, type EventRow } from './events.queries.ts';
+import type { Readable } from 'node:stream';
+import type pg from 'pg';
+import { copyOut, type Database } from '../platform/db.ts';
+import {
+  eventsCsvCopy,
+  eventsPage,
+  type EventCursor,
+  type EventFilter,
+  type EventRow,
+} from './events.queries.ts';
 
 export const EXPORT_BATCH = 5_000;
 
-export function createEventsService(db: Database) {
+export function createEventsService(db: Database, pool: pg.Pool) {
   return {
+    /** The whole filtered range as CSV, produced by Postgres (COPY) and paced by the reader. */
+    csv: (filter: EventFilter): Promise<Readable> => copyOut(pool, eventsCsvCopy(filter)),
+
     page: (
       filter: EventFilter,
       after: EventCursor | undefined,

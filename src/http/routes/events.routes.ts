@@ -1,32 +1,19 @@
+import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
-import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
 import type { Keytrail } from '../../keytrail.ts';
 import { AppError } from '../../platform/errors.ts';
 import type { EventFilter } from '../../usage/events.queries.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
-import { EVENT_FIELDS, eventJson, type EventLike } from '../presenters.ts';
+import { eventJson, type EventLike } from '../presenters.ts';
 import { DEFAULT_EVENTS_WINDOW_MS, EventsQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
 const eventCursor = z.tuple([z.iso.datetime(), z.uuid()]);
 type Format = 'json' | 'ndjson' | 'csv';
 
-const RENDER: Record<
-  Exclude<Format, 'json'>,
-  { type: string; header: string; rows(rows: EventLike[]): string }
-> = {
-  ndjson: {
-    type: 'application/x-ndjson',
-    header: '',
-    rows: (rows) => rows.map((r) => `${JSON.stringify(eventJson(r))}\n`).join(''),
-  },
-  csv: {
-    type: 'text/csv; charset=utf-8',
-    header: stringify([[...EVENT_FIELDS]]),
-    rows: (rows) => stringify(rows.map((r) => EVENT_FIELDS.map((f) => eventJson(r)[f]))),
-  },
-};
+const ndjson = (rows: EventLike[]): string =>
+  rows.map((r) => `${JSON.stringify(eventJson(r))}\n`).join('');
 
 function formatOf(req: Request, explicit: Format | undefined): Format {
   if (explicit) return explicit;
@@ -94,17 +81,20 @@ export function eventsRoutes(kt: Keytrail): Router {
         });
         return;
       }
-      // Streams the whole range: one keyset batch in memory at a time, paced by the socket.
-      const render = RENDER[format];
-      res.status(200).type(render.type);
       if (format === 'csv') {
         const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
+        const csv = await kt.events.csv(filter);
+        res.status(200).type('text/csv; charset=utf-8');
         res.attachment(`usage-events-${stamp(filter.from)}-${stamp(filter.to)}.csv`);
+        // pipeline: backpressure both ways, and a client that leaves ends the COPY.
+        await pipeline(csv, res).catch(() => undefined);
+        return;
       }
-      await written(res, render.header);
+      // NDJSON: one keyset batch in memory at a time, paced by the socket.
+      res.status(200).type('application/x-ndjson');
       for await (const rows of kt.events.batches(filter)) {
         if (res.destroyed) break;
-        await written(res, render.rows(rows));
+        await written(res, ndjson(rows));
       }
       res.end();
     },
