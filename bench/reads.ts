@@ -36,22 +36,22 @@ async function generate(url: string, orgId: string, events: number): Promise<num
   // Keys are used unevenly (the square skews traffic toward low key numbers), like real traffic.
   for (let done = 0; done < events; done += chunk) {
     const n = Math.min(chunk, events - done);
+    // random() is drawn once per generated row (materialized), never inside the join condition.
     await sql`
       with k as (select id, row_number() over (order by name) - 1 as i from api_keys where org_id = ${orgId}),
-      kc as (select count(*) as c from k)
+      g as materialized (
+        select g, floor(power(random(), 2) * (select count(*) from k))::int8 as ki,
+               now() - (random() * interval '90 days') as at, (random() * random() * 400)::real as lat
+        from generate_series(1, ${n}) as g
+      )
       insert into api_key_usage_events
         (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
-      select gen_random_uuid(), ${orgId}, k.id,
-        now() - (random() * interval '90 days'),
+      select gen_random_uuid(), ${orgId}, k.id, g.at,
         (array['GET','GET','POST','DELETE'])[1 + (g % 4)],
         (array['/v1/orders/:id','/v1/orders','/v1/customers/:id','/v1/invoices/:id/pay','/v1/search'])[1 + (g % 5)],
         case when g % 53 = 0 then 503 when g % 17 = 0 then 404 else 200 end,
-        (random() * random() * 400)::real,
-        ('10.' || (g % 200) || '.' || (g % 250) || '.7')::inet,
-        'client/' || (g % 7), 'success'
-      from generate_series(1, ${n}) as g
-      cross join kc
-      join k on k.i = floor(power(random(), 2) * kc.c)::int8`.execute(db);
+        g.lat, ('10.' || (g % 200) || '.' || (g % 250) || '.7')::inet, 'client/' || (g % 7), 'success'
+      from g join k on k.i = g.ki`.execute(db);
   }
   const seconds = (performance.now() - started) / 1000;
   await sql`analyze api_key_usage_events`.execute(db);
@@ -148,6 +148,7 @@ export async function readsScenario(url: string): Promise<Section> {
         headers: { authorization: `Bearer ${key}`, accept: 'text/csv' },
       },
     );
+    if (res.status !== 200) throw new Error(`export: ${res.status} ${await res.text()}`);
     let rows = -1;
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       for (const byte of chunk) if (byte === 10) rows += 1;

@@ -103,7 +103,12 @@ async function main(argv: string[]): Promise<void> {
       if (!values.from || !values.to)
         throw new UsageError('rollups rebuild needs --from and --to (YYYY-MM-DD)');
       const report = await withKeytrail((kt) =>
-        rebuildRollups(kt.database.db, values.from ?? '', values.to ?? ''),
+        rebuildRollups(
+          kt.database.db,
+          values.from ?? '',
+          values.to ?? '',
+          kt.config.hourlyRetentionDays,
+        ),
       );
       const lines = Object.entries(report.differences).map(
         ([t, n]) => `  ${t}: ${n} row(s) differed`,

@@ -1,9 +1,11 @@
 import type { Migration } from 'kysely/migration';
 import * as m0001 from './0001_keys.ts';
 import * as m0002 from './0002_usage.ts';
+import * as m0003 from './0003_daily_org_index.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
   '0001_keys': m0001,
   '0002_usage': m0002,
+  '0003_daily_org_index': m0003,
 };

@@ -44,14 +44,17 @@ const isoDay = (d: Date): string => d.toISOString().slice(0, 10);
 function keysWithUsage(p: OrgUsageParams): RawBuilder<unknown> {
   const currentHour = p.now.getTime() - (p.now.getTime() % HOUR_MS);
   const since24h = new Date(currentHour - 23 * HOUR_MS);
-  const since8d = new Date(since24h.getTime() - 7 * 24 * HOUR_MS);
+  // The 7 whole UTC days before the day the last-24-hour window starts in: 7 daily rows per
+  // key instead of 168 hourly ones (the two windows never overlap).
+  const priorEnd = new Date(since24h.getTime() - (since24h.getTime() % (24 * HOUR_MS)));
+  const priorStart = new Date(priorEnd.getTime() - 7 * 24 * HOUR_MS);
   return sql`
-    with recent as (
-      select key_id,
-        sum(requests) filter (where hour >= ${since24h}) as r24,
-        sum(requests) filter (where hour < ${since24h}) as r7d
-      from api_key_usage_hourly
-      where org_id = ${p.orgId} and hour >= ${since8d}
+    with last24 as (
+      select key_id, sum(requests) as n from api_key_usage_hourly
+      where org_id = ${p.orgId} and hour >= ${since24h} group by key_id
+    ), prior as (
+      select key_id, sum(requests) as n from api_key_usage_daily
+      where org_id = ${p.orgId} and day >= ${isoDay(priorStart)}::date and day < ${isoDay(priorEnd)}::date
       group by key_id
     ), k as (
       select k.id as key_id, k.name, k.prefix, k.environment, k.created_at,
@@ -61,10 +64,11 @@ function keysWithUsage(p: OrgUsageParams): RawBuilder<unknown> {
         coalesce(t.request_count, 0)::int8 as request_count,
         coalesce(t.errors_4xx, 0)::int8 as errors_4xx, coalesce(t.errors_5xx, 0)::int8 as errors_5xx,
         coalesce(t.denied_count, 0)::int8 as denied_count, t.last_denied_at,
-        coalesce(r.r24, 0)::int8 as requests_24h, coalesce(r.r7d, 0)::int8 as requests_prev_7d
+        coalesce(r.n, 0)::int8 as requests_24h, coalesce(w.n, 0)::int8 as requests_prev_7d
       from api_keys k
       left join api_key_usage_totals t on t.key_id = k.id
-      left join recent r on r.key_id = k.id
+      left join last24 r on r.key_id = k.id
+      left join prior w on w.key_id = k.id
       where k.org_id = ${p.orgId}
     ), f as (
       select *,
@@ -83,23 +87,6 @@ export type OrgSummaryRow = {
   most_used: { key_id: string; name: string; request_count: number } | null;
   least_used: { key_id: string; name: string; request_count: number } | null;
 };
-
-export async function orgSummary(db: Db, p: OrgUsageParams): Promise<OrgSummaryRow> {
-  const { rows } = await sql<OrgSummaryRow>`${keysWithUsage(p)}
-    select count(*)::int as total_keys,
-      count(*) filter (where status = 'active')::int as active_keys,
-      count(*) filter (where dormant)::int as dormant_keys,
-      count(*) filter (where status = 'active' and last_used_at is null)::int as never_used_keys,
-      coalesce(sum(request_count), 0)::int8 as total_requests,
-      (select json_build_object('key_id', key_id, 'name', name, 'request_count', request_count)
-         from f where request_count > 0 order by request_count desc, name, key_id limit 1) as most_used,
-      (select json_build_object('key_id', key_id, 'name', name, 'request_count', request_count)
-         from f where status = 'active' order by request_count, name, key_id limit 1) as least_used
-    from f`.execute(db);
-  const row = rows[0];
-  if (!row) throw new Error('summary query returned no row');
-  return row;
-}
 
 export type OrgUsagePage = {
   sort: OrgUsageSort;
@@ -129,22 +116,50 @@ function keysetAfter(page: OrgUsagePage): RawBuilder<boolean> {
   return sql<boolean>`(${col} ${cmp} ${value}${cast} or (${col} = ${value}${cast} and key_id ${cmp} ${keyId}::uuid) or ${col} is null)`;
 }
 
-export async function orgUsagePage(
+/**
+ * The summary of the whole org and one page of keys in ONE pass over the per-key usage: the
+ * lateral page query and the summary share the CTEs, so the rollups are read once per request.
+ */
+export async function orgUsage(
   db: Db,
   p: OrgUsageParams,
   page: OrgUsagePage,
-): Promise<KeyUsageRow[]> {
+): Promise<{ summary: OrgSummaryRow; rows: KeyUsageRow[] }> {
   const dir = sql.raw(page.order === 'desc' ? 'desc' : 'asc');
-  const { rows } = await sql<KeyUsageRow>`${keysWithUsage(p)}
-    select key_id, name, prefix, environment, status, created_at, last_used_at, last_used_ip,
-      request_count, errors_4xx, errors_5xx, denied_count, last_denied_at, requests_24h, dormant, spike
-    from f
-    where ${page.status ? sql`status = ${page.status}` : sql`true`}
-      and ${page.dormant === undefined ? sql`true` : sql`dormant = ${page.dormant}`}
-      and ${keysetAfter(page)}
-    order by ${sql.ref(page.sort)} ${dir} nulls last, key_id ${dir}
-    limit ${page.limit + 1}`.execute(db);
-  return rows;
+  const sort = sql.ref(`page.${page.sort}`);
+  const { rows } = await sql<KeyUsageRow & { summary: OrgSummaryRow }>`${keysWithUsage(p)},
+    s as (
+      select json_build_object(
+        'total_keys', count(*),
+        'active_keys', count(*) filter (where status = 'active'),
+        'dormant_keys', count(*) filter (where dormant),
+        'never_used_keys', count(*) filter (where status = 'active' and last_used_at is null),
+        'total_requests', coalesce(sum(request_count), 0),
+        'most_used', (select json_build_object('key_id', key_id, 'name', name, 'request_count', request_count)
+           from f where request_count > 0 order by request_count desc, name, key_id limit 1),
+        'least_used', (select json_build_object('key_id', key_id, 'name', name, 'request_count', request_count)
+           from f where status = 'active' order by request_count, name, key_id limit 1)
+      ) as summary
+      from f
+    )
+    select page.*, s.summary
+    from s left join lateral (
+      select key_id, name, prefix, environment, status, created_at, last_used_at, last_used_ip,
+        request_count, errors_4xx, errors_5xx, denied_count, last_denied_at, requests_24h, dormant, spike
+      from f
+      where ${page.status ? sql`status = ${page.status}` : sql`true`}
+        and ${page.dormant === undefined ? sql`true` : sql`dormant = ${page.dormant}`}
+        and ${keysetAfter(page)}
+      order by ${sql.ref(page.sort)} ${dir} nulls last, key_id ${dir}
+      limit ${page.limit + 1}
+    ) page on true
+    order by ${sort} ${dir} nulls last, page.key_id ${dir}`.execute(db);
+  const summary = rows[0]?.summary;
+  if (!summary) throw new Error('org usage query returned no row');
+  return {
+    summary,
+    rows: rows.filter((r) => r.key_id !== null).map(({ summary: _s, ...row }) => row),
+  };
 }
 
 export type PeriodUsage = {

@@ -85,11 +85,7 @@ export function createAnalyticsService(deps: {
       spikeFactor: deps.spike.factor,
       spikeMin: deps.spike.minRequests,
     };
-    const [summary, rows, asOf] = await Promise.all([
-      q.orgSummary(db, params),
-      q.orgUsagePage(db, params, page),
-      dataAsOf(),
-    ]);
+    const [{ summary, rows }, asOf] = await Promise.all([q.orgUsage(db, params, page), dataAsOf()]);
     return {
       summary,
       rows: rows.slice(0, page.limit),

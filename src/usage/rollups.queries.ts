@@ -20,18 +20,23 @@ export async function lockRollups(db: Db): Promise<void> {
  * expected_<table>. width_bucket over the same lower bounds as histogram.ts gives the same
  * bucket as the incremental path (latencies are stored as the same float4 values).
  */
-export async function computeExpected(db: Db, from: Date, to: Date): Promise<void> {
+export async function computeExpected(
+  db: Db,
+  from: Date,
+  to: Date,
+  hourlyFrom: Date,
+): Promise<void> {
   const bounds = [...LOWER_BOUNDS_MS];
-  for (const [table, period] of [
-    ['api_key_usage_hourly', sql`date_trunc('hour', occurred_at)`],
-    ['api_key_usage_daily', sql`(occurred_at at time zone 'UTC')::date`],
+  for (const [table, period, start] of [
+    ['api_key_usage_hourly', sql`date_trunc('hour', occurred_at)`, hourlyFrom],
+    ['api_key_usage_daily', sql`(occurred_at at time zone 'UTC')::date`, from],
   ] as const) {
     await sql`
       create temp table ${sql.table(`expected_${table}`)} on commit drop as
       with b as (
         select key_id, org_id, ${period} as p, outcome, status, latency_ms,
                width_bucket(latency_ms::float8, ${bounds}::float8[]) as bucket
-        from api_key_usage_events where occurred_at >= ${from} and occurred_at < ${to}
+        from api_key_usage_events where occurred_at >= ${start} and occurred_at < ${to}
       ), hist as (
         select d.key_id, d.p, array_agg(coalesce(x.n, 0) order by i)::bigint[] as h
         from (select distinct key_id, p from b) d

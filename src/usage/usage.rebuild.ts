@@ -26,11 +26,13 @@ async function oldestRawMonth(db: Database): Promise<string | null> {
  * `keytrail rollups rebuild --from D1 --to D2` (UTC days, both included): recomputes the hourly,
  * daily and route rollups of those days from raw events, reports how many rows differed from
  * the incremental ones, and replaces them, in one transaction that holds ingest back meanwhile.
+ * Hourly rollups are rebuilt only within their retention.
  */
 export async function rebuildRollups(
   db: Database,
   fromDay: string,
   toDay: string,
+  hourlyRetentionDays = 35,
 ): Promise<RebuildReport> {
   const from = new Date(`${fromDay}T00:00:00Z`);
   const to = new Date(new Date(`${toDay}T00:00:00Z`).getTime() + 86_400_000);
@@ -45,13 +47,19 @@ export async function rebuildRollups(
       detail: `raw events start at ${oldest ?? '(none)'}: rollups before that would be emptied, not rebuilt`,
     });
   }
+  // Hourly rows older than their retention are gone on purpose: never recreate them.
+  const hourlyFrom = new Date(
+    Math.max(from.getTime(), Date.now() - hourlyRetentionDays * 86_400_000),
+  );
+  const hourStart = new Date(hourlyFrom.getTime() - (hourlyFrom.getTime() % 3_600_000));
   return db.transaction().execute(async (trx) => {
     await lockRollups(trx);
-    await computeExpected(trx, from, to);
+    await computeExpected(trx, from, to, hourStart);
     const differences = {} as Record<RollupTable, number>;
     for (const table of TABLES) {
-      differences[table] = await countDifferences(trx, table, from, to);
-      await replaceRollups(trx, table, from, to);
+      const start = table === 'api_key_usage_hourly' ? hourStart : from;
+      differences[table] = await countDifferences(trx, table, start, to);
+      await replaceRollups(trx, table, start, to);
     }
     return { from: fromDay, to: toDay, differences };
   });
