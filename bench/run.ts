@@ -2,7 +2,7 @@
  * `make bench` / `make bench-quick`: runs the scenarios (all, or those named on the command line)
  * and writes docs/benchmarks.md.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { authScenario } from './auth.ts';
 import { ingestScenario } from './ingest.ts';
 import { readsScenario } from './reads.ts';
@@ -53,6 +53,8 @@ try {
       ),
       '',
     ]),
+    // What was profiled, tried and measured lives in bench/findings.md and is kept with the figures.
+    existsSync('bench/findings.md') ? readFileSync('bench/findings.md', 'utf8') : '',
   ].join('\n');
   if (!process.argv.includes('--no-write'))
     writeFileSync(process.env.BENCH_REPORT ?? 'docs/benchmarks.generated.md', report);
