@@ -143,7 +143,10 @@ export async function work(startWorker: (kt: Keytrail) => Promise<BackgroundWork
   const metricsServer = await serveWorkerMetrics(kt);
   const port = kt.config.worker.metricsPort;
   process.stdout.write(`keytrail worker running${port ? ` (metrics on :${port}/metrics)` : ''}\n`);
+  let stopping = false;
   onSignals(async (signal) => {
+    if (stopping) process.exit(1);
+    stopping = true;
     runtime.logger.info({ signal }, 'worker shutting down');
     metricsServer?.close();
     await worker.stop();

@@ -12,7 +12,11 @@ export type Worker = { stop(): Promise<void> };
 
 export async function startWorker(kt: Keytrail): Promise<Worker> {
   const boss = await kt.queue();
-  await runMaintenance(kt);
+  // Start-up upkeep must not keep ingest from starting: a failed prune is logged and retried
+  // by tomorrow's schedule.
+  await runMaintenance(kt).catch((error: unknown) =>
+    kt.logger.error({ err: String(error) }, 'start-up maintenance failed; ingest starts anyway'),
+  );
   const ingester = createIngester(kt.database.db);
   const handler = ingestUsageHandler({ ingester, logger: kt.logger, metrics: kt.metrics });
   const ingestWorker = await boss.work(

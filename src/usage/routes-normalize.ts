@@ -7,6 +7,10 @@ const LONG_HEX = /^[0-9a-f]{16,}$/i;
 const LONG_TOKEN = /^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{16,}$/;
 const MAX_SEGMENTS = 12;
 
+/** At most ROUTE_MAX code points: a cut never splits a character. */
+const cut = (route: string): string =>
+  route.length <= ROUTE_MAX ? route : Array.from(route).slice(0, ROUTE_MAX).join('');
+
 function isIdLike(segment: string): boolean {
   return (
     NUMERIC.test(segment) ||
@@ -33,11 +37,11 @@ export function normalizePath(path: string): string {
     return isIdLike(decoded) ? '{id}' : s;
   });
   if (segments.length > MAX_SEGMENTS) kept.push('…');
-  return `/${kept.join('/')}`.slice(0, ROUTE_MAX);
+  return cut(`/${kept.join('/')}`);
 }
 
 /** The router's template when there is one (`/v1/orders/:id`), else the normalised path. */
 export function routeOf(template: string | undefined, path: string): string {
-  if (template) return template.slice(0, ROUTE_MAX);
+  if (template) return cut(template);
   return normalizePath(path);
 }

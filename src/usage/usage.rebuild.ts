@@ -51,7 +51,8 @@ export async function rebuildRollups(
   const hourlyFrom = new Date(
     Math.max(from.getTime(), Date.now() - hourlyRetentionDays * 86_400_000),
   );
-  const hourStart = new Date(hourlyFrom.getTime() - (hourlyFrom.getTime() % 3_600_000));
+  // Rounded up: the boundary hour may already be pruned (prune deletes hour < now − retention).
+  const hourStart = new Date(Math.ceil(hourlyFrom.getTime() / 3_600_000) * 3_600_000);
   return db.transaction().execute(async (trx) => {
     await lockRollups(trx);
     await computeExpected(trx, from, to, hourStart);

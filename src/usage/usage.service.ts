@@ -55,7 +55,8 @@ export const truncateAgent = (ua: string | undefined | null): string | null =>
  */
 export function normalizeIp(ip: string | undefined | null): string | null {
   if (!ip) return null;
-  const v4 = ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+  // Zone ids (fe80::1%eth0) are valid for Node but not for Postgres inet: drop them.
+  const v4 = ip.replace(/%.*$/, '').replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
   return isIP(v4) === 0 ? null : v4;
 }
 

@@ -87,7 +87,15 @@ export function eventsRoutes(kt: Keytrail): Router {
         res.status(200).type('text/csv; charset=utf-8');
         res.attachment(`usage-events-${stamp(filter.from)}-${stamp(filter.to)}.csv`);
         // pipeline: backpressure both ways, and a client that leaves ends the COPY.
-        await pipeline(csv, res).catch(() => undefined);
+        await pipeline(csv, res).catch((error: unknown) => {
+          // A client leaving mid-export is normal; anything else is worth a log line.
+          if (!res.destroyed || !/premature close|aborted/i.test(String(error))) {
+            kt.logger.warn(
+              { err: String(error), request_id: res.locals.requestId as string },
+              'csv export ended early',
+            );
+          }
+        });
         return;
       }
       // NDJSON: one keyset batch in memory at a time, paced by the socket.
