@@ -1,3 +1,4 @@
+import type { EventRow } from '../usage/events.queries.ts';
 import type { z } from 'zod';
 import type { ApiKey } from '../keys/keys.types.ts';
 import type { Org } from '../orgs/orgs.types.ts';
@@ -28,18 +29,7 @@ export function orgJson(o: Org): z.infer<typeof OrgJson> {
   return { id: o.id, name: o.name, created_at: o.createdAt.toISOString() };
 }
 
-export type EventLike = {
-  event_id: string;
-  key_id: string;
-  occurred_at: Date;
-  method: string;
-  route: string;
-  status: number;
-  latency_ms: number;
-  ip: string | null;
-  user_agent: string | null;
-  outcome: string;
-};
+export type EventLike = EventRow;
 
 export function eventJson(e: EventLike) {
   return {
