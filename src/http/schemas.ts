@@ -7,6 +7,7 @@ import { ENVIRONMENTS } from '../keys/key-format.ts';
 import { KEY_STATUSES, SCOPE_RE, VERIFY_CODES } from '../keys/keys.types.ts';
 import { OUTCOMES } from '../usage/usage.types.ts';
 import { AUDIT_ACTIONS } from '../audit/audit.types.ts';
+import { ORG_USAGE_SORTS } from '../usage/analytics.queries.ts';
 
 const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
 
@@ -170,7 +171,7 @@ export const OrgUsageQuery = z.strictObject({
   dormant_days: z.coerce.number().int().min(1).max(3650).optional(),
   status: z.enum(KEY_STATUSES).optional(),
   dormant: z.stringbool().optional(),
-  sort: z.enum(['last_used_at', 'request_count', 'name', 'created_at']).default('last_used_at'),
+  sort: z.enum(ORG_USAGE_SORTS).default('last_used_at'),
   order: z.enum(['asc', 'desc']).optional(),
   limit: Limit,
   cursor: z.string().max(1000).optional(),

@@ -57,13 +57,11 @@ export function createKeyAuthenticator(deps: {
   }
 
   async function authenticate(candidate: string): Promise<AuthOutcome> {
-    const parsed = parseKey(candidate);
-    if (!parsed) return { code: 'MALFORMED' };
-    const key = cacheKeyOf(parsed.plaintext);
-    const hit = cache.lookup(key);
-    if (hit !== undefined) return decide(hit);
-    // The peppered HMAC is only needed to ask Postgres.
-    return decide(await cache.get(key, () => load(hashKey(pepper, parsed.plaintext))));
+    const known = authenticateCached(candidate);
+    if (known) return known;
+    // Only a well-formed key reaches here. The peppered HMAC is only needed to ask Postgres.
+    const plaintext = candidate;
+    return decide(await cache.get(cacheKeyOf(plaintext), () => load(hashKey(pepper, plaintext))));
   }
 
   /** The verify endpoint's decision. Another org's key is indistinguishable from no key. */

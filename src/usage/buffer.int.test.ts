@@ -59,6 +59,22 @@ describe('request path', () => {
   });
 });
 
+describe('data_as_of', () => {
+  it('stays behind the oldest usage job no worker has taken yet', async () => {
+    const k = await createKey(app.client, org);
+    await app.client.get('/v1/demo/orders/1', { key: k.key });
+    await app.kt.usage.buffer.flush();
+    const { rows } = await sql<{ at: Date }>`select min(created_on) as at from pgboss.job
+      where name = ${USAGE_INGEST_QUEUE} and state < 'active'`.execute(app.kt.database.db);
+    const pendingSince = rows[0]?.at;
+    expect(pendingSince).toBeInstanceOf(Date);
+    const res = await app.client.get(`/api/orgs/${org.orgId}/api-keys/usage`, {
+      key: org.adminKey,
+    });
+    expect(Date.parse(res.body.data_as_of)).toBeLessThan(pendingSince?.getTime() ?? 0);
+  });
+});
+
 describe('buffer with the queue unreachable', () => {
   it('keeps events up to its bound, counts every dropped one, and delivers the rest on recovery', async () => {
     const k = await createKey(app.client, org);

@@ -20,9 +20,10 @@ describe('prune', () => {
     const org = await createOrg(app.client, 'Prune');
     const k = await createKey(app.client, org);
     const old = Date.UTC(2024, 0, 15);
-    await createIngester(app.kt.database.db).ingest(
+    const ingester = createIngester(app.kt.database.db);
+    const oldEvents = (offset: number) =>
       Array.from({ length: 20 }, (_, i) => ({
-        eventId: `018f0000-0000-7000-8000-${String(i).padStart(12, '0')}`,
+        eventId: `018f0000-0000-7000-8000-${String(i + offset).padStart(12, '0')}`,
         orgId: org.orgId,
         keyId: k.id,
         occurredAt: old + i,
@@ -33,8 +34,8 @@ describe('prune', () => {
         ip: null,
         userAgent: null,
         outcome: 'success' as const,
-      })),
-    );
+      }));
+    await ingester.ingest(oldEvents(0));
     const names = async () => (await listPartitions(app.kt.database.db)).map((p) => p.name);
     expect(await names()).toContain('api_key_usage_events_2024_01');
     const options = {
@@ -62,5 +63,8 @@ describe('prune', () => {
     const { rows } = await sql<{ details: { partition: string } }>`select details from audit_events
       where org_id = ${org.orgId} and action = 'partition.pruned'`.execute(app.kt.database.db);
     expect(rows.map((r) => r.details.partition)).toEqual(['api_key_usage_events_2024_01']);
+    // The ingester had seen that month: it must notice the partition is gone and recreate it.
+    expect(await ingester.ingest(oldEvents(100))).toEqual({ received: 20, inserted: 20 });
+    expect(await names()).toContain('api_key_usage_events_2024_01');
   });
 });

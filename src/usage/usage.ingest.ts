@@ -11,6 +11,9 @@ import type { UsageEvent } from './usage.types.ts';
 
 export type IngestResult = { received: number; inserted: number };
 
+/** SQLSTATE of "no partition of relation … found for row". */
+const NO_PARTITION = '23514';
+
 const monthKey = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
 
 /**
@@ -19,23 +22,16 @@ const monthKey = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
  * A month without a partition gets one inside the same transaction (see docs/architecture.md).
  */
 export function createIngester(db: Database) {
+  // Months whose partition this process has seen exist. A prune (in any process) can drop one;
+  // the insert then fails with "no partition", the cache is cleared and the batch retried once.
   const knownMonths = new Set<string>();
 
-  async function ensureMonths(trx: Database, events: readonly UsageEvent[]): Promise<void> {
-    const missing = new Set(
-      events.map((e) => monthKey(e.occurredAt)).filter((m) => !knownMonths.has(m)),
-    );
-    for (const month of [...missing].sort()) {
-      const [year, mm] = month.split('-').map(Number);
-      await createMonthPartition(trx, year ?? 1970, mm ?? 1);
-    }
-  }
-
-  async function ingest(events: readonly UsageEvent[]): Promise<IngestResult> {
-    if (events.length === 0) return { received: 0, inserted: 0 };
-    const months = new Set(events.map((e) => monthKey(e.occurredAt)));
-    const result = await db.transaction().execute(async (trx) => {
-      await ensureMonths(trx, events);
+  async function writeBatch(events: readonly UsageEvent[], months: Set<string>) {
+    return db.transaction().execute(async (trx) => {
+      for (const month of [...months].filter((m) => !knownMonths.has(m)).sort()) {
+        const [year, mm] = month.split('-').map(Number);
+        await createMonthPartition(trx, year ?? 1970, mm ?? 1);
+      }
       const inserted = await insertEvents(trx, events);
       // Set.delete is true once per stored row: duplicates inside one batch count once too.
       const stored = events.filter((e) => inserted.delete(`${e.eventId}|${e.occurredAt}`));
@@ -47,11 +43,21 @@ export function createIngester(db: Database) {
       await upsertRoutes(trx, rollups.routes);
       return { received: events.length, inserted: stored.length };
     });
+  }
+
+  async function ingest(events: readonly UsageEvent[]): Promise<IngestResult> {
+    if (events.length === 0) return { received: 0, inserted: 0 };
+    const months = new Set(events.map((e) => monthKey(e.occurredAt)));
+    const result = await writeBatch(events, months).catch((error: unknown) => {
+      if ((error as { code?: string }).code !== NO_PARTITION) throw error;
+      knownMonths.clear();
+      return writeBatch(events, months);
+    });
     for (const m of months) knownMonths.add(m);
     return result;
   }
 
-  return { ingest, forgetPartitions: () => knownMonths.clear() };
+  return { ingest };
 }
 
 export type Ingester = ReturnType<typeof createIngester>;

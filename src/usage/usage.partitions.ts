@@ -1,5 +1,5 @@
 import type { Database } from '../platform/db.ts';
-import { createMonthPartition, listPartitions } from './usage.queries.ts';
+import { createMonthPartition } from './usage.queries.ts';
 
 /** Creates the partitions of the current month and the `monthsAhead` next ones (idempotent). */
 export async function ensurePartitionsAhead(
@@ -12,5 +12,3 @@ export async function ensurePartitionsAhead(
     await createMonthPartition(db, d.getUTCFullYear(), d.getUTCMonth() + 1);
   }
 }
-
-export { listPartitions };

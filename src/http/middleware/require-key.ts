@@ -63,6 +63,7 @@ export function createRequireKey(deps: {
   record: RecordUsage | undefined;
 }) {
   const { record: recordUsage } = deps;
+  const usage = recordUsage && { record: recordUsage, clock: deps.clock };
   return function requireKey(options: RequireKeyOptions = {}): RequestHandler {
     const required = options.scopes ?? [];
 
@@ -81,8 +82,7 @@ export function createRequireKey(deps: {
       // A known key is tracked whatever happens next; a refused attempt is a denied event.
       let tracked: Outcome =
         outcome.code === 'VALID' ? 'success' : outcome.code === 'REVOKED' ? 'revoked' : 'expired';
-      if (recordUsage && start) {
-        const usage = { record: recordUsage, clock: deps.clock };
+      if (usage && start) {
         recordWhenDone(
           req,
           res,
