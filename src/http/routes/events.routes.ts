@@ -11,6 +11,7 @@ import { parseInput } from '../validate.ts';
 
 const eventCursor = z.tuple([z.iso.datetime(), z.uuid()]);
 type Format = 'json' | 'ndjson' | 'csv';
+const EXPORT_IDLE_MS = 60_000;
 
 const ndjson = (rows: EventLike[]): string =>
   rows.map((r) => `${JSON.stringify(eventJson(r))}\n`).join('');
@@ -81,6 +82,9 @@ export function eventsRoutes(kt: Keytrail): Router {
         });
         return;
       }
+      // A streamed export holds a pooled connection: a client that stops reading for a minute is
+      // cut off, so stalled clients cannot starve the pool that key lookups share.
+      res.setTimeout(EXPORT_IDLE_MS, () => res.destroy());
       if (format === 'csv') {
         const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
         const csv = await kt.events.csv(filter);
