@@ -6,7 +6,9 @@
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { createIngester } from '../src/usage/usage.ingest.ts';
-import { createMonthPartition } from '../src/usage/usage.queries.ts';
+import { createDb } from '../src/platform/db.ts';
+import { createLogger } from '../src/platform/logger.ts';
+import { createMonthPartition, partitionName } from '../src/usage/usage.queries.ts';
 import { prune } from '../src/usage/usage.prune.ts';
 import type { UsageEvent } from '../src/usage/usage.types.ts';
 import { makeKeys } from './ingest.ts';
@@ -25,7 +27,8 @@ export async function pruneScenario(url: string): Promise<Section> {
     from generate_series(1, ${rows}) as g`.execute(db);
   await sql`checkpoint`.execute(db);
 
-  const ingester = createIngester(db as never);
+  const feeder = createDb({ url, poolSize: 2, logger: createLogger({ level: 'silent' }) });
+  const ingester = createIngester(feeder);
   const latencies: { at: number; ms: number }[] = [];
   let running = true;
   const feed = (async () => {
@@ -58,14 +61,18 @@ export async function pruneScenario(url: string): Promise<Section> {
     rollupRetentionDays: 400,
     dryRun: false,
   });
-  const dropSeconds = (performance.now() - started) / 1000;
+  const pruneSeconds = (performance.now() - started) / 1000;
+  const target = report.partitions.find((p) => p.name === partitionName(old.getUTCFullYear(), 1));
+  if (!target) throw new Error('the 5M-row partition was not dropped');
+  const dropSeconds = target.detachSeconds + target.dropSeconds;
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   running = false;
   await feed;
   await db.destroy();
+  await feeder.close();
   const before = latencies.filter((l) => l.at < started);
   const during = latencies.filter(
-    (l) => l.at + l.ms >= started && l.at <= started + dropSeconds * 1000,
+    (l) => l.at + l.ms >= started && l.at <= started + pruneSeconds * 1000,
   );
   const worst = (xs: typeof latencies) => Math.max(0, ...xs.map((l) => l.ms));
   const typical = before.map((l) => l.ms).sort((a, b) => a - b)[Math.floor(before.length / 2)] ?? 0;
@@ -74,11 +81,12 @@ export async function pruneScenario(url: string): Promise<Section> {
     lines: [
       `A past month partition of ${fmt(rows)} rows dropped by \`prune\` (DETACH PARTITION … CONCURRENTLY, then DROP TABLE) while a feeder ingests 500-event batches (events + all rollups) into the current month back to back.`,
       '',
-      `Partitions dropped: ${report.partitions.map((p) => p.name).join(', ')}.`,
+      `Partitions dropped: ${report.partitions.map((p) => p.name).join(', ')}. The whole prune (every expired partition, audit entries, rollup retention) took ${fmt(pruneSeconds * 1000)} ms; ingest is watched during all of it.`,
       '',
       '| | ms |',
       '|---|---|',
-      `| drop (detach + drop) | ${fmt(dropSeconds * 1000)} |`,
+      `| DETACH … CONCURRENTLY of the ${fmt(rows)}-row partition | ${fmt(target.detachSeconds * 1000)} |`,
+      `| DROP TABLE of it | ${fmt(target.dropSeconds * 1000)} |`,
       `| ingest batch, median before | ${fmt(typical)} |`,
       `| ingest batch, slowest before | ${fmt(worst(before))} |`,
       `| ingest batch, slowest during the drop | ${fmt(worst(during))} |`,
@@ -91,7 +99,7 @@ export async function pruneScenario(url: string): Promise<Section> {
         pass: dropSeconds <= 1,
       },
       {
-        claim: 'ingest not blocked (slowest batch during drop vs before)',
+        claim: 'ingest not blocked (slowest batch during the prune vs before)',
         target: 'no stall',
         value: `${fmt(worst(during))} ms vs ${fmt(worst(before))} ms`,
         pass: worst(during) <= Math.max(2 * worst(before), 100),

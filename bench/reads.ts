@@ -22,7 +22,7 @@ import {
 
 const DAY = 86_400_000;
 
-async function generate(url: string, orgId: string, events: number): Promise<number> {
+export async function generate(url: string, orgId: string, events: number): Promise<number> {
   const db = kysely(url, 1);
   const now = Date.now();
   for (let m = 0; m <= 4; m++) {
@@ -59,7 +59,7 @@ async function generate(url: string, orgId: string, events: number): Promise<num
   return seconds;
 }
 
-async function buildRollups(url: string, orgId: string): Promise<number> {
+export async function buildRollups(url: string, orgId: string): Promise<number> {
   const db = kysely(url, 1);
   const started = performance.now();
   const today = new Date().toISOString().slice(0, 10);
@@ -96,6 +96,18 @@ export async function readsScenario(url: string): Promise<Section> {
   const { orgId, keyIds } = await makeKeys(url, 'bench-reads', keys - 1);
   const generateSeconds = await generate(url, orgId, events);
   const rollupSeconds = await buildRollups(url, orgId);
+  return measureReads(url, orgId, keyIds, {
+    dataset: `${fmt(keys)} keys, ${fmt(events)} events over 90 days (generated with SQL in ${generateSeconds.toFixed(0)} s; rollups rebuilt from them in ${rollupSeconds.toFixed(0)} s).`,
+  });
+}
+
+/** The measurements of scenario 4 on a prepared dataset (also usable on a kept database). */
+export async function measureReads(
+  url: string,
+  orgId: string,
+  keyIds: string[],
+  o: { dataset: string },
+): Promise<Section> {
   const kt = createKeytrail(benchConfig(url, { maxKeysPerOrg: 1_000_000 }));
   const reader = await kt.keys.create(
     { id: keyIds[0] ?? '', orgId, environment: 'live', scopes: ['org:admin'] },
@@ -162,7 +174,7 @@ export async function readsScenario(url: string): Promise<Section> {
     return {
       title: '4. Read paths at scale',
       lines: [
-        `${fmt(keys)} keys, ${fmt(events)} events over 90 days (generated with SQL in ${generateSeconds.toFixed(0)} s; rollups rebuilt from them in ${rollupSeconds.toFixed(0)} s). ${n} sequential requests per path against \`keytrail serve --no-worker\`, latency measured by the client.`,
+        `${o.dataset} ${n} sequential requests per path against \`keytrail serve --no-worker\`, latency measured by the client.`,
         '',
         '| path | p50 ms | p95 ms |',
         '|---|---|---|',

@@ -2,10 +2,12 @@ import type { Migration } from 'kysely/migration';
 import * as m0001 from './0001_keys.ts';
 import * as m0002 from './0002_usage.ts';
 import * as m0003 from './0003_daily_org_index.ts';
+import * as m0004 from './0004_rollup_write_path.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
   '0001_keys': m0001,
   '0002_usage': m0002,
   '0003_daily_org_index': m0003,
+  '0004_rollup_write_path': m0004,
 };

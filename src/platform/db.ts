@@ -1,7 +1,8 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { Kysely, PostgresDialect, sql, type RawBuilder } from 'kysely';
 import { Migrator, type MigrationResultSet } from 'kysely/migration';
 import type { DB } from '../../db/schema.ts';
 import { migrations } from '../../db/migrations/index.ts';
@@ -118,4 +119,55 @@ export async function copyOut(pool: pg.Pool, copySql: string): Promise<Readable>
     release(stream.readableEnded ? undefined : new Error('copy stream closed early')),
   );
   return stream;
+}
+
+/** A transaction on one pooled connection that can also send COPY FROM, which Kysely cannot. */
+export type RawTransaction = {
+  /** Compiles a Kysely sql`` statement and runs it on the transaction's connection. */
+  run<R>(query: RawBuilder<R>): Promise<R[]>;
+  /** A statement without parameters or result (SAVEPOINT, ROLLBACK TO SAVEPOINT). */
+  exec(text: string): Promise<void>;
+  /** `COPY … FROM STDIN` fed with `data` (text format, already escaped). */
+  copyIn(copySql: string, data: string): Promise<void>;
+};
+
+/**
+ * Runs `fn` in BEGIN … COMMIT on one connection, rolling back if it throws. A connection whose
+ * ROLLBACK fails is destroyed rather than returned to the pool.
+ */
+export async function rawTransaction<T>(
+  handle: Pick<DbHandle, 'db' | 'pool' | 'stats'>,
+  fn: (tx: RawTransaction) => Promise<T>,
+): Promise<T> {
+  const client = await handle.pool.connect();
+  const tx: RawTransaction = {
+    async run<R>(query: RawBuilder<R>) {
+      const compiled = query.compile(handle.db);
+      handle.stats.count += 1;
+      const result = await client.query(compiled.sql, compiled.parameters as unknown[]);
+      return result.rows as R[];
+    },
+    async exec(text) {
+      handle.stats.count += 1;
+      await client.query(text);
+    },
+    async copyIn(copySql, data) {
+      handle.stats.count += 1;
+      await pipeline(Readable.from([data]), client.query(copyFrom(copySql)));
+    },
+  };
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    const result = await fn(tx);
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch((rollbackError: unknown) => {
+      broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
 }

@@ -67,7 +67,7 @@ describe('exactly-once ingest', () => {
     const k = await createKey(app.client, org);
     const batch = events(k, 300);
     const handler = ingestUsageHandler({
-      ingester: createIngester(app.kt.database.db),
+      ingester: createIngester(app.kt.database),
       logger: app.kt.logger,
       metrics: app.kt.metrics,
     });
@@ -83,8 +83,8 @@ describe('exactly-once ingest', () => {
   it('leaves aggregates equal to the distinct events when two workers race on overlapping batches', async () => {
     const k = await createKey(app.client, org);
     const all = events(k, 1000);
-    const a = createIngester(app.kt.database.db);
-    const b = createIngester(app.kt.database.db);
+    const a = createIngester(app.kt.database);
+    const b = createIngester(app.kt.database);
     await Promise.all([
       a.ingest(all.slice(0, 600)),
       b.ingest(all.slice(400)),
@@ -106,7 +106,7 @@ describe('exactly-once ingest', () => {
     const k = await createKey(app.client, org);
     const good = events(k, 10);
     const handler = ingestUsageHandler({
-      ingester: createIngester(app.kt.database.db),
+      ingester: createIngester(app.kt.database),
       logger: app.kt.logger,
       metrics: app.kt.metrics,
     });
@@ -121,10 +121,28 @@ describe('exactly-once ingest', () => {
     expect((await totals(k.id)).request_count).toBe(successes(good));
   });
 
+  it('stores text with COPY delimiters and escapes byte for byte, and nulls as nulls', async () => {
+    const k = await createKey(app.client, org);
+    const tricky = ['back\\slash \\N \\t', 'tab\there', 'line\nbreak\r\nend', '\\N', 'ünïcödé ✓'];
+    const list = events(k, tricky.length + 1).map((e, i) => ({
+      ...e,
+      route: `/v1/${tricky[i] ?? 'plain'}`,
+      userAgent: i < tricky.length ? (tricky[i] ?? null) : null,
+      ip: i < tricky.length ? e.ip : null,
+    }));
+    await createIngester(app.kt.database).ingest(list);
+    const { rows } = await sql<{ route: string; user_agent: string | null; ip: string | null }>`
+      select route, user_agent, host(ip) as ip from api_key_usage_events
+      where key_id = ${k.id} order by occurred_at`.execute(app.kt.database.db);
+    expect(rows).toEqual(
+      list.map((e) => ({ route: e.route, user_agent: e.userAgent, ip: e.ip?.toString() ?? null })),
+    );
+  });
+
   it('creates a missing month partition inside the ingest transaction', async () => {
     const k = await createKey(app.client, org);
     const farFuture = Date.UTC(2031, 4, 15);
-    await createIngester(app.kt.database.db).ingest(events(k, 3, farFuture));
+    await createIngester(app.kt.database).ingest(events(k, 3, farFuture));
     expect(await rowCount('api_key_usage_events_2031_05', k.id)).toBe(3);
   });
 });
@@ -134,7 +152,7 @@ describe('rollups rebuild', () => {
     const k = await createKey(app.client, org);
     const start = Date.now() - 2 * 86_400_000;
     const list = events(k, 2000, start).map((e, i) => ({ ...e, occurredAt: start + i * 90_000 }));
-    const ingester = createIngester(app.kt.database.db);
+    const ingester = createIngester(app.kt.database);
     for (let i = 0; i < list.length; i += 250) await ingester.ingest(list.slice(i, i + 250));
     const from = new Date(start).toISOString().slice(0, 10);
     const to = new Date().toISOString().slice(0, 10);

@@ -20,7 +20,7 @@ describe('prune', () => {
     const org = await createOrg(app.client, 'Prune');
     const k = await createKey(app.client, org);
     const old = Date.UTC(2024, 0, 15);
-    const ingester = createIngester(app.kt.database.db);
+    const ingester = createIngester(app.kt.database);
     const oldEvents = (offset: number) =>
       Array.from({ length: 20 }, (_, i) => ({
         eventId: `018f0000-0000-7000-8000-${String(i + offset).padStart(12, '0')}`,

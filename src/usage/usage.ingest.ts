@@ -1,8 +1,10 @@
-import type { Database } from '../platform/db.ts';
+import { rawTransaction, type DbHandle, type RawTransaction } from '../platform/db.ts';
 import { aggregate } from './usage.aggregate.ts';
 import {
-  createMonthPartition,
-  insertEvents,
+  COPY_EVENTS,
+  encodeEventsCopy,
+  monthPartitionDdl,
+  insertEventsSkippingStored,
   upsertPeriods,
   upsertRoutes,
   upsertTotals,
@@ -13,48 +15,99 @@ export type IngestResult = { received: number; inserted: number };
 
 /** SQLSTATE of "no partition of relation … found for row". */
 const NO_PARTITION = '23514';
+/** SQLSTATE of a unique violation: an event of the batch is already stored. */
+const UNIQUE_VIOLATION = '23505';
 
 const monthKey = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
+const eventKey = (e: UsageEvent): string => `${e.eventId}|${e.occurredAt}`;
+const sqlState = (error: unknown): string | undefined => (error as { code?: string }).code;
 
 /**
- * Writes a batch of events and their rollups in ONE transaction, exactly once: only events the
- * insert actually stored are aggregated, so a replayed job or a racing worker adds nothing.
+ * The batch without repeats of one event (same event_id and occurred_at; the first wins), in
+ * primary-key order: concurrent writers of overlapping batches then wait on each other's rows in
+ * one order (no deadlock), and the COPY fills one month's partition after the other.
+ */
+function distinctInKeyOrder(events: readonly UsageEvent[]): UsageEvent[] {
+  const seen = new Set<string>();
+  return events
+    .filter((e) => {
+      const k = eventKey(e);
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    })
+    .sort((a, b) =>
+      a.occurredAt !== b.occurredAt
+        ? a.occurredAt - b.occurredAt
+        : a.eventId < b.eventId
+          ? -1
+          : a.eventId > b.eventId
+            ? 1
+            : 0,
+    );
+}
+
+/**
+ * Stores the events not stored yet and returns them. The fast path is one COPY: a batch is
+ * almost never a replay. If any row is already stored (a replayed job, a gateway retry, a racing
+ * worker), the primary key makes the COPY fail as a whole; it is undone to its savepoint and the
+ * batch goes through INSERT … ON CONFLICT DO NOTHING RETURNING instead, which skips stored rows,
+ * waits for rows a racing transaction has not committed yet, and returns what it inserted.
+ */
+async function storeNew(tx: RawTransaction, events: UsageEvent[]): Promise<UsageEvent[]> {
+  await tx.exec('savepoint store_events');
+  try {
+    await tx.copyIn(COPY_EVENTS, encodeEventsCopy(events));
+    return events;
+  } catch (error) {
+    if (sqlState(error) !== UNIQUE_VIOLATION) throw error;
+  }
+  await tx.exec('rollback to savepoint store_events');
+  const rows = await tx.run(insertEventsSkippingStored(events));
+  const inserted = new Set(rows.map((r) => `${r.event_id}|${r.occurred_at.getTime()}`));
+  return events.filter((e) => inserted.has(eventKey(e)));
+}
+
+/**
+ * Writes a batch of events and their rollups in ONE transaction, exactly once: only events this
+ * transaction stored are aggregated, so a replayed job or a racing worker adds nothing.
  * A month without a partition gets one inside the same transaction (see docs/architecture.md).
  */
-export function createIngester(db: Database) {
+export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>) {
   // Months whose partition this process has seen exist. A prune (in any process) can drop one;
-  // the insert then fails with "no partition", the cache is cleared and the batch retried once.
+  // the copy then fails with "no partition", the cache is cleared and the batch retried once.
   const knownMonths = new Set<string>();
 
-  async function writeBatch(events: readonly UsageEvent[], months: Set<string>) {
-    return db.transaction().execute(async (trx) => {
+  async function writeBatch(events: UsageEvent[], months: Set<string>) {
+    return rawTransaction(database, async (tx) => {
       for (const month of [...months].filter((m) => !knownMonths.has(m)).sort()) {
         const [year, mm] = month.split('-').map(Number);
-        await createMonthPartition(trx, year ?? 1970, mm ?? 1);
+        await tx.run(monthPartitionDdl(year ?? 1970, mm ?? 1));
       }
-      const inserted = await insertEvents(trx, events);
-      // Set.delete is true once per stored row: duplicates inside one batch count once too.
-      const stored = events.filter((e) => inserted.delete(`${e.eventId}|${e.occurredAt}`));
+      const stored = await storeNew(tx, events);
       const rollups = aggregate(stored);
       // Fixed table order and key-sorted rows: concurrent batches lock in the same order.
-      await upsertTotals(trx, rollups.totals);
-      await upsertPeriods(trx, 'api_key_usage_hourly', rollups.hourly);
-      await upsertPeriods(trx, 'api_key_usage_daily', rollups.daily);
-      await upsertRoutes(trx, rollups.routes);
-      return { received: events.length, inserted: stored.length };
+      if (rollups.totals.length > 0) await tx.run(upsertTotals(rollups.totals));
+      if (rollups.hourly.length > 0)
+        await tx.run(upsertPeriods('api_key_usage_hourly', rollups.hourly));
+      if (rollups.daily.length > 0)
+        await tx.run(upsertPeriods('api_key_usage_daily', rollups.daily));
+      if (rollups.routes.length > 0) await tx.run(upsertRoutes(rollups.routes));
+      return stored.length;
     });
   }
 
-  async function ingest(events: readonly UsageEvent[]): Promise<IngestResult> {
-    if (events.length === 0) return { received: 0, inserted: 0 };
+  async function ingest(batch: readonly UsageEvent[]): Promise<IngestResult> {
+    if (batch.length === 0) return { received: 0, inserted: 0 };
+    const events = distinctInKeyOrder(batch);
     const months = new Set(events.map((e) => monthKey(e.occurredAt)));
-    const result = await writeBatch(events, months).catch((error: unknown) => {
-      if ((error as { code?: string }).code !== NO_PARTITION) throw error;
+    const inserted = await writeBatch(events, months).catch((error: unknown) => {
+      if (sqlState(error) !== NO_PARTITION) throw error;
       knownMonths.clear();
       return writeBatch(events, months);
     });
     for (const m of months) knownMonths.add(m);
-    return result;
+    return { received: batch.length, inserted };
   }
 
   return { ingest };

@@ -18,7 +18,8 @@ export type PruneOptions = {
 };
 
 export type PruneReport = {
-  partitions: { name: string; seconds: number }[];
+  /** Per dropped partition: detach, drop, and the whole step including its audit entries. */
+  partitions: { name: string; seconds: number; detachSeconds: number; dropSeconds: number }[];
   hourlyRowsDeleted: number;
   dailyRowsDeleted: number;
   dryRun: boolean;
@@ -44,8 +45,9 @@ export async function prune(db: Database, o: PruneOptions): Promise<PruneReport>
   };
   for (const p of expired) {
     const started = performance.now();
+    let timings = { detachSeconds: 0, dropSeconds: 0 };
     if (!o.dryRun) {
-      await detachAndDropPartition(db, p.name);
+      timings = await detachAndDropPartition(db, p.name);
       await recordAuditForAllOrgs(db, {
         at: o.now,
         action: 'partition.pruned',
@@ -53,7 +55,11 @@ export async function prune(db: Database, o: PruneOptions): Promise<PruneReport>
         details: { partition: p.name, retention_days: o.retentionDays },
       });
     }
-    report.partitions.push({ name: p.name, seconds: (performance.now() - started) / 1000 });
+    report.partitions.push({
+      name: p.name,
+      seconds: (performance.now() - started) / 1000,
+      ...timings,
+    });
   }
   if (!o.dryRun) {
     const deleted = await deleteRollupsBefore(db, {

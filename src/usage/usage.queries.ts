@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import type { PeriodRow, RouteRow, TotalsRow } from './usage.aggregate.ts';
 import type { UsageEvent } from './usage.types.ts';
@@ -14,13 +14,15 @@ export const partitionName = (year: number, month: number): string =>
  * from input; IF NOT EXISTS makes concurrent creators (two workers, start-up and schedule) safe.
  */
 export async function createMonthPartition(db: Db, year: number, month: number): Promise<void> {
+  await monthPartitionDdl(year, month).execute(db);
+}
+
+export function monthPartitionDdl(year: number, month: number): RawBuilder<unknown> {
   const from = `${year}-${String(month).padStart(2, '0')}-01`;
   const next =
     month === 12 ? `${year + 1}-01-01` : `${year}-${String(month + 1).padStart(2, '0')}-01`;
-  await sql`create table if not exists ${sql.table(partitionName(year, month))}
-    partition of ${sql.table(PARENT)} for values from (${sql.lit(from)}) to (${sql.lit(next)})`.execute(
-    db,
-  );
+  return sql`create table if not exists ${sql.table(partitionName(year, month))}
+    partition of ${sql.table(PARENT)} for values from (${sql.lit(from)}) to (${sql.lit(next)})`;
 }
 
 /** Existing partitions of the events table with their bounds, oldest first. */
@@ -33,15 +35,46 @@ export async function listPartitions(db: Db): Promise<{ name: string; bounds: st
   return rows;
 }
 
+/** COPY of events into the partitioned parent (PostgreSQL routes each row to its month). */
+export const COPY_EVENTS = `copy ${PARENT}
+  (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
+  from stdin`;
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_ESCAPES: Record<string, string> = {
+  '\\': '\\\\',
+  '\t': '\\t',
+  '\n': '\\n',
+  '\r': '\\r',
+};
+/** A text-format COPY field: backslash, tab and line breaks escaped, null as \N. */
+const field = (v: string | null): string =>
+  v === null
+    ? '\\N'
+    : COPY_SPECIAL.test(v)
+      ? v.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c] ?? c)
+      : v;
+
+/** The rows of COPY_EVENTS in text format, one line per event. */
+export function encodeEventsCopy(events: readonly UsageEvent[]): string {
+  let out = '';
+  for (const e of events) {
+    out += `${e.eventId}\t${e.orgId}\t${e.keyId}\t${new Date(e.occurredAt).toISOString()}\t${field(e.method)}\t${field(e.route)}\t${e.status}\t${e.latencyMs}\t${field(e.ip)}\t${field(e.userAgent)}\t${e.outcome}\n`;
+  }
+  return out;
+}
+
 /**
- * Inserts events, skipping any already stored (same occurred_at and event_id): replays and
- * racing workers insert nothing twice. Returns the ids actually inserted, which are the only
- * events the rollups may count, as `event_id|epoch ms`. unnest keeps it one statement with 11
+ * Inserts events, skipping any already stored (same occurred_at and event_id) and waiting for
+ * rows a concurrent transaction has not committed yet; returns the rows it inserted. The
+ * ingester's fallback after a COPY hit a stored row. unnest keeps it one statement with 11
  * parameters at any size.
  */
-export async function insertEvents(db: Db, events: readonly UsageEvent[]): Promise<Set<string>> {
+export function insertEventsSkippingStored(
+  events: readonly UsageEvent[],
+): RawBuilder<{ event_id: string; occurred_at: Date }> {
   const col = <T>(f: (e: UsageEvent) => T): T[] => events.map(f);
-  const { rows } = await sql<{ event_id: string; occurred_at: Date }>`
+  return sql<{ event_id: string; occurred_at: Date }>`
     insert into api_key_usage_events
       (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
     select * from unnest(
@@ -51,15 +84,13 @@ export async function insertEvents(db: Db, events: readonly UsageEvent[]): Promi
       ${col((e) => e.latencyMs)}::real[], ${col((e) => e.ip)}::inet[],
       ${col((e) => e.userAgent)}::text[], ${col((e) => e.outcome)}::text[])
     on conflict do nothing
-    returning event_id, occurred_at`.execute(db);
-  return new Set(rows.map((r) => `${r.event_id}|${r.occurred_at.getTime()}`));
+    returning event_id, occurred_at`;
 }
 
-export async function upsertTotals(db: Db, rows: readonly TotalsRow[]): Promise<void> {
-  if (rows.length === 0) return;
+export function upsertTotals(rows: readonly TotalsRow[]): RawBuilder<unknown> {
   const col = <T>(f: (r: TotalsRow) => T): T[] => rows.map(f);
   // greatest/least ignore nulls; last_used_ip follows the latest successful event.
-  await sql`
+  return sql`
     insert into api_key_usage_totals as t
       (key_id, org_id, request_count, errors_4xx, errors_5xx, denied_count,
        first_used_at, last_used_at, last_used_ip, last_denied_at)
@@ -79,22 +110,20 @@ export async function upsertTotals(db: Db, rows: readonly TotalsRow[]): Promise<
           and (t.last_used_at is null or excluded.last_used_at >= t.last_used_at)
         then excluded.last_used_ip else t.last_used_ip end,
       last_used_at = greatest(t.last_used_at, excluded.last_used_at),
-      last_denied_at = greatest(t.last_denied_at, excluded.last_denied_at)`.execute(db);
+      last_denied_at = greatest(t.last_denied_at, excluded.last_denied_at)`;
 }
 
 const histLiteral = (h: readonly number[]): string => `{${h.join(',')}}`;
 
 /** Hourly and daily rollups share a shape; the histogram merges element-wise. */
-export async function upsertPeriods(
-  db: Db,
+export function upsertPeriods(
   table: 'api_key_usage_hourly' | 'api_key_usage_daily',
   rows: readonly PeriodRow[],
-): Promise<void> {
-  if (rows.length === 0) return;
+): RawBuilder<unknown> {
   const col = <T>(f: (r: PeriodRow) => T): T[] => rows.map(f);
   const period = table === 'api_key_usage_hourly' ? sql`hour` : sql`day`;
   const periodType = table === 'api_key_usage_hourly' ? sql`timestamptz[]` : sql`date[]`;
-  await sql`
+  return sql`
     insert into ${sql.table(table)} as t
       (key_id, ${period}, org_id, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
     select k, p, o, n, e4, e5, d, ls, h::bigint[] from unnest(
@@ -109,15 +138,12 @@ export async function upsertPeriods(
       denied = t.denied + excluded.denied,
       latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms,
       latency_hist = (select array_agg(a + b order by i)
-                      from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`.execute(
-    db,
-  );
+                      from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`;
 }
 
-export async function upsertRoutes(db: Db, rows: readonly RouteRow[]): Promise<void> {
-  if (rows.length === 0) return;
+export function upsertRoutes(rows: readonly RouteRow[]): RawBuilder<unknown> {
   const col = <T>(f: (r: RouteRow) => T): T[] => rows.map(f);
-  await sql`
+  return sql`
     insert into api_key_usage_routes_daily as t
       (key_id, day, method, route, org_id, requests, errors, latency_sum_ms)
     select * from unnest(
@@ -127,7 +153,7 @@ export async function upsertRoutes(db: Db, rows: readonly RouteRow[]): Promise<v
     on conflict (key_id, day, method, route) do update set
       requests = t.requests + excluded.requests,
       errors = t.errors + excluded.errors,
-      latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms`.execute(db);
+      latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms`;
 }
 
 /** Key ids among `keyIds` that belong to `orgId` (reported events are validated with it). */
@@ -157,11 +183,20 @@ export function partitionMonth(name: string): { year: number; month: number } | 
  * into other partitions go on; it cannot run inside a transaction block, hence two statements
  * on the pool. A DEFAULT partition would make it impossible (none exists by design).
  */
-export async function detachAndDropPartition(db: Db, name: string): Promise<void> {
+export async function detachAndDropPartition(
+  db: Db,
+  name: string,
+): Promise<{ detachSeconds: number; dropSeconds: number }> {
+  const started = performance.now();
   await sql`alter table ${sql.table(PARENT)} detach partition ${sql.table(name)} concurrently`.execute(
     db,
   );
+  const detached = performance.now();
   await sql`drop table ${sql.table(name)}`.execute(db);
+  return {
+    detachSeconds: (detached - started) / 1000,
+    dropSeconds: (performance.now() - detached) / 1000,
+  };
 }
 
 export async function deleteRollupsBefore(
