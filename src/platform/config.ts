@@ -29,7 +29,7 @@ export const configSchema = z.object({
   KEYTRAIL_SPIKE_MIN_REQUESTS: positiveInt(100, 1_000_000_000),
   KEYTRAIL_USAGE_TRACKING: z.stringbool().default(true),
   KEYTRAIL_USAGE_FLUSH_INTERVAL_MS: positiveInt(250, 60_000),
-  KEYTRAIL_USAGE_BATCH_SIZE: positiveInt(1000, 10_000),
+  KEYTRAIL_USAGE_BATCH_SIZE: positiveInt(5000, 10_000),
   KEYTRAIL_USAGE_BUFFER_MAX: positiveInt(100_000, 10_000_000),
   KEYTRAIL_WORKER_CONCURRENCY: positiveInt(2, 64),
   KEYTRAIL_WORKER_BATCH_JOBS: positiveInt(8, 100),

@@ -50,8 +50,25 @@ export type Rollups = {
 };
 
 const HOUR_MS = 3_600_000;
-export const hourOf = (ms: number): string => new Date(ms - (ms % HOUR_MS)).toISOString();
-export const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+
+/**
+ * Hour, day and month labels of epoch milliseconds, formatted once per hour of a batch: a batch spans a
+ * few hours, and formatting a Date per event was ~10 % of the worker's CPU.
+ */
+export function periodLabels() {
+  type Labels = { hour: string; day: string; month: string };
+  const hours = new Map<number, Labels>();
+  return (ms: number): Labels => {
+    const start = ms - (ms % HOUR_MS);
+    let labels = hours.get(start);
+    if (!labels) {
+      const hour = new Date(start).toISOString();
+      labels = { hour, day: hour.slice(0, 10), month: hour.slice(0, 7) };
+      hours.set(start, labels);
+    }
+    return labels;
+  };
+}
 
 function later(a: Date | null, ms: number): boolean {
   return a === null || ms >= a.getTime();
@@ -120,9 +137,8 @@ function addTotals(map: Map<string, TotalsRow>, e: UsageEvent): void {
   }
 }
 
-function addRoute(map: Map<string, RouteRow>, e: UsageEvent): void {
+function addRoute(map: Map<string, RouteRow>, e: UsageEvent, day: string): void {
   if (e.outcome !== 'success') return;
-  const day = dayOf(e.occurredAt);
   const id = `${e.keyId}|${day}|${e.method}|${e.route}`;
   let row = map.get(id);
   if (!row) {
@@ -156,11 +172,13 @@ export function aggregate(events: readonly UsageEvent[]): Rollups {
   const hourly = new Map<string, PeriodRow>();
   const daily = new Map<string, PeriodRow>();
   const routes = new Map<string, RouteRow>();
+  const labels = periodLabels();
   for (const e of events) {
+    const { hour, day } = labels(e.occurredAt);
     addTotals(totals, e);
-    addPeriod(hourly, e, hourOf(e.occurredAt));
-    addPeriod(daily, e, dayOf(e.occurredAt));
-    addRoute(routes, e);
+    addPeriod(hourly, e, hour);
+    addPeriod(daily, e, day);
+    addRoute(routes, e, day);
   }
   return {
     totals: byKey(totals.values()),

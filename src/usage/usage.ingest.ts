@@ -1,5 +1,5 @@
 import { rawTransaction, type DbHandle, type RawTransaction } from '../platform/db.ts';
-import { aggregate } from './usage.aggregate.ts';
+import { aggregate, periodLabels } from './usage.aggregate.ts';
 import {
   COPY_EVENTS,
   encodeEventsCopy,
@@ -18,33 +18,31 @@ const NO_PARTITION = '23514';
 /** SQLSTATE of a unique violation: an event of the batch is already stored. */
 const UNIQUE_VIOLATION = '23505';
 
-const monthKey = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
 const eventKey = (e: UsageEvent): string => `${e.eventId}|${e.occurredAt}`;
 const sqlState = (error: unknown): string | undefined => (error as { code?: string }).code;
 
 /**
- * The batch without repeats of one event (same event_id and occurred_at; the first wins), in
- * primary-key order: concurrent writers of overlapping batches then wait on each other's rows in
- * one order (no deadlock), and the COPY fills one month's partition after the other.
+ * The batch without repeats of one event (same event_id and occurred_at; the first wins): a COPY
+ * must not carry one row twice. Keyed by event_id first, as repeats of an id are rare.
  */
-function distinctInKeyOrder(events: readonly UsageEvent[]): UsageEvent[] {
-  const seen = new Set<string>();
-  return events
-    .filter((e) => {
+function distinct(events: readonly UsageEvent[]): UsageEvent[] {
+  const first = new Map<string, number>(); // event_id → occurred_at of its first occurrence
+  let others: Set<string> | undefined; // the same id at other times: other rows
+  const out: UsageEvent[] = [];
+  for (const e of events) {
+    const at = first.get(e.eventId);
+    if (at === undefined) {
+      first.set(e.eventId, e.occurredAt);
+    } else {
+      if (at === e.occurredAt) continue;
+      others ??= new Set();
       const k = eventKey(e);
-      if (seen.has(k)) return false;
-      seen.add(k);
-      return true;
-    })
-    .sort((a, b) =>
-      a.occurredAt !== b.occurredAt
-        ? a.occurredAt - b.occurredAt
-        : a.eventId < b.eventId
-          ? -1
-          : a.eventId > b.eventId
-            ? 1
-            : 0,
-    );
+      if (others.has(k)) continue;
+      others.add(k);
+    }
+    out.push(e);
+  }
+  return out;
 }
 
 /**
@@ -99,8 +97,9 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
 
   async function ingest(batch: readonly UsageEvent[]): Promise<IngestResult> {
     if (batch.length === 0) return { received: 0, inserted: 0 };
-    const events = distinctInKeyOrder(batch);
-    const months = new Set(events.map((e) => monthKey(e.occurredAt)));
+    const events = distinct(batch);
+    const labels = periodLabels();
+    const months = new Set(events.map((e) => labels(e.occurredAt).month));
     const inserted = await writeBatch(events, months).catch((error: unknown) => {
       if (sqlState(error) !== NO_PARTITION) throw error;
       knownMonths.clear();

@@ -5,7 +5,9 @@
  */
 import { deflateRaw, inflateRawSync } from 'node:zlib';
 import { promisify } from 'node:util';
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isUuid } from '../platform/ids.ts';
 import { OUTCOMES, storedLatency, type UsageEvent } from './usage.types.ts';
 
 const deflate = promisify(deflateRaw);
@@ -15,7 +17,17 @@ export const USAGE_DEAD_LETTER_QUEUE = 'usage.ingest.dead';
 export const MAINTENANCE_QUEUE = 'maintenance.daily';
 
 const uuid = z.uuid();
-const index = z.number().int().min(0);
+
+/**
+ * A column of the payload, checked element by element in one plain loop: per-element zod
+ * schemas over 5,000-event columns were ~8 % of the worker's CPU.
+ */
+const column = <T>(name: string, ok: (v: unknown) => boolean) =>
+  z.custom<T[]>((v) => Array.isArray(v) && v.every(ok), { message: `invalid column ${name}` });
+const intIn =
+  (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  (v: unknown): boolean =>
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
 
 export const usagePayloadSchema = z
   .object({
@@ -23,22 +35,16 @@ export const usagePayloadSchema = z
     keys: z.array(z.tuple([uuid, uuid])),
     routes: z.array(z.string().max(200)),
     agents: z.array(z.string().max(256)),
-    id: z.array(uuid),
-    k: z.array(index),
-    t: z.array(z.number().int().min(0)),
-    m: z.array(z.string().min(1).max(16)),
-    r: z.array(index),
-    s: z.array(z.number().int().min(100).max(599)),
-    l: z.array(z.number().min(0)),
-    ip: z.array(z.union([z.ipv4(), z.ipv6(), z.null()])),
-    ua: z.array(z.number().int().min(-1)),
-    o: z.array(
-      z
-        .number()
-        .int()
-        .min(0)
-        .max(OUTCOMES.length - 1),
-    ),
+    id: column<string>('id', (v) => typeof v === 'string' && isUuid(v)),
+    k: column<number>('k', intIn(0)),
+    t: column<number>('t', intIn(0)),
+    m: column<string>('m', (v) => typeof v === 'string' && v.length >= 1 && v.length <= 16),
+    r: column<number>('r', intIn(0)),
+    s: column<number>('s', intIn(100, 599)),
+    l: column<number>('l', (v) => typeof v === 'number' && v >= 0 && Number.isFinite(v)),
+    ip: column<string | null>('ip', (v) => v === null || (typeof v === 'string' && isIP(v) !== 0)),
+    ua: column<number>('ua', intIn(-1)),
+    o: column<number>('o', intIn(0, OUTCOMES.length - 1)),
   })
   .refine(
     (p) => [p.k, p.t, p.m, p.r, p.s, p.l, p.ip, p.ua, p.o].every((c) => c.length === p.id.length),

@@ -80,6 +80,14 @@ describe('job payload', () => {
     expect(usagePayloadSchema.safeParse({ ...payload, s: [200] }).success).toBe(false);
     expect(usagePayloadSchema.safeParse({ ...payload, k: [0, 5] }).success).toBe(false);
     expect(usagePayloadSchema.safeParse({ ...payload, v: 2 }).success).toBe(false);
+    expect(usagePayloadSchema.safeParse({ ...payload, id: [KEY_B, 'nope'] }).success).toBe(false);
+    expect(usagePayloadSchema.safeParse({ ...payload, ip: ['10.0.0.1', '10.0.0'] }).success).toBe(
+      false,
+    );
+    expect(usagePayloadSchema.safeParse({ ...payload, l: [1, -1] }).success).toBe(false);
+    expect(usagePayloadSchema.safeParse({ ...payload, m: ['GET', ''] }).success).toBe(false);
+    expect(usagePayloadSchema.safeParse({ ...payload, o: [0, 9] }).success).toBe(false);
+    expect(usagePayloadSchema.safeParse({ ...payload, t: [1.5, 2] }).success).toBe(false);
   });
 });
 
