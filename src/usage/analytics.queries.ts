@@ -38,9 +38,9 @@ const isoDay = (d: Date): string => d.toISOString().slice(0, 10);
 
 /**
  * Every key of the org, narrow: the columns the summary, the filters and the sorts need, from
- * api_keys and api_key_usage_totals. Materialized once and scanned by the summary and the page;
- * everything else (host(ip), prefix, error counts, hourly windows) is read for the page's keys
- * only. Its cost grows with the org's keys, never with events.
+ * api_keys and api_key_usage_totals (both by org index). Materialized once and scanned by the
+ * summary and the page; the rest (host(ip), prefix, error counts, hourly windows) is read for the
+ * page's keys only. Its cost grows with the org's keys, never with events or other orgs.
  */
 function orgKeys(p: OrgUsageParams): RawBuilder<unknown> {
   return sql`
@@ -52,7 +52,7 @@ function orgKeys(p: OrgUsageParams): RawBuilder<unknown> {
         (k.revoked_at is null and (k.expires_at is null or k.expires_at > ${p.now})
           and coalesce(t.last_used_at, k.created_at) < ${p.dormantBefore}) as dormant
       from api_keys k
-      left join api_key_usage_totals t on t.key_id = k.id
+      left join api_key_usage_totals t on t.key_id = k.id and t.org_id = ${p.orgId}
       where k.org_id = ${p.orgId}
     )`;
 }
