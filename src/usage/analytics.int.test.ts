@@ -235,6 +235,41 @@ describe('key usage', () => {
     expect(res.body.today.requests).toBeGreaterThan(0);
   });
 
+  it('lists the 20 latest events newest first across monthly partitions', async () => {
+    const { org, writer } = await orgWithWriter('Recent');
+    const k = await createKey(app.client, org);
+    const now = Date.now();
+    // 15 events two months back (reported while the clock stands there), 3 from today: the
+    // latest month alone holds fewer than 20, so older partitions must fill the list.
+    clock.offsetMs = -62 * DAY;
+    await reportEvents(
+      app.client,
+      org,
+      writer.key,
+      Array.from({ length: 15 }, (_, i) => ({
+        key_id: k.id,
+        occurred_at: at(now - 62 * DAY - i * 60_000),
+      })),
+    );
+    clock.offsetMs = 0;
+    await reportEvents(
+      app.client,
+      org,
+      writer.key,
+      Array.from({ length: 3 }, (_, i) => ({ key_id: k.id, occurred_at: at(now - i * 1000) })),
+    );
+    await waitFor(async () => (await eventsStored(org.orgId)) === 18);
+    const res = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${k.id}/usage`, {
+      key: org.adminKey,
+    });
+    expect(res.status).toBe(200);
+    const { rows } = await sql<{ event_id: string }>`select event_id from api_key_usage_events
+      where key_id = ${k.id} order by occurred_at desc, event_id desc`.execute(app.kt.database.db);
+    expect(res.body.recent_events.map((e: { event_id: string }) => e.event_id)).toEqual(
+      rows.map((r) => r.event_id),
+    );
+  });
+
   it('zero-fills day and hour series with the right number of UTC buckets', async () => {
     const { org, writer } = await orgWithWriter('Series');
     const k = await createKey(app.client, org);
