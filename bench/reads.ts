@@ -72,7 +72,9 @@ export async function buildRollups(url: string, orgId: string): Promise<number> 
       count(*) filter (where status >= 500), 0, min(occurred_at), max(occurred_at),
       (array_agg(ip order by occurred_at desc))[1]
     from api_key_usage_events where org_id = ${orgId} group by key_id`.execute(db);
-  await sql`analyze`.execute(db);
+  // Autovacuum would reach tables this size soon after a bulk load; done here so the reads do
+  // not start on an unvacuumed load (hint bits unset, visibility map empty).
+  await sql`vacuum (analyze)`.execute(db);
   const seconds = (performance.now() - started) / 1000;
   await db.destroy();
   return seconds;
@@ -97,7 +99,7 @@ export async function readsScenario(url: string): Promise<Section> {
   const generateSeconds = await generate(url, orgId, events);
   const rollupSeconds = await buildRollups(url, orgId);
   return measureReads(url, orgId, keyIds, {
-    dataset: `${fmt(keys)} keys, ${fmt(events)} events over 90 days (generated with SQL in ${generateSeconds.toFixed(0)} s; rollups rebuilt from them in ${rollupSeconds.toFixed(0)} s).`,
+    dataset: `${fmt(keys)} keys, ${fmt(events)} events over 90 days (generated with SQL in ${generateSeconds.toFixed(0)} s; rollups rebuilt from them and the database vacuumed in ${rollupSeconds.toFixed(0)} s).`,
   });
 }
 
@@ -130,25 +132,25 @@ export async function measureReads(
     const key = reader.plaintext;
     const org = `/api/orgs/${orgId}`;
     await timed(base, key, [`${org}/api-keys/usage`, `${org}/api-keys/${pick(1)}/usage`]);
-    const orgPage = await timed(
-      base,
-      key,
-      Array.from({ length: n }, () => `${org}/api-keys/usage?limit=50`),
-    );
-    const keyPage = await timed(
-      base,
-      key,
-      Array.from({ length: n }, (_, i) => `${org}/api-keys/${pick(i)}/usage?from=${from90}`),
-    );
-    const eventsPage = await timed(
-      base,
-      key,
-      Array.from(
+    const paths = {
+      org: Array.from({ length: n }, () => `${org}/api-keys/usage?limit=50`),
+      key: Array.from({ length: n }, (_, i) => `${org}/api-keys/${pick(i)}/usage?from=${from90}`),
+      events: Array.from(
         { length: n },
         (_, i) =>
           `${org}/usage-events?limit=100&from=${new Date(Date.now() - (1 + (i % 80)) * DAY).toISOString()}`,
       ),
-    );
+    };
+    // Each list twice: the first pass reads pages PostgreSQL has not cached yet (every key-usage
+    // request is another key), the second is the steady state of a working set held in memory.
+    const first = {
+      org: await timed(base, key, paths.org),
+      key: await timed(base, key, paths.key),
+      events: await timed(base, key, paths.events),
+    };
+    const orgPage = await timed(base, key, paths.org);
+    const keyPage = await timed(base, key, paths.key);
+    const eventsPage = await timed(base, key, paths.events);
     // CSV export of every event of the last 30 days, sampling the server's resident memory.
     const baseline = rssKb(server.proc.pid ?? 0);
     let peak = baseline;
@@ -168,19 +170,21 @@ export async function measureReads(
     const exportSeconds = (performance.now() - t) / 1000;
     clearInterval(sampler);
     const rate = rows / exportSeconds;
-    const row = (name: string, xs: number[]) =>
-      `| ${name} | ${fmt(percentile(xs, 0.5))} | ${fmt(percentile(xs, 0.95))} |`;
+    const row = (name: string, cold: number[], xs: number[]) =>
+      `| ${name} | ${fmt(percentile(cold, 0.5))} | ${fmt(percentile(cold, 0.95))} | ${fmt(percentile(xs, 0.5))} | ${fmt(percentile(xs, 0.95))} |`;
     const p95 = (xs: number[]) => percentile(xs, 0.95);
     return {
       title: '4. Read paths at scale',
       lines: [
-        `${o.dataset} ${n} sequential requests per path against \`keytrail serve --no-worker\`, latency measured by the client.`,
+        `${o.dataset} ${n} sequential requests per path, twice, against \`keytrail serve --no-worker\`, latency measured by the client.`,
         '',
-        '| path | p50 ms | p95 ms |',
-        '|---|---|---|',
-        row('org usage page (50 keys, sorted by last use)', orgPage),
-        row('key usage, 90 days, day series', keyPage),
-        row('raw events page (100 events)', eventsPage),
+        '| path | first pass p50 ms | first pass p95 ms | second pass p50 ms | second pass p95 ms |',
+        '|---|---|---|---|---|',
+        row('org usage page (50 keys, sorted by last use)', first.org, orgPage),
+        row('key usage, 90 days, day series', first.key, keyPage),
+        row('raw events page (100 events)', first.events, eventsPage),
+        '',
+        'The claims are judged on the second pass (the same requests again, data in memory); the first pass shows the cost of pages PostgreSQL has not cached yet.',
         '',
         `CSV export: ${fmt(rows)} rows in ${exportSeconds.toFixed(1)} s = ${fmt(rate)} rows/s; server RSS ${fmt(baseline / 1024)} MB before, peak ${fmt(peak / 1024)} MB during.`,
       ],

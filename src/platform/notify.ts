@@ -47,6 +47,7 @@ export function listen(options: {
     timer = setTimeout(() => {
       timer = undefined;
       connect().catch((error: unknown) => {
+        if (closed) return;
         logger.warn({ err: String(error), channel, attempt }, 'listen reconnect failed');
         scheduleReconnect();
       });
@@ -55,6 +56,8 @@ export function listen(options: {
   };
 
   connect().catch((error: unknown) => {
+    // Closed while connecting (a short-lived process): nothing failed that matters.
+    if (closed) return;
     logger.warn({ err: String(error), channel }, 'listen connect failed');
     scheduleReconnect();
   });

@@ -47,7 +47,7 @@ export async function prune(db: Database, o: PruneOptions): Promise<PruneReport>
     const started = performance.now();
     let timings = { detachSeconds: 0, dropSeconds: 0 };
     if (!o.dryRun) {
-      timings = await detachAndDropPartition(db, p.name);
+      timings = await detachAndDropPartition(db, p.name, p.detachPending);
       await recordAuditForAllOrgs(db, {
         at: o.now,
         action: 'partition.pruned',

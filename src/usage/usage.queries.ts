@@ -25,10 +25,17 @@ export function monthPartitionDdl(year: number, month: number): RawBuilder<unkno
     partition of ${sql.table(PARENT)} for values from (${sql.lit(from)}) to (${sql.lit(next)})`;
 }
 
-/** Existing partitions of the events table with their bounds, oldest first. */
-export async function listPartitions(db: Db): Promise<{ name: string; bounds: string }[]> {
-  const { rows } = await sql<{ name: string; bounds: string }>`
-    select c.relname as name, pg_get_expr(c.relpartbound, c.oid) as bounds
+/**
+ * Existing partitions of the events table with their bounds, oldest first. `detachPending`: a
+ * `DETACH … CONCURRENTLY` was interrupted between its two transactions; the partition is still
+ * listed and must be finished with `DETACH … FINALIZE`.
+ */
+export async function listPartitions(
+  db: Db,
+): Promise<{ name: string; bounds: string; detachPending: boolean }[]> {
+  const { rows } = await sql<{ name: string; bounds: string; detachPending: boolean }>`
+    select c.relname as name, pg_get_expr(c.relpartbound, c.oid) as bounds,
+      i.inhdetachpending as "detachPending"
     from pg_inherits i join pg_class c on c.oid = i.inhrelid
     where i.inhparent = ${PARENT}::regclass
     order by c.relname`.execute(db);
@@ -186,9 +193,13 @@ export function partitionMonth(name: string): { year: number; month: number } | 
 export async function detachAndDropPartition(
   db: Db,
   name: string,
+  detachPending = false,
 ): Promise<{ detachSeconds: number; dropSeconds: number }> {
   const started = performance.now();
-  await sql`alter table ${sql.table(PARENT)} detach partition ${sql.table(name)} concurrently`.execute(
+  // An interrupted concurrent detach (process killed, statement cancelled) left the partition
+  // pending: FINALIZE completes it; a second CONCURRENTLY would be refused.
+  const how = detachPending ? sql`finalize` : sql`concurrently`;
+  await sql`alter table ${sql.table(PARENT)} detach partition ${sql.table(name)} ${how}`.execute(
     db,
   );
   const detached = performance.now();
