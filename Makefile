@@ -38,7 +38,7 @@ format: install ## rewrite files with prettier
 db-types: install ## regenerate db/schema.ts from the migrations
 	$(NODE) db/codegen.ts
 
-bench: install ## all benchmarks at full size (~15 min); writes docs/benchmarks.md
+bench: install ## all benchmarks at full size (~20 min); writes docs/benchmarks.md
 	BENCH_REPORT=docs/benchmarks.md $(NODE) bench/run.ts
 
 bench-quick: install ## all benchmarks, small sizes (< 3 min); writes docs/benchmarks-quick.md
