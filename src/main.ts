@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { buildApp } from './app.ts';
+import { createHttpServer } from './http/server.ts';
 import { createKeytrail, type Keytrail } from './keytrail.ts';
 import { configFromEnv, parseEnv, toConfig, type Config } from './platform/config.ts';
 import { createDb, migrateToLatest } from './platform/db.ts';
@@ -95,8 +96,7 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
   await kt.ready();
   const worker = options.startWorker ? await options.startWorker(kt) : undefined;
   const app = buildApp(kt);
-  const { createServer } = await import('node:http');
-  const server = createServer(app);
+  const server = createHttpServer(app);
   await listen(server, config.port, config.host);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { buildApp } from '../app.ts';
+import { createHttpServer } from '../http/server.ts';
 import { createKeytrail, type Keytrail } from '../keytrail.ts';
 import { parseEnv, toConfig, type Config } from '../platform/config.ts';
 import type { Clock } from '../platform/clock.ts';
@@ -74,7 +75,7 @@ export async function startTestApp(
     ...(options.clock && { clock: options.clock }),
   });
   await kt.ready();
-  const server: Server = createServer(buildApp(kt));
+  const server: Server = createHttpServer(buildApp(kt));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
