@@ -52,24 +52,31 @@ export async function pruneScenario(url: string): Promise<Section> {
       latencies.push({ at: t, ms: performance.now() - t });
     }
   })();
-  await new Promise((resolve) => setTimeout(resolve, 3_000));
-  const started = performance.now();
-  const report = await prune(db as never, {
-    now: new Date(),
-    retentionDays: 90,
-    hourlyRetentionDays: 35,
-    rollupRetentionDays: 400,
-    dryRun: false,
-  });
-  const pruneSeconds = (performance.now() - started) / 1000;
+  let started = 0;
+  let pruneSeconds = 0;
+  let report: Awaited<ReturnType<typeof prune>>;
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    started = performance.now();
+    report = await prune(db as never, {
+      now: new Date(),
+      retentionDays: 90,
+      hourlyRetentionDays: 35,
+      rollupRetentionDays: 400,
+      dryRun: false,
+    });
+    pruneSeconds = (performance.now() - started) / 1000;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  } finally {
+    // The feeder stops whatever happened, or the run would never end.
+    running = false;
+    await feed;
+    await db.destroy();
+    await feeder.close();
+  }
   const target = report.partitions.find((p) => p.name === partitionName(old.getUTCFullYear(), 1));
   if (!target) throw new Error('the 5M-row partition was not dropped');
   const dropSeconds = target.detachSeconds + target.dropSeconds;
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  running = false;
-  await feed;
-  await db.destroy();
-  await feeder.close();
   const before = latencies.filter((l) => l.at < started);
   const during = latencies.filter(
     (l) => l.at + l.ms >= started && l.at <= started + pruneSeconds * 1000,

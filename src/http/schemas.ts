@@ -138,10 +138,13 @@ export const HealthJson = z
   })
   .meta({ id: 'Health' });
 
+// Ids are compared as strings after PostgreSQL returns them in lower case: normalise on input.
+const LowerUuid = z.uuid().transform((s) => s.toLowerCase());
+
 const ReportedEvent = z
   .strictObject({
-    event_id: z.uuid().optional(),
-    key_id: z.uuid(),
+    event_id: LowerUuid.optional(),
+    key_id: LowerUuid,
     occurred_at: Timestamp.transform((s) => new Date(s)),
     method: z.string().regex(/^[A-Za-z]{1,16}$/),
     path: z.string().min(1).max(2000).optional(),

@@ -16,8 +16,8 @@ export const configSchema = z.object({
   KEYTRAIL_MAX_KEYS_PER_ORG: positiveInt(1000, 1_000_000),
   KEYTRAIL_DORMANT_DAYS: positiveInt(30, 3650),
   KEYTRAIL_RETENTION_DAYS: positiveInt(90, 3650),
-  // The spike baseline reads the last 8 days of hourly rows (SPEC §5): fewer would hide spikes.
-  KEYTRAIL_HOURLY_RETENTION_DAYS: z.coerce.number().int().min(8).max(3650).default(35),
+  // Hourly series reach back 14 days and the spike baseline 8 (SPEC §5): fewer would cut them.
+  KEYTRAIL_HOURLY_RETENTION_DAYS: z.coerce.number().int().min(14).max(3650).default(35),
   KEYTRAIL_ROLLUP_RETENTION_DAYS: positiveInt(400, 3650),
   KEYTRAIL_TRUST_PROXY: z.string().default('false'),
   KEYTRAIL_DEMO_ROUTES: z.stringbool().optional(),

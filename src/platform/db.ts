@@ -140,6 +140,11 @@ export async function rawTransaction<T>(
   fn: (tx: RawTransaction) => Promise<T>,
 ): Promise<T> {
   const client = await handle.pool.connect();
+  // The pool listens for errors on idle clients only: while this one is held, a backend that
+  // goes away must not become an unhandled 'error' event (the next statement fails instead).
+  let lost: Error | undefined;
+  const onError = (error: Error) => (lost = error);
+  client.on('error', onError);
   const tx: RawTransaction = {
     async run<R>(query: RawBuilder<R>) {
       const compiled = query.compile(handle.db);
@@ -168,6 +173,7 @@ export async function rawTransaction<T>(
     });
     throw error;
   } finally {
-    client.release(broken);
+    client.off('error', onError);
+    client.release(broken ?? lost);
   }
 }

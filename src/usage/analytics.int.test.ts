@@ -12,6 +12,8 @@ import {
   type TestOrg,
 } from '../testing/factories.ts';
 import { bucketOf } from './histogram.ts';
+import { encodeCursor } from '../http/cursor.ts';
+import { orgUsage } from './analytics.queries.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -132,6 +134,27 @@ describe('org usage: spike', () => {
     expect(rowOf(body, spiky)).toMatchObject({ spike: true, requests_24h: 300 });
     expect(rowOf(body, small)).toMatchObject({ spike: false, requests_24h: 70 });
     expect(rowOf(body, steady)).toMatchObject({ spike: false, requests_24h: 120 });
+    // A fractional factor (KEYTRAIL_SPIKE_FACTOR=2.3): 120 ≥ 2.3 × 50 flags the steady key too.
+    const direct = await orgUsage(
+      app.kt.database.db,
+      {
+        orgId: org.orgId,
+        now: new Date(),
+        dormantBefore: new Date(0),
+        spikeFactor: 2.3,
+        spikeMin: 100,
+      },
+      {
+        sort: 'name',
+        order: 'asc',
+        status: undefined,
+        dormant: undefined,
+        limit: 50,
+        after: undefined,
+      },
+    );
+    expect(direct.rows.find((r) => r.key_id === steady.id)?.spike).toBe(true);
+    expect(direct.rows.find((r) => r.key_id === small.id)?.spike).toBe(false);
   });
 });
 
@@ -180,6 +203,11 @@ describe('org usage: summary, sort and pages', () => {
     expect(byCount.data.map((d: { name: string }) => d.name)).toEqual(['k2', 'k5']);
     const bad = await usage(org, `?sort=name&cursor=${body.next_cursor}`);
     expect(bad.status).toBe(400);
+    // A cursor whose value does not fit its sort's type is refused, not cast into a 500.
+    const forged = encodeCursor(['request_count', 'desc', 'lots', keys[0]?.id ?? '']);
+    const tampered = await usage(org, `?sort=request_count&cursor=${forged}`);
+    expect(tampered.status).toBe(400);
+    expect(tampered.body.code).toBe('validation_failed');
   });
 });
 

@@ -157,7 +157,7 @@ export async function orgUsage(
         coalesce(t.errors_4xx, 0)::int8 as errors_4xx, coalesce(t.errors_5xx, 0)::int8 as errors_5xx,
         coalesce(t.denied_count, 0)::int8 as denied_count, t.last_denied_at, p.dormant,
         w.last24 as requests_24h,
-        (w.last24 >= ${p.spikeMin} and w.last24 >= ${p.spikeFactor} * w.prior7d / 7.0) as spike
+        (w.last24 >= ${p.spikeMin} and w.last24 >= ${p.spikeFactor}::float8 * w.prior7d / 7.0) as spike
       from (
         select key_id, name, status, created_at, last_used_at, request_count, dormant
         from f

@@ -121,6 +121,20 @@ describe('exactly-once ingest', () => {
     expect((await totals(k.id)).request_count).toBe(successes(good));
   });
 
+  it('matches stored events whatever the letter case of their ids', async () => {
+    const k = await createKey(app.client, org);
+    const list = events(k, 8).filter((e) => e.outcome === 'success'); // 7: the first is denied
+    const ingester = createIngester(app.kt.database);
+    await ingester.ingest(list.slice(0, 5));
+    // The replay of 5 in upper case makes the COPY fail; the fallback's RETURNING gives lower-case
+    // ids, which must still match the 2 new events of the batch.
+    const upper = list.map((e) => ({ ...e, eventId: e.eventId.toUpperCase() }));
+    expect(await ingester.ingest(upper)).toEqual({ received: 7, inserted: 2 });
+    expect(await ingester.ingest([...upper, ...list])).toEqual({ received: 14, inserted: 0 });
+    expect((await totals(k.id)).request_count).toBe(7);
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(7);
+  });
+
   it('stores text with COPY delimiters and escapes byte for byte, and nulls as nulls', async () => {
     const k = await createKey(app.client, org);
     const tricky = ['back\\slash \\N \\t', 'tab\there', 'line\nbreak\r\nend', '\\N', 'ünïcödé ✓'];

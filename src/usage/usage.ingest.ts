@@ -18,21 +18,24 @@ const NO_PARTITION = '23514';
 /** SQLSTATE of a unique violation: an event of the batch is already stored. */
 const UNIQUE_VIOLATION = '23505';
 
-const eventKey = (e: UsageEvent): string => `${e.eventId}|${e.occurredAt}`;
+// Lower case: PostgreSQL returns uuids in lower case, whatever case they were sent in.
+const eventKey = (e: UsageEvent): string => `${e.eventId.toLowerCase()}|${e.occurredAt}`;
 const sqlState = (error: unknown): string | undefined => (error as { code?: string }).code;
 
 /**
  * The batch without repeats of one event (same event_id and occurred_at; the first wins): a COPY
- * must not carry one row twice. Keyed by event_id first, as repeats of an id are rare.
+ * must not carry one row twice. Keyed by event_id (in any letter case) first, as repeats of an id
+ * are rare.
  */
 function distinct(events: readonly UsageEvent[]): UsageEvent[] {
   const first = new Map<string, number>(); // event_id → occurred_at of its first occurrence
   let others: Set<string> | undefined; // the same id at other times: other rows
   const out: UsageEvent[] = [];
   for (const e of events) {
-    const at = first.get(e.eventId);
+    const id = e.eventId.toLowerCase();
+    const at = first.get(id);
     if (at === undefined) {
-      first.set(e.eventId, e.occurredAt);
+      first.set(id, e.occurredAt);
     } else {
       if (at === e.occurredAt) continue;
       others ??= new Set();

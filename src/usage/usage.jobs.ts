@@ -42,7 +42,11 @@ export const usagePayloadSchema = z
     r: column<number>('r', intIn(0)),
     s: column<number>('s', intIn(100, 599)),
     l: column<number>('l', (v) => typeof v === 'number' && v >= 0 && Number.isFinite(v)),
-    ip: column<string | null>('ip', (v) => v === null || (typeof v === 'string' && isIP(v) !== 0)),
+    // No zone ids (fe80::1%eth0): inet rejects them.
+    ip: column<string | null>(
+      'ip',
+      (v) => v === null || (typeof v === 'string' && !v.includes('%') && isIP(v) !== 0),
+    ),
     ua: column<number>('ua', intIn(-1)),
     o: column<number>('o', intIn(0, OUTCOMES.length - 1)),
   })

@@ -85,6 +85,9 @@ describe('job payload', () => {
       false,
     );
     expect(usagePayloadSchema.safeParse({ ...payload, l: [1, -1] }).success).toBe(false);
+    expect(usagePayloadSchema.safeParse({ ...payload, ip: [null, 'fe80::1%eth0'] }).success).toBe(
+      false,
+    );
     expect(usagePayloadSchema.safeParse({ ...payload, m: ['GET', ''] }).success).toBe(false);
     expect(usagePayloadSchema.safeParse({ ...payload, o: [0, 9] }).success).toBe(false);
     expect(usagePayloadSchema.safeParse({ ...payload, t: [1.5, 2] }).success).toBe(false);

@@ -17,6 +17,14 @@ const usageCursor = z.tuple([
 ]);
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
+/** A cursor's sort value must have its column's type, or the query would fail on the cast. */
+function sortValueFits(sort: string, value: string | number | null): boolean {
+  if (value === null) return sort === 'last_used_at';
+  if (sort === 'request_count') return Number.isSafeInteger(value) && (value as number) >= 0;
+  if (typeof value !== 'string') return false;
+  return sort === 'name' || !Number.isNaN(Date.parse(value));
+}
+
 export function analyticsRoutes(kt: Keytrail): Router {
   const router = Router();
   const canRead = kt.requireKey({ orgParam: 'orgId', scopes: ['usage:read'] });
@@ -29,6 +37,9 @@ export function analyticsRoutes(kt: Keytrail): Router {
       throw new AppError('validation_failed', {
         detail: 'the cursor belongs to another sort or order',
       });
+    }
+    if (cursor && !sortValueFits(query.sort, cursor[2])) {
+      throw new AppError('validation_failed', { detail: 'malformed cursor' });
     }
     const dormantDays = query.dormant_days ?? kt.config.dormantDays;
     const result = await kt.analytics.orgUsage(req.params.orgId as string, dormantDays, {
