@@ -144,7 +144,9 @@ async function main(argv: string[]): Promise<void> {
         (p) =>
           `  ${report.dryRun ? 'would drop' : 'dropped'} ${p.name}${report.dryRun ? '' : ` (${p.seconds.toFixed(2)} s: detach ${p.detachSeconds.toFixed(2)} s, drop ${p.dropSeconds.toFixed(2)} s)`}`,
       );
-      const text = `${lines.join('\n') || '  no partition past retention'}\n  hourly rollup rows deleted: ${report.hourlyRowsDeleted}\n  daily rollup rows deleted: ${report.dailyRowsDeleted}\n`;
+      const text = report.skipped
+        ? '  skipped: another prune is running\n'
+        : `${lines.join('\n') || '  no partition past retention'}\n  hourly rollup rows deleted: ${report.hourlyRowsDeleted}\n  daily rollup rows deleted: ${report.dailyRowsDeleted}\n`;
       process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : text);
       return;
     }

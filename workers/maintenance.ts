@@ -18,6 +18,7 @@ export async function runMaintenance(kt: Keytrail): Promise<void> {
       dropped: report.partitions.map((p) => p.name),
       hourly_deleted: report.hourlyRowsDeleted,
       daily_deleted: report.dailyRowsDeleted,
+      prune_skipped: report.skipped,
     },
     'maintenance: partitions ensured, retention applied',
   );

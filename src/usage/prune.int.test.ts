@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import { createKey, createOrg } from '../testing/factories.ts';
 import { createIngester } from './usage.ingest.ts';
-import { createMonthPartition, listPartitions } from './usage.queries.ts';
+import { createMonthPartition, listPartitions, PRUNE_LOCK } from './usage.queries.ts';
 import { prune } from './usage.prune.ts';
 import { ensurePartitionsAhead } from './usage.partitions.ts';
 
@@ -113,5 +113,34 @@ describe('prune', () => {
     });
     expect(report.partitions.map((p) => p.name)).toContain(name);
     expect((await listPartitions(db)).map((p) => p.name)).not.toContain(name);
+  });
+
+  it('drops a month table a failed prune left detached, and runs one prune at a time', async () => {
+    const db = app.kt.database.db;
+    const name = 'api_key_usage_events_2023_03';
+    await sql`create table ${sql.table(name)} (like api_key_usage_events)`.execute(db);
+    const options = {
+      now: new Date(),
+      retentionDays: 90,
+      hourlyRetentionDays: 35,
+      rollupRetentionDays: 400,
+      dryRun: false,
+    };
+    // While another session holds the prune lock, a prune does nothing and says so.
+    const holder = new pg.Client({ connectionString: dbUrl() });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock($1::int8)', [PRUNE_LOCK.toString()]);
+      const skipped = await prune(db, options);
+      expect(skipped).toMatchObject({ skipped: true, partitions: [] });
+    } finally {
+      await holder.end();
+    }
+    const report = await prune(db, options);
+    expect(report.skipped).toBe(false);
+    expect(report.partitions.map((p) => p.name)).toContain(name);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_class
+      where relname = ${name}`.execute(db);
+    expect(rows[0]?.n).toBe(0);
   });
 });

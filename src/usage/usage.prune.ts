@@ -3,8 +3,12 @@ import { recordAuditForAllOrgs } from '../audit/audit.service.ts';
 import {
   deleteRollupsBefore,
   detachAndDropPartition,
+  dropTable,
+  listDetachedMonthTables,
   listPartitions,
   partitionMonth,
+  releasePruneLock,
+  tryPruneLock,
 } from './usage.queries.ts';
 
 const DAY_MS = 86_400_000;
@@ -23,6 +27,8 @@ export type PruneReport = {
   hourlyRowsDeleted: number;
   dailyRowsDeleted: number;
   dryRun: boolean;
+  /** Another prune held the lock (the daily job of another worker, the CLI): nothing was done. */
+  skipped: boolean;
 };
 
 /**
@@ -32,22 +38,57 @@ export type PruneReport = {
  * totals are kept.
  */
 export async function prune(db: Database, o: PruneOptions): Promise<PruneReport> {
-  const cutoff = new Date(o.now.getTime() - o.retentionDays * DAY_MS);
-  const expired = (await listPartitions(db)).filter((p) => {
-    const month = partitionMonth(p.name);
-    return month !== null && Date.UTC(month.year, month.month, 1) <= cutoff.getTime();
+  // Every statement on one connection, which holds the advisory lock for the whole run: two
+  // prunes (each worker's start-up, the daily job, the CLI) would detach the same partitions.
+  return db.connection().execute(async (conn) => {
+    if (!(await tryPruneLock(conn))) {
+      return {
+        partitions: [],
+        hourlyRowsDeleted: 0,
+        dailyRowsDeleted: 0,
+        dryRun: o.dryRun,
+        skipped: true,
+      };
+    }
+    try {
+      return await pruneLocked(conn, o);
+    } finally {
+      await releasePruneLock(conn);
+    }
   });
+}
+
+async function pruneLocked(db: Database, o: PruneOptions): Promise<PruneReport> {
+  const cutoff = new Date(o.now.getTime() - o.retentionDays * DAY_MS);
+  const past = (name: string) => {
+    const month = partitionMonth(name);
+    return month !== null && Date.UTC(month.year, month.month, 1) <= cutoff.getTime();
+  };
+  const expired = [
+    ...(await listPartitions(db)).map((p) => ({ ...p, attached: true })),
+    // Detached by an earlier prune that failed before its DROP: only the drop is left to do.
+    ...(await listDetachedMonthTables(db)).map((name) => ({
+      name,
+      detachPending: false,
+      attached: false,
+    })),
+  ]
+    .filter((p) => past(p.name))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
   const report: PruneReport = {
     partitions: [],
     hourlyRowsDeleted: 0,
     dailyRowsDeleted: 0,
     dryRun: o.dryRun,
+    skipped: false,
   };
   for (const p of expired) {
     const started = performance.now();
     let timings = { detachSeconds: 0, dropSeconds: 0 };
     if (!o.dryRun) {
-      timings = await detachAndDropPartition(db, p.name, p.detachPending);
+      timings = p.attached
+        ? await detachAndDropPartition(db, p.name, p.detachPending)
+        : { detachSeconds: 0, dropSeconds: await dropTable(db, p.name) };
       await recordAuditForAllOrgs(db, {
         at: o.now,
         action: 'partition.pruned',

@@ -42,6 +42,40 @@ export async function listPartitions(
   return rows;
 }
 
+/**
+ * Month tables of the events (api_key_usage_events_YYYY_MM) that are no partition any more: a
+ * prune that detached one and then failed before its DROP left it behind.
+ */
+export async function listDetachedMonthTables(db: Db): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`
+    select c.relname as name from pg_class c
+    where c.relkind = 'r' and not c.relispartition
+      and c.relnamespace = (select relnamespace from pg_class where oid = ${PARENT}::regclass)
+      and c.relname ~ ${`^${PARENT}_[0-9]{4}_[0-9]{2}$`}
+    order by c.relname`.execute(db);
+  return rows.map((r) => r.name);
+}
+
+/** Session advisory lock key of prune ("ktprune"): one prune at a time across all processes. */
+export const PRUNE_LOCK = 0x6b7470_72756e65n;
+
+/** Takes the prune lock on this session if free; `db` must be one pinned connection. */
+export async function tryPruneLock(db: Db): Promise<boolean> {
+  const { rows } = await sql<{ locked: boolean }>`
+    select pg_try_advisory_lock(${PRUNE_LOCK.toString()}::int8) as locked`.execute(db);
+  return rows[0]?.locked === true;
+}
+
+export async function releasePruneLock(db: Db): Promise<void> {
+  await sql`select pg_advisory_unlock(${PRUNE_LOCK.toString()}::int8)`.execute(db);
+}
+
+export async function dropTable(db: Db, name: string): Promise<number> {
+  const started = performance.now();
+  await sql`drop table ${sql.table(name)}`.execute(db);
+  return (performance.now() - started) / 1000;
+}
+
 /** COPY of events into the partitioned parent (PostgreSQL routes each row to its month). */
 export const COPY_EVENTS = `copy ${PARENT}
   (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
