@@ -1,3 +1,4 @@
+import type { UsageEvent } from '../usage/usage.types.ts';
 import { sql, type Kysely } from 'kysely';
 import { unpackJob } from '../usage/usage.jobs.ts';
 import type { TestClient } from './client.ts';
@@ -77,4 +78,27 @@ export async function usageJobsFor(db: Kysely<any>, keyId: string): Promise<numb
     const unpacked = unpackJob(r.data);
     return 'events' in unpacked && unpacked.events.some((e) => e.keyId === keyId);
   }).length;
+}
+
+/**
+ * A minimal successful usage event for the ingest and buffer paths: event id number `n` (a fixed
+ * UUIDv7-shaped id, so reruns replay the same event), at `occurredAt`.
+ */
+export function usageEvent(
+  at: { orgId: string; keyId: string; occurredAt: number },
+  n: number,
+): UsageEvent {
+  return {
+    eventId: `018f0000-0000-7000-8000-${String(n).padStart(12, '0')}`,
+    orgId: at.orgId,
+    keyId: at.keyId,
+    occurredAt: at.occurredAt,
+    method: 'GET',
+    route: '/r',
+    status: 200,
+    latencyMs: 1,
+    ip: null,
+    userAgent: null,
+    outcome: 'success',
+  };
 }

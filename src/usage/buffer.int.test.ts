@@ -4,7 +4,13 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker } from '../../workers/main.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
-import { createKey, createOrg, usageJobsFor, type TestOrg } from '../testing/factories.ts';
+import {
+  createKey,
+  createOrg,
+  usageEvent,
+  usageJobsFor,
+  type TestOrg,
+} from '../testing/factories.ts';
 import { TEST_PEPPER } from '../testing/leak-scan.ts';
 import { sendJob } from '../platform/queue.ts';
 import { UsageBuffer } from './usage.buffer.ts';
@@ -90,19 +96,7 @@ describe('buffer with the queue unreachable', () => {
     );
     const base = Date.now();
     for (let i = 0; i < 800; i++) {
-      buffer.record({
-        eventId: `018f0000-0000-7000-8000-${String(i).padStart(12, '0')}`,
-        orgId: org.orgId,
-        keyId: k.id,
-        occurredAt: base + i,
-        method: 'GET',
-        route: '/r',
-        status: 200,
-        latencyMs: 1,
-        ip: null,
-        userAgent: null,
-        outcome: 'success',
-      });
+      buffer.record(usageEvent({ orgId: org.orgId, keyId: k.id, occurredAt: base + i }, i));
     }
     await waitFor(() => buffer.stats.failures >= 3);
     expect(buffer.stats.dropped).toBe(300);

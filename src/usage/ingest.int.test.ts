@@ -60,17 +60,21 @@ const rowCount = async (table: string, keyId: string) => {
   return rows[0]?.n ?? 0;
 };
 
+/** The worker's job handler over a fresh ingester (no month cache carried between tests). */
+const newHandler = () =>
+  ingestUsageHandler({
+    ingester: createIngester(app.kt.database),
+    logger: app.kt.logger,
+    metrics: app.kt.metrics,
+  });
+
 const successes = (list: UsageEvent[]) => list.filter((e) => e.outcome === 'success').length;
 
 describe('exactly-once ingest', () => {
   it('counts nothing twice when the same job is processed twice', async () => {
     const k = await createKey(app.client, org);
     const batch = events(k, 300);
-    const handler = ingestUsageHandler({
-      ingester: createIngester(app.kt.database),
-      logger: app.kt.logger,
-      metrics: app.kt.metrics,
-    });
+    const handler = newHandler();
     const job = { id: uuidv7(), name: 'usage.ingest', data: encodePayload(batch) } as never;
     expect(await handler([job])).toEqual([{ id: (job as { id: string }).id, status: 'completed' }]);
     await handler([job]);
@@ -105,11 +109,7 @@ describe('exactly-once ingest', () => {
   it('sends an invalid payload to the dead-letter queue and still ingests the rest of the batch', async () => {
     const k = await createKey(app.client, org);
     const good = events(k, 10);
-    const handler = ingestUsageHandler({
-      ingester: createIngester(app.kt.database),
-      logger: app.kt.logger,
-      metrics: app.kt.metrics,
-    });
+    const handler = newHandler();
     const results = await handler([
       { id: 'bad', name: 'usage.ingest', data: { v: 1, nonsense: true } },
       { id: 'good', name: 'usage.ingest', data: encodePayload(good) },

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
-import { createKey, createOrg } from '../testing/factories.ts';
+import { createKey, createOrg, usageEvent } from '../testing/factories.ts';
 import { createIngester } from './usage.ingest.ts';
 import { createMonthPartition, listPartitions, PRUNE_LOCK } from './usage.queries.ts';
 import { prune } from './usage.prune.ts';
@@ -23,19 +23,9 @@ describe('prune', () => {
     const old = Date.UTC(2024, 0, 15);
     const ingester = createIngester(app.kt.database);
     const oldEvents = (offset: number) =>
-      Array.from({ length: 20 }, (_, i) => ({
-        eventId: `018f0000-0000-7000-8000-${String(i + offset).padStart(12, '0')}`,
-        orgId: org.orgId,
-        keyId: k.id,
-        occurredAt: old + i,
-        method: 'GET',
-        route: '/r',
-        status: 200,
-        latencyMs: 1,
-        ip: null,
-        userAgent: null,
-        outcome: 'success' as const,
-      }));
+      Array.from({ length: 20 }, (_, i) =>
+        usageEvent({ orgId: org.orgId, keyId: k.id, occurredAt: old + i }, i + offset),
+      );
     await ingester.ingest(oldEvents(0));
     const names = async () => (await listPartitions(app.kt.database.db)).map((p) => p.name);
     expect(await names()).toContain('api_key_usage_events_2024_01');

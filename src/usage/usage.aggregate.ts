@@ -167,12 +167,15 @@ const byKey = <T extends { keyId: string }>(
     a.keyId === b.keyId ? (rest(a) < rest(b) ? -1 : 1) : a.keyId < b.keyId ? -1 : 1,
   );
 
-export function aggregate(events: readonly UsageEvent[]): Rollups {
+/** `labels`: the caller's period labels, when it has formatted this batch's hours already. */
+export function aggregate(
+  events: readonly UsageEvent[],
+  labels: ReturnType<typeof periodLabels> = periodLabels(),
+): Rollups {
   const totals = new Map<string, TotalsRow>();
   const hourly = new Map<string, PeriodRow>();
   const daily = new Map<string, PeriodRow>();
   const routes = new Map<string, RouteRow>();
-  const labels = periodLabels();
   for (const e of events) {
     const { hour, day } = labels(e.occurredAt);
     addTotals(totals, e);

@@ -79,14 +79,18 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
   // the copy then fails with "no partition", the cache is cleared and the batch retried once.
   const knownMonths = new Set<string>();
 
-  async function writeBatch(events: UsageEvent[], months: Set<string>) {
+  async function writeBatch(
+    events: UsageEvent[],
+    months: Set<string>,
+    labels: ReturnType<typeof periodLabels>,
+  ) {
     return rawTransaction(database, async (tx) => {
       for (const month of [...months].filter((m) => !knownMonths.has(m)).sort()) {
         const [year, mm] = month.split('-').map(Number);
         await tx.run(monthPartitionDdl(year ?? 1970, mm ?? 1));
       }
       const stored = await storeNew(tx, events);
-      const rollups = aggregate(stored);
+      const rollups = aggregate(stored, labels);
       // Fixed table order and key-sorted rows: concurrent batches lock in the same order.
       if (rollups.totals.length > 0) await tx.run(upsertTotals(rollups.totals));
       if (rollups.hourly.length > 0)
@@ -103,10 +107,10 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
     const events = distinct(batch);
     const labels = periodLabels();
     const months = new Set(events.map((e) => labels(e.occurredAt).month));
-    const inserted = await writeBatch(events, months).catch((error: unknown) => {
+    const inserted = await writeBatch(events, months, labels).catch((error: unknown) => {
       if (sqlState(error) !== NO_PARTITION) throw error;
       knownMonths.clear();
-      return writeBatch(events, months);
+      return writeBatch(events, months, labels);
     });
     for (const m of months) knownMonths.add(m);
     return { received: batch.length, inserted };

@@ -236,12 +236,8 @@ export async function detachAndDropPartition(
   await sql`alter table ${sql.table(PARENT)} detach partition ${sql.table(name)} ${how}`.execute(
     db,
   );
-  const detached = performance.now();
-  await sql`drop table ${sql.table(name)}`.execute(db);
-  return {
-    detachSeconds: (detached - started) / 1000,
-    dropSeconds: (performance.now() - detached) / 1000,
-  };
+  const detachSeconds = (performance.now() - started) / 1000;
+  return { detachSeconds, dropSeconds: await dropTable(db, name) };
 }
 
 export async function deleteRollupsBefore(
