@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
 .DEFAULT_GOAL := help
-.PHONY: help install start test check typecheck lint format db-types bench bench-quick
+.PHONY: help install start test coverage check typecheck lint format db-types bench bench-quick
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,7 +20,10 @@ start: install ## run keytrail (embedded Postgres under ./.data unless DATABASE_
 	$(NODE) bin/keytrail.ts serve
 
 test: install ## run the whole test suite against real Postgres
-	$(NODE) node_modules/vitest/vitest.mjs run
+	$(NODE) node_modules/vitest/vitest.mjs run $(TEST_FLAGS)
+
+coverage: install ## the test suite with coverage; fails under 95 % lines/statements, 85 % branches
+	$(MAKE) test TEST_FLAGS=--coverage
 
 check: typecheck lint ## types, lint, format and database-types drift
 	prettier --check .
