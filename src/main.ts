@@ -12,12 +12,22 @@ import { createHttpServer } from './http/server.ts';
 import { createKeytrail, type Keytrail } from './keytrail.ts';
 import { configFromEnv, parseEnv, toConfig, type Config } from './platform/config.ts';
 import { createDb, migrateToLatest } from './platform/db.ts';
-import { runningClusterUrl, startEmbeddedPostgres } from './platform/embedded-postgres.ts';
+import {
+  resolveClusterDir,
+  runningClusterUrl,
+  startEmbeddedPostgres,
+} from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 
 const DEMO_ORG = 'Demo';
 
-export type Runtime = { config: Config; embedded: boolean; logger: Logger; stop(): Promise<void> };
+export type Runtime = {
+  config: Config;
+  /** Embedded mode: ./.data (KEYTRAIL_DATA_DIR) and where its cluster lives. */
+  embedded: { dataRoot: string; clusterDir: string } | null;
+  logger: Logger;
+  stop(): Promise<void>;
+};
 
 /** A secret generated on first use and kept in .data (embedded mode only). */
 async function persistedSecret(file: string): Promise<string> {
@@ -28,23 +38,30 @@ async function persistedSecret(file: string): Promise<string> {
 }
 
 /** Parses the environment and, without DATABASE_URL, brings up the embedded Postgres. */
-export async function openRuntime(): Promise<Runtime> {
-  const env = parseEnv(process.env);
-  const logger = createLogger({ level: env.KEYTRAIL_LOG_LEVEL });
+export async function openRuntime(
+  source: Record<string, string | undefined> = process.env,
+): Promise<Runtime> {
+  const env = parseEnv(source);
+  const logger = createLogger({ level: env.KEYTRAIL_LOG_LEVEL, format: env.KEYTRAIL_LOG_FORMAT });
   if (env.DATABASE_URL) {
-    return { config: configFromEnv(env), embedded: false, logger, stop: () => Promise.resolve() };
+    return { config: configFromEnv(env), embedded: null, logger, stop: () => Promise.resolve() };
   }
   const dataRoot = path.resolve(env.KEYTRAIL_DATA_DIR);
   await mkdir(dataRoot, { recursive: true });
-  const dataDir = path.join(dataRoot, 'pg');
+  const { dataDir } = await resolveClusterDir(dataRoot);
   const keyPepper =
     env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(dataRoot, 'pepper')));
   const running = await runningClusterUrl(dataDir);
   const server = running ? undefined : await startEmbeddedPostgres({ dataDir, persistent: true });
   const databaseUrl = running ?? server?.url ?? '';
-  logger.debug({ reused: Boolean(running) }, 'embedded postgres ready');
+  logger.debug({ reused: Boolean(running), cluster: dataDir }, 'embedded postgres ready');
   const config = toConfig(env, { databaseUrl, keyPepper, embedded: true });
-  return { config, embedded: true, logger, stop: async () => server?.stop() };
+  return {
+    config,
+    embedded: { dataRoot, clusterDir: dataDir },
+    logger,
+    stop: async () => server?.stop(),
+  };
 }
 
 export async function migrate(runtime: Runtime): Promise<string[]> {
@@ -87,32 +104,33 @@ export type ServeOptions = {
   startWorker?: (kt: Keytrail) => Promise<BackgroundWork>;
 };
 
-/** Runs until SIGINT/SIGTERM, then stops in order: HTTP, usage buffer, worker, pools, Postgres. */
-export async function serve(options: ServeOptions = {}): Promise<void> {
-  const runtime = await openRuntime();
+export type RunningServer = { baseUrl: string; banner: string; stop(): Promise<void> };
+
+/**
+ * Migrates, starts keytrail (and the worker when asked) and listens. `stop()` ends in order:
+ * HTTP, usage buffer, worker, pools, then the runtime (the embedded Postgres).
+ */
+export async function startServer(
+  runtime: Runtime,
+  options: ServeOptions = {},
+): Promise<RunningServer> {
   const { config, logger } = runtime;
   await migrate(runtime);
   const kt = createKeytrail(config, { logger, queueMaintenance: Boolean(options.startWorker) });
   await kt.ready();
   const worker = options.startWorker ? await options.startWorker(kt) : undefined;
-  const app = buildApp(kt);
-  const server = createHttpServer(app);
+  const server = createHttpServer(buildApp(kt));
   await listen(server, config.port, config.host);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const baseUrl = `http://localhost:${port}`;
-  const banner = runtime.embedded
-    ? `\n${await ensureDemoOrg(kt, baseUrl, path.resolve(parseEnv(process.env).KEYTRAIL_DATA_DIR))}\n`
-    : '';
-  process.stdout.write(`keytrail listening on ${baseUrl}${banner}\n`);
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) {
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
+  const lines = [`keytrail listening on ${baseUrl}`];
+  if (runtime.embedded) {
+    lines.push(`embedded PostgreSQL data: ${runtime.embedded.clusterDir}`);
+    lines.push(await ensureDemoOrg(kt, baseUrl, runtime.embedded.dataRoot));
+  }
+  const stop = async () => {
+    logger.info('shutting down');
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
@@ -123,9 +141,21 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     await worker?.stop();
     await kt.close();
     await runtime.stop();
-    process.exit(0);
   };
-  onSignals(shutdown);
+  return { baseUrl, banner: lines.join('\n'), stop };
+}
+
+/** `keytrail serve`: runs until SIGINT/SIGTERM (a second signal exits at once). */
+export async function serve(options: ServeOptions = {}): Promise<void> {
+  const running = await startServer(await openRuntime(), options);
+  process.stdout.write(`${running.banner}\n`);
+  let stopping = false;
+  onSignals(async () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    await running.stop();
+    process.exit(0);
+  });
 }
 
 export function onSignals(handler: (signal: string) => Promise<void>): void {

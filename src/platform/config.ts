@@ -40,6 +40,8 @@ export const configSchema = z.object({
   KEYTRAIL_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
+  /** `auto`: human-readable in a terminal, JSON lines when piped (log shippers read those). */
+  KEYTRAIL_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 });
 
 export type Env = z.infer<typeof configSchema>;
@@ -68,18 +70,27 @@ export type Config = {
   };
   worker: { concurrency: number; batchJobs: number; metricsPort: number };
   logLevel: Env['KEYTRAIL_LOG_LEVEL'];
+  logFormat: Env['KEYTRAIL_LOG_FORMAT'];
 };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Parses the environment, reporting every problem at once. */
+/** Every problem on one line: `invalid configuration: A: why; B: why`. */
+function configError(problems: string[]): ConfigError {
+  return new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+}
+
+/**
+ * Parses the environment, reporting every problem at once. A variable set to the empty string
+ * counts as unset: `.env` and compose files often leave `DATABASE_URL=` empty.
+ */
 export function parseEnv(source: Record<string, string | undefined>): Env {
-  const result = configSchema.safeParse(source);
+  const present = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== ''));
+  const result = configSchema.safeParse(present);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+    throw configError(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
   return result.data;
 }
@@ -133,17 +144,16 @@ export function toConfig(
       metricsPort: env.KEYTRAIL_WORKER_METRICS_PORT,
     },
     logLevel: env.KEYTRAIL_LOG_LEVEL,
+    logFormat: env.KEYTRAIL_LOG_FORMAT,
   };
 }
 
 /** Config for an external database: the pepper must come from the environment. */
 export function configFromEnv(env: Env): Config {
   const missing: string[] = [];
-  if (!env.DATABASE_URL) missing.push('  DATABASE_URL: required');
-  if (!env.KEYTRAIL_KEY_PEPPER) missing.push('  KEYTRAIL_KEY_PEPPER: required with DATABASE_URL');
-  if (missing.length > 0 || !env.DATABASE_URL || !env.KEYTRAIL_KEY_PEPPER) {
-    throw new ConfigError(`invalid configuration:\n${missing.join('\n')}`);
-  }
+  if (!env.DATABASE_URL) missing.push('DATABASE_URL: required');
+  if (!env.KEYTRAIL_KEY_PEPPER) missing.push('KEYTRAIL_KEY_PEPPER: required with DATABASE_URL');
+  if (!env.DATABASE_URL || !env.KEYTRAIL_KEY_PEPPER) throw configError(missing);
   return toConfig(env, {
     databaseUrl: env.DATABASE_URL,
     keyPepper: env.KEYTRAIL_KEY_PEPPER,

@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
@@ -21,10 +22,26 @@ export const REDACT_PATHS = [
   'pepper',
 ];
 
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+/** `auto` is human-readable in a terminal and JSON lines when piped (to a file or a shipper). */
+export function prettyLogs(format: LogFormat, isTTY: boolean | undefined): boolean {
+  return format === 'pretty' || (format === 'auto' && isTTY === true);
+}
+
+/**
+ * A pino logger. Pretty output is formatted in-process and written synchronously (no transport
+ * worker thread), after redaction: the same fields are hidden either way.
+ */
 export function createLogger(
-  options: { level?: string; name?: string } = {},
+  options: { level?: string; name?: string; format?: LogFormat } = {},
   destination?: DestinationStream,
 ): Logger {
+  const pretty = prettyLogs(options.format ?? 'json', process.stdout.isTTY);
+  const target =
+    pretty && !destination
+      ? PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, ignore: 'name' })
+      : destination;
   return pino(
     {
       name: options.name ?? 'keytrail',
@@ -33,6 +50,6 @@ export function createLogger(
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    target,
   );
 }

