@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { buildApp } from './app.ts';
 import { createHttpServer } from './http/server.ts';
@@ -104,7 +105,13 @@ export type ServeOptions = {
   startWorker?: (kt: Keytrail) => Promise<BackgroundWork>;
 };
 
-export type RunningServer = { baseUrl: string; banner: string; stop(): Promise<void> };
+export type RunningServer = {
+  baseUrl: string;
+  /** The start lines for the terminal (the Demo org's key on first start). */
+  banner: string;
+  logger?: Logger;
+  stop(): Promise<void>;
+};
 
 /**
  * Migrates, starts keytrail (and the worker when asked) and listens. `stop()` ends in order:
@@ -130,7 +137,6 @@ export async function startServer(
     lines.push(await ensureDemoOrg(kt, baseUrl, runtime.embedded.dataRoot));
   }
   const stop = async () => {
-    logger.info('shutting down');
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
@@ -142,55 +148,61 @@ export async function startServer(
     await kt.close();
     await runtime.stop();
   };
-  return { baseUrl, banner: lines.join('\n'), stop };
+  return { baseUrl, banner: lines.join('\n'), logger, stop };
 }
 
-/** `keytrail serve`: runs until SIGINT/SIGTERM (a second signal exits at once). */
-export async function serve(options: ServeOptions = {}): Promise<void> {
-  const running = await startServer(await openRuntime(), options);
+/** Prints the start lines, then stops on SIGINT/SIGTERM (a second signal exits at once). */
+function runUntilSignal(running: RunningServer): void {
   process.stdout.write(`${running.banner}\n`);
   let stopping = false;
-  onSignals(async () => {
+  const handler = (signal: string) => {
     if (stopping) process.exit(1);
     stopping = true;
-    await running.stop();
-    process.exit(0);
-  });
+    running.logger?.info({ signal }, 'shutting down');
+    void running.stop().then(() => process.exit(0));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
 }
 
-export function onSignals(handler: (signal: string) => Promise<void>): void {
-  process.on('SIGINT', () => void handler('SIGINT'));
-  process.on('SIGTERM', () => void handler('SIGTERM'));
+/** `keytrail serve`: the API (and the worker unless --no-worker) until SIGINT/SIGTERM. */
+export async function serve(options: ServeOptions = {}): Promise<void> {
+  runUntilSignal(await startServer(await openRuntime(), options));
 }
 
 /** `keytrail worker`: the usage worker alone, until SIGINT/SIGTERM. */
 export async function work(startWorker: (kt: Keytrail) => Promise<BackgroundWork>): Promise<void> {
-  const runtime = await openRuntime();
+  runUntilSignal(await startWorkerProcess(await openRuntime(), startWorker));
+}
+
+/** Migrates and runs the worker with its metrics port; `stop()` ends it and the runtime. */
+export async function startWorkerProcess(
+  runtime: Runtime,
+  startWorker: (kt: Keytrail) => Promise<BackgroundWork>,
+): Promise<RunningServer> {
   await migrate(runtime);
   const kt = createKeytrail(runtime.config, { logger: runtime.logger, queueMaintenance: true });
   await kt.ready();
   const worker = await startWorker(kt);
-  const metricsServer = await serveWorkerMetrics(kt);
-  const port = kt.config.worker.metricsPort;
-  process.stdout.write(`keytrail worker running${port ? ` (metrics on :${port}/metrics)` : ''}\n`);
-  let stopping = false;
-  onSignals(async (signal) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    runtime.logger.info({ signal }, 'worker shutting down');
-    metricsServer?.close();
-    await worker.stop();
-    await kt.close();
-    await runtime.stop();
-    process.exit(0);
-  });
+  const metrics = await serveWorkerMetrics(kt);
+  const port = metrics ? (metrics.address() as AddressInfo).port : 0;
+  return {
+    baseUrl: port ? `http://localhost:${port}` : '',
+    banner: `keytrail worker running${port ? ` (metrics on :${port}/metrics)` : ''}`,
+    logger: runtime.logger,
+    async stop() {
+      metrics?.close();
+      await worker.stop();
+      await kt.close();
+      await runtime.stop();
+    },
+  };
 }
 
 /** A worker has no API: it exposes its ingest metrics (and liveness) on a port of its own. */
 async function serveWorkerMetrics(kt: Keytrail): Promise<Server | undefined> {
   const port = kt.config.worker.metricsPort;
   if (port === 0) return undefined;
-  const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       kt.metrics.registry
@@ -208,6 +220,6 @@ async function serveWorkerMetrics(kt: Keytrail): Promise<Server | undefined> {
     res.writeHead(404).end();
   });
   await listen(server, port, kt.config.host);
-  kt.logger.info({ port }, 'worker metrics listening');
+  kt.logger.info({ port: (server.address() as AddressInfo).port }, 'worker metrics listening');
   return server;
 }

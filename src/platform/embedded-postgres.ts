@@ -180,11 +180,13 @@ export async function canTraverse(dir: string, user: OsUser | null): Promise<boo
  */
 export async function resolveClusterDir(
   dataRoot: string,
-  systemHome = SYSTEM_HOME,
+  options: { systemHome?: string; asRoot?: boolean } = {},
 ): Promise<{ dataDir: string; external: boolean }> {
+  const systemHome = options.systemHome ?? SYSTEM_HOME;
   const root = path.resolve(dataRoot);
   const inPlace = path.join(root, 'pg');
-  const reachable = !isRoot() || (await canTraverse(path.dirname(root), postgresUser()));
+  const reachable =
+    !(options.asRoot ?? isRoot()) || (await canTraverse(path.dirname(root), postgresUser()));
   if (reachable || existsSync(path.join(inPlace, 'PG_VERSION')))
     return { dataDir: inPlace, external: false };
   const marker = path.join(root, 'cluster-dir');
