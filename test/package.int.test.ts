@@ -5,44 +5,29 @@
  * `keytrail` binary migrating, creating an org and ingesting usage.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase, waitFor } from '../src/testing/harness.ts';
+import { freePort } from '../src/platform/embedded-postgres.ts';
+import { startTestApp, useTestDatabase, waitFor } from '../src/testing/harness.ts';
 import { TEST_PEPPER } from '../src/testing/leak-scan.ts';
 
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, '..');
 const NPM = ['--no-audit', '--no-fund', '--loglevel=error'];
 
-// The README's ten-line app, verbatim in spirit: what an integrator writes.
-const CONSUMER = `import express from 'express';
-import { configFromEnv, createKeytrail, parseEnv, type KeyIdentity } from 'keytrail';
-
-const kt = createKeytrail(configFromEnv(parseEnv(process.env)));
-await kt.ready();
-const app = express();
-app.get('/v1/orders/:id', kt.requireKey(), (req, res) => {
-  const key: KeyIdentity | undefined = req.apiKey;
-  res.json({ id: req.params.id, key_id: key?.id, org_id: key?.orgId, node: process.version });
-});
-app.delete('/v1/orders/:id', kt.requireKey({ scopes: ['orders:write'] }), (_req, res) => {
-  res.status(204).end();
-});
-const server = app.listen(0, () => {
-  const address = server.address();
-  console.log(JSON.stringify({ port: typeof address === 'object' ? address?.port : null }));
-});
-process.on('SIGTERM', () => {
-  server.close();
-  void kt.close().then(() => process.exit(0));
-});
-`;
+/** The README's ten-line app, verbatim: what the README promises must compile and run. */
+function readmeApp(): string {
+  const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Using it as a library'));
+  const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+  if (!code) throw new Error('README: no ts block under "Using it as a library"');
+  return code;
+}
 
 const TSCONFIG = {
   compilerOptions: {
@@ -60,21 +45,6 @@ const TSCONFIG = {
 let work = '';
 let app = '';
 let node22 = '';
-
-/** Resolves with the first stdout line parsed as JSON; the process keeps running. */
-function firstJsonLine(child: ChildProcess): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    if (!child.stdout) throw new Error('no stdout');
-    createInterface({ input: child.stdout }).once('line', (line) => {
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      } catch (error) {
-        reject(new Error(`not JSON: ${line}`, { cause: error }));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited early (${code})`)));
-  });
-}
 
 async function stop(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;
@@ -103,7 +73,7 @@ describe('the npm package', () => {
       path.join(app, 'package.json'),
       JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
     );
-    await writeFile(path.join(app, 'app.ts'), CONSUMER);
+    await writeFile(path.join(app, 'app.ts'), readmeApp());
     await writeFile(path.join(app, 'tsconfig.json'), JSON.stringify(TSCONFIG));
     await run(
       'npm',
@@ -169,52 +139,62 @@ describe('the npm package', () => {
         [bin, 'org', 'create', '--name', `consumer-${runtime}`, '--json'],
         { env: env() },
       );
-      const { admin_key: adminKey } = JSON.parse(created.stdout) as {
+      const { org, admin_key: adminKey } = JSON.parse(created.stdout) as {
+        org: { id: string };
         admin_key: { key: string; api_key: { id: string } };
       };
+      expect((await run(node, ['--version'])).stdout).toMatch(new RegExp(`^v${runtime}\\.`));
+      // A key the README's route accepts, made through the HTTP API with the admin key.
+      const api = await startTestApp(url());
+      const made = await fetch(`${api.baseUrl}/api/orgs/${org.id}/api-keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'orders', scopes: ['orders:read'] }),
+      });
+      const orders = (await made.json()) as { key: string; api_key: { id: string } };
+      await api.close();
+      const port = await freePort();
       const server = spawn(node, [path.join(app, 'app.js')], {
         cwd: app,
-        env: env(),
-        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...env(), PORT: String(port) },
+        stdio: ['ignore', 'inherit', 'inherit'],
       });
       try {
-        const { port } = (await firstJsonLine(server)) as { port: number };
         const base = `http://127.0.0.1:${port}/v1/orders/7`;
-        const anonymous = await fetch(base);
+        const get = (key?: string) =>
+          fetch(base, key ? { headers: { authorization: `Bearer ${key}` } } : {});
+        const anonymous = await waitFor(() => get().catch(() => null), { timeoutMs: 20_000 });
         expect(anonymous.status).toBe(401);
         expect(anonymous.headers.get('content-type')).toMatch(/application\/problem\+json/);
-        const ok = await fetch(base, { headers: { authorization: `Bearer ${adminKey.key}` } });
-        const body = (await ok.json()) as Record<string, string>;
-        expect(ok.status).toBe(200);
-        expect(body.key_id).toBe(adminKey.api_key.id);
-        expect(body.node).toMatch(new RegExp(`^v${runtime}\\.`));
         // org:admin implies keytrail's own scopes, not the app's: refused, counted as denied.
-        const denied = await fetch(base, {
-          method: 'DELETE',
-          headers: { authorization: `Bearer ${adminKey.key}` },
-        });
+        const denied = await get(adminKey.key);
         expect(denied.status).toBe(403);
         expect(((await denied.json()) as { code: string }).code).toBe('insufficient_scope');
+        const ok = await get(orders.key);
+        expect(ok.status).toBe(200);
+        expect(await ok.json()).toEqual({ id: '7', key: orders.api_key.id });
       } finally {
         expect(await stop(server)).toBe(0);
       }
       const worker = spawn(node, [bin, 'worker'], { env: env(), stdio: 'ignore' });
       const client = new pg.Client({ connectionString: url() });
       await client.connect();
-      try {
-        const count = await waitFor(
-          async () => {
-            const { rows } = await client.query<{ request_count: string; denied_count: string }>(
-              'select request_count, denied_count from api_key_usage_totals where key_id = $1',
-              [adminKey.api_key.id],
-            );
-            const row = rows[0];
-            return row && Number(row.request_count) + Number(row.denied_count) >= 2 ? row : null;
-          },
-          { timeoutMs: 30_000, intervalMs: 100 },
+      const totals = async (keyId: string) => {
+        const { rows } = await client.query<{ request_count: string; denied_count: string }>(
+          'select request_count, denied_count from api_key_usage_totals where key_id = $1',
+          [keyId],
         );
-        expect(Number(count.request_count)).toBe(1);
-        expect(Number(count.denied_count)).toBe(1);
+        return rows[0]
+          ? { requests: Number(rows[0].request_count), denied: Number(rows[0].denied_count) }
+          : null;
+      };
+      try {
+        const counted = await waitFor(() => totals(orders.api_key.id), {
+          timeoutMs: 30_000,
+          intervalMs: 100,
+        });
+        expect(counted).toEqual({ requests: 1, denied: 0 });
+        expect((await waitFor(() => totals(adminKey.api_key.id)))?.denied).toBe(1);
       } finally {
         await client.end();
         expect(await stop(worker)).toBe(0);
