@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -48,7 +48,6 @@ export async function openRuntime(
     return { config: configFromEnv(env), embedded: null, logger, stop: () => Promise.resolve() };
   }
   const dataRoot = path.resolve(env.KEYTRAIL_DATA_DIR);
-  await mkdir(dataRoot, { recursive: true });
   const { dataDir } = await resolveClusterDir(dataRoot);
   const keyPepper =
     env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(dataRoot, 'pepper')));

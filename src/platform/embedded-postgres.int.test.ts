@@ -58,6 +58,18 @@ describe('where the embedded cluster lives', () => {
     expect(placed.external).toBe(false);
   });
 
+  it('as root, never loosens a private data folder: the cluster moves out instead', async () => {
+    const dataRoot = path.join(base, 'open2', '.data');
+    await mkdir(dataRoot, { recursive: true, mode: 0o700 });
+    await chmod(dataRoot, 0o700);
+    const placed = await resolveClusterDir(dataRoot, {
+      asRoot: true,
+      systemHome: path.join(base, 'system2'),
+    });
+    expect(placed.external).toBe(true);
+    expect((await stat(dataRoot)).mode & 0o777).toBe(0o700);
+  });
+
   it('as root in a private (0700) checkout, moves under the system home and starts over when .data is deleted', async () => {
     const checkout = path.join(base, 'private');
     const systemHome = path.join(base, 'system');

@@ -72,9 +72,9 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     asPostgresUser: isRoot(),
     initialised: existsSync(path.join(dataDir, 'PG_VERSION')),
   };
-  await mkdir(path.dirname(dataDir), { recursive: true });
-  // The `postgres` user traverses the cluster's parent (our own folder): 0711, no listing.
-  if (isRoot()) await chmod(path.dirname(dataDir), 0o711);
+  // A parent we create is traversable by `postgres` (0711, no listing); an existing one keeps
+  // its mode (resolveClusterDir chose a place the `postgres` user can reach).
+  await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o711 });
   const child = spawn(process.execPath, [CHILD_ENTRY, JSON.stringify(childOptions)], {
     stdio: ['pipe', 'pipe', 'inherit'],
     // Own process group: a Ctrl-C in the terminal reaches the parent, which then stops the
@@ -174,7 +174,7 @@ export async function canTraverse(dir: string, user: OsUser | null): Promise<boo
 
 /**
  * Where the embedded cluster of `dataRoot` (./.data) lives: `<dataRoot>/pg` whenever Postgres
- * can reach it, else (root, checkout in a private folder) under SYSTEM_HOME, recorded in
+ * can reach it (no permission is ever changed to make it so), else (root, checkout in a private folder) under SYSTEM_HOME, recorded in
  * `<dataRoot>/cluster-dir` so that deleting ./.data still starts over: a fresh ./.data never
  * reopens the old cluster, whose keys were hashed with the pepper that went with it.
  */
@@ -185,8 +185,8 @@ export async function resolveClusterDir(
   const systemHome = options.systemHome ?? SYSTEM_HOME;
   const root = path.resolve(dataRoot);
   const inPlace = path.join(root, 'pg');
-  const reachable =
-    !(options.asRoot ?? isRoot()) || (await canTraverse(path.dirname(root), postgresUser()));
+  await mkdir(root, { recursive: true, mode: 0o711 });
+  const reachable = !(options.asRoot ?? isRoot()) || (await canTraverse(root, postgresUser()));
   if (reachable || existsSync(path.join(inPlace, 'PG_VERSION')))
     return { dataDir: inPlace, external: false };
   const marker = path.join(root, 'cluster-dir');
