@@ -36,6 +36,7 @@ export interface ApiKeys {
   created_by_key_id: string | null;
   environment: string;
   expires_at: Timestamp | null;
+  expiry_audited_at: Timestamp | null;
   id: string;
   key_hash: Buffer;
   name: string;

@@ -52,11 +52,31 @@ describe('architecture rules', () => {
     );
   });
 
-  it('domain modules and platform never import the HTTP layer', () => {
+  it('domain modules and platform never import the HTTP layer or the CLI', () => {
     const domain = (f: File) =>
       inDir(f, 'src/keys', 'src/orgs', 'src/audit', 'src/usage', 'src/platform');
+    const adapters = ['src/http', 'src/cli'];
     expect(
-      violations((f) => (domain(f) ? f.imports.filter((i) => i.startsWith('src/http')) : [])),
+      violations((f) =>
+        domain(f) ? f.imports.filter((i) => adapters.some((a) => i.startsWith(a))) : [],
+      ),
+    ).toEqual([]);
+  });
+
+  it('only bin/ (and tests) run the CLI; the CLI never imports the HTTP routes', () => {
+    expect(
+      violations((f) =>
+        inDir(f, 'src') && !inDir(f, 'src/cli', 'src/testing')
+          ? f.imports.filter((i) => i.startsWith('src/cli'))
+          : [],
+      ),
+    ).toEqual([]);
+    expect(
+      violations((f) =>
+        inDir(f, 'src/cli')
+          ? f.imports.filter((i) => i.startsWith('src/http/routes') || i === 'express')
+          : [],
+      ),
     ).toEqual([]);
   });
 

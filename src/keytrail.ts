@@ -67,7 +67,8 @@ function lazyQueue(config: Config, logger: Logger, maintenance: boolean) {
 
 /** Wires the services of one keytrail instance: a pool, a LISTEN connection and a queue. */
 export function createKeytrail(config: Config, options: KeytrailOptions = {}): Keytrail {
-  const logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const logger =
+    options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const clock = options.clock ?? systemClock;
   const database = createDb({ url: config.databaseUrl, poolSize: config.dbPoolSize, logger });
   const cache = new KeyCache(config.keyCache);

@@ -2,7 +2,10 @@ import type { Keytrail } from '../src/keytrail.ts';
 import { ensurePartitionsAhead } from '../src/usage/usage.partitions.ts';
 import { prune } from '../src/usage/usage.prune.ts';
 
-/** Daily upkeep: partitions ahead exist before events arrive; data past retention goes. */
+/**
+ * Daily upkeep: partitions ahead exist before events arrive; data past retention goes; keys
+ * that expired since the last run get their `key.expired` audit entry (all in prune).
+ */
 export async function runMaintenance(kt: Keytrail): Promise<void> {
   const now = kt.clock.now();
   await ensurePartitionsAhead(kt.database.db, now, 2);
@@ -18,6 +21,7 @@ export async function runMaintenance(kt: Keytrail): Promise<void> {
       dropped: report.partitions.map((p) => p.name),
       hourly_deleted: report.hourlyRowsDeleted,
       daily_deleted: report.dailyRowsDeleted,
+      expired_keys_marked: report.expiredKeysMarked,
       prune_skipped: report.skipped,
     },
     'maintenance: partitions ensured, retention applied',

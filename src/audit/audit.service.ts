@@ -1,27 +1,26 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import { newId } from '../platform/ids.ts';
-import { insertAuditEvent, insertAuditEventForAllOrgs } from './audit.queries.ts';
-import type { AuditAction } from './audit.types.ts';
+import {
+  insertAuditEvent,
+  insertAuditEventForAllOrgs,
+  insertAuditEvents,
+} from './audit.queries.ts';
+import type { AuditAction, AuditEntry } from './audit.types.ts';
 
 export type AuditActor = { type: 'key'; keyId: string } | { type: 'operator' } | { type: 'system' };
 
-/**
- * Appends an audit entry. Callers pass their open transaction so the entry commits or rolls
- * back with the change it describes.
- */
-export async function recordAudit(
-  trx: Kysely<DB>,
-  entry: {
-    orgId: string;
-    at: Date;
-    actor: AuditActor;
-    action: AuditAction;
-    target: { type: 'api_key' | 'partition'; id: string | null };
-    details?: Record<string, unknown>;
-  },
-): Promise<void> {
-  await insertAuditEvent(trx, {
+export type NewAuditEntry = {
+  orgId: string;
+  at: Date;
+  actor: AuditActor;
+  action: AuditAction;
+  target: { type: 'api_key' | 'partition'; id: string | null };
+  details: Record<string, unknown>;
+};
+
+function toEntry(entry: NewAuditEntry): AuditEntry {
+  return {
     id: newId(),
     orgId: entry.orgId,
     occurredAt: entry.at,
@@ -30,8 +29,21 @@ export async function recordAudit(
     action: entry.action,
     targetType: entry.target.type,
     targetId: entry.target.id,
-    details: entry.details ?? {},
-  });
+    details: entry.details,
+  };
+}
+
+/**
+ * Appends an audit entry. Callers pass their open transaction so the entry commits or rolls
+ * back with the change it describes.
+ */
+export async function recordAudit(trx: Kysely<DB>, entry: NewAuditEntry): Promise<void> {
+  await insertAuditEvent(trx, toEntry(entry));
+}
+
+/** Appends several entries in one statement, like recordAudit (inside the caller's transaction). */
+export async function recordAudits(trx: Kysely<DB>, entries: NewAuditEntry[]): Promise<void> {
+  await insertAuditEvents(trx, entries.map(toEntry));
 }
 
 export { listAuditEvents } from './audit.queries.ts';

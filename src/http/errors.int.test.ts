@@ -1,22 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, useTestApp, useTestDatabase } from '../testing/harness.ts';
 import { createOrg, type TestOrg } from '../testing/factories.ts';
+import { expectProblem } from '../testing/problem.ts';
 
 const app = useTestApp();
 const otherDb = useTestDatabase();
-
-function expectProblem(
-  res: { status: number; headers: Headers; body: any },
-  status: number,
-  code: string,
-) {
-  expect(res.status).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  expect(res.body).toMatchObject({ status, code, type: `urn:keytrail:problem:${code}` });
-  expect(typeof res.body.title).toBe('string');
-  expect(typeof res.body.detail).toBe('string');
-  expect(res.body.request_id).toBe(res.headers.get('x-request-id'));
-}
 
 describe('errors are problem+json with stable codes', () => {
   let org: TestOrg;

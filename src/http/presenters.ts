@@ -1,6 +1,7 @@
 import type { EventRow } from '../usage/events.queries.ts';
 import type { z } from 'zod';
 import type { ApiKey } from '../keys/keys.types.ts';
+import type { IssuedKey } from '../keys/keys.service.ts';
 import type { Org } from '../orgs/orgs.types.ts';
 import type { ApiKeyJson, OrgJson } from './schemas.ts';
 
@@ -27,6 +28,14 @@ export function apiKeyJson(k: ApiKey): z.infer<typeof ApiKeyJson> {
 
 export function orgJson(o: Org): z.infer<typeof OrgJson> {
   return { id: o.id, name: o.name, created_at: o.createdAt.toISOString() };
+}
+
+/** `POST /api/orgs` and `keytrail org create --json`: the one place this shape is built. */
+export function orgCreatedJson(created: { org: Org; adminKey: IssuedKey }) {
+  return {
+    org: orgJson(created.org),
+    admin_key: { key: created.adminKey.plaintext, api_key: apiKeyJson(created.adminKey.apiKey) },
+  };
 }
 
 export type EventLike = EventRow;

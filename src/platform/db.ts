@@ -24,6 +24,12 @@ const types = {
 
 export type DbHandle = { db: Database; pool: pg.Pool; stats: QueryStats; close(): Promise<void> };
 
+/**
+ * How long a query waits for a pooled connection (all busy, or Postgres not answering) before
+ * it fails: the request then ends in 503 instead of hanging (SPEC §9). pg's default waits forever.
+ */
+export const POOL_WAIT_MS = 5_000;
+
 export function createDb(options: {
   url: string;
   poolSize: number;
@@ -33,6 +39,7 @@ export function createDb(options: {
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize,
+    connectionTimeoutMillis: POOL_WAIT_MS,
     application_name: options.applicationName ?? 'keytrail',
     // Day boundaries (::date, date_trunc) are UTC whatever the server's default time zone.
     options: '-c TimeZone=UTC',
@@ -40,6 +47,11 @@ export function createDb(options: {
   });
   // An idle client losing its connection (Postgres restart) must not crash the process.
   pool.on('error', (error) => options.logger.warn({ err: error.message }, 'idle db client error'));
+  // The pool watches a client only while it is idle. A backend that goes away while a query
+  // holds its client (Postgres restarting, pg_terminate_backend) emits 'error' on the client; with
+  // no listener that is an uncaught exception and the process dies. The query already fails with
+  // the error (→ 503) and the pool drops the dead client on release, so nothing is left to do.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const stats: QueryStats = { count: 0 };
   const db = new Kysely<DB>({
     dialect: new PostgresDialect({ pool }),

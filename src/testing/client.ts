@@ -47,7 +47,9 @@ export class TestClient {
     const res = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload ?? null });
     const text = await res.text();
     const contentType = res.headers.get('content-type') ?? '';
-    const body = (contentType.includes('json') && text ? JSON.parse(text) : text) as T;
+    // NDJSON stays text: it is many JSON documents, not one.
+    const isJson = contentType.includes('json') && !contentType.includes('ndjson');
+    const body = (isJson && text ? JSON.parse(text) : text) as T;
     const issued = method !== 'GET' && res.status === 201 ? issuedKeys(body) : [];
     for (const k of issued) leakScanner.remember(k);
     if (options.key) leakScanner.remember(options.key);

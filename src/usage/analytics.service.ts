@@ -9,6 +9,8 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 export const MAX_WINDOW_DAYS = 400;
 export const MAX_HOURLY_DAYS = 14;
+/** Keys read per statement when listing every dormant key. */
+export const DORMANT_PAGE = 1000;
 
 export type Granularity = 'day' | 'hour';
 type Agg = { requests: number; e4: number; e5: number; latencySum: number; hist: number[] };
@@ -94,6 +96,42 @@ export function createAnalyticsService(deps: {
     };
   }
 
+  /**
+   * Every dormant key of the org (the rule of the org usage page's `dormant` flag), least
+   * recently used first and never-used keys last, read page by page with one `now` so the rule
+   * is the same on every page.
+   */
+  async function dormantKeys(
+    orgId: string,
+    dormantDays: number,
+    pageSize = DORMANT_PAGE,
+  ): Promise<q.KeyUsageRow[]> {
+    const now = clock.now();
+    const params: q.OrgUsageParams = {
+      orgId,
+      now,
+      dormantBefore: new Date(now.getTime() - dormantDays * DAY_MS),
+      spikeFactor: deps.spike.factor,
+      spikeMin: deps.spike.minRequests,
+    };
+    const keys: q.KeyUsageRow[] = [];
+    let after: q.OrgUsagePage['after'];
+    for (;;) {
+      const { rows } = await q.orgUsage(db, params, {
+        sort: 'last_used_at',
+        order: 'asc',
+        status: undefined,
+        dormant: true,
+        limit: pageSize,
+        after,
+      });
+      keys.push(...rows.slice(0, pageSize));
+      const last = rows[pageSize - 1];
+      if (rows.length <= pageSize || !last) return keys;
+      after = { value: last.last_used_at?.toISOString() ?? null, keyId: last.key_id };
+    }
+  }
+
   async function keyUsage(
     keyId: string,
     window: { from: Date; to: Date; granularity: Granularity },
@@ -138,7 +176,7 @@ export function createAnalyticsService(deps: {
     };
   }
 
-  return { orgUsage, keyUsage, dataAsOf };
+  return { orgUsage, dormantKeys, keyUsage, dataAsOf };
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;

@@ -1,6 +1,7 @@
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { parse } from 'csv-parse/sync';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import {
@@ -138,18 +139,64 @@ describe('streamed exports', () => {
 
   it('respects backpressure on CSV: the COPY waits on the client (ClientWrite) while it is paused', async () => {
     const res = await openPaused('text/csv');
-    const waiting = await waitFor(async () => {
-      const { rows } = await sql<{
-        wait_event: string | null;
-      }>`select wait_event from pg_stat_activity
-        where query like 'copy (%' and state = 'active'`.execute(app.kt.database.db);
-      return rows.find((r) => r.wait_event === 'ClientWrite');
-    });
+    const waiting = await copyWaitingOnClient();
     expect(waiting.wait_event).toBe('ClientWrite');
     // Quoted user agents hold newlines too: exact counts are checked by the CSV parse above.
     expect(await drain(res)).toBeGreaterThan(TOTAL);
   });
+
+  it('cuts the connection (an incomplete file, never a clean end) when Postgres ends a CSV export midway', async () => {
+    const { res } = await openPaused('text/csv');
+    res.on('error', () => undefined); // the client sees the cut as an aborted response
+    const copy = await copyWaitingOnClient();
+    await sql`select pg_terminate_backend(${copy.pid})`.execute(app.kt.database.db);
+    const closed = new Promise((resolve) => res.once('close', resolve));
+    res.resume();
+    await closed;
+    expect(res.complete).toBe(false);
+    await waitFor(() => app.logs.some((l) => l.includes('csv export ended early')));
+  });
+
+  it('cuts the connection (an incomplete file, never a clean end) when a page read fails midway through NDJSON', async () => {
+    const { res } = await openPaused('application/x-ndjson');
+    res.on('error', () => undefined);
+    const holder = new pg.Client({ connectionString: app.kt.config.databaseUrl });
+    await holder.connect();
+    try {
+      // Page reads queue behind this lock; the next one is then cancelled.
+      await holder.query('begin');
+      await holder.query('lock table api_key_usage_events in access exclusive mode');
+      const closed = new Promise((resolve) => res.once('close', resolve));
+      res.resume();
+      const blocked = await waitFor(async () => {
+        const { rows } = await holder.query<{ pid: number }>(
+          `select pid from pg_stat_activity where wait_event_type = 'Lock'
+            and datname = current_database() and query like '%api_key_usage_events%'`,
+        );
+        return rows[0];
+      });
+      await holder.query('select pg_cancel_backend($1)', [blocked.pid]);
+      await holder.query('rollback');
+      await closed;
+      expect(res.complete).toBe(false);
+    } finally {
+      await holder.end();
+    }
+    expect(app.logs.some((l) => l.includes('"msg":"request failed"'))).toBe(true);
+  });
 });
+
+/** The streamed COPY of an export, once Postgres waits on the client to take more rows. */
+function copyWaitingOnClient() {
+  return waitFor(async () => {
+    const { rows } = await sql<{
+      pid: number;
+      wait_event: string | null;
+    }>`select pid, wait_event from pg_stat_activity
+      where query like 'copy (%' and state = 'active'`.execute(app.kt.database.db);
+    return rows.find((r) => r.wait_event === 'ClientWrite');
+  });
+}
 
 const newlines = (chunk: Buffer): number => chunk.reduce((n, byte) => n + (byte === 10 ? 1 : 0), 0);
 

@@ -121,6 +121,42 @@ describe('exactly-once ingest', () => {
     expect((await totals(k.id)).request_count).toBe(successes(good));
   });
 
+  it('retries the jobs of a failed batch one by one: only the job the database refuses fails', async () => {
+    const k = await createKey(app.client, org);
+    const good = events(k, 10);
+    // A key that does not exist: its rollup rows violate the foreign key, failing the batch.
+    const unknown = { id: '00000000-0000-4000-8000-00000000dead' } as TestKey;
+    const handler = newHandler();
+    const results = await handler([
+      { id: 'good', name: 'usage.ingest', data: encodePayload(good) },
+      { id: 'orphan', name: 'usage.ingest', data: encodePayload(events(unknown, 3)) },
+    ] as never);
+    expect(results).toEqual([
+      { id: 'good', status: 'completed' },
+      { id: 'orphan', status: 'failed', output: { error: 'ingest failed' } },
+    ]);
+    expect((await totals(k.id)).request_count).toBe(successes(good));
+    const logged = app.logs.join('');
+    expect(logged).toContain('usage batch failed; retrying jobs one by one');
+    expect(logged).toContain('usage job failed; pg-boss will retry it');
+  });
+
+  it('stores an event id seen at two times as two rows, and each exact repeat once', async () => {
+    const k = await createKey(app.client, org);
+    const [first] = events(k, 1);
+    if (!first) throw new Error('no event');
+    const later = { ...first, occurredAt: first.occurredAt + 1000 };
+    const ingester = createIngester(app.kt.database);
+    expect(await ingester.ingest([first, later, { ...later }, { ...first }, { ...later }])).toEqual(
+      {
+        received: 5,
+        inserted: 2,
+      },
+    );
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(2);
+    expect(await ingester.ingest([])).toEqual({ received: 0, inserted: 0 });
+  });
+
   it('matches stored events whatever the letter case of their ids', async () => {
     const k = await createKey(app.client, org);
     const list = events(k, 8).filter((e) => e.outcome === 'success'); // 7: the first is denied
@@ -192,6 +228,20 @@ describe('rollups rebuild', () => {
     expect(repaired.differences.api_key_usage_hourly).toBe(1);
     expect((await snapshot()).rows).toEqual(before.rows);
   });
+
+  it('refuses days before the oldest raw partition (they would be emptied) and malformed days', async () => {
+    const db = app.kt.database.db;
+    await expect(rebuildRollups(db, '2001-01-01', '2001-01-02')).rejects.toMatchObject({
+      code: 'unprocessable',
+      detail: expect.stringMatching(/^raw events start at \d{4}-\d{2}:/),
+    });
+    await expect(rebuildRollups(db, '2001-13-45', '2001-01-02')).rejects.toMatchObject({
+      code: 'validation_failed',
+    });
+    await expect(rebuildRollups(db, '2026-02-02', '2026-02-01')).rejects.toMatchObject({
+      code: 'validation_failed',
+    });
+  });
 });
 
 describe('reported events', () => {
@@ -253,6 +303,14 @@ describe('reported events', () => {
     });
     expect(old.status).toBe(422);
     expect(old.body.errors[0].path).toBe('body.events.2.occurred_at');
+    const many = await report(writer.key, {
+      events: Array.from({ length: 7 }, () => ({ ...ok, key_id: other.adminKeyId })),
+    });
+    expect(many.status).toBe(422);
+    expect(many.body.detail).toBe(
+      `batch rejected, nothing stored: ${[0, 1, 2, 3, 4].map((i) => `body.events.${i}.key_id`).join(', ')} and 2 more`,
+    );
+    expect(many.body.errors).toHaveLength(7);
     const future = await report(writer.key, {
       events: [{ ...ok, occurred_at: new Date(Date.now() + 600_000).toISOString() }],
     });

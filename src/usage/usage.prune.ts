@@ -1,5 +1,6 @@
 import type { Database } from '../platform/db.ts';
 import { recordAuditForAllOrgs } from '../audit/audit.service.ts';
+import { auditExpiredKeys } from '../keys/keys.expiry.ts';
 import {
   deleteRollupsBefore,
   detachAndDropPartition,
@@ -26,6 +27,8 @@ export type PruneReport = {
   partitions: { name: string; seconds: number; detachSeconds: number; dropSeconds: number }[];
   hourlyRowsDeleted: number;
   dailyRowsDeleted: number;
+  /** Keys past expires_at whose `key.expired` audit entry this run wrote (dry run: would write). */
+  expiredKeysMarked: number;
   dryRun: boolean;
   /** Another prune held the lock (the daily job of another worker, the CLI): nothing was done. */
   skipped: boolean;
@@ -34,8 +37,8 @@ export type PruneReport = {
 /**
  * Retention: drops whole monthly partitions that end before now − retention (DETACH ...
  * CONCURRENTLY, then DROP: ingest into current months never waits on it), deletes hourly and
- * daily rollups past their retentions, and audits each dropped partition in every org. Lifetime
- * totals are kept.
+ * daily rollups past their retentions, and audits each dropped partition in every org; audits
+ * keys that expired since the last run (`key.expired`, once per expiry). Lifetime totals are kept.
  */
 export async function prune(db: Database, o: PruneOptions): Promise<PruneReport> {
   // Every statement on one connection, which holds the advisory lock for the whole run: two
@@ -46,6 +49,7 @@ export async function prune(db: Database, o: PruneOptions): Promise<PruneReport>
         partitions: [],
         hourlyRowsDeleted: 0,
         dailyRowsDeleted: 0,
+        expiredKeysMarked: 0,
         dryRun: o.dryRun,
         skipped: true,
       };
@@ -79,6 +83,8 @@ async function pruneLocked(db: Database, o: PruneOptions): Promise<PruneReport> 
     partitions: [],
     hourlyRowsDeleted: 0,
     dailyRowsDeleted: 0,
+    // First: a partition that cannot be dropped must not hold back the expiry audit.
+    expiredKeysMarked: await auditExpiredKeys(db, { now: o.now, dryRun: o.dryRun }),
     dryRun: o.dryRun,
     skipped: false,
   };

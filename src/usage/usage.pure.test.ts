@@ -4,6 +4,7 @@ import { normalizePath, routeOf } from './routes-normalize.ts';
 import { decodePayload, encodePayload, usagePayloadSchema } from './usage.jobs.ts';
 import { aggregate } from './usage.aggregate.ts';
 import type { UsageEvent } from './usage.types.ts';
+import { partitionMonth, partitionName } from './usage.queries.ts';
 
 const KEY_A = '018f0000-0000-7000-8000-00000000000a';
 const KEY_B = '018f0000-0000-7000-8000-00000000000b';
@@ -50,6 +51,16 @@ describe('latency histogram', () => {
 });
 
 describe('route normalisation', () => {
+  it('normalises the path when there is no router template', () => {
+    expect(routeOf(undefined, '/v1/orders/42?x=1')).toBe('/v1/orders/{id}');
+  });
+
+  it('caps a long template at 200 characters without splitting one', () => {
+    const route = routeOf(`/${'€'.repeat(300)}`, '/ignored');
+    expect(Array.from(route)).toHaveLength(200);
+    expect(route).toBe(`/${'€'.repeat(199)}`);
+  });
+
   it('prefers the router template', () => {
     expect(routeOf('/v1/orders/:id', '/v1/orders/42?x=1')).toBe('/v1/orders/:id');
   });
@@ -132,5 +143,12 @@ describe('text and IPs from the outside', () => {
     expect(normalizeIp('::ffff:10.0.0.1')).toBe('10.0.0.1');
     expect(normalizeIp('2001:db8::1')).toBe('2001:db8::1');
     expect(normalizeIp('garbage')).toBeNull();
+  });
+});
+
+describe('partition names', () => {
+  it('reads the month of a month partition, and none from any other name', () => {
+    expect(partitionMonth(partitionName(2026, 3))).toEqual({ year: 2026, month: 3 });
+    expect(partitionMonth('api_key_usage_events_default')).toBeNull();
   });
 });

@@ -42,6 +42,40 @@ export async function listPartitions(
   return rows;
 }
 
+export type PartitionStats = {
+  name: string;
+  /** The range [from, to) of its bound; null when the bound is not a simple range. */
+  from: Date | null;
+  to: Date | null;
+  detachPending: boolean;
+  /** pg_class.reltuples: an estimate as of the last VACUUM/ANALYZE; null before the first one. */
+  approxRows: number | null;
+  /** Table, indexes and TOAST. */
+  bytes: number;
+};
+
+// pg_get_expr renders a range bound as FOR VALUES FROM ('2026-01-01 00:00:00+00') TO (...).
+const RANGE_BOUND_RE = "FROM \\('([^']+)'\\) TO \\('([^']+)'\\)";
+
+/**
+ * Each partition with its range and size, from the catalog only: reltuples instead of count(*),
+ * so listing costs nothing however many rows a month holds.
+ */
+export async function partitionStats(db: Db): Promise<PartitionStats[]> {
+  const { rows } = await sql<PartitionStats>`
+    select c.relname as name, b.m[1]::timestamptz as "from", b.m[2]::timestamptz as "to",
+      i.inhdetachpending as "detachPending",
+      case when c.reltuples < 0 then null else c.reltuples::float8 end as "approxRows",
+      pg_total_relation_size(c.oid) as bytes
+    from pg_inherits i join pg_class c on c.oid = i.inhrelid
+    cross join lateral (
+      select regexp_match(pg_get_expr(c.relpartbound, c.oid), ${RANGE_BOUND_RE}) as m
+    ) b
+    where i.inhparent = ${PARENT}::regclass
+    order by c.relname`.execute(db);
+  return rows;
+}
+
 /**
  * Month tables of the events (api_key_usage_events_YYYY_MM) that are no partition any more: a
  * prune that detached one and then failed before its DROP left it behind.

@@ -2,7 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import { timingSafeEqual } from 'node:crypto';
 import { AppError } from '../../platform/errors.ts';
 import type { Keytrail } from '../../keytrail.ts';
-import { apiKeyJson, orgJson } from '../presenters.ts';
+import { orgCreatedJson, orgJson } from '../presenters.ts';
 import { CreateOrgBody } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 import { credentialFrom } from '../middleware/require-key.ts';
@@ -31,11 +31,7 @@ export function orgsRoutes(kt: Keytrail): Router {
 
   router.post('/api/orgs', requireOperator(kt.config.operatorToken), async (req, res) => {
     const body = parseInput(CreateOrgBody, req.body ?? {}, 'body');
-    const { org, adminKey } = await kt.orgs.create(body.name);
-    res.status(201).json({
-      org: orgJson(org),
-      admin_key: { key: adminKey.plaintext, api_key: apiKeyJson(adminKey.apiKey) },
-    });
+    res.status(201).json(orgCreatedJson(await kt.orgs.create(body.name)));
   });
 
   router.get('/api/orgs/:orgId', kt.requireKey({ orgParam: 'orgId' }), async (req, res) => {

@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { describe, expect, inject, it } from 'vitest';
+import { observeFor, useTestApp, waitFor } from '../testing/harness.ts';
+import { adminQuery, databaseUrl } from '../testing/databases.ts';
+import { createKey, createOrg } from '../testing/factories.ts';
+import { capturingLogger } from '../testing/logs.ts';
+import { listen } from './notify.ts';
+
+const app = useTestApp();
+
+const db = () => app().kt.database.db;
+const listenerPids = async (): Promise<number[]> => {
+  const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity
+    where application_name = 'keytrail-listen' and datname = current_database()`.execute(db());
+  return rows.map((r) => r.pid);
+};
+const allowConnections = (allow: boolean) => {
+  const name = new URL(app().kt.config.databaseUrl).pathname.slice(1);
+  return adminQuery(
+    inject('serverUrl'),
+    `alter database ${pg.escapeIdentifier(name)} allow_connections ${allow}`,
+  );
+};
+
+describe('key cache invalidation over LISTEN', () => {
+  it('reconnects after losing its connection and drops cached keys it may have missed news of', async () => {
+    const org = await createOrg(app().client, 'Listen');
+    const k = await createKey(app().client, org);
+    const demo = () => app().client.get('/v1/demo/orders/1', { key: k.key });
+    expect((await demo()).status).toBe(200);
+    // Revoked behind keytrail's back: no notification, so the warm cache still lets it in.
+    await sql`update api_keys set revoked_at = now() where id = ${k.id}`.execute(db());
+    expect((await demo()).status).toBe(200);
+
+    const [before] = await listenerPids();
+    await allowConnections(false);
+    try {
+      // From another database: this one refuses new connections now, pooled ones included.
+      await adminQuery(inject('serverUrl'), `select pg_terminate_backend(${Number(before)})`);
+      await waitFor(() => app().logs.some((l) => l.includes('listen reconnect failed')), {
+        timeoutMs: 10_000,
+      });
+      expect(app().logs.join('')).toContain('listen connection lost');
+    } finally {
+      await allowConnections(true);
+    }
+    const after = await waitFor(
+      async () => {
+        const pids = await listenerPids();
+        return pids.length === 1 ? pids.find((pid) => pid !== before) : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    expect(after).not.toBe(before);
+    expect((await demo()).status).toBe(401);
+  });
+});
+
+describe('listen()', () => {
+  it('waits for a database that does not exist yet, then delivers notifications', async () => {
+    const { logger, logged } = capturingLogger();
+    const name = `keytrail_listen_${randomBytes(4).toString('hex')}`;
+    const url = databaseUrl(inject('serverUrl'), name);
+    const messages: string[] = [];
+    let reconnects = 0;
+    const listener = listen({
+      url,
+      channel: 'test_channel',
+      logger,
+      onMessage: (payload) => messages.push(payload),
+      onReconnect: () => (reconnects += 1),
+    });
+    try {
+      await waitFor(() => logged('listen connect failed'));
+      await adminQuery(inject('serverUrl'), `create database ${pg.escapeIdentifier(name)}`);
+      await listener.ready;
+      expect(reconnects).toBe(1);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query(`select pg_notify('test_channel', 'key-1'), pg_notify('other', 'x')`);
+      await client.end();
+      await waitFor(() => messages.length > 0);
+      expect(messages).toEqual(['key-1']);
+    } finally {
+      await listener.close();
+      await adminQuery(
+        inject('serverUrl'),
+        `drop database if exists ${pg.escapeIdentifier(name)} with (force)`,
+      );
+    }
+  });
+});
+
+describe('listen() closed while waiting to reconnect', () => {
+  it('never connects afterwards', async () => {
+    const { logger, logged } = capturingLogger();
+    const name = `keytrail_listen_${randomBytes(4).toString('hex')}`;
+    const server = inject('serverUrl');
+    const listener = listen({
+      url: databaseUrl(server, name),
+      channel: 'test_channel',
+      logger,
+      onMessage: () => undefined,
+      onReconnect: () => undefined,
+    });
+    await waitFor(() => logged('listen connect failed'));
+    await listener.close();
+    await adminQuery(server, `create database ${pg.escapeIdentifier(name)}`);
+    try {
+      // Longer than the first reconnect delays (200 ms, 400 ms): a live timer would have fired.
+      await observeFor(1_000);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+        where application_name = 'keytrail-listen' and datname = ${name}`.execute(db());
+      expect(rows[0]?.n).toBe(0);
+    } finally {
+      await adminQuery(server, `drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+    }
+  });
+});
