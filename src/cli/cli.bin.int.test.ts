@@ -4,27 +4,19 @@
  * (cli.int.test.ts), where they cost no process start.
  */
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
+import { describe, expect, it } from 'vitest';
 import { createKey, createOrg } from '../testing/factories.ts';
-import { cliEnv, runBinary } from '../testing/cli.ts';
+import { cliEnv, runBinary, useCliTestApp } from '../testing/cli.ts';
 import { leakScanner } from '../testing/leak-scan.ts';
 
-const dbUrl = useTestDatabase();
-let app: TestApp;
-let env: Record<string, string>;
-beforeAll(async () => {
-  app = await startTestApp(dbUrl());
-  env = cliEnv(dbUrl());
-});
-afterAll(async () => app.close());
+const t = useCliTestApp();
 
 const DAY_MS = 86_400_000;
 const oneLine = (text: string) => expect(text.split('\n').filter(Boolean)).toHaveLength(1);
 
 describe('keytrail (the binary)', () => {
   it('org create --json prints the POST /api/orgs body, with a key that authenticates', async () => {
-    const res = await runBinary(['org', 'create', '--name', 'From CLI', '--json'], env);
+    const res = await runBinary(['org', 'create', '--name', 'From CLI', '--json'], t.env);
     expect(res).toMatchObject({ code: 0, stderr: '' });
     const body = JSON.parse(res.stdout);
     leakScanner.remember(body.admin_key.key);
@@ -35,19 +27,19 @@ describe('keytrail (the binary)', () => {
       scopes: ['org:admin'],
       status: 'active',
     });
-    const org = await app.client.get(`/api/orgs/${body.org.id}`, { key: body.admin_key.key });
+    const org = await t.app.client.get(`/api/orgs/${body.org.id}`, { key: body.admin_key.key });
     expect(org.status).toBe(200);
     expect(org.body).toEqual(body.org);
   });
 
   it('keys dormant lists the dormant keys of the org as a table and as JSON', async () => {
-    const org = await createOrg(app.client, 'Dormant bin');
-    const old = await createKey(app.client, org, { name: 'old-svc' });
-    await createKey(app.client, org, { name: 'fresh' });
-    const db = app.kt.database.db;
+    const org = await createOrg(t.app.client, 'Dormant bin');
+    const old = await createKey(t.app.client, org, { name: 'old-svc' });
+    await createKey(t.app.client, org, { name: 'fresh' });
+    const db = t.app.kt.database.db;
     await sql`update api_keys set created_at = ${new Date(Date.now() - 40 * DAY_MS)}
       where id in (${old.id}, ${org.adminKeyId})`.execute(db);
-    const text = await runBinary(['keys', 'dormant', '--org', org.orgId], env);
+    const text = await runBinary(['keys', 'dormant', '--org', org.orgId], t.env);
     expect(text).toMatchObject({ code: 0, stderr: '' });
     const lines = text.stdout.trimEnd().split('\n');
     expect(lines[0]).toBe(
@@ -63,17 +55,20 @@ describe('keytrail (the binary)', () => {
     expect(lines).toHaveLength(4);
     const json = await runBinary(
       ['keys', 'dormant', '--org', org.orgId, '--days', '50', '--json'],
-      env,
+      t.env,
     );
     expect(JSON.parse(json.stdout)).toEqual({ org_id: org.orgId, dormant_days: 50, keys: [] });
   });
 
   it('partitions ensure creates months ahead, then partitions list shows them', async () => {
-    const ensure = await runBinary(['partitions', 'ensure', '--months-ahead', '3', '--json'], env);
+    const ensure = await runBinary(
+      ['partitions', 'ensure', '--months-ahead', '3', '--json'],
+      t.env,
+    );
     expect(ensure.code).toBe(0);
     const report = JSON.parse(ensure.stdout);
     expect([...report.created, ...report.existing]).toHaveLength(4);
-    const list = await runBinary(['partitions', 'list'], env);
+    const list = await runBinary(['partitions', 'list'], t.env);
     expect(list).toMatchObject({ code: 0, stderr: '' });
     expect(list.stdout).toMatch(
       /^NAME\s+RANGE \(UTC, END EXCLUDED\)\s+ROWS \(APPROXIMATE\)\s+SIZE\n/,
@@ -82,25 +77,25 @@ describe('keytrail (the binary)', () => {
   });
 
   it('prune marks expired keys once and says so, in text and in --json', async () => {
-    const org = await createOrg(app.client, 'Expiry bin');
-    const k = await createKey(app.client, org, { name: 'short-lived' });
+    const org = await createOrg(t.app.client, 'Expiry bin');
+    const k = await createKey(t.app.client, org, { name: 'short-lived' });
     await sql`update api_keys set expires_at = now() - interval '1 hour' where id = ${k.id}`.execute(
-      app.kt.database.db,
+      t.app.kt.database.db,
     );
-    const dry = await runBinary(['prune', '--dry-run', '--json'], env);
+    const dry = await runBinary(['prune', '--dry-run', '--json'], t.env);
     expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, expiredKeysMarked: 1 });
-    const first = await runBinary(['prune'], env);
+    const first = await runBinary(['prune'], t.env);
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout).toContain('  expired keys marked: 1\n');
-    const second = await runBinary(['prune', '--json'], env);
+    const second = await runBinary(['prune', '--json'], t.env);
     expect(JSON.parse(second.stdout)).toMatchObject({ skipped: false, expiredKeysMarked: 0 });
     const { rows } = await sql<{ actor_type: string }>`select actor_type from audit_events
-      where target_id = ${k.id} and action = 'key.expired'`.execute(app.kt.database.db);
+      where target_id = ${k.id} and action = 'key.expired'`.execute(t.app.kt.database.db);
     expect(rows).toEqual([{ actor_type: 'system' }]);
   });
 
   it('migrate reports the database up to date', async () => {
-    expect(await runBinary(['migrate'], env)).toEqual({
+    expect(await runBinary(['migrate'], t.env)).toEqual({
       code: 0,
       stdout: 'up to date\n',
       stderr: '',
@@ -127,7 +122,7 @@ describe('keytrail (the binary)', () => {
       stdout: '',
       stderr: 'keytrail: keys dormant needs --org ID (see keytrail keys dormant --help)\n',
     });
-    const unknown = await runBinary(['prune', '--bogus'], env);
+    const unknown = await runBinary(['prune', '--bogus'], t.env);
     expect(unknown.code).toBe(2);
     oneLine(unknown.stderr);
     expect(unknown.stderr).toMatch(/^keytrail: prune: Unknown option '--bogus'/);
@@ -136,7 +131,7 @@ describe('keytrail (the binary)', () => {
   it('a failure is exit 1 with one line on stderr and no stack trace', async () => {
     const missing = await runBinary(
       ['keys', 'dormant', '--org', '00000000-0000-4000-8000-000000000000'],
-      env,
+      t.env,
     );
     expect(missing).toEqual({ code: 1, stdout: '', stderr: 'keytrail: org not found\n' });
     const down = await runBinary(
@@ -150,7 +145,7 @@ describe('keytrail (the binary)', () => {
   });
 
   it('a configuration error is exit 2 with its message on one line', async () => {
-    const res = await runBinary(['migrate'], { DATABASE_URL: dbUrl() });
+    const res = await runBinary(['migrate'], { DATABASE_URL: t.env.DATABASE_URL ?? '' });
     expect(res.code).toBe(2);
     oneLine(res.stderr);
     expect(res.stderr).toMatch(/^keytrail: invalid configuration: .*KEYTRAIL_KEY_PEPPER/);

@@ -3,37 +3,30 @@
  * dispatcher and the error mapping (the real binary's paths are in cli.bin.int.test.ts).
  */
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AppError } from '../platform/errors.ts';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
-import { OPERATOR_TOKEN, startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
-import { cliEnv, runInProcess } from '../testing/cli.ts';
+import { OPERATOR_TOKEN } from '../testing/harness.ts';
+import { runInProcess, useCliTestApp } from '../testing/cli.ts';
 import { leakScanner } from '../testing/leak-scan.ts';
 import { USAGE } from './cli.ts';
 
-const dbUrl = useTestDatabase();
-let app: TestApp;
-let env: Record<string, string>;
-beforeAll(async () => {
-  app = await startTestApp(dbUrl());
-  env = cliEnv(dbUrl());
-});
-afterAll(async () => app.close());
+const t = useCliTestApp();
 
 const DAY_MS = 86_400_000;
 const daysAgo = (n: number) => new Date(Date.now() - n * DAY_MS);
-const cli = (...args: string[]) => runInProcess(args, env);
+const cli = (...args: string[]) => runInProcess(args, t.env);
 
 async function backdate(keyIds: string[], days: number) {
   await sql`update api_keys set created_at = ${daysAgo(days)} where id = any(${keyIds}::uuid[])`.execute(
-    app.kt.database.db,
+    t.app.kt.database.db,
   );
 }
 
 /** A totals row as the usage worker writes it: the key was last used `days` ago. */
 async function lastUsed(org: TestOrg, keyId: string, days: number) {
   await sql`insert into api_key_usage_totals (key_id, org_id, request_count, last_used_at)
-    values (${keyId}, ${org.orgId}, 1, ${daysAgo(days)})`.execute(app.kt.database.db);
+    values (${keyId}, ${org.orgId}, 1, ${daysAgo(days)})`.execute(t.app.kt.database.db);
 }
 
 async function dormantIds(org: TestOrg, ...flags: string[]): Promise<string[]> {
@@ -44,9 +37,9 @@ async function dormantIds(org: TestOrg, ...flags: string[]): Promise<string[]> {
 
 describe('keys dormant', () => {
   it('applies the rule of the org usage endpoint: same keys, least recently used first', async () => {
-    const org = await createOrg(app.client, 'Rule');
-    const other = await createOrg(app.client, 'Other');
-    const k = async (name: string, o = org) => (await createKey(app.client, o, { name })).id;
+    const org = await createOrg(t.app.client, 'Rule');
+    const other = await createOrg(t.app.client, 'Other');
+    const k = async (name: string, o = org) => (await createKey(t.app.client, o, { name })).id;
     const neverOld = await k('never-old');
     await k('never-new'); // created just now: not dormant
     const used40 = await k('used-40');
@@ -60,12 +53,12 @@ describe('keys dormant', () => {
     await lastUsed(org, used40, 40);
     await lastUsed(org, used60, 60);
     await lastUsed(org, used1, 1);
-    await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${revoked}`, { key: org.adminKey });
+    await t.app.client.delete(`/api/orgs/${org.orgId}/api-keys/${revoked}`, { key: org.adminKey });
     await sql`update api_keys set expires_at = now() - interval '1 day' where id = ${expired}`.execute(
-      app.kt.database.db,
+      t.app.kt.database.db,
     );
     expect(await dormantIds(org)).toEqual([used60, used40, neverOld]);
-    const page = await app.client.get(
+    const page = await t.app.client.get(
       `/api/orgs/${org.orgId}/api-keys/usage?dormant=true&limit=500`,
       { key: org.adminKey },
     );
@@ -78,29 +71,30 @@ describe('keys dormant', () => {
   });
 
   it('lists every dormant key, not one page of them', async () => {
-    const org = await createOrg(app.client, 'Many');
+    const org = await createOrg(t.app.client, 'Many');
     // 1,005 never-used keys created 60 days ago: more than one page of the query (1,000).
     await sql`insert into api_keys (id, org_id, name, environment, prefix, key_hash, created_at)
       select gen_random_uuid(), ${org.orgId}, 'bulk-' || i, 'live', 'sk_live_bulk' || i,
         sha256(convert_to(${org.orgId} || i, 'UTF8')), ${daysAgo(60)}
-      from generate_series(1, 1005) i`.execute(app.kt.database.db);
+      from generate_series(1, 1005) i`.execute(t.app.kt.database.db);
     const ids = await dormantIds(org);
     expect(ids).toHaveLength(1005);
     expect(new Set(ids).size).toBe(1005);
-    const small = await app.kt.analytics.dormantKeys(org.orgId, 30, 7);
+    const small = await t.app.kt.analytics.dormantKeys(org.orgId, 30, 7);
     expect(small.map((r) => r.key_id)).toEqual(ids);
   });
 
   it('pages on last use across keys used and never used', async () => {
-    const org = await createOrg(app.client, 'Paging');
+    const org = await createOrg(t.app.client, 'Paging');
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await createKey(app.client, org, { name: `k${i}` })).id);
+    for (let i = 0; i < 5; i++)
+      ids.push((await createKey(t.app.client, org, { name: `k${i}` })).id);
     await backdate([...ids, org.adminKeyId], 90);
     for (const [i, id] of ids.slice(0, 3).entries()) await lastUsed(org, id, 80 - i);
-    const all = await app.kt.analytics.dormantKeys(org.orgId, 30);
+    const all = await t.app.kt.analytics.dormantKeys(org.orgId, 30);
     for (const size of [1, 2, 3]) {
       expect(
-        (await app.kt.analytics.dormantKeys(org.orgId, 30, size)).map((r) => r.key_id),
+        (await t.app.kt.analytics.dormantKeys(org.orgId, 30, size)).map((r) => r.key_id),
       ).toEqual(all.map((r) => r.key_id));
     }
     expect(all.slice(0, 3).map((r) => r.key_id)).toEqual(ids.slice(0, 3));
@@ -108,9 +102,9 @@ describe('keys dormant', () => {
   });
 
   it('prints a table whose names cannot carry terminal escapes; --json keeps them whole', async () => {
-    const org = await createOrg(app.client, 'Escapes');
+    const org = await createOrg(t.app.client, 'Escapes');
     const name = 'evil\u001b[2J\nname';
-    const key = await createKey(app.client, org, { name });
+    const key = await createKey(t.app.client, org, { name });
     await backdate([key.id, org.adminKeyId], 45);
     await lastUsed(org, key.id, 44);
     const text = await cli('keys', 'dormant', '--org', org.orgId.toUpperCase());
@@ -133,7 +127,7 @@ describe('keys dormant', () => {
       last_used_at: expect.stringMatching(/Z$/),
       created_at: expect.stringMatching(/Z$/),
     });
-    const none = await createOrg(app.client, 'None');
+    const none = await createOrg(t.app.client, 'None');
     expect((await cli('keys', 'dormant', '--org', none.orgId, '--days', '1')).stdout).toBe(
       `no dormant keys in org ${none.orgId} (active, not used in the last 1 day)\n`,
     );
@@ -148,7 +142,7 @@ describe('keys dormant', () => {
     [['--days', ' 7'], 'got " 7"'],
     [['--days', '1e3'], 'got "1e3"'],
   ])('refuses %j with exit 2 and one line', async (flags, message) => {
-    const org = await createOrg(app.client, 'Flags');
+    const org = await createOrg(t.app.client, 'Flags');
     const res = await cli('keys', 'dormant', '--org', org.orgId, ...flags);
     expect(res.code).toBe(2);
     expect(res.stdout).toBe('');
@@ -189,7 +183,7 @@ describe('org create', () => {
     expect(res).toMatchObject({ code: 0, stderr: '' });
     const fromCli = JSON.parse(res.stdout);
     leakScanner.remember(fromCli.admin_key.key);
-    const fromHttp = await app.client.post('/api/orgs', {
+    const fromHttp = await t.app.client.post('/api/orgs', {
       key: OPERATOR_TOKEN,
       body: { name: 'Shaped' },
     });
@@ -200,7 +194,7 @@ describe('org create', () => {
     );
     expect(fromCli.org.name).toBe('Shaped');
     const audit = await sql<{ actor_type: string }>`select actor_type from audit_events
-      where org_id = ${fromCli.org.id}`.execute(app.kt.database.db);
+      where org_id = ${fromCli.org.id}`.execute(t.app.kt.database.db);
     expect(audit.rows).toEqual([{ actor_type: 'operator' }]);
   });
 
@@ -213,7 +207,7 @@ describe('org create', () => {
       );
     expect(match).not.toBeNull();
     leakScanner.remember(match?.[2] ?? '');
-    const org = await app.client.get(`/api/orgs/${match?.[1]}`, { key: match?.[2] });
+    const org = await t.app.client.get(`/api/orgs/${match?.[1]}`, { key: match?.[2] });
     expect(org.body.name).toBe('Texty\u0007');
   });
 
@@ -318,10 +312,10 @@ describe('dispatch', () => {
   it('migrate prints what it applied (nothing here), also as JSON', async () => {
     expect((await cli('migrate')).stdout).toBe('up to date\n');
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
-    const applied = await runInProcess(['migrate'], env, {
+    const applied = await runInProcess(['migrate'], t.env, {
       openRuntime: () =>
         Promise.resolve({
-          config: app.kt.config,
+          config: t.app.kt.config,
           migrate: () => Promise.resolve(['0005_key_expiry_audit']),
           stop: () => Promise.resolve(),
         }),
@@ -332,7 +326,7 @@ describe('dispatch', () => {
 
 describe('failures', () => {
   const failingWith = (error: unknown) =>
-    runInProcess(['partitions', 'list'], env, {
+    runInProcess(['partitions', 'list'], t.env, {
       // Whatever a dependency rejects with, Error or not.
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       openRuntime: () => Promise.reject(error),

@@ -4,25 +4,19 @@
  */
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createOrg, usageEvent, type TestOrg } from '../testing/factories.ts';
-import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
-import { cliEnv, runInProcess } from '../testing/cli.ts';
+import { runInProcess, useCliTestApp } from '../testing/cli.ts';
 import { createIngester } from '../usage/usage.ingest.ts';
 import { createMonthPartition, partitionName, PRUNE_LOCK } from '../usage/usage.queries.ts';
 import { ensurePartitionsAhead } from '../usage/usage.partitions.ts';
 
-const dbUrl = useTestDatabase();
-let app: TestApp;
-let env: Record<string, string>;
+const t = useCliTestApp();
 beforeAll(async () => {
-  app = await startTestApp(dbUrl());
-  env = cliEnv(dbUrl());
-  await ensurePartitionsAhead(app.kt.database.db, new Date(), 2);
+  await ensurePartitionsAhead(t.app.kt.database.db, new Date(), 2);
 });
-afterAll(async () => app.close());
 
-const cli = (...args: string[]) => runInProcess(args, env);
+const cli = (...args: string[]) => runInProcess(args, t.env);
 const pruneJson = async (...flags: string[]) => {
   const res = await cli('prune', '--json', ...flags);
   expect(res).toMatchObject({ code: 0, stderr: '' });
@@ -31,7 +25,7 @@ const pruneJson = async (...flags: string[]) => {
 
 async function expireNow(keyIds: string[]) {
   await sql`update api_keys set expires_at = now() - interval '1 minute'
-    where id = any(${keyIds}::uuid[])`.execute(app.kt.database.db);
+    where id = any(${keyIds}::uuid[])`.execute(t.app.kt.database.db);
 }
 
 async function expiredAudits(keyId: string) {
@@ -42,13 +36,13 @@ async function expiredAudits(keyId: string) {
     target_type: string;
     details: { expires_at: string; prefix: string };
   }>`select org_id, actor_type, actor_key_id, target_type, details from audit_events
-    where target_id = ${keyId} and action = 'key.expired'`.execute(app.kt.database.db);
+    where target_id = ${keyId} and action = 'key.expired'`.execute(t.app.kt.database.db);
   return rows;
 }
 
 async function newExpiredKeys(org: TestOrg, n: number): Promise<string[]> {
   const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push((await createKey(app.client, org, { name: `e${i}` })).id);
+  for (let i = 0; i < n; i++) ids.push((await createKey(t.app.client, org, { name: `e${i}` })).id);
   await expireNow(ids);
   return ids;
 }
@@ -56,9 +50,9 @@ async function newExpiredKeys(org: TestOrg, n: number): Promise<string[]> {
 describe('prune: expired keys', () => {
   it('audits an expired key once (actor system, its org), however often prune runs', async () => {
     await pruneJson(); // earlier backlog of this database, if any
-    const org = await createOrg(app.client, 'Expiring');
+    const org = await createOrg(t.app.client, 'Expiring');
     const [id] = await newExpiredKeys(org, 1);
-    const key = await app.kt.keys.get(org.orgId, id ?? '');
+    const key = await t.app.kt.keys.get(org.orgId, id ?? '');
     expect((await pruneJson()).expiredKeysMarked).toBe(1);
     expect((await pruneJson()).expiredKeysMarked).toBe(0);
     const text = await cli('prune');
@@ -73,7 +67,7 @@ describe('prune: expired keys', () => {
       },
     ]);
     // The audit trail of the org shows it, as the auditors' endpoint reads it.
-    const trail = await app.client.get(`/api/orgs/${org.orgId}/audit-events?action=key.expired`, {
+    const trail = await t.app.client.get(`/api/orgs/${org.orgId}/audit-events?action=key.expired`, {
       key: org.adminKey,
     });
     expect(trail.status).toBe(200);
@@ -81,7 +75,7 @@ describe('prune: expired keys', () => {
 
   it('two prunes at once write exactly one entry per key', async () => {
     await pruneJson();
-    const org = await createOrg(app.client, 'Racing');
+    const org = await createOrg(t.app.client, 'Racing');
     const ids = await newExpiredKeys(org, 5);
     const runs = await Promise.all([cli('prune', '--json'), cli('prune', '--json')]);
     const reports = runs.map((r) => JSON.parse(r.stdout));
@@ -90,18 +84,18 @@ describe('prune: expired keys', () => {
   });
 
   it('a revoked key past expires_at is revoked, not expired: no key.expired entry', async () => {
-    const org = await createOrg(app.client, 'Revoked');
-    const k = await createKey(app.client, org, { name: 'gone' });
-    await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${k.id}`, { key: org.adminKey });
+    const org = await createOrg(t.app.client, 'Revoked');
+    const k = await createKey(t.app.client, org, { name: 'gone' });
+    await t.app.client.delete(`/api/orgs/${org.orgId}/api-keys/${k.id}`, { key: org.adminKey });
     await expireNow([k.id]);
     await pruneJson();
     expect(await expiredAudits(k.id)).toEqual([]);
-    expect((await app.kt.keys.get(org.orgId, k.id)).status).toBe('revoked');
+    expect((await t.app.kt.keys.get(org.orgId, k.id)).status).toBe('revoked');
   });
 
   it('--dry-run counts what it would mark and marks nothing', async () => {
     await pruneJson();
-    const org = await createOrg(app.client, 'Dry');
+    const org = await createOrg(t.app.client, 'Dry');
     const ids = await newExpiredKeys(org, 2);
     const dry = await pruneJson('--dry-run');
     expect(dry).toMatchObject({ dryRun: true, expiredKeysMarked: 2 });
@@ -109,18 +103,20 @@ describe('prune: expired keys', () => {
     expect(text.stdout).toContain('  expired keys to mark: 2\n');
     for (const id of ids) expect(await expiredAudits(id)).toEqual([]);
     const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_keys
-      where id = any(${ids}::uuid[]) and expiry_audited_at is not null`.execute(app.kt.database.db);
+      where id = any(${ids}::uuid[]) and expiry_audited_at is not null`.execute(
+      t.app.kt.database.db,
+    );
     expect(rows[0]?.n).toBe(0);
     expect((await pruneJson()).expiredKeysMarked).toBe(2);
   });
 
   it('leaves active keys and other orgs alone, and audits each org in its own trail', async () => {
     await pruneJson();
-    const a = await createOrg(app.client, 'A');
-    const b = await createOrg(app.client, 'B');
+    const a = await createOrg(t.app.client, 'A');
+    const b = await createOrg(t.app.client, 'B');
     const [expiredA] = await newExpiredKeys(a, 1);
     const [expiredB] = await newExpiredKeys(b, 1);
-    const activeB = await createKey(app.client, b, {
+    const activeB = await createKey(t.app.client, b, {
       name: 'later',
       expires_at: new Date(Date.now() + 86_400_000).toISOString(),
     });
@@ -133,10 +129,10 @@ describe('prune: expired keys', () => {
 
   it('a key extended after it expired is audited again when it expires again', async () => {
     await pruneJson();
-    const org = await createOrg(app.client, 'Extended');
+    const org = await createOrg(t.app.client, 'Extended');
     const [id = ''] = await newExpiredKeys(org, 1);
     await pruneJson();
-    const patched = await app.client.patch(`/api/orgs/${org.orgId}/api-keys/${id}`, {
+    const patched = await t.app.client.patch(`/api/orgs/${org.orgId}/api-keys/${id}`, {
       key: org.adminKey,
       body: { expires_at: new Date(Date.now() + 3_600_000).toISOString() },
     });
@@ -148,9 +144,9 @@ describe('prune: expired keys', () => {
   });
 
   it('a prune that finds another running marks nothing and says it skipped', async () => {
-    const org = await createOrg(app.client, 'Skipped');
+    const org = await createOrg(t.app.client, 'Skipped');
     const [id = ''] = await newExpiredKeys(org, 1);
-    const holder = new pg.Client({ connectionString: dbUrl() });
+    const holder = new pg.Client({ connectionString: t.env.DATABASE_URL });
     await holder.connect();
     try {
       await holder.query('select pg_advisory_lock($1::int8)', [PRUNE_LOCK.toString()]);
@@ -165,7 +161,7 @@ describe('prune: expired keys', () => {
 
 describe('prune: partitions and flags', () => {
   it('reports partitions it would drop, then drops them, with their timings', async () => {
-    await createMonthPartition(app.kt.database.db, 2023, 1);
+    await createMonthPartition(t.app.kt.database.db, 2023, 1);
     const name = partitionName(2023, 1);
     const dry = await cli('prune', '--dry-run', '--retention-days', '400');
     expect(dry.stdout).toMatch(new RegExp(`^  would drop ${name}\\n`));
@@ -232,17 +228,17 @@ describe('partitions', () => {
   );
 
   it('list shows each partition with its range, approximate rows and size', async () => {
-    const org = await createOrg(app.client, 'Rows');
-    const k = await createKey(app.client, org);
+    const org = await createOrg(t.app.client, 'Rows');
+    const k = await createKey(t.app.client, org);
     const now = new Date();
     const month = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
-    await createIngester(app.kt.database).ingest(
+    await createIngester(t.app.kt.database).ingest(
       Array.from({ length: 30 }, (_, i) =>
         usageEvent({ orgId: org.orgId, keyId: k.id, occurredAt: month + 1000 + i }, i),
       ),
     );
     const current = monthsFromNow(0);
-    await sql`analyze ${sql.table(current)}`.execute(app.kt.database.db);
+    await sql`analyze ${sql.table(current)}`.execute(t.app.kt.database.db);
     const json = JSON.parse((await cli('partitions', 'list', '--json')).stdout);
     const row = json.partitions.find((p: { name: string }) => p.name === current);
     expect(row).toEqual({

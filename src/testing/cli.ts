@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { afterAll, beforeAll } from 'vitest';
 import path from 'node:path';
 import { runCli, type CliIo } from '../cli/cli.ts';
 import { migrate, openRuntime } from '../main.ts';
+import { startTestApp, useTestDatabase, type TestApp } from './harness.ts';
 import { TEST_PEPPER } from './leak-scan.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -16,6 +18,20 @@ export function cliEnv(url: string, extra: Record<string, string> = {}): Record<
     KEYTRAIL_LOG_LEVEL: 'warn',
     ...extra,
   };
+}
+
+export type CliTestContext = { app: TestApp; env: Record<string, string> };
+
+/** A keytrail on the file's own test database, and the CLI environment for that database. */
+export function useCliTestApp(): CliTestContext {
+  const dbUrl = useTestDatabase();
+  const context = {} as CliTestContext;
+  beforeAll(async () => {
+    context.app = await startTestApp(dbUrl());
+    context.env = cliEnv(dbUrl());
+  });
+  afterAll(async () => context.app.close());
+  return context;
 }
 
 /** Runs the real binary (`node bin/keytrail.ts ...`) with exactly `env` (plus PATH). */

@@ -78,15 +78,20 @@ export function createAnalyticsService(deps: {
     return new Date(upTo - deps.flushIntervalMs);
   }
 
-  async function orgUsage(orgId: string, dormantDays: number, page: q.OrgUsagePage) {
+  /** The org usage query's parameters: one `now` for the dormant rule and the spike window. */
+  function orgUsageParams(orgId: string, dormantDays: number): q.OrgUsageParams {
     const now = clock.now();
-    const params: q.OrgUsageParams = {
+    return {
       orgId,
       now,
       dormantBefore: new Date(now.getTime() - dormantDays * DAY_MS),
       spikeFactor: deps.spike.factor,
       spikeMin: deps.spike.minRequests,
     };
+  }
+
+  async function orgUsage(orgId: string, dormantDays: number, page: q.OrgUsagePage) {
+    const params = orgUsageParams(orgId, dormantDays);
     const [{ summary, rows }, asOf] = await Promise.all([q.orgUsage(db, params, page), dataAsOf()]);
     return {
       summary,
@@ -106,14 +111,7 @@ export function createAnalyticsService(deps: {
     dormantDays: number,
     pageSize = DORMANT_PAGE,
   ): Promise<q.KeyUsageRow[]> {
-    const now = clock.now();
-    const params: q.OrgUsageParams = {
-      orgId,
-      now,
-      dormantBefore: new Date(now.getTime() - dormantDays * DAY_MS),
-      spikeFactor: deps.spike.factor,
-      spikeMin: deps.spike.minRequests,
-    };
+    const params = orgUsageParams(orgId, dormantDays);
     const keys: q.KeyUsageRow[] = [];
     let after: q.OrgUsagePage['after'];
     for (;;) {
