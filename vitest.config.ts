@@ -5,7 +5,9 @@ export default defineConfig({
     include: ['src/**/*.test.ts', 'db/**/*.test.ts', 'workers/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['src/testing/global-setup.ts'],
     pool: 'forks',
-    testTimeout: 30_000,
+    // Real Postgres, real processes, two shared cores (and coverage in CI): generous bounds that
+    // only a hung test reaches.
+    testTimeout: 60_000,
     hookTimeout: 60_000,
     // Real Postgres and real HTTP; two cores: a little parallelism, not a stampede.
     maxWorkers: 3,

@@ -53,7 +53,7 @@ async function stop(child: ChildProcess): Promise<number | null> {
   return exited;
 }
 
-describe('the npm package', () => {
+describe('the npm package', { timeout: 180_000 }, () => {
   const url = useTestDatabase();
   const env = () => ({
     ...process.env,

@@ -39,7 +39,7 @@ const eventCount = async (keyId: string) => {
   return rows[0]?.n ?? 0;
 };
 
-describe('usage tracking end to end', () => {
+describe('usage tracking end to end', { timeout: 90_000 }, () => {
   it('records one event per request with route template, status, IP, agent and outcome', async () => {
     const k = await createKey(app.client, org);
     const res = await app.client.get('/v1/demo/orders/42?x=1', {
