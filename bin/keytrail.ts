@@ -15,7 +15,8 @@ const code = await runCli(process.argv.slice(2), {
   stderr: process.stderr,
   env: process.env,
   openRuntime: async (env) => {
-    const runtime = await openRuntime(env);
+    // Commands print their output on stdout; their logs go to stderr.
+    const runtime = await openRuntime(env, { logDestination: process.stderr });
     return { config: runtime.config, migrate: () => migrate(runtime), stop: () => runtime.stop() };
   },
   serve: async ({ worker }) => {

@@ -15,11 +15,13 @@ import { configFromEnv, parseEnv, toConfig, type Config } from './platform/confi
 import { createDb, migrateToLatest } from './platform/db.ts';
 import {
   resolveClusterDir,
+  persistedSecret,
   runningClusterUrl,
   startEmbeddedPostgres,
   wrapperEntry,
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
+import type { DestinationStream } from 'pino';
 
 const DEMO_ORG = 'Demo';
 
@@ -31,20 +33,16 @@ export type Runtime = {
   stop(): Promise<void>;
 };
 
-/** A secret generated on first use and kept in .data (embedded mode only). */
-async function persistedSecret(file: string): Promise<string> {
-  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
-  const secret = randomBytes(32).toString('base64url');
-  await writeFile(file, secret, { mode: 0o600 });
-  return secret;
-}
-
 /** Parses the environment and, without DATABASE_URL, brings up the embedded Postgres. */
 export async function openRuntime(
   source: Record<string, string | undefined> = process.env,
+  options: { logDestination?: DestinationStream } = {},
 ): Promise<Runtime> {
   const env = parseEnv(source);
-  const logger = createLogger({ level: env.KEYTRAIL_LOG_LEVEL, format: env.KEYTRAIL_LOG_FORMAT });
+  const logger = createLogger(
+    { level: env.KEYTRAIL_LOG_LEVEL, format: env.KEYTRAIL_LOG_FORMAT },
+    options.logDestination,
+  );
   if (env.DATABASE_URL) {
     return { config: configFromEnv(env), embedded: null, logger, stop: () => Promise.resolve() };
   }
@@ -52,7 +50,10 @@ export async function openRuntime(
   const dataRoot = path.resolve(env.KEYTRAIL_DATA_DIR);
   const { dataDir } = await resolveClusterDir(dataRoot);
   const keyPepper =
-    env.KEYTRAIL_KEY_PEPPER ?? (await persistedSecret(path.join(dataRoot, 'pepper')));
+    env.KEYTRAIL_KEY_PEPPER ??
+    (await persistedSecret(path.join(dataRoot, 'pepper'), () =>
+      randomBytes(32).toString('base64url'),
+    ));
   const running = await runningClusterUrl(dataDir);
   const server = running ? undefined : await startEmbeddedPostgres({ dataDir, persistent: true });
   const databaseUrl = running ?? server?.url ?? '';

@@ -39,7 +39,7 @@ const serveCommand: Command = {
   name: 'serve',
   help: `usage: keytrail serve [--no-worker]
 
-Migrates, then runs the HTTP API, the admin UI and the usage worker until SIGINT/SIGTERM.
+Migrates, then runs the HTTP API and the usage worker until SIGINT/SIGTERM.
 
 options:
   --no-worker           the API alone (run \`keytrail worker\` processes for ingest)

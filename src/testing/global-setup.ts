@@ -3,7 +3,9 @@
  * a container runtime answers, else the embedded Postgres in a child process. Migrates a
  * template database that every test file clones (see harness.ts).
  */
-import { rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
@@ -44,8 +46,12 @@ async function pickServer(): Promise<Server> {
   if (external) return { url: external, source: 'DATABASE_URL', stop: () => Promise.resolve() };
   const container = await tryTestcontainers();
   if (container) return container;
+  // A fresh private folder (no predictable /tmp path another user could plant), traversable by
+  // the `postgres` user that runs the cluster when the suite runs as root.
+  const scratch = await mkdtemp(path.join(tmpdir(), 'keytrail-test-'));
+  await chmod(scratch, 0o711);
   const embedded = await startEmbeddedPostgres({
-    dataDir: `/tmp/keytrail-test-${process.pid}/pg`,
+    dataDir: path.join(scratch, 'pg'),
     persistent: false,
     // Durability buys nothing in a throwaway test cluster.
     postgresFlags: [
@@ -59,7 +65,14 @@ async function pickServer(): Promise<Server> {
       'max_connections=300',
     ],
   });
-  return { url: embedded.url, source: 'embedded', stop: () => embedded.stop() };
+  return {
+    url: embedded.url,
+    source: 'embedded',
+    stop: async () => {
+      await embedded.stop();
+      await rm(scratch, { recursive: true, force: true });
+    },
+  };
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -88,6 +101,5 @@ export default async function setup(project: TestProject): Promise<() => Promise
       () => undefined,
     );
     await server.stop();
-    await rm(`/tmp/keytrail-test-${process.pid}`, { recursive: true, force: true });
   };
 }
