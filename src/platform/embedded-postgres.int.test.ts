@@ -24,6 +24,7 @@ import {
   mkdirTraversable,
   persistedSecret,
   stageBinaries,
+  startEmbeddedPostgres,
   wrapperEntry,
 } from './embedded-postgres.ts';
 
@@ -222,4 +223,18 @@ describe('folders keytrail creates', () => {
     ).toBeInstanceOf(Error);
     expect(existsSync(path.join(base, 'elsewhere'))).toBe(false);
   });
+});
+
+describe('a cluster that cannot start', () => {
+  it('is reported on one line with the reason', async () => {
+    const dataDir = path.join(base, 'broken', 'pg');
+    await mkdir(dataDir, { recursive: true });
+    await chmod(path.join(base, 'broken'), 0o711);
+    await writeFile(path.join(dataDir, 'not-a-cluster'), 'x');
+    const error = await startEmbeddedPostgres({ dataDir, persistent: true }).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    const message = (error as Error).message;
+    expect(message).toMatch(/^embedded PostgreSQL did not start: .*(not empty|exists)/);
+    expect(message).not.toContain('\n');
+  }, 30_000);
 });
