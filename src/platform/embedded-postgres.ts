@@ -315,7 +315,12 @@ export async function stageBinaries(platformDir: string, stageHome: string): Pro
     version: string;
   };
   const target = path.join(stageHome, `${version}-${process.platform}-${process.arch}`);
-  if (existsSync(path.join(target, '.complete'))) return target;
+  const complete = () =>
+    existsSync(path.join(target, '.complete')) && existsSync(path.join(target, 'package.json'));
+  if (complete()) return target;
+  // Anything else there (an older layout) is replaced; checked again right before, since
+  // a concurrent start may have just renamed a complete copy into place.
+  if (existsSync(target) && !complete()) await rm(target, { recursive: true, force: true });
   await mkdirTraversable(stageHome);
   const work = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await cp(platformDir, work, { recursive: true, verbatimSymlinks: true });
@@ -323,7 +328,7 @@ export async function stageBinaries(platformDir: string, stageHome: string): Pro
   await writeFile(path.join(work, '.complete'), '');
   await rename(work, target).catch(async (error: unknown) => {
     await rm(work, { recursive: true, force: true });
-    if (!existsSync(path.join(target, '.complete'))) throw error;
+    if (!complete()) throw error;
   });
   return target;
 }
