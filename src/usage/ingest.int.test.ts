@@ -200,7 +200,9 @@ describe('exactly-once ingest', () => {
 describe('rollups rebuild', () => {
   it('recomputes rollups equal to the incremental ones, and repairs damaged ones', async () => {
     const k = await createKey(app.client, org);
-    const start = Date.now() - 2 * 86_400_000;
+    // 2,000 events 90 s apart span 50 hours: starting 3 days ago they all lie before `to`
+    // (today). From 2 days ago the last ones fell after midnight UTC when run after 22:00.
+    const start = Date.now() - 3 * 86_400_000;
     const list = events(k, 2000, start).map((e, i) => ({ ...e, occurredAt: start + i * 90_000 }));
     const ingester = createIngester(app.kt.database);
     for (let i = 0; i < list.length; i += 250) await ingester.ingest(list.slice(i, i + 250));
