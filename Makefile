@@ -17,6 +17,7 @@ node_modules/.install-stamp: package.json package-lock.json
 install: node_modules/.install-stamp ## install dependencies, Node 24 included
 
 start: install ## run keytrail (embedded Postgres under ./.data unless DATABASE_URL is set)
+	$(NODE) src/ui/build.ts
 	$(NODE) bin/keytrail.ts serve
 
 test: install ## run the whole test suite against real Postgres
@@ -31,6 +32,7 @@ check: typecheck lint ## types, lint, format and database-types drift
 
 typecheck: install
 	tsc --noEmit
+	tsc --noEmit -p src/ui
 
 lint: install
 	eslint --max-warnings 0 .
@@ -47,5 +49,5 @@ bench: install ## all benchmarks at full size (~20 min); writes docs/benchmarks.
 bench-quick: install ## all benchmarks, small sizes (< 3 min); writes docs/benchmarks-quick.md
 	BENCH_REPORT=docs/benchmarks-quick.md $(NODE) bench/run.ts --quick
 
-bench-%: install ## one scenario at full size: bench-auth, bench-ingest, bench-freshness, bench-reads, bench-prune
+bench-%: install ## one scenario at full size: bench-auth, bench-ingest, bench-freshness, bench-reads, bench-prune, bench-ui
 	$(NODE) bench/run.ts $* --no-write

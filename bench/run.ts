@@ -8,6 +8,7 @@ import { ingestScenario } from './ingest.ts';
 import { readsScenario } from './reads.ts';
 import { freshnessScenario } from './freshness.ts';
 import { pruneScenario } from './prune.ts';
+import { uiScenario } from './ui.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
@@ -16,6 +17,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   freshness: freshnessScenario,
   reads: readsScenario,
   prune: pruneScenario,
+  ui: uiScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));

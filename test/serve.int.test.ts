@@ -46,6 +46,10 @@ describe('make start on the embedded default', () => {
     const demo = demoFrom(first.banner);
     try {
       expect(first.banner).toMatch(/^keytrail listening on http:\/\/localhost:\d+$/m);
+      expect(first.banner).toContain(`admin UI: ${first.baseUrl}/admin`);
+      const admin = await fetch(`${first.baseUrl}/admin`);
+      expect(admin.status).toBe(200);
+      expect(admin.headers.get('content-security-policy')).toContain("script-src 'self'");
       // mkdtemp made `work` 0700: as root the cluster cannot live inside it.
       const placed = await resolveClusterDir(env.KEYTRAIL_DATA_DIR);
       clusters.push(placed.dataDir);
@@ -108,7 +112,9 @@ describe('on an external database', () => {
     expect(runtime.embedded).toBeNull();
     const running = await startServer(runtime);
     try {
-      expect(running.banner).toMatch(/^keytrail listening on http:\/\/localhost:\d+$/);
+      expect(running.banner).toBe(
+        `keytrail listening on ${running.baseUrl}\nadmin UI: ${running.baseUrl}/admin`,
+      );
       expect((await fetch(`${running.baseUrl}/readyz`)).status).toBe(200);
       expect((await fetch(`${running.baseUrl}/v1/demo/orders/1`)).status).toBe(404);
     } finally {

@@ -146,6 +146,14 @@ const OPERATIONS: Op[] = [
     errors: [400, 401, 403, 404],
   },
   {
+    method: 'get',
+    path: '/api/keys/self',
+    summary:
+      'The calling key’s own id, org, name, environment, scopes and expiry (no scope needed)',
+    ok: { status: 200, schema: s.KeySelfJson, description: 'The calling key' },
+    errors: [401],
+  },
+  {
     method: 'post',
     path: '/api/keys/verify',
     summary: 'Verify a key of the caller’s org; the outcome is data, always 200',

@@ -119,6 +119,17 @@ export const VerifyResultJson = z
   })
   .meta({ id: 'VerifyResult' });
 
+export const KeySelfJson = z
+  .object({
+    key_id: Uuid,
+    org_id: Uuid,
+    name: z.string(),
+    environment: z.enum(ENVIRONMENTS),
+    scopes: z.array(z.string()),
+    expires_at: Timestamp.nullable(),
+  })
+  .meta({ id: 'KeySelf' });
+
 export const ProblemJson = z
   .object({
     type: z.string(),

@@ -15,6 +15,8 @@ import { adminQuery, databaseUrl } from './databases.ts';
 import { createLogger } from '../platform/logger.ts';
 import { ensureQueues, startQueue } from '../platform/queue.ts';
 import { QUEUES } from '../usage/usage.queues.ts';
+import { buildUi } from '../ui/build.ts';
+import { CHROMIUM_PATH, chromiumAvailable } from './browser.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -75,7 +77,17 @@ async function pickServer(): Promise<Server> {
   };
 }
 
+/** The admin UI bundle the browser tests load; Chromium present, or said in one line. */
+async function prepareBrowserTests(): Promise<void> {
+  await buildUi();
+  if (chromiumAvailable()) return;
+  const line = `Chromium not found at ${CHROMIUM_PATH} (apt-get install -y chromium, or set CHROMIUM_PATH)`;
+  if (process.env.CI === 'true') throw new Error(`[harness] ${line}: CI needs the browser tests`);
+  console.log(`[harness] ${line}: browser tests skipped`);
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  await prepareBrowserTests();
   const server = await pickServer();
   const template = `keytrail_template_${process.pid}`;
   await adminQuery(server.url, `drop database if exists "${template}" with (force)`);

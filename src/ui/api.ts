@@ -1,0 +1,115 @@
+/**
+ * The admin page's one API client and the only place that calls `fetch`. The key travels in the
+ * Authorization header only: never in a URL (it would reach logs, history and Referer), never
+ * in a cookie. Response types come from the server's zod schemas (type-only imports, erased
+ * from the bundle), so a change of the API's shape fails `tsc -p src/ui`.
+ */
+import type { z } from 'zod';
+import type {
+  ApiKeyJson,
+  KeyListJson,
+  KeySelfJson,
+  OrgJson,
+  OrgUsageJson,
+  ProblemJson,
+} from '../http/schemas.ts';
+import { usageSearch, type UsageQuery } from './keys/usage-query.ts';
+
+export type KeySelf = z.output<typeof KeySelfJson>;
+export type Org = z.output<typeof OrgJson>;
+export type ApiKey = z.output<typeof ApiKeyJson>;
+export type OrgUsage = z.output<typeof OrgUsageJson>;
+export type UsageRow = OrgUsage['data'][number];
+type KeyList = z.output<typeof KeyListJson>;
+type Problem = z.output<typeof ProblemJson>;
+
+/** A failed call as the page shows it: the problem+json title and detail, and its code. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly status: number;
+  readonly title: string;
+  readonly detail: string;
+  readonly code: string;
+
+  constructor(status: number, title: string, detail: string, code: string) {
+    super(`${title}: ${detail}`);
+    this.status = status;
+    this.title = title;
+    this.detail = detail;
+    this.code = code;
+  }
+}
+
+async function problemOf(res: Response): Promise<ApiError> {
+  const type = res.headers.get('content-type') ?? '';
+  const body = type.includes('json')
+    ? ((await res.json().catch(() => null)) as Partial<Problem> | null)
+    : null;
+  return new ApiError(
+    res.status,
+    body?.title ?? `HTTP ${res.status}`,
+    body?.detail ?? res.statusText,
+    body?.code ?? 'http_error',
+  );
+}
+
+export type Client = {
+  self(signal?: AbortSignal): Promise<KeySelf>;
+  org(orgId: string, signal?: AbortSignal): Promise<Org>;
+  orgUsage(orgId: string, query: UsageQuery, signal?: AbortSignal): Promise<OrgUsage>;
+  key(orgId: string, keyId: string, signal?: AbortSignal): Promise<ApiKey>;
+  scopesById(orgId: string, signal?: AbortSignal): Promise<Map<string, string[]>>;
+};
+
+// The key list is read whole to join scopes onto the usage rows (which do not carry them):
+// 500 per page is the API's maximum; 40 pages bound a runaway loop far above the 1,000-key cap.
+const LIST_PAGE = 500;
+const MAX_LIST_PAGES = 40;
+
+/**
+ * A client bound to one key. `onUnauthenticated` runs on any 401 (the key was revoked or expired
+ * while the page was open), so the page can drop the key and return to sign-in.
+ */
+export function createClient(key: string, onUnauthenticated: (error: ApiError) => void): Client {
+  async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(path, {
+        headers: { authorization: `Bearer ${key}`, accept: 'application/json' },
+        credentials: 'omit',
+        cache: 'no-store',
+        ...(signal && { signal }),
+      });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw new ApiError(0, 'Network error', 'the server could not be reached', 'network');
+    }
+    if (res.ok) return (await res.json()) as T;
+    const error = await problemOf(res);
+    if (res.status === 401) onUnauthenticated(error);
+    throw error;
+  }
+  const org = (orgId: string) => `/api/orgs/${encodeURIComponent(orgId)}`;
+
+  return {
+    self: (signal) => get<KeySelf>('/api/keys/self', signal),
+    org: (orgId, signal) => get<Org>(org(orgId), signal),
+    orgUsage: (orgId, query, signal) =>
+      get<OrgUsage>(`${org(orgId)}/api-keys/usage?${usageSearch(query)}`, signal),
+    key: (orgId, keyId, signal) =>
+      get<ApiKey>(`${org(orgId)}/api-keys/${encodeURIComponent(keyId)}`, signal),
+    async scopesById(orgId, signal) {
+      const scopes = new Map<string, string[]>();
+      let cursor: string | null = null;
+      for (let page = 0; page < MAX_LIST_PAGES; page++) {
+        const params = new URLSearchParams({ limit: String(LIST_PAGE) });
+        if (cursor) params.set('cursor', cursor);
+        const list: KeyList = await get<KeyList>(`${org(orgId)}/api-keys?${params}`, signal);
+        for (const k of list.data) scopes.set(k.id, k.scopes);
+        cursor = list.next_cursor;
+        if (!cursor) break;
+      }
+      return scopes;
+    },
+  };
+}

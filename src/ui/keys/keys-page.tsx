@@ -1,0 +1,124 @@
+/** The API Keys page (the default): summary, filters, the table and its pages. */
+import './keys.css';
+import { useEffect } from 'preact/hooks';
+import type { Session } from '../app.tsx';
+import { PageHeading, ProblemMessage } from '../components.tsx';
+import { formatNumber } from '../format.ts';
+import { useApi, useNow, useTitle } from '../hooks.ts';
+import { Filters } from './filters.tsx';
+import { KeysTable } from './keys-table.tsx';
+import { Summary } from './summary.tsx';
+import type { Scopes } from './use-scopes.ts';
+import {
+  nextPage,
+  previousPage,
+  refine,
+  sortBy,
+  type KeysView,
+  type UsageQuery,
+} from './usage-query.ts';
+
+// Relative times move in minutes at the finest ("just now" → "1 minute ago"): 15 s is enough.
+const TICK_MS = 15_000;
+
+type Props = {
+  session: Session;
+  /** Held by the signed-in app, so a visit to a key's page comes back to the same view. */
+  view: KeysView;
+  setView: (update: (view: KeysView) => KeysView) => void;
+  scopes: Scopes;
+};
+
+export function KeysPage({ session, view, setView, scopes }: Props) {
+  const { client, self } = session;
+  const usage = useApi(
+    (signal) => client.orgUsage(self.org_id, view.query, signal),
+    [client, self.org_id, view.query],
+  );
+  const rows = usage.data?.data;
+  const { want } = scopes;
+  useEffect(() => {
+    if (rows) want(rows.map((r) => r.key_id));
+  }, [rows, want]);
+  const now = useNow(TICK_MS);
+  useTitle('API keys');
+  const change = (c: Partial<UsageQuery>) => setView((v) => refine(v, c));
+  const data = usage.data;
+
+  return (
+    <>
+      <PageHeading>API keys</PageHeading>
+      {data && <Summary usage={data} />}
+      <Filters
+        query={view.query}
+        dormantAfterDays={data?.dormant_after_days ?? null}
+        onChange={change}
+      />
+      {scopes.error && (
+        <p class="message message-info">Scopes are not shown: {scopes.error.detail}.</p>
+      )}
+      {usage.error && <ProblemMessage error={usage.error} />}
+      <StatusLine
+        loading={usage.loading}
+        shown={data?.data.length ?? null}
+        page={view.previous.length + 1}
+      />
+      {data && (
+        <>
+          <KeysTable
+            rows={data.data}
+            query={view.query}
+            scopes={scopes}
+            now={now}
+            busy={usage.loading}
+            onSort={(sort) => setView((v) => refine(v, sortBy(v.query, sort)))}
+          />
+          <Pager
+            page={view.previous.length + 1}
+            hasPrevious={view.previous.length > 0}
+            nextCursor={data.next_cursor}
+            onPrevious={() => setView(previousPage)}
+            onNext={(cursor) => setView((v) => nextPage(v, cursor))}
+          />
+        </>
+      )}
+    </>
+  );
+}
+
+/** One polite live region, always present, so every load and its result is announced. */
+function StatusLine(props: { loading: boolean; shown: number | null; page: number }) {
+  let text = '';
+  if (props.loading) text = props.shown === null ? 'Loading keys…' : 'Updating…';
+  else if (props.shown !== null)
+    text = `${formatNumber(props.shown)} ${props.shown === 1 ? 'key' : 'keys'} on page ${props.page}`;
+  return (
+    <p class="status-line" role="status">
+      {text}
+    </p>
+  );
+}
+
+type PagerProps = {
+  page: number;
+  hasPrevious: boolean;
+  nextCursor: string | null;
+  onPrevious: () => void;
+  onNext: (cursor: string) => void;
+};
+
+/** Cursor paging: the API gives the next cursor; the page keeps the ones before (a stack). */
+function Pager({ page, hasPrevious, nextCursor, onPrevious, onNext }: PagerProps) {
+  if (!hasPrevious && !nextCursor) return null;
+  return (
+    <nav class="pager" aria-label="Pages">
+      <button type="button" disabled={!hasPrevious} onClick={onPrevious}>
+        Previous page
+      </button>
+      <span class="muted">Page {page}</span>
+      <button type="button" disabled={!nextCursor} onClick={() => nextCursor && onNext(nextCursor)}>
+        Next page
+      </button>
+    </nav>
+  );
+}
