@@ -171,7 +171,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('API key', { exact: true }).waitFor();
     expect(await page.evaluate('sessionStorage.length')).toBe(0);
-    expect(await page.getByRole('status').first().textContent()).toContain('Signed out');
+    expect(await page.getByRole('alert').first().textContent()).toContain('Signed out');
     await page.reload();
     await page.getByLabel('API key', { exact: true }).waitFor();
   });
@@ -315,7 +315,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     // The next call answers 401: the page leaves (click, not check: the box is gone at once).
     await page.getByRole('checkbox', { name: 'Dormant only' }).click();
     await page.getByLabel('API key', { exact: true }).waitFor();
-    expect(await page.getByRole('status').first().textContent()).toContain('no longer valid');
+    expect(await page.getByRole('alert').first().textContent()).toContain('no longer valid');
   });
 
   it('links each key to its page, which links back to the same view of the table', async () => {
@@ -365,8 +365,42 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     await expect
       .poll(() => page.locator('td.scopes').allTextContents())
       .toEqual(second.data.map(() => 'orders:read'));
-    await page.getByRole('button', { name: 'Previous page' }).click();
+    // By keyboard: back on page 1 the button is inert (aria-disabled) and keeps the focus.
+    const previous = page.getByRole('button', { name: 'Previous page' });
+    await previous.focus();
+    await page.keyboard.press('Enter');
     await expect.poll(() => shownNames(page)).toEqual(names(first));
-    expect(await page.getByRole('button', { name: 'Previous page' }).isDisabled()).toBe(true);
+    expect(await previous.getAttribute('aria-disabled')).toBe('true');
+    expect(await page.evaluate('document.activeElement?.textContent')).toBe('Previous page');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => shownNames(page)).toEqual(names(first));
+  });
+
+  it('says a partial paste (the masked prefix) is not a key, without calling the API', async () => {
+    const page = await browser.page();
+    let calls = 0;
+    page.on('request', (r) => void (r.url().includes('/api/') && calls++));
+    await page.goto(`${app.baseUrl}/admin/`);
+    await page.getByLabel('API key', { exact: true }).fill(`${org.adminKey.slice(0, 16)}…`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('Not a complete');
+    expect(calls).toBe(0);
+  });
+
+  it('keeps a kept key when the server is down at reload, and resumes once it is back', async () => {
+    const page = await signIn(org.adminKey, { keep: true });
+    await page.route('**/api/keys/self', (route) =>
+      route.fulfill({
+        status: 503,
+        contentType: 'application/problem+json',
+        body: '{"status":503,"title":"Service unavailable","detail":"down","code":"service_unavailable"}',
+      }),
+    );
+    await page.reload();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('Could not resume');
+    expect(await page.evaluate('Object.values(sessionStorage)')).toEqual([org.adminKey]);
+    await page.unroute('**/api/keys/self');
+    await page.reload();
+    await page.getByRole('heading', { name: 'API keys', level: 1 }).waitFor();
   });
 });

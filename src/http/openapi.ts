@@ -151,7 +151,7 @@ const OPERATIONS: Op[] = [
     summary:
       'The calling key’s own id, org, name, environment, scopes and expiry (no scope needed)',
     ok: { status: 200, schema: s.KeySelfJson, description: 'The calling key' },
-    errors: [401],
+    errors: [401, 503],
   },
   {
     method: 'post',

@@ -59,6 +59,8 @@ export type Client = {
   orgUsage(orgId: string, query: UsageQuery, signal?: AbortSignal): Promise<OrgUsage>;
   key(orgId: string, keyId: string, signal?: AbortSignal): Promise<ApiKey>;
   scopesById(orgId: string, signal?: AbortSignal): Promise<Map<string, string[]>>;
+  /** Aborts every request in flight and refuses new ones (sign-out). */
+  dispose(): void;
 };
 
 // The key list is read whole to join scopes onto the usage rows (which do not carry them):
@@ -71,27 +73,31 @@ const MAX_LIST_PAGES = 40;
  * while the page was open), so the page can drop the key and return to sign-in.
  */
 export function createClient(key: string, onUnauthenticated: (error: ApiError) => void): Client {
+  // Signing out aborts whatever this key still has in flight, and sends nothing more.
+  const session = new AbortController();
   async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    const abort = signal ? AbortSignal.any([signal, session.signal]) : session.signal;
     let res: Response;
     try {
       res = await fetch(path, {
         headers: { authorization: `Bearer ${key}`, accept: 'application/json' },
         credentials: 'omit',
         cache: 'no-store',
-        ...(signal && { signal }),
+        signal: abort,
       });
     } catch (error) {
-      if (signal?.aborted) throw error;
+      if (abort.aborted) throw error;
       throw new ApiError(0, 'Network error', 'the server could not be reached', 'network');
     }
     if (res.ok) return (await res.json()) as T;
     const error = await problemOf(res);
-    if (res.status === 401) onUnauthenticated(error);
+    if (res.status === 401 && !session.signal.aborted) onUnauthenticated(error);
     throw error;
   }
   const org = (orgId: string) => `/api/orgs/${encodeURIComponent(orgId)}`;
 
   return {
+    dispose: () => session.abort(),
     self: (signal) => get<KeySelf>('/api/keys/self', signal),
     org: (orgId, signal) => get<Org>(org(orgId), signal),
     orgUsage: (orgId, query, signal) =>

@@ -27,10 +27,10 @@ const EXPIRED = 'You were signed out: the API key is no longer valid (revoked or
 const SIGNED_OUT = 'Signed out. The key was cleared from this tab.';
 
 /** Checks the key with GET /api/keys/self; a failure comes back as the API's problem. */
-async function startSession(key: string, onExpired: () => void): Promise<Session> {
+async function startSession(key: string, onExpired: (client: Client) => void): Promise<Session> {
   let active = false;
   // A 401 during sign-in is the sign-in's own answer; only a started session can expire.
-  const client = createClient(key, () => active && onExpired());
+  const client: Client = createClient(key, () => active && onExpired(client));
   const self = await client.self();
   // The org's name is a courtesy for the header: its failure must not block sign-in.
   const org = await client.org(self.org_id).catch(() => null);
@@ -38,13 +38,20 @@ async function startSession(key: string, onExpired: () => void): Promise<Session
   return { client, self, orgName: org?.name ?? null, maskedKey: maskKey(key) };
 }
 
+/** The client of the session in force (one app per page): requests of an ended one are cut. */
+const current: { client: Client | null } = { client: null };
+
 export function App() {
   const [session, setSession] = useState<Session | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [resuming, setResuming] = useState(() => storedKey() !== null);
   const route = useRoute();
 
-  const end = useCallback((message: string) => {
+  const end = useCallback((message: string, from?: Client) => {
+    // A late 401 of a session that already ended must not end the one started since.
+    if (from && from !== current.client) return;
+    current.client?.dispose();
+    current.client = null;
     forgetKey();
     setSession(null);
     setNotice(message);
@@ -53,7 +60,8 @@ export function App() {
   const signIn = useCallback(
     async (key: string, keepInTab: boolean): Promise<ApiError | null> => {
       try {
-        const started = await startSession(key, () => end(EXPIRED));
+        const started = await startSession(key, (client) => end(EXPIRED, client));
+        current.client = started.client;
         keepKey(key, keepInTab);
         setNotice(null);
         setSession(started);
@@ -70,7 +78,11 @@ export function App() {
     const key = storedKey();
     if (!key) return;
     void signIn(key, true).then((failure) => {
-      if (failure) end(`The key kept in this tab no longer works: ${failure.detail}`);
+      // Only a refused key is forgotten; an outage keeps it for the next reload.
+      if (failure?.status === 401)
+        end(`The key kept in this tab no longer works: ${failure.detail}`);
+      else if (failure)
+        setNotice(`Could not resume the session (${failure.title}): reload to retry.`);
       setResuming(false);
     });
   }, [signIn, end]);
@@ -88,7 +100,9 @@ export function App() {
 function Pages({ route, session }: { route: Route; session: Session }) {
   const [keysView, setKeysView] = useState<KeysView>(INITIAL_VIEW);
   const scopes = useScopes(session.client, session.self.org_id);
-  if (route.page === 'key') return <KeyPage session={session} keyId={route.keyId} />;
+  // Keyed by id: another key's page never shows the previous key's fields while it loads.
+  if (route.page === 'key')
+    return <KeyPage key={route.keyId} session={session} keyId={route.keyId} />;
   if (route.page === 'not-found') return <NotFound />;
   return <KeysPage session={session} view={keysView} setView={setKeysView} scopes={scopes} />;
 }

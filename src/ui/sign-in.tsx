@@ -5,13 +5,22 @@
  */
 import type { TargetedEvent } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import type { ApiError } from './api.ts';
+import { ApiError } from './api.ts';
 import { ProblemMessage } from './components.tsx';
 import { useTitle } from './hooks.ts';
 
 export type SignInHandler = (key: string, keepInTab: boolean) => Promise<ApiError | null>;
 
 type Props = { onSignIn: SignInHandler; notice: string | null };
+
+// The key format (SPEC §4): the server checks the checksum; this only catches a partial paste.
+const KEY_SHAPE = /^sk_(live|test)_[0-9A-Za-z]{38}$/;
+const NOT_A_KEY = new ApiError(
+  0,
+  'Not a complete keytrail key',
+  'a key reads sk_live_ or sk_test_ and 38 letters and digits; paste the whole key',
+  'malformed',
+);
 
 export function SignIn({ onSignIn, notice }: Props) {
   const [key, setKey] = useState('');
@@ -30,6 +39,12 @@ export function SignIn({ onSignIn, notice }: Props) {
     const trimmed = key.trim();
     setEmpty(trimmed === '');
     if (trimmed === '' || busy) return;
+    // A masked prefix or a key with a stray character inside is not a key: say so, rather than
+    // let the browser refuse the header and report a network error.
+    if (!KEY_SHAPE.test(trimmed)) {
+      setError(NOT_A_KEY);
+      return;
+    }
     setBusy(true);
     setError(null);
     const failure = await onSignIn(trimmed, keepInTab);
@@ -48,7 +63,8 @@ export function SignIn({ onSignIn, notice }: Props) {
         (and <code>keys:read</code> for their scopes); <code>org:admin</code> holds both.
       </p>
       {notice && (
-        <p class="message message-info" role="status">
+        // An alert: inserted with its text, a status region would not be read out.
+        <p class="message message-info" role="alert">
           {notice}
         </p>
       )}

@@ -112,11 +112,20 @@ function Pager({ page, hasPrevious, nextCursor, onPrevious, onNext }: PagerProps
   if (!hasPrevious && !nextCursor) return null;
   return (
     <nav class="pager" aria-label="Pages">
-      <button type="button" disabled={!hasPrevious} onClick={onPrevious}>
+      {/* aria-disabled, not disabled: a button disabled under the keyboard drops the focus. */}
+      <button
+        type="button"
+        aria-disabled={!hasPrevious}
+        onClick={() => hasPrevious && onPrevious()}
+      >
         Previous page
       </button>
       <span class="muted">Page {page}</span>
-      <button type="button" disabled={!nextCursor} onClick={() => nextCursor && onNext(nextCursor)}>
+      <button
+        type="button"
+        aria-disabled={!nextCursor}
+        onClick={() => nextCursor && onNext(nextCursor)}
+      >
         Next page
       </button>
     </nav>
