@@ -5,11 +5,11 @@
  * and an axe-core scan of each page. Locators use roles and accessible names: they are the
  * page's contract.
  */
-import AxeBuilder from '@axe-core/playwright';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker, type Worker } from '../workers/main.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
+import { seriousViolations, shownNames, watchConsole } from '../src/testing/admin-ui.ts';
 import {
   createKey,
   createOrg,
@@ -82,16 +82,6 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     await app?.close();
   });
 
-  /** Console errors and uncaught exceptions of a page (a CSP violation is a console error). */
-  function watch(page: Page): string[] {
-    const errors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(e.message));
-    return errors;
-  }
-
   async function signIn(key = org.adminKey, options: { keep?: boolean } = {}): Promise<Page> {
     const page = await browser.page();
     await page.goto(`${app.baseUrl}/admin/`);
@@ -102,20 +92,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     return page;
   }
 
-  /** The names in the table once it has settled (not busy), in the order shown. */
-  async function shownNames(page: Page): Promise<string[]> {
-    await page.locator('table[aria-busy="false"]').waitFor();
-    return page.getByRole('rowheader').allTextContents();
-  }
-
   const names = (body: any): string[] => body.data.map((r: any) => r.name);
-
-  async function seriousViolations(page: Page): Promise<string[]> {
-    const result = await new AxeBuilder({ page }).analyze();
-    return result.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  }
 
   it('serves /admin with a strict Content-Security-Policy and the security headers', async () => {
     const res = await fetch(`${app.baseUrl}/admin`);
@@ -132,7 +109,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
 
   it('signs in with a pasted key and runs under the CSP without a console error', async () => {
     const page = await browser.page();
-    const errors = watch(page);
+    const errors = watchConsole(page);
     page.on('response', (r) => {
       if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`);
     });
@@ -280,7 +257,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
 
   it('rejects a bad key (401) with a message and stays on sign-in', async () => {
     const page = await browser.page();
-    const errors = watch(page);
+    const errors = watchConsole(page);
     await page.goto(`${app.baseUrl}/admin/`);
     await page.getByLabel('API key', { exact: true }).fill(`${org.adminKey.slice(0, -4)}AAAA`);
     await page.getByRole('button', { name: 'Sign in' }).click();

@@ -7,6 +7,7 @@
 import type { z } from 'zod';
 import type {
   ApiKeyJson,
+  CreateKeyBody,
   KeyListJson,
   KeySelfJson,
   OrgJson,
@@ -21,6 +22,9 @@ export type ApiKey = z.output<typeof ApiKeyJson>;
 export type OrgUsage = z.output<typeof OrgUsageJson>;
 export type UsageRow = OrgUsage['data'][number];
 type KeyList = z.output<typeof KeyListJson>;
+export type CreateKeyInput = z.input<typeof CreateKeyBody>;
+export type NewKey = { key: string; api_key: ApiKey };
+export type RotatedKey = NewKey & { previous: ApiKey };
 type Problem = z.output<typeof ProblemJson>;
 
 /** A failed call as the page shows it: the problem+json title and detail, and its code. */
@@ -30,13 +34,22 @@ export class ApiError extends Error {
   readonly title: string;
   readonly detail: string;
   readonly code: string;
+  /** The fields a 400 found invalid, as the API named them. */
+  readonly errors: { path: string; message: string }[];
 
-  constructor(status: number, title: string, detail: string, code: string) {
+  constructor(
+    status: number,
+    title: string,
+    detail: string,
+    code: string,
+    errors: { path: string; message: string }[] = [],
+  ) {
     super(`${title}: ${detail}`);
     this.status = status;
     this.title = title;
     this.detail = detail;
     this.code = code;
+    this.errors = errors;
   }
 }
 
@@ -50,6 +63,7 @@ async function problemOf(res: Response): Promise<ApiError> {
     body?.title ?? `HTTP ${res.status}`,
     body?.detail ?? res.statusText,
     body?.code ?? 'http_error',
+    Array.isArray(body?.errors) ? body.errors : [],
   );
 }
 
@@ -59,6 +73,10 @@ export type Client = {
   orgUsage(orgId: string, query: UsageQuery, signal?: AbortSignal): Promise<OrgUsage>;
   key(orgId: string, keyId: string, signal?: AbortSignal): Promise<ApiKey>;
   scopesById(orgId: string, signal?: AbortSignal): Promise<Map<string, string[]>>;
+  /** 201 `{key, api_key}`: `key` is the plaintext, shown once and never again. */
+  createKey(orgId: string, body: CreateKeyInput): Promise<NewKey>;
+  rotateKey(orgId: string, keyId: string, overlapSeconds: number): Promise<RotatedKey>;
+  revokeKey(orgId: string, keyId: string, reason: string | null): Promise<{ api_key: ApiKey }>;
   /** Aborts every request in flight and refuses new ones (sign-out). */
   dispose(): void;
 };
@@ -75,12 +93,24 @@ const MAX_LIST_PAGES = 40;
 export function createClient(key: string, onUnauthenticated: (error: ApiError) => void): Client {
   // Signing out aborts whatever this key still has in flight, and sends nothing more.
   const session = new AbortController();
-  async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+  async function call<T>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const abort = signal ? AbortSignal.any([signal, session.signal]) : session.signal;
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${key}`,
+      accept: 'application/json',
+    };
+    if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
       res = await fetch(path, {
-        headers: { authorization: `Bearer ${key}`, accept: 'application/json' },
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
         credentials: 'omit',
         cache: 'no-store',
         signal: abort,
@@ -95,6 +125,9 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
     throw error;
   }
   const org = (orgId: string) => `/api/orgs/${encodeURIComponent(orgId)}`;
+  const get = <T>(path: string, signal?: AbortSignal) => call<T>('GET', path, undefined, signal);
+  const keyPath = (orgId: string, keyId: string) =>
+    `${org(orgId)}/api-keys/${encodeURIComponent(keyId)}`;
 
   return {
     dispose: () => session.abort(),
@@ -102,8 +135,19 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
     org: (orgId, signal) => get<Org>(org(orgId), signal),
     orgUsage: (orgId, query, signal) =>
       get<OrgUsage>(`${org(orgId)}/api-keys/usage?${usageSearch(query)}`, signal),
-    key: (orgId, keyId, signal) =>
-      get<ApiKey>(`${org(orgId)}/api-keys/${encodeURIComponent(keyId)}`, signal),
+    key: (orgId, keyId, signal) => get<ApiKey>(keyPath(orgId, keyId), signal),
+    createKey: (orgId, body) => call<NewKey>('POST', `${org(orgId)}/api-keys`, body),
+    rotateKey: (orgId, keyId, overlapSeconds) =>
+      call<RotatedKey>('POST', `${keyPath(orgId, keyId)}/rotate`, {
+        overlap_seconds: overlapSeconds,
+      }),
+    revokeKey: (orgId, keyId, reason) =>
+      call<{ api_key: ApiKey }>(
+        'DELETE',
+        reason
+          ? `${keyPath(orgId, keyId)}?${new URLSearchParams({ reason })}`
+          : keyPath(orgId, keyId),
+      ),
     async scopesById(orgId, signal) {
       const scopes = new Map<string, string[]>();
       let cursor: string | null = null;

@@ -10,6 +10,16 @@ export function ProblemMessage({ error }: { error: ApiError }) {
     <div class="message message-error" role="alert">
       <p class="message-title">{error.title}</p>
       {error.detail && <p>{error.detail}</p>}
+      {error.errors.length > 0 && (
+        <ul>
+          {error.errors.map((e) => (
+            <li key={e.path}>
+              {e.path ? `${e.path}: ` : ''}
+              {e.message}
+            </li>
+          ))}
+        </ul>
+      )}
     </div>
   );
 }

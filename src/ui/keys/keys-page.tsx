@@ -1,10 +1,15 @@
 /** The API Keys page (the default): summary, filters, the table and its pages. */
 import './keys.css';
-import { useEffect } from 'preact/hooks';
+import './dialogs.css';
+import { useEffect, useState } from 'preact/hooks';
+import type { UsageRow } from '../api.ts';
 import type { Session } from '../app.tsx';
 import { PageHeading, ProblemMessage } from '../components.tsx';
 import { formatNumber } from '../format.ts';
 import { useApi, useNow, useTitle } from '../hooks.ts';
+import { RevokeDialog, RotateDialog } from './change-dialogs.tsx';
+import { BulkRevokeDialog } from './bulk-revoke.tsx';
+import { CreateDialog } from './create-dialog.tsx';
 import { Filters } from './filters.tsx';
 import { KeysTable } from './keys-table.tsx';
 import { Summary } from './summary.tsx';
@@ -29,12 +34,43 @@ type Props = {
   scopes: Scopes;
 };
 
+/** The dialog open on the page, if any: one at a time (they are modal). */
+export type OpenDialog =
+  | { kind: 'create' }
+  | { kind: 'rotate'; row: UsageRow }
+  | { kind: 'revoke'; row: UsageRow }
+  | { kind: 'bulk-revoke'; rows: UsageRow[] };
+
 export function KeysPage({ session, view, setView, scopes }: Props) {
   const { client, self } = session;
+  const [dialog, setDialog] = useState<OpenDialog | null>(null);
+  // Bumped when a dialog closes: the table reads again and shows what the dialog changed.
+  const [generation, setGeneration] = useState(0);
   const usage = useApi(
     (signal) => client.orgUsage(self.org_id, view.query, signal),
-    [client, self.org_id, view.query],
+    [client, self.org_id, view.query, generation],
   );
+  // Dormant keys ticked for "Revoke selected", by id; another view of the table starts afresh.
+  const [selected, setSelected] = useState<Map<string, UsageRow>>(new Map());
+  useEffect(() => setSelected(new Map()), [view.query]);
+  // A ticked key that a reload shows no longer dormant (revoked, used since) drops out.
+  useEffect(() => {
+    const stale = (usage.data?.data ?? []).filter((r) => !r.dormant && selected.has(r.key_id));
+    if (stale.length > 0)
+      setSelected((s) => new Map([...s].filter(([id]) => !stale.some((r) => r.key_id === id))));
+  }, [usage.data]);
+  const toggle = (row: UsageRow) =>
+    setSelected((s) => {
+      const next = new Map(s);
+      if (!next.delete(row.key_id)) next.set(row.key_id, row);
+      return next;
+    });
+  const close = () => {
+    if (dialog?.kind === 'bulk-revoke') setSelected(new Map());
+    setDialog(null);
+    setGeneration((g) => g + 1);
+  };
+  const dialogProps = { client, orgId: self.org_id, onClose: close };
   const rows = usage.data?.data;
   const { want } = scopes;
   useEffect(() => {
@@ -47,7 +83,16 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
 
   return (
     <>
-      <PageHeading>API keys</PageHeading>
+      <div class="page-head">
+        <PageHeading>API keys</PageHeading>
+        <button type="button" class="primary" onClick={() => setDialog({ kind: 'create' })}>
+          Create key
+        </button>
+      </div>
+      {dialog?.kind === 'create' && <CreateDialog {...dialogProps} />}
+      {dialog?.kind === 'rotate' && <RotateDialog {...dialogProps} row={dialog.row} />}
+      {dialog?.kind === 'revoke' && <RevokeDialog {...dialogProps} row={dialog.row} />}
+      {dialog?.kind === 'bulk-revoke' && <BulkRevokeDialog {...dialogProps} rows={dialog.rows} />}
       {data && <Summary usage={data} />}
       <Filters
         query={view.query}
@@ -58,6 +103,20 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
         <p class="message message-info">Scopes are not shown: {scopes.error.detail}.</p>
       )}
       {usage.error && <ProblemMessage error={usage.error} />}
+      {selected.size > 0 && (
+        <p class="bulk-bar">
+          <span>
+            {selected.size} dormant {selected.size === 1 ? 'key' : 'keys'} selected
+          </span>
+          <button
+            type="button"
+            class="danger"
+            onClick={() => setDialog({ kind: 'bulk-revoke', rows: [...selected.values()] })}
+          >
+            Revoke selected
+          </button>
+        </p>
+      )}
       <StatusLine
         loading={usage.loading}
         shown={data?.data.length ?? null}
@@ -71,6 +130,9 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
             scopes={scopes}
             now={now}
             busy={usage.loading}
+            onAction={setDialog}
+            selected={selected}
+            onToggle={toggle}
             onSort={(sort) => setView((v) => refine(v, sortBy(v.query, sort)))}
           />
           <Pager

@@ -7,6 +7,7 @@ import type { UsageRow } from '../api.ts';
 import { DateOnly, RelativeTime, StatusBadge } from '../components.tsx';
 import { formatNumber, NEVER } from '../format.ts';
 import { keyHref } from '../route.ts';
+import type { OpenDialog } from './keys-page.tsx';
 import type { Scopes } from './use-scopes.ts';
 import type { UsageQuery, UsageSort } from './usage-query.ts';
 
@@ -17,6 +18,9 @@ type Props = {
   now: number;
   busy: boolean;
   onSort: (sort: UsageSort) => void;
+  onAction: (dialog: OpenDialog) => void;
+  selected: Map<string, UsageRow>;
+  onToggle: (row: UsageRow) => void;
 };
 
 const COLUMNS = 10;
@@ -33,7 +37,8 @@ function caption(q: UsageQuery): string {
   return `API keys, sorted by ${SORT_NAMES[q.sort]}, ${direction}`;
 }
 
-export function KeysTable({ rows, query, scopes, now, busy, onSort }: Props) {
+export function KeysTable(props: Props) {
+  const { rows, query, scopes, now, busy, onSort, onAction, selected, onToggle } = props;
   const sortable = (label: string, sort: UsageSort) => (
     <SortHeader label={label} sort={sort} query={query} onSort={onSort} />
   );
@@ -65,7 +70,17 @@ export function KeysTable({ rows, query, scopes, now, busy, onSort }: Props) {
               </td>
             </tr>
           ) : (
-            rows.map((row) => <KeyRow key={row.key_id} row={row} scopes={scopes} now={now} />)
+            rows.map((row) => (
+              <KeyRow
+                key={row.key_id}
+                row={row}
+                scopes={scopes}
+                now={now}
+                onAction={onAction}
+                selected={selected.has(row.key_id)}
+                onToggle={onToggle}
+              />
+            ))
           )}
         </tbody>
       </table>
@@ -97,7 +112,16 @@ function SortHeader({ label, sort, query, onSort }: SortHeaderProps) {
   );
 }
 
-function KeyRow({ row, scopes, now }: { row: UsageRow; scopes: Scopes; now: number }) {
+type RowProps = {
+  row: UsageRow;
+  scopes: Scopes;
+  now: number;
+  onAction: (dialog: OpenDialog) => void;
+  selected: boolean;
+  onToggle: (row: UsageRow) => void;
+};
+
+function KeyRow({ row, scopes, now, onAction, selected, onToggle }: RowProps) {
   return (
     <tr>
       <th scope="row" class="name">
@@ -122,9 +146,31 @@ function KeyRow({ row, scopes, now }: { row: UsageRow; scopes: Scopes; now: numb
       <td class="ip">{row.last_used_ip ?? <span class="never">{NEVER}</span>}</td>
       <td>
         <StatusBadge status={row.status} />
+        {/* In the Status cell (the column headers are a contract): the row names the key. */}
+        {row.status !== 'revoked' && (
+          <span class="row-actions">
+            {row.status === 'active' && (
+              <button type="button" class="small" onClick={() => onAction({ kind: 'rotate', row })}>
+                Rotate
+              </button>
+            )}
+            <button type="button" class="small" onClick={() => onAction({ kind: 'revoke', row })}>
+              Revoke
+            </button>
+          </span>
+        )}
       </td>
       <td class="flags">
         {row.dormant && <span class="badge badge-dormant">Dormant</span>}
+        {row.dormant && (
+          <input
+            type="checkbox"
+            class="select"
+            aria-label={`Select ${row.name} to revoke`}
+            checked={selected}
+            onChange={() => onToggle(row)}
+          />
+        )}
         {row.spike && <span class="badge badge-spike">Spike</span>}
       </td>
     </tr>

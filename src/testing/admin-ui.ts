@@ -1,0 +1,43 @@
+/** Helpers for the admin UI's browser tests: sign-in, console watch, settled rows, axe. */
+import AxeBuilder from '@axe-core/playwright';
+import type { Page } from 'playwright-core';
+
+/** Console errors and uncaught exceptions of a page (a CSP violation is a console error). */
+export function watchConsole(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
+}
+
+/** Pastes `key` on the sign-in page of a fresh page and waits for the API Keys page. */
+export async function signInWith(page: Page, baseUrl: string, key: string): Promise<Page> {
+  await page.goto(`${baseUrl}/admin/`);
+  await page.getByLabel('API key', { exact: true }).fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'API keys', level: 1 }).waitFor();
+  return page;
+}
+
+/** The names in the table once it has settled (not busy), in the order shown. */
+export async function shownNames(page: Page): Promise<string[]> {
+  await page.locator('table[aria-busy="false"]').waitFor();
+  return page.getByRole('rowheader').allTextContents();
+}
+
+/** The table row of the key linked under this exact name. */
+export const rowOf = (page: Page, name: string) =>
+  page.getByRole('row').filter({ has: page.getByRole('link', { name, exact: true }) });
+
+/** The text of the focused element. */
+export const focusedText = (page: Page): Promise<string | null> =>
+  page.evaluate<string | null>('document.activeElement?.textContent ?? null');
+
+export async function seriousViolations(page: Page): Promise<string[]> {
+  const result = await new AxeBuilder({ page }).analyze();
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}

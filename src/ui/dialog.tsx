@@ -1,0 +1,92 @@
+/**
+ * A modal dialog on the native <dialog> (showModal: the rest of the page is inert, Escape
+ * closes it). Named by its heading; focus moves into it on open and back to the opener on close.
+ */
+import type { ComponentChildren } from 'preact';
+import { useEffect, useId, useRef } from 'preact/hooks';
+import { MAX_REASON } from './keys/key-form.ts';
+
+type Props = { title: string; onClose: () => void; children: ComponentChildren };
+
+export function Dialog({ title, onClose, children }: Props) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const headingId = useId();
+  // Set on unmount: the close() below must not report a second close to the page.
+  const gone = useRef(false);
+  useEffect(() => {
+    const opener = document.activeElement as HTMLElement | null;
+    const dialog = ref.current;
+    dialog?.showModal();
+    return () => {
+      gone.current = true;
+      // While the modal is open the rest of the page is inert and cannot take the focus.
+      if (dialog?.open) dialog.close();
+      // The opener is still in the table (rows are keyed by id); the page heading otherwise.
+      const restore = () => {
+        if (opener?.isConnected) opener.focus();
+        else document.querySelector<HTMLElement>('h1')?.focus();
+      };
+      restore();
+      // Chromium may leave the focus on <body> when the modal's inertness lifts late: retry once.
+      setTimeout(() => {
+        if (document.activeElement === document.body) restore();
+      }, 0);
+    };
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      class="dialog"
+      aria-labelledby={headingId}
+      onClose={() => gone.current || onClose()}
+    >
+      <h2 id={headingId}>{title}</h2>
+      {children}
+    </dialog>
+  );
+}
+
+type ActionsProps = {
+  /** The submit button's text, and what it says while the request runs. */
+  label: string;
+  busyLabel: string;
+  busy: boolean;
+  kind: 'primary' | 'danger';
+  onCancel: () => void;
+};
+
+/** A dialog form's submit and Cancel buttons (aria-disabled while busy: it keeps the focus). */
+export function DialogActions({ label, busyLabel, busy, kind, onCancel }: ActionsProps) {
+  return (
+    <p class="dialog-actions">
+      <button type="submit" class={kind} aria-disabled={busy}>
+        {busy ? busyLabel : label}
+      </button>
+      <button type="button" onClick={onCancel}>
+        Cancel
+      </button>
+    </p>
+  );
+}
+
+type ReasonProps = { id: string; value: string; onInput: (value: string) => void; rows?: number };
+
+/** The optional revocation reason, kept in the audit trail. */
+export function ReasonField({ id, value, onInput, rows = 3 }: ReasonProps) {
+  return (
+    <>
+      <label for={id}>Reason</label>
+      <textarea
+        id={id}
+        rows={rows}
+        maxLength={MAX_REASON}
+        value={value}
+        aria-describedby={`${id}-hint`}
+        onInput={(e) => onInput(e.currentTarget.value)}
+      />
+      <p id={`${id}-hint`} class="hint">
+        Optional, up to {MAX_REASON} characters; kept in the audit trail.
+      </p>
+    </>
+  );
+}
