@@ -7,6 +7,7 @@
 import type { z } from 'zod';
 import type {
   ApiKeyJson,
+  AuditPageJson,
   CreateKeyBody,
   KeyListJson,
   KeySelfJson,
@@ -22,6 +23,10 @@ export type ApiKey = z.output<typeof ApiKeyJson>;
 export type OrgUsage = z.output<typeof OrgUsageJson>;
 export type UsageRow = OrgUsage['data'][number];
 type KeyList = z.output<typeof KeyListJson>;
+export type AuditPage = z.output<typeof AuditPageJson>;
+export type AuditEvent = AuditPage['data'][number];
+/** A CSV export's range (ISO instants) and, optionally, the one key it is about. */
+export type ExportQuery = { from: string; to: string; keyId: string | null };
 export type CreateKeyInput = z.input<typeof CreateKeyBody>;
 export type NewKey = { key: string; api_key: ApiKey };
 export type RotatedKey = NewKey & { previous: ApiKey };
@@ -73,6 +78,12 @@ export type Client = {
   orgUsage(orgId: string, query: UsageQuery, signal?: AbortSignal): Promise<OrgUsage>;
   key(orgId: string, keyId: string, signal?: AbortSignal): Promise<ApiKey>;
   scopesById(orgId: string, signal?: AbortSignal): Promise<Map<string, string[]>>;
+  /** Every key of the org (the whole list, read page by page). */
+  keys(orgId: string, signal?: AbortSignal): Promise<ApiKey[]>;
+  /** One page of the audit trail, newest first, as the API returns it. */
+  auditEvents(orgId: string, cursor: string | null, signal?: AbortSignal): Promise<AuditPage>;
+  /** The raw events of a range as the API's CSV (GET …/usage-events, Accept: text/csv). */
+  exportCsv(orgId: string, query: ExportQuery, signal?: AbortSignal): Promise<Blob>;
   /** 201 `{key, api_key}`: `key` is the plaintext, shown once and never again. */
   createKey(orgId: string, body: CreateKeyInput): Promise<NewKey>;
   rotateKey(orgId: string, keyId: string, overlapSeconds: number): Promise<RotatedKey>;
@@ -85,6 +96,7 @@ export type Client = {
 // 500 per page is the API's maximum; 40 pages bound a runaway loop far above the 1,000-key cap.
 const LIST_PAGE = 500;
 const MAX_LIST_PAGES = 40;
+const AUDIT_PAGE = 50;
 
 /**
  * A client bound to one key. `onUnauthenticated` runs on any 401 (the key was revoked or expired
@@ -93,17 +105,15 @@ const MAX_LIST_PAGES = 40;
 export function createClient(key: string, onUnauthenticated: (error: ApiError) => void): Client {
   // Signing out aborts whatever this key still has in flight, and sends nothing more.
   const session = new AbortController();
-  async function call<T>(
+  async function send(
     method: 'GET' | 'POST' | 'DELETE',
     path: string,
+    accept: string,
     body?: unknown,
     signal?: AbortSignal,
-  ): Promise<T> {
+  ): Promise<Response> {
     const abort = signal ? AbortSignal.any([signal, session.signal]) : session.signal;
-    const headers: Record<string, string> = {
-      authorization: `Bearer ${key}`,
-      accept: 'application/json',
-    };
+    const headers: Record<string, string> = { authorization: `Bearer ${key}`, accept };
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
@@ -119,11 +129,17 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
       if (abort.aborted) throw error;
       throw new ApiError(0, 'Network error', 'the server could not be reached', 'network');
     }
-    if (res.ok) return (await res.json()) as T;
+    if (res.ok) return res;
     const error = await problemOf(res);
     if (res.status === 401 && !session.signal.aborted) onUnauthenticated(error);
     throw error;
   }
+  const call = async <T>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> => (await (await send(method, path, 'application/json', body, signal)).json()) as T;
   const org = (orgId: string) => `/api/orgs/${encodeURIComponent(orgId)}`;
   const get = <T>(path: string, signal?: AbortSignal) => call<T>('GET', path, undefined, signal);
   const keyPath = (orgId: string, keyId: string) =>
@@ -148,18 +164,33 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
           ? `${keyPath(orgId, keyId)}?${new URLSearchParams({ reason })}`
           : keyPath(orgId, keyId),
       ),
-    async scopesById(orgId, signal) {
-      const scopes = new Map<string, string[]>();
+    async keys(orgId, signal) {
+      const keys: ApiKey[] = [];
       let cursor: string | null = null;
       for (let page = 0; page < MAX_LIST_PAGES; page++) {
         const params = new URLSearchParams({ limit: String(LIST_PAGE) });
         if (cursor) params.set('cursor', cursor);
         const list: KeyList = await get<KeyList>(`${org(orgId)}/api-keys?${params}`, signal);
-        for (const k of list.data) scopes.set(k.id, k.scopes);
+        keys.push(...list.data);
         cursor = list.next_cursor;
         if (!cursor) break;
       }
-      return scopes;
+      return keys;
+    },
+    async scopesById(orgId, signal) {
+      const keys = await this.keys(orgId, signal);
+      return new Map(keys.map((k) => [k.id, k.scopes]));
+    },
+    auditEvents(orgId, cursor, signal) {
+      const params = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+      if (cursor) params.set('cursor', cursor);
+      return get<AuditPage>(`${org(orgId)}/audit-events?${params}`, signal);
+    },
+    async exportCsv(orgId, query, signal) {
+      const params = new URLSearchParams({ from: query.from, to: query.to });
+      if (query.keyId) params.set('key_id', query.keyId);
+      const path = `${org(orgId)}/usage-events?${params}`;
+      return (await send('GET', path, 'text/csv', undefined, signal)).blob();
     },
   };
 }

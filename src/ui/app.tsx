@@ -5,13 +5,15 @@
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { createClient, type ApiError, type Client, type KeySelf } from './api.ts';
+import { AuditPage } from './audit/audit-page.tsx';
 import { Loading, PageHeading } from './components.tsx';
+import { ExportPage } from './export/export-page.tsx';
 import { asApiError, useRoute, useTitle } from './hooks.ts';
 import { KeyPage } from './key/key-page.tsx';
 import { KeysPage } from './keys/keys-page.tsx';
 import { INITIAL_VIEW, type KeysView } from './keys/usage-query.ts';
 import { useScopes } from './keys/use-scopes.ts';
-import { keysHref, type Route } from './route.ts';
+import { auditHref, exportHref, keysHref, type Route } from './route.ts';
 import { forgetKey, keepKey, maskKey, storedKey } from './session.ts';
 import { SignIn } from './sign-in.tsx';
 
@@ -103,6 +105,8 @@ function Pages({ route, session }: { route: Route; session: Session }) {
   // Keyed by id: another key's page never shows the previous key's fields while it loads.
   if (route.page === 'key')
     return <KeyPage key={route.keyId} session={session} keyId={route.keyId} />;
+  if (route.page === 'audit') return <AuditPage session={session} />;
+  if (route.page === 'export') return <ExportPage session={session} />;
   if (route.page === 'not-found') return <NotFound />;
   return <KeysPage session={session} view={keysView} setView={setKeysView} scopes={scopes} />;
 }
@@ -127,7 +131,14 @@ function skipToContent(event: Event) {
 
 type ShellProps = { session: Session; onSignOut: () => void; children: ComponentChildren };
 
+const NAV = [
+  { href: keysHref, label: 'API keys', pages: ['keys', 'key'] },
+  { href: auditHref, label: 'Audit', pages: ['audit'] },
+  { href: exportHref, label: 'Export', pages: ['export'] },
+];
+
 function Shell({ session, onSignOut, children }: ShellProps) {
+  const route = useRoute();
   const { self, orgName, maskedKey } = session;
   return (
     <>
@@ -138,6 +149,17 @@ function Shell({ session, onSignOut, children }: ShellProps) {
         <a class="brand" href={keysHref}>
           keytrail admin
         </a>
+        <nav class="tabs" aria-label="Pages of the admin">
+          {NAV.map((n) => (
+            <a
+              key={n.href}
+              href={n.href}
+              aria-current={n.pages.includes(route.page) ? 'page' : undefined}
+            >
+              {n.label}
+            </a>
+          ))}
+        </nav>
         <p class="who">
           <span class="org">{orgName ?? self.org_id}</span>{' '}
           <span class="muted">

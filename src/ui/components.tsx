@@ -3,6 +3,7 @@ import type { ComponentChildren } from 'preact';
 import { useEffect, useRef } from 'preact/hooks';
 import type { ApiError } from './api.ts';
 import { exactTime, lastUsedCell, NEVER, shortDate } from './format.ts';
+import { nextPage, previousPage, type PagedView } from './keys/usage-query.ts';
 
 /** A failed call: the problem+json title and detail, announced at once (role="alert"). */
 export function ProblemMessage({ error }: { error: ApiError }) {
@@ -75,4 +76,40 @@ const STATUS_LABELS: Record<string, string> = {
 
 export function StatusBadge({ status }: { status: string }) {
   return <span class={`badge badge-${status}`}>{STATUS_LABELS[status] ?? status}</span>;
+}
+
+type PagerProps<V extends PagedView<{ cursor: string | null }>> = {
+  view: V;
+  setView: (update: (view: V) => V) => void;
+  nextCursor: string | null;
+};
+
+/** Cursor paging: the API gives the next cursor; the view keeps the ones before (a stack). */
+export function Pager<V extends PagedView<{ cursor: string | null }>>({
+  view,
+  setView,
+  nextCursor,
+}: PagerProps<V>) {
+  const hasPrevious = view.previous.length > 0;
+  if (!hasPrevious && !nextCursor) return null;
+  return (
+    <nav class="pager" aria-label="Pages">
+      {/* aria-disabled, not disabled: a button disabled under the keyboard drops the focus. */}
+      <button
+        type="button"
+        aria-disabled={!hasPrevious}
+        onClick={() => hasPrevious && setView(previousPage)}
+      >
+        Previous page
+      </button>
+      <span class="muted">Page {view.previous.length + 1}</span>
+      <button
+        type="button"
+        aria-disabled={!nextCursor}
+        onClick={() => nextCursor && setView((v) => nextPage(v, nextCursor))}
+      >
+        Next page
+      </button>
+    </nav>
+  );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { keyHref, parseRoute } from './route.ts';
+import { auditHref, exportHref, keyHref, parseRoute } from './route.ts';
 import { maskKey } from './session.ts';
 
 const ID = '0190f2a4-5b6c-7d8e-9f01-23456789abcd';
@@ -14,7 +14,12 @@ describe('parseRoute', () => {
     expect(parseRoute(`#/keys/${ID.toUpperCase()}`)).toEqual({ page: 'key', keyId: ID });
   });
 
-  it.each(['#/keys/not-a-uuid', '#/audit', '#main', `#/keys/${ID}/x`])(
+  it('reads the Audit and Export pages', () => {
+    expect(parseRoute(auditHref)).toEqual({ page: 'audit' });
+    expect(parseRoute(`${exportHref}/`)).toEqual({ page: 'export' });
+  });
+
+  it.each(['#/keys/not-a-uuid', '#/audit/x', '#main', `#/keys/${ID}/x`])(
     '"%s" is not found',
     (hash) => {
       expect(parseRoute(hash)).toEqual({ page: 'not-found', hash });

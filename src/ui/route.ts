@@ -1,16 +1,22 @@
 /**
- * Hash routes (one HTML entry, nothing the server must know): `#/keys` (the default) and
- * `#/keys/<id>`. Pure, so every shape of hash is unit-tested.
+ * Hash routes (one HTML entry, nothing the server must know): `#/keys` (the default),
+ * `#/keys/<id>`, `#/audit` and `#/export`. Pure, so every shape of hash is unit-tested.
  */
 
 export type Route =
-  { page: 'keys' } | { page: 'key'; keyId: string } | { page: 'not-found'; hash: string };
+  | { page: 'keys' }
+  | { page: 'key'; keyId: string }
+  | { page: 'audit' }
+  | { page: 'export' }
+  | { page: 'not-found'; hash: string };
 
 const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, '').replace(/\/+$/, '');
   if (path === '' || path === '/keys') return { page: 'keys' };
+  if (path === '/audit') return { page: 'audit' };
+  if (path === '/export') return { page: 'export' };
   const key = /^\/keys\/([^/]+)$/.exec(path);
   if (key?.[1] && KEY_ID.test(key[1])) return { page: 'key', keyId: key[1].toLowerCase() };
   return { page: 'not-found', hash };
@@ -18,3 +24,5 @@ export function parseRoute(hash: string): Route {
 
 export const keysHref = '#/keys';
 export const keyHref = (keyId: string): string => `#/keys/${keyId}`;
+export const auditHref = '#/audit';
+export const exportHref = '#/export';

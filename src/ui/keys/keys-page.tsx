@@ -4,7 +4,7 @@ import './dialogs.css';
 import { useEffect, useState } from 'preact/hooks';
 import type { UsageRow } from '../api.ts';
 import type { Session } from '../app.tsx';
-import { PageHeading, ProblemMessage } from '../components.tsx';
+import { PageHeading, Pager, ProblemMessage } from '../components.tsx';
 import { formatNumber } from '../format.ts';
 import { useApi, useNow, useTitle } from '../hooks.ts';
 import { RevokeDialog, RotateDialog } from './change-dialogs.tsx';
@@ -14,14 +14,7 @@ import { Filters } from './filters.tsx';
 import { KeysTable } from './keys-table.tsx';
 import { Summary } from './summary.tsx';
 import type { Scopes } from './use-scopes.ts';
-import {
-  nextPage,
-  previousPage,
-  refine,
-  sortBy,
-  type KeysView,
-  type UsageQuery,
-} from './usage-query.ts';
+import { refine, sortBy, type KeysView, type UsageQuery } from './usage-query.ts';
 
 // Relative times move in minutes at the finest ("just now" → "1 minute ago"): 15 s is enough.
 const TICK_MS = 15_000;
@@ -135,13 +128,7 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
             onToggle={toggle}
             onSort={(sort) => setView((v) => refine(v, sortBy(v.query, sort)))}
           />
-          <Pager
-            page={view.previous.length + 1}
-            hasPrevious={view.previous.length > 0}
-            nextCursor={data.next_cursor}
-            onPrevious={() => setView(previousPage)}
-            onNext={(cursor) => setView((v) => nextPage(v, cursor))}
-          />
+          <Pager view={view} setView={setView} nextCursor={data.next_cursor} />
         </>
       )}
     </>
@@ -158,38 +145,5 @@ function StatusLine(props: { loading: boolean; shown: number | null; page: numbe
     <p class="status-line" role="status">
       {text}
     </p>
-  );
-}
-
-type PagerProps = {
-  page: number;
-  hasPrevious: boolean;
-  nextCursor: string | null;
-  onPrevious: () => void;
-  onNext: (cursor: string) => void;
-};
-
-/** Cursor paging: the API gives the next cursor; the page keeps the ones before (a stack). */
-function Pager({ page, hasPrevious, nextCursor, onPrevious, onNext }: PagerProps) {
-  if (!hasPrevious && !nextCursor) return null;
-  return (
-    <nav class="pager" aria-label="Pages">
-      {/* aria-disabled, not disabled: a button disabled under the keyboard drops the focus. */}
-      <button
-        type="button"
-        aria-disabled={!hasPrevious}
-        onClick={() => hasPrevious && onPrevious()}
-      >
-        Previous page
-      </button>
-      <span class="muted">Page {page}</span>
-      <button
-        type="button"
-        aria-disabled={!nextCursor}
-        onClick={() => nextCursor && onNext(nextCursor)}
-      >
-        Next page
-      </button>
-    </nav>
   );
 }

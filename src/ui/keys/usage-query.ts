@@ -64,14 +64,25 @@ export type KeysView = { query: UsageQuery; previous: (string | null)[] };
 
 export const INITIAL_VIEW: KeysView = { query: DEFAULT_QUERY, previous: [] };
 
-export const nextPage = (view: KeysView, cursor: string): KeysView => ({
+/** Any query paged by cursor, with the cursors of the pages before it (keys, audit trail). */
+export type PagedView<Q extends { cursor: string | null }> = {
+  query: Q;
+  previous: (string | null)[];
+};
+
+export const nextPage = <V extends PagedView<{ cursor: string | null }>>(
+  view: V,
+  cursor: string,
+): V => ({
+  ...view,
   query: { ...view.query, cursor },
   previous: [...view.previous, view.query.cursor],
 });
 
-export function previousPage(view: KeysView): KeysView {
+export function previousPage<V extends PagedView<{ cursor: string | null }>>(view: V): V {
   if (view.previous.length === 0) return view;
   return {
+    ...view,
     query: { ...view.query, cursor: view.previous.at(-1) ?? null },
     previous: view.previous.slice(0, -1),
   };
