@@ -8,12 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'csv-parse/sync';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  seriousViolations,
-  signInWith,
-  startTrackingApp,
-  watchConsole,
-} from '../src/testing/admin-ui.ts';
+import { seriousViolations, signInWith, watchConsole } from '../src/testing/admin-ui.ts';
+import { startTrackingApp } from './admin-app.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
 import { createKey, createOrg, reportEvents, type TestOrg } from '../src/testing/factories.ts';
 import { useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';

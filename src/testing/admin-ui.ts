@@ -1,11 +1,8 @@
 /**
- * Helpers for the admin UI's browser tests: sign-in, console watch, settled rows, axe, and a
- * server that tracks usage.
+ * Helpers for the admin UI's browser tests: sign-in, console watch, settled rows, axe.
  */
 import AxeBuilder from '@axe-core/playwright';
 import type { Page } from 'playwright-core';
-import { startWorker, type Worker } from '../../workers/main.ts';
-import { startTestApp, type TestApp } from './harness.ts';
 
 /** Console errors and uncaught exceptions of a page (a CSP violation is a console error). */
 export function watchConsole(page: Page): string[] {
@@ -45,12 +42,4 @@ export async function seriousViolations(page: Page): Promise<string[]> {
   return result.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
-
-/** A real server that records usage (flushed every 50 ms) and a worker that ingests it. */
-export async function startTrackingApp(dbUrl: string): Promise<{ app: TestApp; worker: Worker }> {
-  const app = await startTestApp(dbUrl, {
-    config: { usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 } },
-  });
-  return { app, worker: await startWorker(app.kt) };
 }
