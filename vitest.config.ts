@@ -17,10 +17,6 @@ export default defineConfig({
       exclude: [
         '**/*.test.ts',
         'src/testing/**',
-        // Entry points of child processes: they run only outside the test runner's process
-        // (the embedded Postgres child, the packaged CLI), so v8 cannot see them; their own
-        // tests drive them as real processes.
-        'src/**/*.child.ts',
         // The admin UI runs in Chromium (test/admin.browser.test.ts), out of v8's sight here;
         // its pure helpers (format, route, usage-query) have unit tests all the same.
         'src/ui/**',

@@ -113,13 +113,7 @@ describe('architecture rules', () => {
   });
 
   it('only entry points and config read process.env', () => {
-    // The embedded Postgres child is a process entry point of its own.
-    const allowed = new Set([
-      'src/main.ts',
-      'src/platform/config.ts',
-      'src/platform/embedded-postgres.child.ts',
-      'workers/main.ts',
-    ]);
+    const allowed = new Set(['src/main.ts', 'src/platform/config.ts', 'workers/main.ts']);
     const reads = (f: File) =>
       /process\.env\b/.test(f.text) && !allowed.has(f.path) && !inDir(f, 'bin', 'src/testing', 'db')
         ? ['process.env']

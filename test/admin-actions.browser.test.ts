@@ -16,8 +16,9 @@ import {
 } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
 import { createKey, createOrg, reportEvents, type TestOrg } from '../src/testing/factories.ts';
-import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';
-import { startWorker, type Worker } from '../workers/main.ts';
+import { useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';
+import type { Worker } from '../workers/main.ts';
+import { startTrackingApp } from './admin-app.ts';
 
 const HOUR_MS = 3_600_000;
 
@@ -30,12 +31,7 @@ describe.skipIf(!chromiumAvailable())('admin UI write actions', { timeout: 120_0
   let errors: string[];
 
   beforeAll(async () => {
-    app = await startTestApp(dbUrl(), {
-      config: {
-        usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
-      },
-    });
-    worker = await startWorker(app.kt);
+    ({ app, worker } = await startTrackingApp(dbUrl()));
     org = await createOrg(app.client, 'Actions');
   }, 90_000);
   afterAll(async () => {

