@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
 .DEFAULT_GOAL := help
-.PHONY: help install start test coverage check typecheck lint format db-types bench bench-quick
+.PHONY: help install start test coverage check typecheck lint format db-types bench bench-quick screenshots
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ format: install ## rewrite files with prettier
 
 db-types: install ## regenerate db/schema.ts from the migrations
 	$(NODE) db/codegen.ts
+
+screenshots: install ## docs/screenshots/*.png of the admin page, from a freshly seeded Demo org (needs Chromium)
+	$(NODE) scripts/screenshots.ts
 
 bench: install ## all benchmarks at full size (~20 min); writes docs/benchmarks.md
 	BENCH_REPORT=docs/benchmarks.md $(NODE) bench/run.ts

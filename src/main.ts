@@ -21,6 +21,7 @@ import {
   wrapperEntry,
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
+import { seedDemoOrg } from './demo/seed.ts';
 import type { DestinationStream } from 'pino';
 
 const DEMO_ORG = 'Demo';
@@ -76,7 +77,10 @@ export async function migrate(runtime: Runtime): Promise<string[]> {
   }
 }
 
-/** First start of the embedded quick start: a Demo org whose admin key is printed once. */
+/**
+ * First start of the embedded quick start: a Demo org whose admin key is printed once, with
+ * sample keys and usage unless KEYTRAIL_DEMO_DATA=false.
+ */
 async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): Promise<string> {
   // The demo org is remembered by id in .data: org names are not unique.
   const marker = path.join(dataRoot, 'demo-org');
@@ -85,11 +89,18 @@ async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): P
   if (existing) {
     return `Demo org ${existing.id} (its admin key was printed on first start; delete .data to start over)`;
   }
-  const { org, adminKey } = await kt.orgs.create(DEMO_ORG);
+  const seeded = kt.config.demoData ? await seedDemoOrg(kt.config, kt.logger, DEMO_ORG) : null;
+  const { org, adminKey } = seeded ?? (await kt.orgs.create(DEMO_ORG));
   await writeFile(marker, org.id);
   return [
     `Demo org created: ${org.id}`,
+    ...(seeded
+      ? [
+          `  sample data: ${seeded.keys} keys and ${seeded.events.toLocaleString('en-US')} usage events of the last weeks, queued for the worker (KEYTRAIL_DEMO_DATA=false skips this)`,
+        ]
+      : []),
     `  admin key (shown once, store it now): ${adminKey.plaintext}`,
+    `  admin UI:  ${baseUrl}/admin (paste the admin key)`,
     `  try it:    curl -H "Authorization: Bearer ${adminKey.plaintext}" ${baseUrl}/v1/demo/orders/42`,
   ].join('\n');
 }

@@ -174,6 +174,25 @@ describe.skipIf(!chromiumAvailable())('admin UI write actions', { timeout: 120_0
     await expect
       .poll(async () => (await shownNames(page)).filter((n) => n === 'overlapping'))
       .toHaveLength(2);
+
+    // The new key's page shows the old key's use since the rotation, with a link to it.
+    for (let i = 0; i < 2; i++) expect(await demo(old.key)).toBe(200);
+    const successor = (await allKeys()).find((k) => k.rotated_from_id === old.id);
+    await page.goto(`${app.baseUrl}/admin/#/keys/${successor.id}`);
+    const finding = page.locator('.finding-warning');
+    await expect
+      .poll(
+        async () => {
+          await page.getByRole('button', { name: 'Refresh' }).click({ timeout: 2000 });
+          await page.locator('.usage > [aria-busy="false"]').waitFor();
+          return finding.textContent({ timeout: 500 }).catch(() => null);
+        },
+        { timeout: 20_000 },
+      )
+      .toContain('Old key still in use: 3 requests since the rotation, last just now');
+    await finding.getByRole('link', { name: /overlapping/ }).click();
+    await page.waitForURL(`**/admin/#/keys/${old.id}`);
+    await page.getByText('replaced by').waitFor();
     expect(errors).toEqual([]);
   });
 

@@ -95,7 +95,13 @@ describe.skipIf(!chromiumAvailable())('admin UI audit and export', { timeout: 12
     expect(await rows.count()).toBe(api.body.data.length);
     const first = rows.first();
     await expect.poll(() => first.getByRole('cell').nth(2).textContent()).toBe('key.revoked');
-    expect(await first.getByRole('cell').nth(3).textContent()).toBe(`api_key ${doomed.id}`);
+    // Keys are named (from the key list) and linked to their page; the id is on hover.
+    const target = first.getByRole('cell').nth(3).getByRole('link');
+    await expect.poll(() => target.textContent()).toMatch(/^doomed sk_live_\w+…$/);
+    expect(await target.getAttribute('href')).toBe(`#/keys/${doomed.id}`);
+    expect(await target.getAttribute('title')).toBe(`API key ${doomed.id}`);
+    const actor = first.getByRole('cell').nth(1).getByRole('link');
+    expect(await actor.getAttribute('href')).toBe(`#/keys/${org.adminKeyId}`);
     expect(await first.getByRole('cell').nth(4).textContent()).toContain('reason: leaked');
     expect(await first.locator('time').getAttribute('datetime')).toBe(newest.occurred_at);
     expect(await seriousViolations(page)).toEqual([]);

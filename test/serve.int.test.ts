@@ -56,6 +56,8 @@ describe('make start on the embedded default', () => {
       expect(placed.external).toBe(process.getuid?.() === 0);
       expect(first.banner).toContain(`embedded PostgreSQL data: ${placed.dataDir}`);
       expect(first.banner).toContain(`curl -H "Authorization: Bearer ${demo.key}"`);
+      // First start seeds sample keys and usage (KEYTRAIL_DEMO_DATA defaults to true).
+      expect(first.banner).toMatch(/sample data: 7 keys and [\d,]+ usage events/);
       const res = await fetch(`${first.baseUrl}/v1/demo/orders/42`, bearer(demo.key ?? ''));
       expect(res.status).toBe(200);
       // The worker runs inside `serve`: usage reaches the totals without a second process.
@@ -90,11 +92,17 @@ describe('make start on the embedded default', () => {
     }
 
     await rm(path.join(work, '.data'), { recursive: true });
-    const over = await startServer(await openRuntime(env));
+    const over = await startServer(await openRuntime({ ...env, KEYTRAIL_DEMO_DATA: 'false' }));
     try {
       const fresh = demoFrom(over.banner);
       expect(fresh.org).toBeDefined();
       expect(fresh.org).not.toBe(demo.org);
+      // Without sample data the Demo org holds its admin key only.
+      expect(over.banner).not.toContain('sample data');
+      const keys = await fetch(`${over.baseUrl}/api/orgs/${fresh.org}/api-keys`, {
+        ...bearer(fresh.key ?? ''),
+      });
+      expect(((await keys.json()) as { data: unknown[] }).data).toHaveLength(1);
       const old = await fetch(`${over.baseUrl}/v1/demo/orders/1`, bearer(demo.key ?? ''));
       expect(old.status).toBe(401);
     } finally {

@@ -333,6 +333,32 @@ export const KeyUsageJson = z
       }),
     ),
     recent_events: z.array(UsageEventJson),
+    rotation: z
+      .object({
+        previous: z
+          .object({
+            key_id: Uuid,
+            name: z.string(),
+            prefix: z.string(),
+            status: z.enum(KEY_STATUSES),
+            rotated_at: Timestamp,
+            expires_at: NullableTime,
+            revoked_at: NullableTime,
+            requests_since_rotation: z.number().int(),
+            last_used_at: NullableTime,
+            last_used_ip: z.string().nullable(),
+          })
+          .nullable()
+          .meta({
+            description:
+              "The key this one replaced (rotated_at is this key's creation) and its use since then: an old key still in use after a rotation.",
+          }),
+        replaced_by: z
+          .object({ key_id: Uuid, name: z.string(), prefix: z.string(), rotated_at: Timestamp })
+          .nullable()
+          .meta({ description: 'The newest key issued by rotating this one.' }),
+      })
+      .meta({ description: 'The rotation chain around this key.' }),
   })
   .meta({ id: 'KeyUsage' });
 

@@ -137,6 +137,23 @@ export async function findKey(
   return row ? toApiKey(row, now) : null;
 }
 
+/** The newest key issued by rotating `keyId` (a key rotated with an overlap can be rotated again). */
+export async function findSuccessor(
+  db: Db,
+  orgId: string,
+  keyId: string,
+  now: Date,
+): Promise<ApiKey | null> {
+  const row = await keysWithTotals(db)
+    .where('k.org_id', '=', orgId)
+    .where('k.rotated_from_id', '=', keyId)
+    .orderBy('k.created_at', 'desc')
+    .orderBy('k.id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row ? toApiKey(row, now) : null;
+}
+
 export type KeyPage = { items: ApiKey[]; hasMore: boolean };
 
 /** Newest first, keyset-paged on (created_at, id) using api_keys_org_id_created_at_id_idx. */

@@ -158,6 +158,19 @@ export function createKeysService(deps: KeysServiceDeps) {
       return key;
     },
 
+    /** The key this one replaced by rotation, and the key that replaced it (either may be null). */
+    async rotationOf(
+      orgId: string,
+      key: ApiKey,
+    ): Promise<{ previous: ApiKey | null; next: ApiKey | null }> {
+      const now = clock.now();
+      const [previous, next] = await Promise.all([
+        key.rotatedFromId ? q.findKey(db, orgId, key.rotatedFromId, now) : null,
+        q.findSuccessor(db, orgId, key.id, now),
+      ]);
+      return { previous, next };
+    },
+
     list(
       orgId: string,
       params: { status: KeyStatus | undefined; limit: number; after: Cursor | undefined },

@@ -21,6 +21,8 @@ export const configSchema = z.object({
   KEYTRAIL_ROLLUP_RETENTION_DAYS: positiveInt(400, 3650),
   KEYTRAIL_TRUST_PROXY: z.string().default('false'),
   KEYTRAIL_DEMO_ROUTES: z.stringbool().optional(),
+  /** The embedded quick start's Demo org gets sample keys and two weeks of usage on first start. */
+  KEYTRAIL_DEMO_DATA: z.stringbool().default(true),
   KEYTRAIL_KEY_CACHE_SIZE: positiveInt(10_000, 10_000_000),
   KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
   KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
@@ -60,6 +62,7 @@ export type Config = {
   rollupRetentionDays: number;
   trustProxy: boolean | number | string;
   demoRoutes: boolean;
+  demoData: boolean;
   keyCache: { size: number; ttlMs: number; negativeTtlMs: number };
   dbPoolSize: number;
   usage: {
@@ -126,6 +129,7 @@ export function toConfig(
     trustProxy: parseTrustProxy(env.KEYTRAIL_TRUST_PROXY),
     // Demo routes are on by default only for the embedded quick start.
     demoRoutes: env.KEYTRAIL_DEMO_ROUTES ?? resolved.embedded,
+    demoData: env.KEYTRAIL_DEMO_DATA,
     keyCache: {
       size: env.KEYTRAIL_KEY_CACHE_SIZE,
       ttlMs: env.KEYTRAIL_KEY_CACHE_TTL_MS,

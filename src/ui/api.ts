@@ -11,6 +11,7 @@ import type {
   CreateKeyBody,
   KeyListJson,
   KeySelfJson,
+  KeyUsageJson,
   OrgJson,
   OrgUsageJson,
   ProblemJson,
@@ -22,6 +23,9 @@ export type Org = z.output<typeof OrgJson>;
 export type ApiKey = z.output<typeof ApiKeyJson>;
 export type OrgUsage = z.output<typeof OrgUsageJson>;
 export type UsageRow = OrgUsage['data'][number];
+export type KeyUsage = z.output<typeof KeyUsageJson>;
+/** One key's usage window, as GET …/api-keys/:keyId/usage takes it (ISO instants). */
+export type KeyUsageQuery = { from: string; to: string; granularity: 'hour' | 'day' };
 type KeyList = z.output<typeof KeyListJson>;
 export type AuditPage = z.output<typeof AuditPageJson>;
 export type AuditEvent = AuditPage['data'][number];
@@ -77,7 +81,14 @@ export type Client = {
   org(orgId: string, signal?: AbortSignal): Promise<Org>;
   orgUsage(orgId: string, query: UsageQuery, signal?: AbortSignal): Promise<OrgUsage>;
   key(orgId: string, keyId: string, signal?: AbortSignal): Promise<ApiKey>;
-  scopesById(orgId: string, signal?: AbortSignal): Promise<Map<string, string[]>>;
+  keyUsage(
+    orgId: string,
+    keyId: string,
+    query: KeyUsageQuery,
+    signal?: AbortSignal,
+  ): Promise<KeyUsage>;
+  /** Every key of the org by id (the list read whole). */
+  keysById(orgId: string, signal?: AbortSignal): Promise<Map<string, ApiKey>>;
   /** Every key of the org (the whole list, read page by page). */
   keys(orgId: string, signal?: AbortSignal): Promise<ApiKey[]>;
   /** One page of the audit trail, newest first, as the API returns it. */
@@ -152,6 +163,8 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
     orgUsage: (orgId, query, signal) =>
       get<OrgUsage>(`${org(orgId)}/api-keys/usage?${usageSearch(query)}`, signal),
     key: (orgId, keyId, signal) => get<ApiKey>(keyPath(orgId, keyId), signal),
+    keyUsage: (orgId, keyId, query, signal) =>
+      get<KeyUsage>(`${keyPath(orgId, keyId)}/usage?${new URLSearchParams(query)}`, signal),
     createKey: (orgId, body) => call<NewKey>('POST', `${org(orgId)}/api-keys`, body),
     rotateKey: (orgId, keyId, overlapSeconds) =>
       call<RotatedKey>('POST', `${keyPath(orgId, keyId)}/rotate`, {
@@ -177,9 +190,9 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
       }
       return keys;
     },
-    async scopesById(orgId, signal) {
+    async keysById(orgId, signal) {
       const keys = await this.keys(orgId, signal);
-      return new Map(keys.map((k) => [k.id, k.scopes]));
+      return new Map(keys.map((k) => [k.id, k]));
     },
     auditEvents(orgId, cursor, signal) {
       const params = new URLSearchParams({ limit: String(AUDIT_PAGE) });

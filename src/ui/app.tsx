@@ -105,7 +105,7 @@ function Pages({ route, session }: { route: Route; session: Session }) {
   // Keyed by id: another key's page never shows the previous key's fields while it loads.
   if (route.page === 'key')
     return <KeyPage key={route.keyId} session={session} keyId={route.keyId} />;
-  if (route.page === 'audit') return <AuditPage session={session} />;
+  if (route.page === 'audit') return <AuditPage session={session} keys={scopes} />;
   if (route.page === 'export') return <ExportPage session={session} />;
   if (route.page === 'not-found') return <NotFound />;
   return <KeysPage session={session} view={keysView} setView={setKeysView} scopes={scopes} />;

@@ -342,6 +342,71 @@ describe('key usage', () => {
   });
 });
 
+describe('key usage: rotation', () => {
+  it("counts the old key's requests from the rotation instant, not from its hour", async () => {
+    const { org, writer } = await orgWithWriter('Rotation');
+    const old = await createKey(app.client, org, { name: 'billing' });
+    // The rotation happens half past an hour three hours ago, so the old key's events of that
+    // hour fall on both sides of it.
+    const now = Date.now();
+    const halfPast = Math.floor((now - 3 * HOUR) / HOUR) * HOUR + 30 * 60_000;
+    clock.offsetMs = halfPast - now;
+    const rotated = await app.client.post(`/api/orgs/${org.orgId}/api-keys/${old.id}/rotate`, {
+      key: org.adminKey,
+      body: { overlap_seconds: 7 * 86_400 },
+    });
+    expect(rotated.status).toBe(201);
+    clock.offsetMs = 0;
+    const newId: string = rotated.body.api_key.id;
+    const rotatedAt = Date.parse(rotated.body.api_key.created_at);
+    const oldPrefix: string = rotated.body.previous.prefix;
+    const minute = 60_000;
+    await reportEvents(app.client, org, writer.key, [
+      { key_id: old.id, occurred_at: at(rotatedAt - 2 * HOUR) },
+      { key_id: old.id, occurred_at: at(rotatedAt - 20 * minute) },
+      { key_id: old.id, occurred_at: at(rotatedAt - 1) },
+      { key_id: old.id, occurred_at: at(rotatedAt) },
+      { key_id: old.id, occurred_at: at(rotatedAt + 10 * minute) },
+      { key_id: old.id, occurred_at: at(rotatedAt + HOUR) },
+      { key_id: old.id, occurred_at: at(rotatedAt + 2 * HOUR + 5 * minute) },
+      { key_id: newId, occurred_at: at(rotatedAt + HOUR) },
+    ]);
+    await waitFor(async () => (await eventsStored(org.orgId)) === 8);
+
+    const newPage = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${newId}/usage`, {
+      key: org.adminKey,
+    });
+    expect(newPage.status).toBe(200);
+    expect(newPage.body.rotation).toEqual({
+      previous: {
+        key_id: old.id,
+        name: 'billing',
+        prefix: oldPrefix,
+        status: 'active',
+        rotated_at: new Date(rotatedAt).toISOString(),
+        expires_at: new Date(rotatedAt + 7 * DAY).toISOString(),
+        revoked_at: null,
+        requests_since_rotation: 4,
+        last_used_at: at(rotatedAt + 2 * HOUR + 5 * minute),
+        last_used_ip: null,
+      },
+      replaced_by: null,
+    });
+    const oldPage = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${old.id}/usage`, {
+      key: org.adminKey,
+    });
+    expect(oldPage.body.rotation).toEqual({
+      previous: null,
+      replaced_by: {
+        key_id: newId,
+        name: 'billing',
+        prefix: rotated.body.api_key.prefix,
+        rotated_at: new Date(rotatedAt).toISOString(),
+      },
+    });
+  });
+});
+
 describe('raw events: keyset pagination', () => {
   it('walks 10,000 events sharing one timestamp without duplicates or gaps', async () => {
     const { org, writer } = await orgWithWriter('Keyset');

@@ -174,7 +174,11 @@ export function createAnalyticsService(deps: {
     };
   }
 
-  return { orgUsage, dormantKeys, keyUsage, dataAsOf };
+  /** A key's authenticated requests since an instant (an old key's use since its rotation). */
+  const requestsSince = (keyId: string, since: Date): Promise<number> =>
+    q.requestsSince(db, keyId, since);
+
+  return { orgUsage, dormantKeys, keyUsage, requestsSince, dataAsOf };
 }
 
 export type AnalyticsService = ReturnType<typeof createAnalyticsService>;

@@ -195,6 +195,21 @@ describe('exactly-once ingest', () => {
     await createIngester(app.kt.database).ingest(events(k, 3, farFuture));
     expect(await rowCount('api_key_usage_events_2031_05', k.id)).toBe(3);
   });
+
+  it('lets concurrent ingests create the same new month partition, none failing', async () => {
+    const k = await createKey(app.client, org);
+    // Months no process has seen: each round, two fresh ingesters race to create one.
+    for (let round = 0; round < 6; round++) {
+      const month = Date.UTC(2032, round, 10);
+      const [a, b] = [createIngester(app.kt.database), createIngester(app.kt.database)];
+      const results = await Promise.all([
+        a.ingest(events(k, 20, month)),
+        b.ingest(events(k, 20, month + 3_600_000)),
+      ]);
+      expect(results.map((r) => r.inserted)).toEqual([20, 20]);
+    }
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(240);
+  });
 });
 
 describe('rollups rebuild', () => {

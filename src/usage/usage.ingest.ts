@@ -4,6 +4,7 @@ import {
   COPY_EVENTS,
   encodeEventsCopy,
   monthPartitionDdl,
+  monthPartitionLock,
   insertEventsSkippingStored,
   upsertPeriods,
   upsertRoutes,
@@ -87,6 +88,7 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
     return rawTransaction(database, async (tx) => {
       for (const month of [...months].filter((m) => !knownMonths.has(m)).sort()) {
         const [year, mm] = month.split('-').map(Number);
+        await tx.run(monthPartitionLock(year ?? 1970, mm ?? 1));
         await tx.run(monthPartitionDdl(year ?? 1970, mm ?? 1));
       }
       const stored = await storeNew(tx, events);

@@ -9,12 +9,29 @@ const PARENT = 'api_key_usage_events';
 export const partitionName = (year: number, month: number): string =>
   `${PARENT}_${year}_${String(month).padStart(2, '0')}`;
 
+/** Namespace of keytrail's advisory locks on partition creation (the two-key form). */
+const PARTITION_LOCK_SPACE = 0x6b74_7001;
+
+/**
+ * Serialises the creators of one month's partition until the transaction ends. IF NOT EXISTS
+ * alone is not enough: two transactions that both find the table missing both create it, and the
+ * second fails with "relation already exists" once the first commits. Behind this lock the second
+ * sees the committed table and does nothing.
+ */
+export function monthPartitionLock(year: number, month: number): RawBuilder<unknown> {
+  return sql`select pg_advisory_xact_lock(${PARTITION_LOCK_SPACE}::int4, hashtext(${partitionName(year, month)}))`;
+}
+
 /**
  * Creates the monthly partition holding `monthStart` if missing. Names come from integers, never
- * from input; IF NOT EXISTS makes concurrent creators (two workers, start-up and schedule) safe.
+ * from input; the advisory lock makes concurrent creators (two workers, start-up and schedule,
+ * an ingest meeting a new month) safe.
  */
 export async function createMonthPartition(db: Db, year: number, month: number): Promise<void> {
-  await monthPartitionDdl(year, month).execute(db);
+  await db.transaction().execute(async (trx) => {
+    await monthPartitionLock(year, month).execute(trx);
+    await monthPartitionDdl(year, month).execute(trx);
+  });
 }
 
 export function monthPartitionDdl(year: number, month: number): RawBuilder<unknown> {

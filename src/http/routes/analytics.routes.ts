@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { Keytrail } from '../../keytrail.ts';
+import type { ApiKey } from '../../keys/keys.types.ts';
 import { AppError } from '../../platform/errors.ts';
 import { isUuid } from '../../platform/ids.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
@@ -19,6 +20,35 @@ const usageCursor = z.union([
   z.tuple([z.literal('last_used_at'), sortOrder, z.iso.datetime().nullable(), z.uuid()]),
 ]);
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** The key a rotation replaced, with its use since (the "old key still in use" finding). */
+async function rotationJson(
+  kt: Keytrail,
+  key: ApiKey,
+  chain: { previous: ApiKey | null; next: ApiKey | null },
+) {
+  const { previous, next } = chain;
+  return {
+    previous: previous && {
+      key_id: previous.id,
+      name: previous.name,
+      prefix: previous.prefix,
+      status: previous.status,
+      rotated_at: key.createdAt.toISOString(),
+      expires_at: iso(previous.expiresAt),
+      revoked_at: iso(previous.revokedAt),
+      requests_since_rotation: await kt.analytics.requestsSince(previous.id, key.createdAt),
+      last_used_at: iso(previous.lastUsedAt),
+      last_used_ip: previous.lastUsedIp,
+    },
+    replaced_by: next && {
+      key_id: next.id,
+      name: next.name,
+      prefix: next.prefix,
+      rotated_at: next.createdAt.toISOString(),
+    },
+  };
+}
 
 export function analyticsRoutes(kt: Keytrail): Router {
   const router = Router();
@@ -81,7 +111,12 @@ export function analyticsRoutes(kt: Keytrail): Router {
     // Default windows: 30 days by day, the last 24 hours by hour (hourly series are capped at 14 days).
     const from =
       query.from ?? new Date(to.getTime() - (query.granularity === 'hour' ? DAY_MS : 30 * DAY_MS));
-    const usage = await kt.analytics.keyUsage(key.id, { from, to, granularity: query.granularity });
+    const orgId = req.params.orgId as string;
+    const [usage, chain] = await Promise.all([
+      kt.analytics.keyUsage(key.id, { from, to, granularity: query.granularity }),
+      kt.keys.rotationOf(orgId, key),
+    ]);
+    const rotation = await rotationJson(kt, key, chain);
     res.json({
       data_as_of: usage.dataAsOf.toISOString(),
       key: apiKeyJson(key),
@@ -101,6 +136,7 @@ export function analyticsRoutes(kt: Keytrail): Router {
       series: usage.series.map((s) => ({ ...s, start: s.start.toISOString() })),
       top_endpoints: usage.topEndpoints,
       recent_events: usage.recentEvents.map(eventJson),
+      rotation,
     });
   });
 

@@ -3,12 +3,14 @@
  * it, paged by cursor like the keys table. Details are plain `key: value` text, never HTML.
  */
 import '../keys/keys.css';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import type { AuditEvent } from '../api.ts';
 import type { Session } from '../app.tsx';
 import { Loading, PageHeading, Pager, ProblemMessage, RelativeTime } from '../components.tsx';
 import { useApi, useNow, useTitle } from '../hooks.ts';
 import type { PagedView } from '../keys/usage-query.ts';
+import type { Scopes } from '../keys/use-scopes.ts';
+import { keyHref } from '../route.ts';
 
 const TICK_MS = 15_000;
 
@@ -22,12 +24,36 @@ export function detailsText(details: Record<string, unknown>): string {
     .join(', ');
 }
 
-const actorText = (actor: AuditEvent['actor']): string =>
-  actor.key_id ? `${actor.type} ${actor.key_id}` : actor.type;
-const targetText = (target: AuditEvent['target']): string =>
-  target.id ? `${target.type} ${target.id}` : target.type;
+/**
+ * A key named in the trail: its name and prefix, linked to its page, the id on hover; the bare
+ * id while the names load, or when this key may not list keys (no keys:read).
+ */
+function KeyName({ id, keys }: { id: string; keys: Scopes }) {
+  const key = keys.key(id);
+  return (
+    <a href={keyHref(id)} title={`API key ${id}`}>
+      {key ? (
+        <>
+          {key.name} <code class="muted">{key.prefix}…</code>
+        </>
+      ) : (
+        <code>{id}</code>
+      )}
+    </a>
+  );
+}
 
-export function AuditPage({ session }: { session: Session }) {
+function Actor({ actor, keys }: { actor: AuditEvent['actor']; keys: Scopes }) {
+  if (!actor.key_id) return <>{actor.type}</>;
+  return <KeyName id={actor.key_id} keys={keys} />;
+}
+
+function Target({ target, keys }: { target: AuditEvent['target']; keys: Scopes }) {
+  if (target.type === 'api_key' && target.id) return <KeyName id={target.id} keys={keys} />;
+  return <>{target.id ? `${target.type} ${target.id}` : target.type}</>;
+}
+
+export function AuditPage({ session, keys }: { session: Session; keys: Scopes }) {
   const { client, self } = session;
   const [view, setView] = useState<AuditView>(FIRST_PAGE);
   const audit = useApi(
@@ -37,6 +63,15 @@ export function AuditPage({ session }: { session: Session }) {
   const now = useNow(TICK_MS);
   useTitle('Audit');
   const data = audit.data;
+  const { want } = keys;
+  useEffect(() => {
+    if (!data) return;
+    const ids = data.data.flatMap((e) => [
+      e.actor.key_id,
+      e.target.type === 'api_key' ? e.target.id : null,
+    ]);
+    want(ids.filter((id): id is string => typeof id === 'string'));
+  }, [data, want]);
   return (
     <>
       <PageHeading>Audit</PageHeading>
@@ -63,12 +98,16 @@ export function AuditPage({ session }: { session: Session }) {
                   <td>
                     <RelativeTime iso={e.occurred_at} now={now} />
                   </td>
-                  <td>{actorText(e.actor)}</td>
+                  <td>
+                    <Actor actor={e.actor} keys={keys} />
+                  </td>
                   <td>
                     <code>{e.action}</code>
                   </td>
-                  <td>{targetText(e.target)}</td>
-                  <td>{detailsText(e.details)}</td>
+                  <td>
+                    <Target target={e.target} keys={keys} />
+                  </td>
+                  <td class="details">{detailsText(e.details)}</td>
                 </tr>
               ))}
             </tbody>

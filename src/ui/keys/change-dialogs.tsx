@@ -8,7 +8,9 @@ import { asApiError } from '../hooks.ts';
 import { OVERLAPS, overlapSeconds, type OverlapId } from './key-form.ts';
 import { Plaintext } from './plaintext.tsx';
 
-type Props = { client: Client; orgId: string; row: UsageRow; onClose: () => void };
+/** The key a dialog acts on: a row of the table, or the key page's key. */
+export type KeyRef = Pick<UsageRow, 'key_id' | 'name' | 'prefix'>;
+type Props = { client: Client; orgId: string; row: KeyRef; onClose: () => void };
 
 /** A request in flight and its failure, shared by both dialogs. */
 function useSend() {

@@ -50,6 +50,9 @@ export function KeysTable(props: Props) {
         <caption class="sr-only">{caption(query)}</caption>
         <thead>
           <tr>
+            <th scope="col" class="pick">
+              <span class="sr-only">Select</span>
+            </th>
             {sortable('Name', 'name')}
             <th scope="col">Prefix</th>
             <th scope="col">Environment</th>
@@ -59,7 +62,6 @@ export function KeysTable(props: Props) {
             {sortable('Requests', 'request_count')}
             <th scope="col">Last IP</th>
             <th scope="col">Status</th>
-            <th scope="col">Flags</th>
           </tr>
         </thead>
         <tbody>
@@ -124,6 +126,18 @@ type RowProps = {
 function KeyRow({ row, scopes, now, onAction, selected, onToggle }: RowProps) {
   return (
     <tr>
+      {/* Dormant keys only: the selection is for "Revoke selected". */}
+      <td class="pick">
+        {row.dormant && (
+          <input
+            type="checkbox"
+            class="select"
+            aria-label={`Select ${row.name} to revoke`}
+            checked={selected}
+            onChange={() => onToggle(row)}
+          />
+        )}
+      </td>
       <th scope="row" class="name">
         <a href={keyHref(row.key_id)}>{row.name}</a>
       </th>
@@ -146,6 +160,8 @@ function KeyRow({ row, scopes, now, onAction, selected, onToggle }: RowProps) {
       <td class="ip">{row.last_used_ip ?? <span class="never">{NEVER}</span>}</td>
       <td>
         <StatusBadge status={row.status} />
+        {row.dormant && <span class="badge badge-dormant">Dormant</span>}
+        {row.spike && <span class="badge badge-spike">Spike</span>}
         {/* In the Status cell (the column headers are a contract): the row names the key. */}
         {row.status !== 'revoked' && (
           <span class="row-actions">
@@ -159,19 +175,6 @@ function KeyRow({ row, scopes, now, onAction, selected, onToggle }: RowProps) {
             </button>
           </span>
         )}
-      </td>
-      <td class="flags">
-        {row.dormant && <span class="badge badge-dormant">Dormant</span>}
-        {row.dormant && (
-          <input
-            type="checkbox"
-            class="select"
-            aria-label={`Select ${row.name} to revoke`}
-            checked={selected}
-            onChange={() => onToggle(row)}
-          />
-        )}
-        {row.spike && <span class="badge badge-spike">Spike</span>}
       </td>
     </tr>
   );
