@@ -21,7 +21,7 @@ import {
   wrapperEntry,
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
-import { seedDemoOrg } from './demo/seed.ts';
+import { seedDemoOrg, type DemoOrg } from './demo/seed.ts';
 import type { DestinationStream } from 'pino';
 
 const DEMO_ORG = 'Demo';
@@ -77,6 +77,13 @@ export async function migrate(runtime: Runtime): Promise<string[]> {
   }
 }
 
+function sampleLine(seeded: DemoOrg): string {
+  if (seeded.failure)
+    return `  sample data: incomplete (${seeded.failure}); delete .data to try again`;
+  const events = seeded.events.toLocaleString('en-US');
+  return `  sample data: ${seeded.keys} keys and ${events} usage events of the last weeks, queued for the worker (KEYTRAIL_DEMO_DATA=false skips this)`;
+}
+
 /**
  * First start of the embedded quick start: a Demo org whose admin key is printed once, with
  * sample keys and usage unless KEYTRAIL_DEMO_DATA=false.
@@ -94,11 +101,7 @@ async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): P
   await writeFile(marker, org.id);
   return [
     `Demo org created: ${org.id}`,
-    ...(seeded
-      ? [
-          `  sample data: ${seeded.keys} keys and ${seeded.events.toLocaleString('en-US')} usage events of the last weeks, queued for the worker (KEYTRAIL_DEMO_DATA=false skips this)`,
-        ]
-      : []),
+    ...(seeded ? [sampleLine(seeded)] : []),
     `  admin key (shown once, store it now): ${adminKey.plaintext}`,
     `  admin UI:  ${baseUrl}/admin (paste the admin key)`,
     `  try it:    curl -H "Authorization: Bearer ${adminKey.plaintext}" ${baseUrl}/v1/demo/orders/42`,

@@ -193,6 +193,20 @@ describe.skipIf(!chromiumAvailable())('admin UI key page', { timeout: 120_000 },
     expect(errors).toEqual([]);
   });
 
+  it('shows the fields to a key without usage:read, and the 403 naming the scope', async () => {
+    const reader = await createKey(app.client, org, { name: 'reader', scopes: ['keys:read'] });
+    const page = await browser.page();
+    errors = watchConsole(page);
+    await signInWith(page, app.baseUrl, reader.key);
+    await page.goto(`${app.baseUrl}/admin/#/keys/${busy.id}`);
+    await page.getByRole('heading', { name: 'busy', level: 1 }).waitFor();
+    const usage = page.locator('.usage [role="alert"]');
+    await usage.waitFor();
+    expect(await usage.textContent()).toContain('usage:read');
+    // The browser logs the refused request itself; nothing else may fail.
+    expect(errors.filter((e) => !e.includes('403'))).toEqual([]);
+  });
+
   it('says so when a key has no usage, and passes an axe scan with data and without', async () => {
     const quiet = await createKey(app.client, org, { name: 'quiet' });
     const page = await openKey(quiet.id);

@@ -113,3 +113,17 @@ describe('Demo org sample data', () => {
     expect(actions).toContain('key.revoked');
   });
 });
+
+describe('Demo org sample data that fails half-way', () => {
+  it('still leaves the org and a working admin key, and says why', async () => {
+    // Three keys at most: the fourth sample key is refused (key_limit_reached).
+    const small = await seedDemoOrg({ ...app.kt.config, maxKeysPerOrg: 3 }, app.kt.logger, 'Small');
+    expect(small.failure).toMatch(/limit/i);
+    expect(small.events).toBe(0);
+    const res = await app.client.get(`/api/orgs/${small.org.id}`, {
+      key: small.adminKey.plaintext,
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.name).toBe('Small');
+  });
+});

@@ -23,8 +23,17 @@ const BATCH = 1000;
 const MAX_SPAN_MS = 6 * 86_400_000;
 const SEED = 20261202;
 
-/** `keys`: the sample keys created beside the admin key; `events`: the usage events queued. */
-export type DemoOrg = { org: Org; adminKey: IssuedKey; keys: number; events: number };
+/**
+ * `keys`: the sample keys created beside the admin key; `events`: the usage events queued;
+ * `failure`: why the sample data stopped short (the org and its admin key exist regardless).
+ */
+export type DemoOrg = {
+  org: Org;
+  adminKey: IssuedKey;
+  keys: number;
+  events: number;
+  failure: string | null;
+};
 
 type Stream = { keyId: string; events: SampleEvent[] };
 
@@ -168,11 +177,18 @@ export async function seedDemoOrg(config: Config, logger: Logger, name: string):
   try {
     clock.at = now - ORG_AGE_MS;
     const { org, adminKey } = await kt.orgs.create(name);
-    const traffic = await createKeys(kt, clock, org, adminKey, now);
-    const events = await reportAll(kt, clock, org.id, traffic);
-    // The sample keys beside the admin key: the plan's, and the one its rotation issued.
-    const keys = demoPlan(now).keys.reduce((n, k) => n + (k.rotation ? 2 : 1), 0);
-    return { org, adminKey, keys, events };
+    // The org and its admin key exist from here on: sample data that fails half-way must not
+    // cost the quick start its Demo org (the caller still records and prints it).
+    try {
+      const traffic = await createKeys(kt, clock, org, adminKey, now);
+      const events = await reportAll(kt, clock, org.id, traffic);
+      // The sample keys beside the admin key: the plan's, and the one its rotation issued.
+      const keys = demoPlan(now).keys.reduce((n, k) => n + (k.rotation ? 2 : 1), 0);
+      return { org, adminKey, keys, events, failure: null };
+    } catch (error) {
+      logger.warn({ err: String(error) }, 'demo sample data incomplete');
+      return { org, adminKey, keys: 0, events: 0, failure: String(error) };
+    }
   } finally {
     await kt.close();
   }
