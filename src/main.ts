@@ -79,7 +79,7 @@ export async function migrate(runtime: Runtime): Promise<string[]> {
 
 function sampleLine(seeded: DemoOrg): string {
   if (seeded.failure)
-    return `  sample data: incomplete (${seeded.failure}); delete .data to try again`;
+    return `  sample data: incomplete after ${seeded.keys} keys and ${seeded.events} events (${seeded.failure}); delete .data to try again`;
   const events = seeded.events.toLocaleString('en-US');
   return `  sample data: ${seeded.keys} keys and ${events} usage events of the last weeks, queued for the worker (KEYTRAIL_DEMO_DATA=false skips this)`;
 }

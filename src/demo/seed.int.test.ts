@@ -119,6 +119,8 @@ describe('Demo org sample data that fails half-way', () => {
     // Three keys at most: the fourth sample key is refused (key_limit_reached).
     const small = await seedDemoOrg({ ...app.kt.config, maxKeysPerOrg: 3 }, app.kt.logger, 'Small');
     expect(small.failure).toMatch(/limit/i);
+    // It says what it did before the refusal: two sample keys beside the admin key, no events.
+    expect(small.keys).toBe(2);
     expect(small.events).toBe(0);
     const res = await app.client.get(`/api/orgs/${small.org.id}`, {
       key: small.adminKey.plaintext,

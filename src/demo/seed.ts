@@ -36,6 +36,7 @@ export type DemoOrg = {
 };
 
 type Stream = { keyId: string; events: SampleEvent[] };
+type Progress = { keys: number; events: number };
 
 /** A clock the seeding moves through the story (set, not ticking). */
 function movableClock(): Clock & { at: number } {
@@ -73,6 +74,7 @@ async function createKeys(
   org: Org,
   admin: IssuedKey,
   now: number,
+  done: Progress,
 ): Promise<Stream[]> {
   const rand = prng(SEED);
   const plan = demoPlan(now);
@@ -92,6 +94,7 @@ async function createKeys(
           scopes: k.scopes,
         });
         keyId = issued.apiKey.id;
+        done.keys += 1;
         out.push(...streams(keyId, k.traffic, k, rand));
       },
     });
@@ -101,6 +104,7 @@ async function createKeys(
         at: rotation.at,
         run: async () => {
           const rotated = await kt.keys.rotate(caller, org.id, keyId, rotation.overlapSeconds);
+          done.keys += 1;
           out.push(...streams(rotated.apiKey.id, k.successorTraffic ?? [], k, rand));
         },
       });
@@ -142,7 +146,8 @@ async function reportAll(
   clock: { at: number },
   orgId: string,
   all: Stream[],
-): Promise<number> {
+  done: Progress,
+): Promise<void> {
   const events = all
     .flatMap((s) => s.events.map((e) => ({ ...e, keyId: s.keyId })))
     .sort((a, b) => a.occurredAt - b.occurredAt);
@@ -162,8 +167,8 @@ async function reportAll(
         outcome: e.outcome,
       })),
     );
+    done.events += batch.length;
   }
-  return events.length;
 }
 
 /**
@@ -179,15 +184,15 @@ export async function seedDemoOrg(config: Config, logger: Logger, name: string):
     const { org, adminKey } = await kt.orgs.create(name);
     // The org and its admin key exist from here on: sample data that fails half-way must not
     // cost the quick start its Demo org (the caller still records and prints it).
+    // What is done so far, also when a step fails: keys created, events durably queued.
+    const done: Progress = { keys: 0, events: 0 };
     try {
-      const traffic = await createKeys(kt, clock, org, adminKey, now);
-      const events = await reportAll(kt, clock, org.id, traffic);
-      // The sample keys beside the admin key: the plan's, and the one its rotation issued.
-      const keys = demoPlan(now).keys.reduce((n, k) => n + (k.rotation ? 2 : 1), 0);
-      return { org, adminKey, keys, events, failure: null };
+      const traffic = await createKeys(kt, clock, org, adminKey, now, done);
+      await reportAll(kt, clock, org.id, traffic, done);
+      return { org, adminKey, ...done, failure: null };
     } catch (error) {
-      logger.warn({ err: String(error) }, 'demo sample data incomplete');
-      return { org, adminKey, keys: 0, events: 0, failure: String(error) };
+      logger.warn({ err: String(error), ...done }, 'demo sample data incomplete');
+      return { org, adminKey, ...done, failure: String(error) };
     }
   } finally {
     await kt.close();

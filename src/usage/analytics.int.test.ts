@@ -346,10 +346,10 @@ describe('key usage: rotation', () => {
   it("counts the old key's requests from the rotation instant, not from its hour", async () => {
     const { org, writer } = await orgWithWriter('Rotation');
     const old = await createKey(app.client, org, { name: 'billing' });
-    // The rotation happens half past an hour three hours ago, so the old key's events of that
-    // hour fall on both sides of it.
+    // The rotation happens half past an hour some 50 hours ago, so the old key's events of that
+    // hour fall on both sides of it, and later ones on the next UTC days.
     const now = Date.now();
-    const halfPast = Math.floor((now - 3 * HOUR) / HOUR) * HOUR + 30 * 60_000;
+    const halfPast = Math.floor((now - 50 * HOUR) / HOUR) * HOUR + 30 * 60_000;
     clock.offsetMs = halfPast - now;
     const rotated = await app.client.post(`/api/orgs/${org.orgId}/api-keys/${old.id}/rotate`, {
       key: org.adminKey,
@@ -369,9 +369,16 @@ describe('key usage: rotation', () => {
       { key_id: old.id, occurred_at: at(rotatedAt + 10 * minute) },
       { key_id: old.id, occurred_at: at(rotatedAt + HOUR) },
       { key_id: old.id, occurred_at: at(rotatedAt + 2 * HOUR + 5 * minute) },
+      { key_id: old.id, occurred_at: at(rotatedAt + 26 * HOUR) },
+      { key_id: old.id, occurred_at: at(rotatedAt + 49 * HOUR) },
       { key_id: newId, occurred_at: at(rotatedAt + HOUR) },
     ]);
-    await waitFor(async () => (await eventsStored(org.orgId)) === 8);
+    await waitFor(async () => (await eventsStored(org.orgId)) === 10);
+    // After its first UTC day the count reads the daily rollup: pruning hourly rows after that
+    // day changes nothing.
+    const nextDay = Math.ceil((Math.ceil(rotatedAt / HOUR) * HOUR) / DAY) * DAY;
+    await sql`delete from api_key_usage_hourly where key_id = ${old.id}
+      and hour >= ${new Date(nextDay)}`.execute(app.kt.database.db);
 
     const newPage = await app.client.get(`/api/orgs/${org.orgId}/api-keys/${newId}/usage`, {
       key: org.adminKey,
@@ -386,8 +393,8 @@ describe('key usage: rotation', () => {
         rotated_at: new Date(rotatedAt).toISOString(),
         expires_at: new Date(rotatedAt + 7 * DAY).toISOString(),
         revoked_at: null,
-        requests_since_rotation: 4,
-        last_used_at: at(rotatedAt + 2 * HOUR + 5 * minute),
+        requests_since_rotation: 6,
+        last_used_at: at(rotatedAt + 49 * HOUR),
         last_used_ip: null,
       },
       replaced_by: null,

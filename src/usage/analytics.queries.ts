@@ -305,19 +305,22 @@ export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
 
 /**
  * A key's authenticated requests at or after `since` (a rotation): the raw events of the partial
- * hour `since` falls in, then the hourly rollup from the next whole hour on. Exact while the
- * hourly rollup is kept (KEYTRAIL_HOURLY_RETENTION_DAYS, longer than the 30-day maximum overlap
- * after which the old key can no longer authenticate).
+ * hour `since` falls in, the hourly rollup up to the next UTC midnight, then the daily rollup
+ * (kept KEYTRAIL_ROLLUP_RETENTION_DAYS, 400 by default). Exact while the raw events of that first
+ * hour are kept (KEYTRAIL_RETENTION_DAYS) and the hourly rollup of its first day.
  */
 export async function requestsSince(db: Db, keyId: string, since: Date): Promise<number> {
   const nextHour = new Date(Math.ceil(since.getTime() / 3_600_000) * 3_600_000);
+  const nextDay = new Date(Math.ceil(nextHour.getTime() / 86_400_000) * 86_400_000);
   const { rows } = await sql<{ requests: number }>`
     select (
       (select count(*) from api_key_usage_events
         where key_id = ${keyId} and occurred_at >= ${since} and occurred_at < ${nextHour}
           and outcome = 'success')
       + (select coalesce(sum(requests), 0) from api_key_usage_hourly
-        where key_id = ${keyId} and hour >= ${nextHour})
+        where key_id = ${keyId} and hour >= ${nextHour} and hour < ${nextDay})
+      + (select coalesce(sum(requests), 0) from api_key_usage_daily
+        where key_id = ${keyId} and day >= ${isoDay(nextDay)}::date)
     )::int8 as requests`.execute(db);
   return Number(rows[0]?.requests ?? 0);
 }

@@ -210,6 +210,23 @@ describe('exactly-once ingest', () => {
     }
     expect(await rowCount('api_key_usage_events', k.id)).toBe(240);
   });
+
+  it('does not deadlock when concurrent batches meet several new months each', async () => {
+    const k = await createKey(app.client, org);
+    // {M, M+1} against {M+1, M+2}, and against a plain batch of M: each transaction would hold
+    // one month and wait for the other's, or for the parent table its DDL had locked.
+    for (let round = 0; round < 4; round++) {
+      const month = (m: number) => Date.UTC(2034 + round, m, 10);
+      const fresh = () => createIngester(app.kt.database);
+      const results = await Promise.all([
+        fresh().ingest([...events(k, 5, month(0)), ...events(k, 5, month(1))]),
+        fresh().ingest([...events(k, 5, month(1) + 60_000), ...events(k, 5, month(2))]),
+        fresh().ingest(events(k, 5, month(0) + 120_000)),
+      ]);
+      expect(results.map((r) => r.inserted)).toEqual([10, 10, 5]);
+    }
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(100);
+  });
 });
 
 describe('rollups rebuild', () => {

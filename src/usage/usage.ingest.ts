@@ -3,8 +3,10 @@ import { aggregate, periodLabels } from './usage.aggregate.ts';
 import {
   COPY_EVENTS,
   encodeEventsCopy,
+  existingPartitions,
   monthPartitionDdl,
-  monthPartitionLock,
+  partitionCreationLock,
+  partitionName,
   insertEventsSkippingStored,
   upsertPeriods,
   upsertRoutes,
@@ -80,17 +82,36 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
   // the copy then fails with "no partition", the cache is cleared and the batch retried once.
   const knownMonths = new Set<string>();
 
+  /**
+   * Creates the partitions of months this process has not seen, when missing: one catalog read
+   * first (a fresh worker meets existing months and takes no lock for them), then, only for a
+   * genuinely new month, the creation lock and the DDL, before anything else in the transaction.
+   */
+  async function ensureMonths(tx: RawTransaction, unseen: string[]): Promise<void> {
+    if (unseen.length === 0) return;
+    const parsed = unseen.sort().map((m) => {
+      const [year = 1970, month = 1] = m.split('-').map(Number);
+      return { key: m, year, month, name: partitionName(year, month) };
+    });
+    const existing = new Set(
+      (await tx.run(existingPartitions(parsed.map((p) => p.name)))).map((r) => r.name),
+    );
+    const missing = parsed.filter((p) => !existing.has(p.name));
+    if (missing.length === 0) return;
+    await tx.run(partitionCreationLock());
+    for (const p of missing) await tx.run(monthPartitionDdl(p.year, p.month));
+  }
+
   async function writeBatch(
     events: UsageEvent[],
     months: Set<string>,
     labels: ReturnType<typeof periodLabels>,
   ) {
     return rawTransaction(database, async (tx) => {
-      for (const month of [...months].filter((m) => !knownMonths.has(m)).sort()) {
-        const [year, mm] = month.split('-').map(Number);
-        await tx.run(monthPartitionLock(year ?? 1970, mm ?? 1));
-        await tx.run(monthPartitionDdl(year ?? 1970, mm ?? 1));
-      }
+      await ensureMonths(
+        tx,
+        [...months].filter((m) => !knownMonths.has(m)),
+      );
       const stored = await storeNew(tx, events);
       const rollups = aggregate(stored, labels);
       // Fixed table order and key-sorted rows: concurrent batches lock in the same order.

@@ -9,27 +9,36 @@ const PARENT = 'api_key_usage_events';
 export const partitionName = (year: number, month: number): string =>
   `${PARENT}_${year}_${String(month).padStart(2, '0')}`;
 
-/** Namespace of keytrail's advisory locks on partition creation (the two-key form). */
-const PARTITION_LOCK_SPACE = 0x6b74_7001;
+/** Key of keytrail's advisory lock on partition creation (the two-key form: namespace, lock). */
+const PARTITION_LOCK = [0x6b74_7001, 1] as const;
 
 /**
- * Serialises the creators of one month's partition until the transaction ends. IF NOT EXISTS
- * alone is not enough: two transactions that both find the table missing both create it, and the
- * second fails with "relation already exists" once the first commits. Behind this lock the second
- * sees the committed table and does nothing.
+ * Serialises the creators of partitions until the transaction ends: take it once, before any
+ * partition DDL (one lock, not one per month: two transactions each holding one month's lock
+ * while their DDL waits for the other's lock on the parent table would deadlock). IF NOT EXISTS
+ * alone is not enough: two transactions that both find a table missing both create it, and the
+ * second fails with "relation already exists" once the first commits. Behind this lock the
+ * second sees the committed table and does nothing.
  */
-export function monthPartitionLock(year: number, month: number): RawBuilder<unknown> {
-  return sql`select pg_advisory_xact_lock(${PARTITION_LOCK_SPACE}::int4, hashtext(${partitionName(year, month)}))`;
+export function partitionCreationLock(): RawBuilder<unknown> {
+  return sql`select pg_advisory_xact_lock(${PARTITION_LOCK[0]}::int4, ${PARTITION_LOCK[1]}::int4)`;
+}
+
+/** Which of these partitions of the events table exist (a catalog read: no table lock). */
+export function existingPartitions(names: string[]): RawBuilder<{ name: string }> {
+  return sql<{ name: string }>`select c.relname as name
+    from pg_inherits i join pg_class c on c.oid = i.inhrelid
+    where i.inhparent = ${PARENT}::regclass and c.relname = any(${names}::text[])`;
 }
 
 /**
  * Creates the monthly partition holding `monthStart` if missing. Names come from integers, never
- * from input; the advisory lock makes concurrent creators (two workers, start-up and schedule,
+ * from input; the creation lock makes concurrent creators (two workers, start-up and schedule,
  * an ingest meeting a new month) safe.
  */
 export async function createMonthPartition(db: Db, year: number, month: number): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    await monthPartitionLock(year, month).execute(trx);
+    await partitionCreationLock().execute(trx);
     await monthPartitionDdl(year, month).execute(trx);
   });
 }

@@ -60,15 +60,25 @@ describe('key page findings', () => {
     ]);
   });
 
-  it('says the old key no longer works once revoked or past its overlap', () => {
+  it('turns to information once the old key no longer works (revoked, or past its overlap)', () => {
     for (const p of [
       previous({ requests_since_rotation: 3, last_used_at: iso(HOUR), status: 'revoked' }),
       previous({ requests_since_rotation: 3, last_used_at: iso(HOUR), expires_at: iso(60_000) }),
     ])
-      expect(findingsOf(usage({ rotation: { previous: p } }), NOW)[0]).toMatchObject({
-        kind: 'old-key-in-use',
-        stopsAt: null,
-      });
+      expect(findingsOf(usage({ rotation: { previous: p } }), NOW)).toEqual([
+        expect.objectContaining({ kind: 'old-key-used', requests: 3, lastUsedAt: iso(HOUR) }),
+      ]);
+  });
+
+  it('decides "used since the rotation" by the last use, not by a count that rollups age out', () => {
+    const pruned = previous({ requests_since_rotation: 0, last_used_at: iso(HOUR) });
+    expect(findingsOf(usage({ rotation: { previous: pruned } }), NOW)[0]?.kind).toBe(
+      'old-key-in-use',
+    );
+    const before = previous({ requests_since_rotation: 0, last_used_at: iso(49 * HOUR) });
+    expect(findingsOf(usage({ rotation: { previous: before } }), NOW)[0]?.kind).toBe(
+      'old-key-quiet',
+    );
   });
 
   it('notes an old key unused since the rotation as information', () => {

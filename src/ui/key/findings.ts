@@ -13,8 +13,17 @@ export type Finding =
       prefix: string;
       requests: number;
       lastUsedAt: string;
-      /** When the old key stops working, if it still works. */
+      /** When the old key stops working (null: no expiry set). */
       stopsAt: string | null;
+    }
+  | {
+      /** Used after the rotation, during its overlap, and no longer working: information. */
+      kind: 'old-key-used';
+      keyId: string;
+      name: string;
+      prefix: string;
+      requests: number;
+      lastUsedAt: string;
     }
   | { kind: 'old-key-quiet'; keyId: string; name: string; prefix: string; rotatedAt: string }
   | {
@@ -34,28 +43,27 @@ export function findingsOf(usage: KeyUsage, now: number): Finding[] {
   const { key, totals, rotation } = usage;
   const found: Finding[] = [];
   const { previous, replaced_by: next } = rotation;
-  if (previous && previous.requests_since_rotation > 0 && previous.last_used_at) {
+  if (previous) {
+    const link = { keyId: previous.key_id, name: previous.name, prefix: previous.prefix };
+    // Used since the rotation: by its last use, not by the count (rollups age out, a use does not).
+    const lastUse = previous.last_used_at;
+    const usedSince = lastUse !== null && Date.parse(lastUse) >= Date.parse(previous.rotated_at);
     const stillWorks =
       previous.status === 'active' &&
-      previous.expires_at !== null &&
-      Date.parse(previous.expires_at) > now;
-    found.push({
-      kind: 'old-key-in-use',
-      keyId: previous.key_id,
-      name: previous.name,
-      prefix: previous.prefix,
-      requests: previous.requests_since_rotation,
-      lastUsedAt: previous.last_used_at,
-      stopsAt: stillWorks ? previous.expires_at : null,
-    });
-  } else if (previous) {
-    found.push({
-      kind: 'old-key-quiet',
-      keyId: previous.key_id,
-      name: previous.name,
-      prefix: previous.prefix,
-      rotatedAt: previous.rotated_at,
-    });
+      (previous.expires_at === null || Date.parse(previous.expires_at) > now);
+    const requests = previous.requests_since_rotation;
+    // A warning only while acting on it helps: the old key still works and is still used.
+    if (usedSince && stillWorks)
+      found.push({
+        kind: 'old-key-in-use',
+        ...link,
+        requests,
+        lastUsedAt: lastUse,
+        stopsAt: previous.expires_at,
+      });
+    else if (usedSince)
+      found.push({ kind: 'old-key-used', ...link, requests, lastUsedAt: lastUse });
+    else found.push({ kind: 'old-key-quiet', ...link, rotatedAt: previous.rotated_at });
   }
   const deadSince = key.status === 'revoked' ? key.revoked_at : key.expires_at;
   if (key.status !== 'active' && totals.last_denied_at && after(totals.last_denied_at, deadSince)) {

@@ -24,7 +24,14 @@ function FindingText({ finding: f, now }: { finding: Finding; now: number }) {
           the rotation, last <RelativeTime iso={f.lastUsedAt} now={now} />, with <KeyLink {...f} />.{' '}
           {f.stopsAt
             ? `It stops working ${exactTime(f.stopsAt)}: move its callers to this key before then.`
-            : 'It no longer works: its callers are being refused.'}
+            : 'It has no expiry: move its callers to this key, then revoke it.'}
+        </>
+      );
+    case 'old-key-used':
+      return (
+        <>
+          The old key <KeyLink {...f} /> served {plural(f.requests, 'request', 'requests')} after
+          the rotation, the last <RelativeTime iso={f.lastUsedAt} now={now} />; it no longer works.
         </>
       );
     case 'old-key-quiet':

@@ -51,8 +51,13 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
   );
   // The window is fixed when chosen (or refreshed), so the figures on screen stay one query's.
   const query = useMemo(() => windowQuery(windowId, Date.now()), [windowId, generation]);
+  // The answer keeps the window it was asked for: while the next window loads, the figures on
+  // screen stay labelled with their own window, not the one just picked.
   const usage = useApi(
-    (signal) => client.keyUsage(orgId, keyId, query, signal),
+    async (signal) => ({
+      windowId,
+      usage: await client.keyUsage(orgId, keyId, query, signal),
+    }),
     [client, orgId, keyId, query],
   );
   const now = useNow(TICK_MS);
@@ -94,13 +99,14 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
           <KeyFields apiKey={k} now={now} />
         </>
       )}
-      {usage.data && <Findings findings={findingsOf(usage.data, now)} now={now} />}
+      {usage.data && <Findings findings={findingsOf(usage.data.usage, now)} now={now} />}
       <section class="usage" aria-labelledby="usage-title">
         <div class="usage-head">
           <h2 id="usage-title">Usage</h2>
           <WindowPicker value={windowId} onChange={setWindowId} />
           <p class="muted as-of">
-            {usage.data && `Data as of ${shortAge(now - Date.parse(usage.data.data_as_of))} ago. `}
+            {usage.data &&
+              `Data as of ${shortAge(now - Date.parse(usage.data.usage.data_as_of))} ago. `}
             <button type="button" class="link" onClick={() => setGeneration((g) => g + 1)}>
               Refresh
             </button>
@@ -109,7 +115,12 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
         {usage.error && <ProblemMessage error={usage.error} />}
         {!usage.data && !usage.error && <Loading label="Loading usage…" />}
         {usage.data && (
-          <UsageBody usage={usage.data} windowId={windowId} busy={usage.loading} now={now} />
+          <UsageBody
+            usage={usage.data.usage}
+            windowId={usage.data.windowId}
+            busy={usage.loading}
+            now={now}
+          />
         )}
       </section>
     </>

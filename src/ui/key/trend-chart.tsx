@@ -75,6 +75,15 @@ function chartOptions(width: number, granularity: 'hour' | 'day', buckets: numbe
     axes: [
       {
         incrs,
+        // Ticks on bucket starts, counted back from the newest bucket by the step uPlot found
+        // room for: its own splits follow local whole hours, which miss UTC hour buckets in
+        // half-hour time zones (India, Adelaide).
+        splits: (u, _axis, _min, _max, foundIncr) => {
+          const starts = Array.from(u.data[0], Number);
+          const step = Math.max(1, Math.round(foundIncr / unit));
+          const last = starts[starts.length - 1] ?? 0;
+          return starts.filter((x) => Math.round((last - x) / unit) % step === 0);
+        },
         values: (_u, ticks) =>
           ticks.map((t) =>
             bucketLabel(new Date(t * 1000).toISOString(), granularity, undefined, undefined, true),
