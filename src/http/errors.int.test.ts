@@ -65,6 +65,16 @@ describe('errors are problem+json with stable codes', () => {
     expectProblem(missing, 404, 'not_found');
   });
 
+  it('never echoes the path of an unknown route: it can hold a key', async () => {
+    const secret = org.adminKey;
+    for (const path of [`/v1/${secret}`, `/${encodeURIComponent(secret)}/x`, `/x?key=${secret}`]) {
+      const res = await app().client.get(path);
+      expectProblem(res, 404, 'not_found');
+      expect(res.text).not.toContain(secret);
+      expect(res.text).not.toContain(secret.slice(8, 24));
+    }
+  });
+
   it('rejects limit outside 1–500 and unknown query parameters', async () => {
     expectProblem(
       await app().client.get(`${keys()}?limit=0`, { key: org.adminKey }),

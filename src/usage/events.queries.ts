@@ -91,29 +91,44 @@ const lit = (v: string | number): string =>
   typeof v === 'number' ? String(v) : pg.escapeLiteral(v);
 
 /**
- * The CSV export as one COPY statement. COPY takes no bind parameters, so every value is a
- * literal escaped by pg.escapeLiteral (and already validated: uuids, times, enums, a method).
- * Columns and formats match the JSON events (ISO times in UTC, host(ip)).
+ * A text cell a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+`, `-`, `@`, tab, CR)
+ * gets a leading `'` (OWASP's CSV injection advice). Only the free-text columns can start so:
+ * routes always start with `/`, the other columns are uuids, numbers, enums and addresses.
  */
-export function eventsCsvCopy(f: EventFilter): string {
+const csvText = (column: string): string =>
+  `case when left(e.${column}, 1) in ('=', '+', '-', '@', chr(9), chr(13))
+      then '''' || e.${column} else e.${column} end`;
+
+/**
+ * The CSV export's query. COPY takes no bind parameters, so every value is a literal escaped by
+ * pg.escapeLiteral (and already validated: uuids, times, enums, a method). Columns and formats
+ * match the JSON events (ISO times in UTC, host(ip)). The order names the table's columns
+ * (`e.occurred_at`): unqualified, `occurred_at` would mean the to_char output column, and
+ * Postgres would sort the whole range before sending a byte instead of reading the index in order.
+ */
+export function eventsCsvSelect(f: EventFilter): string {
   const where = [
-    `org_id = ${lit(f.orgId)}`,
-    `occurred_at >= ${lit(f.from.toISOString())}::timestamptz`,
-    `occurred_at < ${lit(f.to.toISOString())}::timestamptz`,
+    `e.org_id = ${lit(f.orgId)}`,
+    `e.occurred_at >= ${lit(f.from.toISOString())}::timestamptz`,
+    `e.occurred_at < ${lit(f.to.toISOString())}::timestamptz`,
   ];
-  if (f.keyId) where.push(`key_id = ${lit(f.keyId)}`);
-  if (f.status && 'exact' in f.status) where.push(`status = ${lit(f.status.exact)}`);
+  if (f.keyId) where.push(`e.key_id = ${lit(f.keyId)}`);
+  if (f.status && 'exact' in f.status) where.push(`e.status = ${lit(f.status.exact)}`);
   if (f.status && 'min' in f.status)
-    where.push(`status between ${lit(f.status.min)} and ${lit(f.status.max)}`);
-  if (f.method) where.push(`method = ${lit(f.method)}`);
-  if (f.route) where.push(`route = ${lit(f.route)}`);
-  if (f.outcome) where.push(`outcome = ${lit(f.outcome)}`);
-  return `copy (
-    select event_id, key_id,
-      to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
-      method, route, status, latency_ms, host(ip) as ip, user_agent, outcome
-    from api_key_usage_events
+    where.push(`e.status between ${lit(f.status.min)} and ${lit(f.status.max)}`);
+  if (f.method) where.push(`e.method = ${lit(f.method)}`);
+  if (f.route) where.push(`e.route = ${lit(f.route)}`);
+  if (f.outcome) where.push(`e.outcome = ${lit(f.outcome)}`);
+  return `select e.event_id, e.key_id,
+      to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
+      e.method, ${csvText('route')} as route, e.status, e.latency_ms, host(e.ip) as ip,
+      ${csvText('user_agent')} as user_agent, e.outcome
+    from api_key_usage_events e
     where ${where.join(' and ')}
-    order by occurred_at, event_id
-  ) to stdout with (format csv, header true)`;
+    order by e.occurred_at, e.event_id`;
+}
+
+/** The CSV export as one COPY statement (see eventsCsvSelect). */
+export function eventsCsvCopy(f: EventFilter): string {
+  return `copy (${eventsCsvSelect(f)}) to stdout with (format csv, header true)`;
 }

@@ -47,8 +47,12 @@ function classify(error: unknown): AppError {
   return new AppError('internal');
 }
 
+/**
+ * The path is not echoed: it is the client's input and can hold key material
+ * (`GET /v1/sk_live_…` would hand the key back in `detail`, into logs and proxies).
+ */
 export function notFoundHandler(req: Request, _res: Response, next: NextFunction): void {
-  next(new AppError('not_found', { detail: `no route for ${req.method} ${req.path}` }));
+  next(new AppError('not_found', { detail: `no route matches this ${req.method} request` }));
 }
 
 /** The one error handler: renders problem+json and logs server errors with their cause. */
