@@ -12,6 +12,7 @@ import { createOrgsService, type OrgsService } from './orgs/orgs.service.ts';
 import { createUsageService, type UsageService } from './usage/usage.service.ts';
 import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
 import { createEventsService, type EventsService } from './usage/events.service.ts';
+import { ExportSlots } from './usage/export-slots.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
 import { QUEUES } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
@@ -29,6 +30,9 @@ export type Keytrail = {
   usage: UsageService;
   analytics: AnalyticsService;
   events: EventsService;
+  /** Streamed exports' slots; exports read through `exportDatabase`, never `database`. */
+  exportSlots: ExportSlots;
+  exportDatabase: DbHandle;
   metrics: Metrics;
   /** The started pg-boss instance (started on first use, retried after a failure). */
   queue(): Promise<PgBoss>;
@@ -91,7 +95,16 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     flushIntervalMs: config.usage.flushIntervalMs,
     spike: config.spike,
   });
-  const events = createEventsService(database.db, database.pool);
+  // Exports get a pool of their own, as large as their slots: a slow export never waits for, or
+  // holds, a connection the rest of the API and the ingest need.
+  const exportDatabase = createDb({
+    url: config.databaseUrl,
+    poolSize: config.exports.max,
+    logger,
+    applicationName: 'keytrail-export',
+  });
+  const exportSlots = new ExportSlots(config.exports);
+  const events = createEventsService(database.db, exportDatabase);
   const metrics = createMetrics();
   metrics.observe({
     bufferSize: () => usage.buffer.size,
@@ -100,6 +113,11 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     flushFailures: () => usage.buffer.stats.failures,
     cacheHits: () => cache.stats.hits,
     cacheMisses: () => cache.stats.misses,
+    pools: () => [
+      { name: 'main', pool: database.pool },
+      { name: 'export', pool: exportDatabase.pool },
+    ],
+    exportSlots,
   });
   const listener: Listener = listen({
     url: config.databaseUrl,
@@ -121,6 +139,8 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     usage,
     analytics,
     events,
+    exportSlots,
+    exportDatabase,
     metrics,
     queue: queue.get,
     requireKey: createRequireKey({
@@ -137,6 +157,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
       await usage.stop();
       await queue.stop();
       await listener.close();
+      await exportDatabase.close();
       await database.close();
     },
   };

@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 type Read = () => number;
+/** What pg.Pool tells about itself. */
+type PoolStats = { totalCount: number; idleCount: number; waitingCount: number };
 
 /** A counter whose value lives elsewhere (a stats object): set on every scrape. */
 function mirroredCounter(registry: Registry, name: string, help: string, read: Read): void {
@@ -28,6 +30,13 @@ export type Metrics = {
     flushFailures: Read;
     cacheHits: Read;
     cacheMisses: Read;
+    pools: () => { name: string; pool: PoolStats }[];
+    exportSlots: {
+      used: number;
+      max: number;
+      refused: Record<'instance' | 'org', number>;
+      cut: Record<string, number>;
+    };
   }): void;
 };
 
@@ -81,6 +90,58 @@ export function createMetrics(): Metrics {
         'Failed flushes to the queue',
         s.flushFailures,
       );
+      new Gauge({
+        name: 'keytrail_db_pool_connections',
+        help: 'Database pool connections by pool (main: API and ingest; export: streamed exports) and state',
+        labelNames: ['pool', 'state'],
+        registers: [registry],
+        collect() {
+          for (const { name, pool } of s.pools()) {
+            this.set({ pool: name, state: 'open' }, pool.totalCount);
+            this.set({ pool: name, state: 'idle' }, pool.idleCount);
+          }
+        },
+      });
+      new Gauge({
+        name: 'keytrail_db_pool_waiting',
+        help: 'Queries waiting for a pooled connection (each gives up with 503 after 5 s)',
+        labelNames: ['pool'],
+        registers: [registry],
+        collect() {
+          for (const { name, pool } of s.pools()) this.set({ pool: name }, pool.waitingCount);
+        },
+      });
+      new Gauge({
+        name: 'keytrail_export_slots',
+        help: 'Streamed export slots of this instance: in use, and the maximum',
+        labelNames: ['state'],
+        registers: [registry],
+        collect() {
+          this.set({ state: 'in_use' }, s.exportSlots.used);
+          this.set({ state: 'max' }, s.exportSlots.max);
+        },
+      });
+      new Counter({
+        name: 'keytrail_exports_refused_total',
+        help: 'Streamed exports refused: every slot of the instance busy (503), or the org at its limit (429)',
+        labelNames: ['reason'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc({ reason: 'instance' }, s.exportSlots.refused.instance);
+          this.inc({ reason: 'org' }, s.exportSlots.refused.org);
+        },
+      });
+      new Counter({
+        name: 'keytrail_exports_cut_total',
+        help: 'Streamed exports cut short: slow_reader, max_duration, idle',
+        labelNames: ['reason'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [reason, n] of Object.entries(s.exportSlots.cut)) this.inc({ reason }, n);
+        },
+      });
       mirroredCounter(
         registry,
         'keytrail_auth_cache_hits_total',

@@ -27,6 +27,11 @@ export const configSchema = z.object({
   KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
   KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  /** Streamed exports at once per instance (their own pool of this size) and per org. */
+  KEYTRAIL_EXPORTS_MAX: positiveInt(4, 100),
+  KEYTRAIL_EXPORTS_PER_ORG: positiveInt(2, 100),
+  /** An export running longer is cut (an incomplete file: ask for smaller ranges). */
+  KEYTRAIL_EXPORT_MAX_SECONDS: positiveInt(900, 86_400),
   KEYTRAIL_SPIKE_FACTOR: z.coerce.number().min(1).max(1000).default(3),
   KEYTRAIL_SPIKE_MIN_REQUESTS: positiveInt(100, 1_000_000_000),
   KEYTRAIL_USAGE_TRACKING: z.stringbool().default(true),
@@ -48,6 +53,11 @@ export const configSchema = z.object({
 
 export type Env = z.infer<typeof configSchema>;
 
+/** An export's slowest acceptable reader: 32 KiB per 30 s (~1 KiB/s) while its socket is full. */
+const EXPORT_MIN_BYTES = 32 * 1024;
+const EXPORT_WINDOW_MS = 30_000;
+const EXPORT_IDLE_MS = 60_000;
+
 export type Config = {
   databaseUrl: string;
   port: number;
@@ -65,6 +75,16 @@ export type Config = {
   demoData: boolean;
   keyCache: { size: number; ttlMs: number; negativeTtlMs: number };
   dbPoolSize: number;
+  exports: {
+    max: number;
+    perOrg: number;
+    maxDurationMs: number;
+    /** Cut a client that read less than `minBytes` in a `windowMs` while the socket was full. */
+    minBytes: number;
+    windowMs: number;
+    /** Cut a client that read nothing for this long. */
+    idleMs: number;
+  };
   usage: {
     tracking: boolean;
     flushIntervalMs: number;
@@ -136,6 +156,14 @@ export function toConfig(
       negativeTtlMs: env.KEYTRAIL_KEY_NEGATIVE_TTL_MS,
     },
     dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
+    exports: {
+      max: env.KEYTRAIL_EXPORTS_MAX,
+      perOrg: env.KEYTRAIL_EXPORTS_PER_ORG,
+      maxDurationMs: env.KEYTRAIL_EXPORT_MAX_SECONDS * 1000,
+      minBytes: EXPORT_MIN_BYTES,
+      windowMs: EXPORT_WINDOW_MS,
+      idleMs: EXPORT_IDLE_MS,
+    },
     usage: {
       tracking: env.KEYTRAIL_USAGE_TRACKING,
       flushIntervalMs: env.KEYTRAIL_USAGE_FLUSH_INTERVAL_MS,

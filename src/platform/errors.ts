@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   payload_too_large: { status: 413, title: 'Request body too large' },
   key_limit_reached: { status: 422, title: 'Active key limit reached' },
   unprocessable: { status: 422, title: 'Request cannot be processed' },
+  rate_limited: { status: 429, title: 'Too many requests' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
   internal: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;
@@ -26,16 +27,24 @@ export class AppError extends Error {
   readonly errors: FieldError[] | undefined;
   /** Logged, never sent to the client. */
   readonly context: Record<string, unknown> | undefined;
+  /** Sent as `Retry-After` (429, 503): when trying again may succeed. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     code: ErrorCode,
-    options: { detail?: string; errors?: FieldError[]; context?: Record<string, unknown> } = {},
+    options: {
+      detail?: string;
+      errors?: FieldError[];
+      context?: Record<string, unknown>;
+      retryAfterSeconds?: number;
+    } = {},
   ) {
     super(options.detail ?? ERROR_CODES[code].title);
     this.code = code;
     this.detail = options.detail;
     this.errors = options.errors;
     this.context = options.context;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

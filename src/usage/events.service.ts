@@ -11,10 +11,14 @@ import {
 
 export const EXPORT_BATCH = 5_000;
 
-export function createEventsService(db: Database, pool: pg.Pool) {
+/**
+ * `db`: the main pool, for JSON pages (one short query each). `exports`: the export pool, for the
+ * streamed CSV and NDJSON exports, which hold their connection for as long as the client reads.
+ */
+export function createEventsService(db: Database, exports: { db: Database; pool: pg.Pool }) {
   return {
     /** The whole filtered range as CSV, produced by Postgres (COPY) and paced by the reader. */
-    csv: (filter: EventFilter): Promise<Readable> => copyOut(pool, eventsCsvCopy(filter)),
+    csv: (filter: EventFilter): Promise<Readable> => copyOut(exports.pool, eventsCsvCopy(filter)),
 
     page: (
       filter: EventFilter,
@@ -29,7 +33,7 @@ export function createEventsService(db: Database, pool: pg.Pool) {
     async *batches(filter: EventFilter, batchSize = EXPORT_BATCH): AsyncGenerator<EventRow[]> {
       let after: EventCursor | undefined;
       for (;;) {
-        const rows = await eventsPage(db, filter, after, batchSize);
+        const rows = await eventsPage(exports.db, filter, after, batchSize);
         if (rows.length > 0) yield rows;
         const last = rows.at(-1);
         if (rows.length < batchSize || !last) return;

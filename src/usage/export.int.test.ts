@@ -18,6 +18,7 @@ import {
   type TestKey,
   type TestOrg,
 } from '../testing/factories.ts';
+import { expectProblem } from '../testing/problem.ts';
 
 const dbUrl = useTestDatabase();
 let app: TestApp;
@@ -126,16 +127,17 @@ describe('streamed exports', { timeout: 120_000 }, () => {
   });
 
   it('respects backpressure on NDJSON: a client that stops reading stops the page reads', async () => {
-    const before = app.kt.database.stats.count;
+    // NDJSON pages are read through the export pool (its own statement count).
+    const before = app.kt.exportDatabase.stats.count;
     const res = await openPaused('application/x-ndjson');
     // Absence of progress can only be observed over time: the one fixed wait in the suite.
     await observeFor(3_000);
-    const pagesWhilePaused = app.kt.database.stats.count - before;
+    const pagesWhilePaused = app.kt.exportDatabase.stats.count - before;
     // 200k rows are 40 pages of 5,000. Measured: ~9 pages fit in socket buffers while the client
     // is paused; without backpressure the server reads all 40 in this time.
     expect(pagesWhilePaused).toBeLessThan(20);
     expect(await drain(res)).toBe(TOTAL);
-    expect(app.kt.database.stats.count - before).toBeGreaterThanOrEqual(40);
+    expect(app.kt.exportDatabase.stats.count - before).toBeGreaterThanOrEqual(40);
   });
 
   it('respects backpressure on CSV: the COPY waits on the client (ClientWrite) while it is paused', async () => {
@@ -187,6 +189,126 @@ describe('streamed exports', { timeout: 120_000 }, () => {
   });
 });
 
+describe('export limits', { timeout: 120_000 }, () => {
+  const limits = (over: Partial<TestApp['kt']['config']['exports']>) => ({
+    max: 3,
+    perOrg: 2,
+    maxDurationMs: 60_000,
+    minBytes: 1,
+    windowMs: 60_000,
+    idleMs: 60_000,
+    ...over,
+  });
+
+  it('keeps paused exports off the connections the API needs; 503 once every slot is held', async () => {
+    // A main pool of 3 and three paused exports: before exports had a pool of their own, this
+    // starved every cache-miss lookup, key change and analytics read.
+    const small = await startTestApp(dbUrl(), {
+      config: { dbPoolSize: 3, exports: limits({ perOrg: 3 }) },
+    });
+    const opened: IncomingMessage[] = [];
+    try {
+      for (const accept of ['text/csv', 'application/x-ndjson', 'text/csv'])
+        opened.push((await openPaused(accept, small.baseUrl)).res);
+      const full = await small.client.get(exportPath(org.orgId), {
+        key: reader.key,
+        headers: { accept: 'text/csv' },
+      });
+      expectProblem(full, 503, 'service_unavailable');
+      expect(full.headers.get('retry-after')).toBe('10');
+
+      // With every export slot held, the rest of the API answers at once.
+      const started = Date.now();
+      const fresh = await createKey(small.client, org, { name: 'fresh' });
+      expect((await small.client.get('/v1/demo/orders/1', { key: fresh.key })).status).toBe(200);
+      const usage = await small.client.get(`/api/orgs/${org.orgId}/api-keys/usage`, {
+        key: org.adminKey,
+      });
+      expect(usage.status).toBe(200);
+      const page = await small.client.get(`${exportPath(org.orgId)}&limit=10`, {
+        key: reader.key,
+      });
+      expect(page.status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(4_000);
+
+      const metrics = (await small.client.get('/metrics')).text;
+      expect(metrics).toMatch(/keytrail_export_slots\{state="in_use"\} 3/);
+      expect(metrics).toMatch(/keytrail_exports_refused_total\{reason="instance"\} 1/);
+      expect(metrics).toMatch(/keytrail_db_pool_waiting\{pool="main"\} 0/);
+      // A slot comes back when its export ends.
+      const ended = new Promise((resolve) => opened[0]?.once('close', resolve));
+      opened[0]?.destroy();
+      await ended;
+      await waitFor(async () =>
+        /state="in_use"\} 2/.test((await small.client.get('/metrics')).text),
+      );
+    } finally {
+      for (const res of opened) res.destroy();
+      await small.close();
+    }
+  });
+
+  it("refuses an org's export beyond its share with 429 while slots remain for others", async () => {
+    const shared = await startTestApp(dbUrl(), { config: { exports: limits({ perOrg: 1 }) } });
+    const { res } = await openPaused('text/csv', shared.baseUrl);
+    try {
+      const second = await shared.client.get(exportPath(org.orgId), {
+        key: reader.key,
+        headers: { accept: 'application/x-ndjson' },
+      });
+      expectProblem(second, 429, 'rate_limited');
+      expect(second.body.detail).toContain('1 exports');
+      expect(second.headers.get('retry-after')).toBe('10');
+      const metrics = (await shared.client.get('/metrics')).text;
+      expect(metrics).toMatch(/keytrail_exports_refused_total\{reason="org"\} 1/);
+    } finally {
+      res.destroy();
+      await shared.close();
+    }
+  });
+
+  it('cuts a reader too slow to matter, and an export past its maximum duration', async () => {
+    const slow = await startTestApp(dbUrl(), {
+      config: { exports: limits({ windowMs: 300, minBytes: 64 * 1024 }) },
+    });
+    const long = await startTestApp(dbUrl(), {
+      config: { exports: limits({ maxDurationMs: 1500 }) },
+    });
+    try {
+      // A reader that keeps up gets the whole range under the same rule.
+      const whole = await fetch(`${slow.baseUrl}${exportPath(org.orgId)}`, {
+        headers: { authorization: `Bearer ${reader.key}`, accept: 'application/x-ndjson' },
+      });
+      expect((await whole.text()).trimEnd().split('\n').length).toBeGreaterThanOrEqual(TOTAL);
+      for (const [server, reason] of [
+        [slow, 'slow_reader'],
+        [long, 'max_duration'],
+      ] as const) {
+        const { res } = await openPaused('text/csv', server.baseUrl);
+        res.on('error', () => undefined);
+        const closed = new Promise((resolve) => res.once('close', resolve));
+        await waitFor(async () =>
+          (await server.client.get('/metrics')).text.includes(
+            `keytrail_exports_cut_total{reason="${reason}"} 1`,
+          ),
+        );
+        // Cut, never a clean end: the client cannot take a part for the whole range.
+        res.resume();
+        await closed;
+        expect(res.complete).toBe(false);
+        const metrics = (await server.client.get('/metrics')).text;
+        expect(metrics).toMatch(/keytrail_export_slots\{state="in_use"\} 0/);
+      }
+    } finally {
+      await slow.close();
+      await long.close();
+    }
+  });
+});
+
+const exportPath = (orgId: string) =>
+  `/api/orgs/${orgId}/usage-events?from=${new Date(start - 1000).toISOString()}`;
+
 /** The streamed COPY of an export, once Postgres waits on the client to take more rows. */
 function copyWaitingOnClient() {
   return waitFor(async () => {
@@ -201,13 +323,18 @@ function copyWaitingOnClient() {
 
 const newlines = (chunk: Buffer): number => chunk.reduce((n, byte) => n + (byte === 10 ? 1 : 0), 0);
 
-async function openPaused(accept: string): Promise<{ res: IncomingMessage; lines: number }> {
-  const url = new URL(
-    `${app.baseUrl}/api/orgs/${org.orgId}/usage-events?from=${new Date(start - 1000).toISOString()}`,
+async function openPaused(
+  accept: string,
+  baseUrl = app.baseUrl,
+): Promise<{ res: IncomingMessage; lines: number }> {
+  const url = new URL(`${baseUrl}${exportPath(org.orgId)}`);
+  const res = await new Promise<IncomingMessage>((resolve, reject) =>
+    httpGet(url, { headers: { authorization: `Bearer ${reader.key}`, accept } }, resolve).once(
+      'error',
+      reject,
+    ),
   );
-  const res = await new Promise<IncomingMessage>((resolve) =>
-    httpGet(url, { headers: { authorization: `Bearer ${reader.key}`, accept } }, resolve),
-  );
+  if (res.statusCode !== 200) throw new Error(`export refused: ${res.statusCode}`);
   const first = await new Promise<Buffer>((resolve) => res.once('data', resolve));
   res.pause();
   return { res, lines: newlines(first) };

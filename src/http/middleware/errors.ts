@@ -67,6 +67,8 @@ export function errorHandler(logger: Logger) {
       res.destroy();
       return;
     }
+    if (appError.retryAfterSeconds !== undefined)
+      res.setHeader('retry-after', String(appError.retryAfterSeconds));
     sendProblem(res, toProblem(appError, id));
   };
 }

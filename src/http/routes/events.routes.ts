@@ -11,7 +11,6 @@ import { parseInput } from '../validate.ts';
 
 const eventCursor = z.tuple([z.iso.datetime(), z.uuid()]);
 type Format = 'json' | 'ndjson' | 'csv';
-const EXPORT_IDLE_MS = 60_000;
 
 const ndjson = (rows: EventLike[]): string =>
   rows.map((r) => `${JSON.stringify(eventJson(r))}\n`).join('');
@@ -57,6 +56,49 @@ function filterOf(orgId: string, q: z.infer<typeof EventsQuery>, now: Date): Eve
   };
 }
 
+/**
+ * Takes an export slot (429 when the org runs its share, 503 when the instance runs all) and
+ * bounds the export: cut after `maxDurationMs`, after `idleMs` with nothing read, or when in a
+ * `windowMs` the client read less than `minBytes` while the socket was full (a slow reader
+ * holding a slot). A cut export ends with a reset connection, never a clean end: the client
+ * cannot mistake it for the whole range. The slot is freed when the response closes.
+ */
+function guardExport(kt: Keytrail, orgId: string, res: Response): void {
+  const limits = kt.config.exports;
+  const slot = kt.exportSlots.acquire(orgId);
+  if (slot === 'org') {
+    throw new AppError('rate_limited', {
+      detail: `this org already runs ${kt.exportSlots.perOrg} exports at once, its limit; retry when one ends`,
+      retryAfterSeconds: 10,
+    });
+  }
+  if (slot === 'instance') {
+    throw new AppError('service_unavailable', {
+      context: { reason: 'every export slot is busy' },
+      retryAfterSeconds: 10,
+    });
+  }
+  const socket = res.socket;
+  const cut = (reason: string) => {
+    kt.exportSlots.cut[reason] = (kt.exportSlots.cut[reason] ?? 0) + 1;
+    kt.logger.warn({ reason, request_id: res.locals.requestId as string }, 'export cut');
+    res.destroy();
+  };
+  let sent = socket?.bytesWritten ?? 0;
+  const window = setInterval(() => {
+    const now = socket?.bytesWritten ?? 0;
+    if (res.writableNeedDrain && now - sent < limits.minBytes) cut('slow_reader');
+    sent = now;
+  }, limits.windowMs);
+  const deadline = setTimeout(() => cut('max_duration'), limits.maxDurationMs);
+  res.setTimeout(limits.idleMs, () => cut('idle'));
+  res.once('close', () => {
+    clearInterval(window);
+    clearTimeout(deadline);
+    slot();
+  });
+}
+
 export function eventsRoutes(kt: Keytrail): Router {
   const router = Router();
 
@@ -82,9 +124,7 @@ export function eventsRoutes(kt: Keytrail): Router {
         });
         return;
       }
-      // A streamed export holds a pooled connection: a client that stops reading for a minute is
-      // cut off, so stalled clients cannot starve the pool that key lookups share.
-      res.setTimeout(EXPORT_IDLE_MS, () => res.destroy());
+      guardExport(kt, filter.orgId, res);
       if (format === 'csv') {
         const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
         const csv = await kt.events.csv(filter);
