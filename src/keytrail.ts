@@ -13,6 +13,7 @@ import { createUsageService, type UsageService } from './usage/usage.service.ts'
 import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
 import { createEventsService, type EventsService } from './usage/events.service.ts';
 import { ExportSlots } from './usage/export-slots.ts';
+import { MissLimiter } from './keys/miss-limiter.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
 import { QUEUES } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
@@ -24,6 +25,8 @@ export type Keytrail = {
   clock: Clock;
   database: DbHandle;
   cache: KeyCache;
+  /** Cache misses per client IP (each is a Postgres lookup). */
+  missLimiter: MissLimiter;
   auth: KeyAuthenticator;
   keys: KeysService;
   orgs: OrgsService;
@@ -76,6 +79,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const clock = options.clock ?? systemClock;
   const database = createDb({ url: config.databaseUrl, poolSize: config.dbPoolSize, logger });
   const cache = new KeyCache(config.keyCache);
+  const missLimiter = new MissLimiter(config.authMisses);
   const deps = { db: database.db, clock, cache, pepper: config.keyPepper };
   const auth = createKeyAuthenticator(deps);
   const keys = createKeysService({ ...deps, maxKeysPerOrg: config.maxKeysPerOrg });
@@ -112,6 +116,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     dropped: () => usage.buffer.stats.dropped,
     flushFailures: () => usage.buffer.stats.failures,
     cacheHits: () => cache.stats.hits,
+    missesRefused: () => missLimiter.refused,
     cacheMisses: () => cache.stats.misses,
     pools: () => [
       { name: 'main', pool: database.pool },
@@ -143,7 +148,9 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     exportDatabase,
     metrics,
     queue: queue.get,
+    missLimiter,
     requireKey: createRequireKey({
+      misses: missLimiter,
       auth,
       logger,
       clock,

@@ -30,6 +30,7 @@ export type Metrics = {
     flushFailures: Read;
     cacheHits: Read;
     cacheMisses: Read;
+    missesRefused: Read;
     pools: () => { name: string; pool: PoolStats }[];
     exportSlots: {
       used: number;
@@ -147,6 +148,12 @@ export function createMetrics(): Metrics {
         'keytrail_auth_cache_hits_total',
         'Key lookups answered by the cache',
         s.cacheHits,
+      );
+      mirroredCounter(
+        registry,
+        'keytrail_auth_misses_refused_total',
+        'Lookups of uncached keys refused with 429: the client address sent too many',
+        s.missesRefused,
       );
       mirroredCounter(
         registry,

@@ -11,7 +11,8 @@ const record = (id: string): AuthRecord => ({
   expiresAt: null,
   revokedAt: null,
 });
-const newCache = () => new KeyCache({ size: 100, ttlMs: 30_000, negativeTtlMs: 2_000 });
+const newCache = () =>
+  new KeyCache({ size: 100, ttlMs: 30_000, negativeTtlMs: 2_000, negativeSize: 100 });
 
 /** A load the test resolves when it wants, counting how often it ran. */
 function controlledLoad(value: AuthRecord | null) {
@@ -74,5 +75,19 @@ describe('KeyCache', () => {
     await pending;
     expect(cache.lookup('h1')).toBeUndefined();
     expect(cache.lookup('h2')).toBeUndefined();
+  });
+});
+
+describe('unknown keys', () => {
+  it('live in their own bounded LRU: a stream of them never evicts a real key', async () => {
+    const cache = new KeyCache({ size: 3, ttlMs: 30_000, negativeTtlMs: 2_000, negativeSize: 5 });
+    for (const id of ['a', 'b', 'c']) await cache.get(`hash-${id}`, async () => record(id));
+    for (let i = 0; i < 1000; i++) await cache.get(`unknown-${i}`, async () => null);
+    for (const id of ['a', 'b', 'c']) expect(cache.lookup(`hash-${id}`)?.id).toBe(id);
+    expect(cache.size).toBe(3);
+    expect(cache.unknownSize).toBe(5);
+    // The latest unknown keys are remembered (no second lookup for a repeat).
+    expect(cache.lookup('unknown-999')).toBeNull();
+    expect(cache.lookup('unknown-0')).toBeUndefined();
   });
 });

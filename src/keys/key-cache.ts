@@ -1,15 +1,14 @@
 import { LRUCache } from 'lru-cache';
 import type { AuthRecord } from './keys.types.ts';
 
-const NOT_FOUND = Symbol('not-found');
-type Entry = AuthRecord | typeof NOT_FOUND;
-
 export type CacheStats = { hits: number; misses: number };
 
 /**
- * Per-instance cache of authentication records, keyed by the key's HMAC (never the plaintext).
- * Found keys live up to `ttlMs` (≤ 30 s), unknown keys `negativeTtlMs`. Any change to a key
- * invalidates it here at once and on other instances through LISTEN/NOTIFY.
+ * Per-instance cache of authentication records, keyed by the key's SHA-256 (never the
+ * plaintext). Found keys live up to `ttlMs` (≤ 30 s) in one LRU; unknown keys `negativeTtlMs` in
+ * another, bounded on its own (`negativeSize`): anyone can mint keys with a valid checksum, and
+ * a stream of them must not push real keys out and send every real request to Postgres. Any
+ * change to a key invalidates it here at once and on other instances through LISTEN/NOTIFY.
  *
  * A lookup that started before an invalidation must not repopulate the cache with what it read
  * then: every invalidation bumps `epoch`, and a lookup only stores its result if no
@@ -17,22 +16,29 @@ export type CacheStats = { hits: number; misses: number };
  */
 export class KeyCache {
   readonly stats: CacheStats = { hits: 0, misses: 0 };
-  readonly #cache: LRUCache<string, { value: Entry }>;
+  readonly #cache: LRUCache<string, { value: AuthRecord }>;
+  readonly #unknown: LRUCache<string, true>;
   readonly #hashById = new Map<string, string>();
   readonly #inflight = new Map<string, Promise<AuthRecord | null>>();
-  readonly #negativeTtlMs: number;
   #epoch = 0;
 
-  constructor(options: { size: number; ttlMs: number; negativeTtlMs: number }) {
-    this.#negativeTtlMs = options.negativeTtlMs;
+  constructor(options: {
+    size: number;
+    ttlMs: number;
+    negativeTtlMs: number;
+    negativeSize: number;
+  }) {
+    this.#unknown = new LRUCache({
+      max: options.negativeSize,
+      ttl: options.negativeTtlMs,
+      ttlAutopurge: false,
+    });
     this.#cache = new LRUCache({
       max: options.size,
       ttl: options.ttlMs,
       ttlAutopurge: false,
       dispose: (entry, hash) => {
-        if (entry.value !== NOT_FOUND && this.#hashById.get(entry.value.id) === hash) {
-          this.#hashById.delete(entry.value.id);
-        }
+        if (this.#hashById.get(entry.value.id) === hash) this.#hashById.delete(entry.value.id);
       },
     });
   }
@@ -40,9 +46,13 @@ export class KeyCache {
   /** Synchronous: the cached record, null for a cached miss, undefined when not cached. */
   lookup(hash: string): AuthRecord | null | undefined {
     const hit = this.#cache.get(hash);
-    if (!hit) return undefined;
+    if (hit) {
+      this.stats.hits += 1;
+      return hit.value;
+    }
+    if (!this.#unknown.get(hash)) return undefined;
     this.stats.hits += 1;
-    return hit.value === NOT_FOUND ? null : hit.value;
+    return null;
   }
 
   /** Loads what `lookup` did not find (concurrent lookups of one key share a single load). */
@@ -67,9 +77,10 @@ export class KeyCache {
 
   #store(hash: string, record: AuthRecord | null): void {
     if (record === null) {
-      this.#cache.set(hash, { value: NOT_FOUND }, { ttl: this.#negativeTtlMs });
+      this.#unknown.set(hash, true);
       return;
     }
+    this.#unknown.delete(hash);
     this.#cache.set(hash, { value: record });
     this.#hashById.set(record.id, hash);
   }
@@ -78,6 +89,8 @@ export class KeyCache {
     this.#epoch += 1;
     const hash = this.#hashById.get(keyId);
     if (hash !== undefined) this.#cache.delete(hash);
+    // A key created since its hash was cached as unknown: it is not in #hashById, but a new key
+    // is a new random plaintext, so no unknown entry can name it (nothing to clear there).
     // A lookup in flight may have read the old state; drop it so the next caller reloads.
     this.#inflight.clear();
   }
@@ -85,11 +98,16 @@ export class KeyCache {
   clear(): void {
     this.#epoch += 1;
     this.#cache.clear();
+    this.#unknown.clear();
     this.#hashById.clear();
     this.#inflight.clear();
   }
 
   get size(): number {
     return this.#cache.size;
+  }
+
+  get unknownSize(): number {
+    return this.#unknown.size;
   }
 }

@@ -26,6 +26,11 @@ export const configSchema = z.object({
   KEYTRAIL_KEY_CACHE_SIZE: positiveInt(10_000, 10_000_000),
   KEYTRAIL_KEY_CACHE_TTL_MS: positiveInt(30_000, 30_000),
   KEYTRAIL_KEY_NEGATIVE_TTL_MS: positiveInt(2_000, 30_000),
+  /** Unknown keys remembered (their own LRU: they never evict real keys). */
+  KEYTRAIL_KEY_NEGATIVE_CACHE_SIZE: positiveInt(10_000, 10_000_000),
+  /** Lookups of uncached keys per client IP: a sustained rate per second and a burst. */
+  KEYTRAIL_AUTH_MISS_RATE: positiveInt(100, 100_000),
+  KEYTRAIL_AUTH_MISS_BURST: positiveInt(1000, 1_000_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
   /** Streamed exports at once per instance (their own pool of this size) and per org. */
   KEYTRAIL_EXPORTS_MAX: positiveInt(4, 100),
@@ -73,7 +78,9 @@ export type Config = {
   trustProxy: boolean | number | string;
   demoRoutes: boolean;
   demoData: boolean;
-  keyCache: { size: number; ttlMs: number; negativeTtlMs: number };
+  keyCache: { size: number; ttlMs: number; negativeTtlMs: number; negativeSize: number };
+  /** Per client IP: lookups that miss the cache (each costs Postgres a query). */
+  authMisses: { perSecond: number; burst: number };
   dbPoolSize: number;
   exports: {
     max: number;
@@ -154,7 +161,9 @@ export function toConfig(
       size: env.KEYTRAIL_KEY_CACHE_SIZE,
       ttlMs: env.KEYTRAIL_KEY_CACHE_TTL_MS,
       negativeTtlMs: env.KEYTRAIL_KEY_NEGATIVE_TTL_MS,
+      negativeSize: env.KEYTRAIL_KEY_NEGATIVE_CACHE_SIZE,
     },
+    authMisses: { perSecond: env.KEYTRAIL_AUTH_MISS_RATE, burst: env.KEYTRAIL_AUTH_MISS_BURST },
     dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
     exports: {
       max: env.KEYTRAIL_EXPORTS_MAX,

@@ -2,6 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { AppError } from '../../platform/errors.ts';
 import type { Logger } from '../../platform/logger.ts';
 import type { KeyAuthenticator } from '../../keys/keys.auth.ts';
+import type { MissLimiter } from '../../keys/miss-limiter.ts';
 import { missingScopes, type AuthOutcome, type KeyIdentity } from '../../keys/keys.types.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
@@ -45,6 +46,12 @@ export function credentialFrom(req: Request): string | undefined {
 
 const invalidKey = () => new AppError('unauthenticated', { detail: 'the API key is not valid' });
 
+/** Too many lookups of uncached keys from this address (a key-guessing stream). */
+export const missesRefused = () =>
+  new AppError('rate_limited', {
+    detail: 'too many unknown or uncached keys from this address; slow down',
+  });
+
 function deny(req: Request, res: Response, error: AppError, challenge: string): void {
   res.setHeader('WWW-Authenticate', challenge);
   sendProblem(res, toProblem(error, requestId(req, res)));
@@ -61,6 +68,8 @@ export function createRequireKey(deps: {
   clock: Clock;
   /** Absent when usage tracking is off: then nothing at all is attached to the response. */
   record: RecordUsage | undefined;
+  /** Bounds the cache misses (Postgres lookups) of each client IP. */
+  misses: MissLimiter;
 }) {
   const { record: recordUsage } = deps;
   const usage = recordUsage && { record: recordUsage, clock: deps.clock };
@@ -132,6 +141,11 @@ export function createRequireKey(deps: {
       const cached = deps.auth.authenticateCached(candidate);
       if (cached) {
         decide(req, res, next, cached, start);
+        return;
+      }
+      if (!deps.misses.allow(req.ip)) {
+        res.setHeader('retry-after', String(deps.misses.retryAfterSeconds()));
+        sendProblem(res, toProblem(missesRefused(), requestId(req, res)));
         return;
       }
       deps.auth.authenticate(candidate).then(

@@ -3,6 +3,7 @@ import { AppError } from '../../platform/errors.ts';
 import type { Keytrail } from '../../keytrail.ts';
 import { VerifyBody } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { missesRefused } from '../middleware/require-key.ts';
 import { recordWhenDone, requestStart } from '../middleware/usage-recorder.ts';
 import type { VerifyCode } from '../../keys/keys.types.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
@@ -20,6 +21,11 @@ export function verifyRoutes(kt: Keytrail): Router {
     const start = requestStart(kt.clock);
     if (!req.apiKey) throw new AppError('unauthenticated');
     const body = parseInput(VerifyBody, req.body ?? {}, 'body');
+    // The verified key is a lookup too: an uncached one takes a token of the caller's address.
+    if (kt.auth.authenticateCached(body.key) === undefined && !kt.missLimiter.allow(req.ip)) {
+      res.setHeader('retry-after', String(kt.missLimiter.retryAfterSeconds()));
+      throw missesRefused();
+    }
     const result = await kt.auth.verify(req.apiKey, body.key, body.scopes ?? []);
     const key = result.key;
     // The verified key was used (or refused) through a gateway: that is usage of that key.
