@@ -81,8 +81,9 @@ describe('KeyCache', () => {
 describe('unknown keys', () => {
   it('live in their own bounded LRU: a stream of them never evicts a real key', async () => {
     const cache = new KeyCache({ size: 3, ttlMs: 30_000, negativeTtlMs: 2_000, negativeSize: 5 });
-    for (const id of ['a', 'b', 'c']) await cache.get(`hash-${id}`, async () => record(id));
-    for (let i = 0; i < 1000; i++) await cache.get(`unknown-${i}`, async () => null);
+    for (const id of ['a', 'b', 'c'])
+      await cache.get(`hash-${id}`, () => Promise.resolve(record(id)));
+    for (let i = 0; i < 1000; i++) await cache.get(`unknown-${i}`, () => Promise.resolve(null));
     for (const id of ['a', 'b', 'c']) expect(cache.lookup(`hash-${id}`)?.id).toBe(id);
     expect(cache.size).toBe(3);
     expect(cache.unknownSize).toBe(5);
