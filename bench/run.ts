@@ -8,6 +8,7 @@ import { ingestScenario } from './ingest.ts';
 import { readsScenario } from './reads.ts';
 import { freshnessScenario } from './freshness.ts';
 import { pruneScenario } from './prune.ts';
+import { migrationScenario } from './migration.ts';
 import { uiScenario } from './ui.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
@@ -17,6 +18,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   freshness: freshnessScenario,
   reads: readsScenario,
   prune: pruneScenario,
+  migration: migrationScenario,
   ui: uiScenario,
 };
 

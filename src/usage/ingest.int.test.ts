@@ -7,6 +7,7 @@ import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing
 import {
   createKey,
   createOrg,
+  reportEvents,
   usageJobsFor,
   type TestKey,
   type TestOrg,
@@ -155,6 +156,46 @@ describe('exactly-once ingest', () => {
     );
     expect(await rowCount('api_key_usage_events', k.id)).toBe(2);
     expect(await ingester.ingest([])).toEqual({ received: 0, inserted: 0 });
+  });
+
+  it("keeps events of two orgs with the same id and time apart: one org's never hides the other's", async () => {
+    const other = await createOrg(app.client, 'Ingest other');
+    const mine = await createKey(app.client, org);
+    const theirs = await createKey(app.client, other);
+    const list = events(mine, 6).filter((e) => e.outcome === 'success');
+    // Org B sends the very ids and times of org A's events (a probe, or a chance collision).
+    const copies = list.map((e) => ({ ...e, orgId: other.orgId, keyId: theirs.id }));
+    const ingester = createIngester(app.kt.database);
+    expect(await ingester.ingest(list)).toEqual({ received: 5, inserted: 5 });
+    // Both the fast path (COPY) and, mixed with a replay of A's, the fallback insert take them.
+    expect(await ingester.ingest(copies.slice(0, 2))).toEqual({ received: 2, inserted: 2 });
+    expect(await ingester.ingest([...list, ...copies])).toEqual({ received: 10, inserted: 3 });
+    expect((await totals(mine.id)).request_count).toBe(5);
+    expect((await totals(theirs.id)).request_count).toBe(5);
+    expect(await rowCount('api_key_usage_events', theirs.id)).toBe(5);
+  });
+
+  it('accepts the same event id from two orgs through POST /usage-events, each counted once', async () => {
+    const a = await createOrg(app.client, 'Report A');
+    const b = await createOrg(app.client, 'Report B');
+    const [ka, kb] = [await createKey(app.client, a), await createKey(app.client, b)];
+    const [wa, wb] = [
+      await createKey(app.client, a, { scopes: ['events:write'] }),
+      await createKey(app.client, b, { scopes: ['events:write'] }),
+    ];
+    const shared = { event_id: uuidv7(), occurred_at: new Date().toISOString() };
+    await reportEvents(app.client, a, wa.key, [{ ...shared, key_id: ka.id }]);
+    await reportEvents(app.client, b, wb.key, [{ ...shared, key_id: kb.id }]);
+    await reportEvents(app.client, b, wb.key, [{ ...shared, key_id: kb.id }]); // a replay
+    const worker = await startWorker(app.kt);
+    try {
+      await waitFor(async () => (await rowCount('api_key_usage_events', kb.id)) === 1);
+      await waitFor(async () => (await rowCount('api_key_usage_events', ka.id)) === 1);
+      await waitFor(async () => (await totals(kb.id).catch(() => null))?.request_count === 1);
+      expect((await totals(ka.id)).request_count).toBe(1);
+    } finally {
+      await worker.stop();
+    }
   });
 
   it('matches stored events whatever the letter case of their ids', async () => {

@@ -21,21 +21,23 @@ const NO_PARTITION = '23514';
 /** SQLSTATE of a unique violation: an event of the batch is already stored. */
 const UNIQUE_VIOLATION = '23505';
 
-// Lower case: PostgreSQL returns uuids in lower case, whatever case they were sent in.
-const eventKey = (e: UsageEvent): string => `${e.eventId.toLowerCase()}|${e.occurredAt}`;
+// An event's identity: (org, occurred_at, event_id), the primary key. Lower case: PostgreSQL
+// returns uuids in lower case, whatever case they were sent in.
+const eventKey = (e: { orgId: string; eventId: string; occurredAt: number }): string =>
+  `${e.orgId.toLowerCase()}|${e.eventId.toLowerCase()}|${e.occurredAt}`;
 const sqlState = (error: unknown): string | undefined => (error as { code?: string }).code;
 
 /**
- * The batch without repeats of one event (same event_id and occurred_at; the first wins): a COPY
+ * The batch without repeats of one event (same org, event_id and occurred_at; the first wins): a COPY
  * must not carry one row twice. Keyed by event_id (in any letter case) first, as repeats of an id
  * are rare.
  */
 function distinct(events: readonly UsageEvent[]): UsageEvent[] {
-  const first = new Map<string, number>(); // event_id → occurred_at of its first occurrence
+  const first = new Map<string, number>(); // org|event_id → occurred_at of its first occurrence
   let others: Set<string> | undefined; // the same id at other times: other rows
   const out: UsageEvent[] = [];
   for (const e of events) {
-    const id = e.eventId.toLowerCase();
+    const id = `${e.orgId.toLowerCase()}|${e.eventId.toLowerCase()}`;
     const at = first.get(id);
     if (at === undefined) {
       first.set(id, e.occurredAt);
@@ -68,7 +70,11 @@ async function storeNew(tx: RawTransaction, events: UsageEvent[]): Promise<Usage
   }
   await tx.exec('rollback to savepoint store_events');
   const rows = await tx.run(insertEventsSkippingStored(events));
-  const inserted = new Set(rows.map((r) => `${r.event_id}|${r.occurred_at.getTime()}`));
+  const inserted = new Set(
+    rows.map((r) =>
+      eventKey({ orgId: r.org_id, eventId: r.event_id, occurredAt: r.occurred_at.getTime() }),
+    ),
+  );
   return events.filter((e) => inserted.has(eventKey(e)));
 }
 

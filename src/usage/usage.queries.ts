@@ -166,16 +166,16 @@ export function encodeEventsCopy(events: readonly UsageEvent[]): string {
 }
 
 /**
- * Inserts events, skipping any already stored (same occurred_at and event_id) and waiting for
+ * Inserts events, skipping any already stored (same org, occurred_at and event_id) and waiting for
  * rows a concurrent transaction has not committed yet; returns the rows it inserted. The
  * ingester's fallback after a COPY hit a stored row. unnest keeps it one statement with 11
  * parameters at any size.
  */
 export function insertEventsSkippingStored(
   events: readonly UsageEvent[],
-): RawBuilder<{ event_id: string; occurred_at: Date }> {
+): RawBuilder<{ org_id: string; event_id: string; occurred_at: Date }> {
   const col = <T>(f: (e: UsageEvent) => T): T[] => events.map(f);
-  return sql<{ event_id: string; occurred_at: Date }>`
+  return sql<{ org_id: string; event_id: string; occurred_at: Date }>`
     insert into api_key_usage_events
       (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome)
     select * from unnest(
@@ -185,7 +185,7 @@ export function insertEventsSkippingStored(
       ${col((e) => e.latencyMs)}::real[], ${col((e) => e.ip)}::inet[],
       ${col((e) => e.userAgent)}::text[], ${col((e) => e.outcome)}::text[])
     on conflict do nothing
-    returning event_id, occurred_at`;
+    returning org_id, event_id, occurred_at`;
 }
 
 export function upsertTotals(rows: readonly TotalsRow[]): RawBuilder<unknown> {
