@@ -22,6 +22,7 @@ export type Metrics = {
   requestDuration: Histogram<'method' | 'route' | 'status_class'>;
   ingestLagSeconds: Gauge;
   ingested: Counter;
+  expired: Counter;
   /** Registers the sources read on each scrape. */
   observe(sources: {
     bufferSize: Read;
@@ -57,6 +58,11 @@ export function createMetrics(): Metrics {
     ingestLagSeconds: new Gauge({
       name: 'keytrail_usage_ingest_lag_seconds',
       help: 'Age of the oldest event in the last batch the worker committed',
+      registers: [registry],
+    }),
+    expired: new Counter({
+      name: 'keytrail_usage_events_expired_total',
+      help: 'Usage events the worker dropped: older than the raw-event retention (their month may be pruned)',
       registers: [registry],
     }),
     ingested: new Counter({

@@ -18,6 +18,10 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
   async function ingest(events: UsageEvent[]): Promise<void> {
     const result = await ingester.ingest(events);
     metrics.ingested.inc(result.inserted);
+    if (result.expired > 0) {
+      metrics.expired.inc(result.expired);
+      logger.warn({ expired: result.expired }, 'usage events older than retention dropped');
+    }
     const oldest = events.reduce((min, e) => Math.min(min, e.occurredAt), Infinity);
     if (Number.isFinite(oldest)) metrics.ingestLagSeconds.set((Date.now() - oldest) / 1000);
   }

@@ -34,7 +34,7 @@ entry (actor system) for each key whose expires_at has passed since the last run
 runs at a time: another one running makes this one skip.
 
 options:
-  --retention-days N    raw-event retention, 1 to 3650 (default KEYTRAIL_RETENTION_DAYS, 90)
+  --retention-days N    raw-event retention, 7 to 3650 (default KEYTRAIL_RETENTION_DAYS, 90)
   --dry-run             report what would be dropped and marked; change nothing (rollup rows
                         are not counted: 0)
   --json                print {"partitions", "hourlyRowsDeleted", "dailyRowsDeleted",
@@ -47,8 +47,9 @@ ${HELP_LINE}
       'dry-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
+    // At least the 7 days reported events may reach back (as KEYTRAIL_RETENTION_DAYS).
     const retention = intFlag('prune', 'retention-days', values['retention-days'], {
-      min: 1,
+      min: 7,
       max: 3650,
     });
     const report = await withKeytrail(io, (kt) =>

@@ -11,6 +11,13 @@ describe('configuration', () => {
     );
   });
 
+  it('refuses a raw-event retention shorter than the 7 days reported events reach back', () => {
+    expect(() => parseEnv({ KEYTRAIL_RETENTION_DAYS: '6' })).toThrow(
+      /KEYTRAIL_RETENTION_DAYS: must be at least 7/,
+    );
+    expect(parseEnv({ KEYTRAIL_RETENTION_DAYS: '7' }).KEYTRAIL_RETENTION_DAYS).toBe(7);
+  });
+
   it('accepts a fractional spike factor (the org usage query casts it to float8)', () => {
     expect(parseEnv({ KEYTRAIL_SPIKE_FACTOR: '2.5' }).KEYTRAIL_SPIKE_FACTOR).toBe(2.5);
   });

@@ -15,7 +15,14 @@ export const configSchema = z.object({
   KEYTRAIL_OPERATOR_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   KEYTRAIL_MAX_KEYS_PER_ORG: positiveInt(1000, 1_000_000),
   KEYTRAIL_DORMANT_DAYS: positiveInt(30, 3650),
-  KEYTRAIL_RETENTION_DAYS: positiveInt(90, 3650),
+  // At least the 7 days reported events may reach back: an accepted event is never already past
+  // retention, so its month is never pruned before it is ingested.
+  KEYTRAIL_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(7, 'must be at least 7 (reported events may be 7 days old)')
+    .max(3650)
+    .default(90),
   // Hourly series reach back 14 days and the spike baseline 8 (SPEC §5): fewer would cut them.
   KEYTRAIL_HOURLY_RETENTION_DAYS: z.coerce.number().int().min(14).max(3650).default(35),
   KEYTRAIL_ROLLUP_RETENTION_DAYS: positiveInt(400, 3650),

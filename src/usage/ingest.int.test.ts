@@ -152,10 +152,11 @@ describe('exactly-once ingest', () => {
       {
         received: 5,
         inserted: 2,
+        expired: 0,
       },
     );
     expect(await rowCount('api_key_usage_events', k.id)).toBe(2);
-    expect(await ingester.ingest([])).toEqual({ received: 0, inserted: 0 });
+    expect(await ingester.ingest([])).toEqual({ received: 0, inserted: 0, expired: 0 });
   });
 
   it("keeps events of two orgs with the same id and time apart: one org's never hides the other's", async () => {
@@ -166,10 +167,18 @@ describe('exactly-once ingest', () => {
     // Org B sends the very ids and times of org A's events (a probe, or a chance collision).
     const copies = list.map((e) => ({ ...e, orgId: other.orgId, keyId: theirs.id }));
     const ingester = createIngester(app.kt.database);
-    expect(await ingester.ingest(list)).toEqual({ received: 5, inserted: 5 });
+    expect(await ingester.ingest(list)).toEqual({ received: 5, inserted: 5, expired: 0 });
     // Both the fast path (COPY) and, mixed with a replay of A's, the fallback insert take them.
-    expect(await ingester.ingest(copies.slice(0, 2))).toEqual({ received: 2, inserted: 2 });
-    expect(await ingester.ingest([...list, ...copies])).toEqual({ received: 10, inserted: 3 });
+    expect(await ingester.ingest(copies.slice(0, 2))).toEqual({
+      received: 2,
+      inserted: 2,
+      expired: 0,
+    });
+    expect(await ingester.ingest([...list, ...copies])).toEqual({
+      received: 10,
+      inserted: 3,
+      expired: 0,
+    });
     expect((await totals(mine.id)).request_count).toBe(5);
     expect((await totals(theirs.id)).request_count).toBe(5);
     expect(await rowCount('api_key_usage_events', theirs.id)).toBe(5);
@@ -206,8 +215,12 @@ describe('exactly-once ingest', () => {
     // The replay of 5 in upper case makes the COPY fail; the fallback's RETURNING gives lower-case
     // ids, which must still match the 2 new events of the batch.
     const upper = list.map((e) => ({ ...e, eventId: e.eventId.toUpperCase() }));
-    expect(await ingester.ingest(upper)).toEqual({ received: 7, inserted: 2 });
-    expect(await ingester.ingest([...upper, ...list])).toEqual({ received: 14, inserted: 0 });
+    expect(await ingester.ingest(upper)).toEqual({ received: 7, inserted: 2, expired: 0 });
+    expect(await ingester.ingest([...upper, ...list])).toEqual({
+      received: 14,
+      inserted: 0,
+      expired: 0,
+    });
     expect((await totals(k.id)).request_count).toBe(7);
     expect(await rowCount('api_key_usage_events', k.id)).toBe(7);
   });
@@ -235,6 +248,26 @@ describe('exactly-once ingest', () => {
     const farFuture = Date.UTC(2031, 4, 15);
     await createIngester(app.kt.database).ingest(events(k, 3, farFuture));
     expect(await rowCount('api_key_usage_events_2031_05', k.id)).toBe(3);
+  });
+
+  it('drops events older than the retention, counts them, and creates no partition for their month', async () => {
+    const k = await createKey(app.client, org);
+    const old = Date.UTC(2021, 2, 10); // a month long pruned, or never there
+    const ingester = createIngester(app.kt.database, { retentionDays: 90 });
+    const fresh = events(k, 3).filter((e) => e.outcome === 'success');
+    const result = await ingester.ingest([...events(k, 4, old), ...fresh]);
+    expect(result).toEqual({ received: 4 + fresh.length, inserted: fresh.length, expired: 4 });
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(fresh.length);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_class
+      where relname = 'api_key_usage_events_2021_03'`.execute(app.kt.database.db);
+    expect(rows[0]?.n).toBe(0);
+    // A replay of only old events stores and counts nothing.
+    expect(await ingester.ingest(events(k, 2, old))).toEqual({
+      received: 2,
+      inserted: 0,
+      expired: 2,
+    });
+    expect((await totals(k.id)).request_count).toBe(fresh.length);
   });
 
   it('lets concurrent ingests create the same new month partition, none failing', async () => {

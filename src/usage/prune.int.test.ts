@@ -55,7 +55,11 @@ describe('prune', () => {
       where org_id = ${org.orgId} and action = 'partition.pruned'`.execute(app.kt.database.db);
     expect(rows.map((r) => r.details.partition)).toEqual(['api_key_usage_events_2024_01']);
     // The ingester had seen that month: it must notice the partition is gone and recreate it.
-    expect(await ingester.ingest(oldEvents(100))).toEqual({ received: 20, inserted: 20 });
+    expect(await ingester.ingest(oldEvents(100))).toEqual({
+      received: 20,
+      inserted: 20,
+      expired: 0,
+    });
     expect(await names()).toContain('api_key_usage_events_2024_01');
   });
 

@@ -14,7 +14,8 @@ import {
 } from './usage.queries.ts';
 import type { UsageEvent } from './usage.types.ts';
 
-export type IngestResult = { received: number; inserted: number };
+/** `expired`: events older than the raw-event retention, dropped (their month may be pruned). */
+export type IngestResult = { received: number; inserted: number; expired: number };
 
 /** SQLSTATE of "no partition of relation … found for row". */
 const NO_PARTITION = '23514';
@@ -83,7 +84,17 @@ async function storeNew(tx: RawTransaction, events: UsageEvent[]): Promise<Usage
  * transaction stored are aggregated, so a replayed job or a racing worker adds nothing.
  * A month without a partition gets one inside the same transaction (see docs/architecture.md).
  */
-export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>) {
+/**
+ * `retentionDays`: events older than now − retention are dropped and counted, never stored: their
+ * month may have been pruned already (a replay of an old job, a worker that was down for weeks),
+ * and storing them would count them again in the lifetime totals and recreate a pruned month's
+ * partition. Without it (tests, benchmarks) every event is kept.
+ */
+export function createIngester(
+  database: Pick<DbHandle, 'db' | 'pool' | 'stats'>,
+  options: { retentionDays?: number; now?: () => number } = {},
+) {
+  const now = options.now ?? Date.now;
   // Months whose partition this process has seen exist. A prune (in any process) can drop one;
   // the copy then fails with "no partition", the cache is cleared and the batch retried once.
   const knownMonths = new Set<string>();
@@ -132,8 +143,13 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
   }
 
   async function ingest(batch: readonly UsageEvent[]): Promise<IngestResult> {
-    if (batch.length === 0) return { received: 0, inserted: 0 };
-    const events = distinct(batch);
+    if (batch.length === 0) return { received: 0, inserted: 0, expired: 0 };
+    const cutoff =
+      options.retentionDays === undefined ? -Infinity : now() - options.retentionDays * 86_400_000;
+    const current = batch.filter((e) => e.occurredAt >= cutoff);
+    const expired = batch.length - current.length;
+    if (current.length === 0) return { received: batch.length, inserted: 0, expired };
+    const events = distinct(current);
     const labels = periodLabels();
     const months = new Set(events.map((e) => labels(e.occurredAt).month));
     const inserted = await writeBatch(events, months, labels).catch((error: unknown) => {
@@ -142,7 +158,7 @@ export function createIngester(database: Pick<DbHandle, 'db' | 'pool' | 'stats'>
       return writeBatch(events, months, labels);
     });
     for (const m of months) knownMonths.add(m);
-    return { received: batch.length, inserted };
+    return { received: batch.length, inserted, expired };
   }
 
   return { ingest };
