@@ -174,13 +174,16 @@ describe('prune: partitions and flags', () => {
     expect((await cli('prune')).stdout).toMatch(/^ {2}no partition past retention\n/);
   });
 
-  it.each(['0', '6', '-5', 'x', '3651', ''])('refuses --retention-days=%s with exit 2', async (raw) => {
-    const res = await cli('prune', `--retention-days=${raw}`);
-    expect(res.code).toBe(2);
-    expect(res.stderr).toMatch(
-      /^keytrail: prune: --retention-days must be a whole number from 7 to 3650/,
-    );
-  });
+  it.each(['0', '6', '-5', 'x', '3651', ''])(
+    'refuses --retention-days=%s with exit 2',
+    async (raw) => {
+      const res = await cli('prune', `--retention-days=${raw}`);
+      expect(res.code).toBe(2);
+      expect(res.stderr).toMatch(
+        /^keytrail: prune: --retention-days must be a whole number from 7 to 3650/,
+      );
+    },
+  );
 });
 
 describe('partitions', () => {

@@ -7,9 +7,22 @@ export type QueueDefinition = {
   deadLetter?: string;
   retryLimit?: number;
   notify?: boolean;
-  /** A job held longer than this by a worker (killed mid-batch) is handed out again. */
+  /** A job held longer than this (a handler that hangs) is failed and retried. */
   expireInSeconds?: number;
+  /**
+   * A live worker refreshes its jobs' heartbeat every half of this; a job whose heartbeat is
+   * older (its worker was killed, or lost Postgres mid-batch) is retried after at most this
+   * plus one supervise pass. pg-boss's minimum is 10.
+   */
+  heartbeatSeconds?: number;
 };
+
+/**
+ * How often a supervising process (a worker) looks for expired and heartbeat-less jobs. pg-boss
+ * defaults to 60 s, and runs its first pass one interval after start: a killed worker's jobs
+ * would wait minutes. The pass is one indexed query per queue.
+ */
+export const SUPERVISE_SECONDS = 2;
 
 /**
  * Starts pg-boss on its own small pool. API-only processes pass `maintenance: false`: they
@@ -28,15 +41,30 @@ export async function startQueue(options: {
     useListenNotify: options.maintenance,
     supervise: options.maintenance,
     schedule: options.maintenance,
+    ...(options.maintenance && {
+      superviseIntervalSeconds: SUPERVISE_SECONDS,
+      monitorIntervalSeconds: SUPERVISE_SECONDS,
+    }),
   });
-  boss.on('error', (error: unknown) => options.logger.warn({ err: String(error) }, 'queue error'));
+  // pg-boss emits plain objects as well as Errors: log their message, not "[object Object]".
+  boss.on('error', (error: unknown) =>
+    options.logger.warn({ err: errorText(error) }, 'queue error'),
+  );
   await boss.start();
   return boss;
 }
 
+function errorText(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : JSON.stringify(error);
+}
+
 /**
- * Creates the queues (idempotent) and asserts they exist: pg-boss resolves `send()` to a
- * missing queue with null instead of failing, which would lose events silently.
+ * Creates the queues and brings existing ones to these settings (pg-boss's createQueue leaves an
+ * existing queue as it was, so a changed setting would never reach an upgraded database), then
+ * asserts they exist: pg-boss resolves `send()` to a missing queue with null instead of failing,
+ * which would lose events silently.
  */
 export async function ensureQueues(
   boss: PgBoss,
@@ -50,8 +78,21 @@ export async function ensureQueues(
       retryDelayMax: 300,
       notify: q.notify ?? false,
       ...(q.expireInSeconds && { expireInSeconds: q.expireInSeconds }),
+      ...(q.heartbeatSeconds && { heartbeatSeconds: q.heartbeatSeconds }),
     });
-    if (!(await boss.getQueue(q.name))) throw new Error(`queue ${q.name} could not be created`);
+    const existing = await boss.getQueue(q.name);
+    if (!existing) throw new Error(`queue ${q.name} could not be created`);
+    const stale =
+      (q.expireInSeconds !== undefined && existing.expireInSeconds !== q.expireInSeconds) ||
+      (q.heartbeatSeconds !== undefined && existing.heartbeatSeconds !== q.heartbeatSeconds) ||
+      existing.retryLimit !== (q.retryLimit ?? 10);
+    if (stale) {
+      await boss.updateQueue(q.name, {
+        retryLimit: q.retryLimit ?? 10,
+        ...(q.expireInSeconds !== undefined && { expireInSeconds: q.expireInSeconds }),
+        ...(q.heartbeatSeconds !== undefined && { heartbeatSeconds: q.heartbeatSeconds }),
+      });
+    }
   }
 }
 

@@ -4,14 +4,16 @@ import { MAINTENANCE_QUEUE, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from '
 /** Every queue keytrail uses, dead-letter queues first so they exist when referenced. */
 export const QUEUES: readonly QueueDefinition[] = [
   { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0 },
-  // A batch commits in well under a second; a job still held after 2 minutes belongs to a
-  // worker that died, and is retried (replay-safe) instead of waiting pg-boss's 15-minute default.
+  // A batch commits in well under a second. A worker that dies (SIGKILL, lost Postgres) stops
+  // refreshing its jobs' heartbeat: they are retried (replay-safe) after at most 10 s plus one
+  // supervise pass (2 s). 120 s stays the hard limit for a handler that hangs while alive.
   {
     name: USAGE_INGEST_QUEUE,
     deadLetter: USAGE_DEAD_LETTER_QUEUE,
     retryLimit: 10,
     notify: true,
     expireInSeconds: 120,
+    heartbeatSeconds: 10,
   },
   { name: MAINTENANCE_QUEUE, retryLimit: 3 },
 ];
