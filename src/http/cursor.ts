@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '../platform/errors.ts';
+import { BoundedTime } from './safe-input.ts';
 
 /** Opaque keyset cursors: base64url of a small JSON tuple, validated on the way back in. */
 export function encodeCursor(values: readonly (string | number | null)[]): string {
@@ -18,4 +19,6 @@ export function decodeCursor<S extends z.ZodType>(cursor: string, schema: S): z.
   }
 }
 
-export const createdAtIdCursor = z.tuple([z.iso.datetime(), z.uuid()]);
+/** A cursor's instant: as produced (UTC ISO), within the range the API stores. */
+export const CursorTime = BoundedTime;
+export const createdAtIdCursor = z.tuple([CursorTime, z.uuid()]);

@@ -213,6 +213,8 @@ function register(registry: OpenAPIRegistry, op: Op): void {
     path: op.path,
     summary: op.summary,
     ...(op.scope && { description: `Requires scope \`${op.scope}\` (or \`org:admin\`).` }),
+    // Machine-readable too: tests (and clients) generate the scope matrix from it.
+    'x-required-scopes': op.scope ? [op.scope] : [],
     security: op.path === '/healthz' || op.path === '/readyz' ? [] : [{ bearer: [] }],
     request: {
       ...(op.params && { params: op.params }),

@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import { KEY_LIKE_RE } from '../keys/key-format.ts';
 import { ERROR_CODES, type AppError, type FieldError } from '../platform/errors.ts';
 
 export type Problem = {
@@ -13,6 +14,13 @@ export type Problem = {
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
+/**
+ * Key material never leaves in a problem: a detail or a field error can quote the client's input
+ * (an unknown field named like a key, a value), so anything key-shaped is masked.
+ */
+const mask = (text: string): string =>
+  text.replace(KEY_LIKE_RE, (key) => `${key.slice(0, key.indexOf('_', 3) + 1)}…(redacted)`);
+
 /** Pure: AppError → RFC 9457 body. 5xx details are generic whatever the error carried. */
 export function toProblem(error: AppError, requestId: string): Problem {
   const { status, title } = ERROR_CODES[error.code];
@@ -20,11 +28,13 @@ export function toProblem(error: AppError, requestId: string): Problem {
     type: `urn:keytrail:problem:${error.code}`,
     title,
     status,
-    detail: status >= 500 ? genericDetail(status) : (error.detail ?? title),
+    detail: status >= 500 ? genericDetail(status) : mask(error.detail ?? title),
     code: error.code,
     request_id: requestId,
   };
-  if (error.errors && error.errors.length > 0 && status < 500) problem.errors = error.errors;
+  if (error.errors && error.errors.length > 0 && status < 500) {
+    problem.errors = error.errors.map((e) => ({ path: mask(e.path), message: mask(e.message) }));
+  }
   return problem;
 }
 

@@ -8,15 +8,16 @@ import { KEY_STATUSES, SCOPE_RE, VERIFY_CODES } from '../keys/keys.types.ts';
 import { OUTCOMES } from '../usage/usage.types.ts';
 import { AUDIT_ACTIONS } from '../audit/audit.types.ts';
 import { ORG_USAGE_SORTS } from '../usage/analytics.queries.ts';
+import { BoundedTime, FilterText, SafeText } from './safe-input.ts';
 
 const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
 
 export const Uuid = z.uuid();
 export const Scope = z.string().regex(SCOPE_RE, 'must match ^[a-z][a-z0-9_.:-]{0,63}$');
 export const Scopes = z.array(Scope).max(100);
-const Name = z.string().trim().min(1).max(200);
+const Name = SafeText(200);
 const Timestamp = z.iso.datetime({ offset: true });
-const FutureTime = Timestamp.transform((s) => new Date(s));
+const FutureTime = BoundedTime.transform((s) => new Date(s));
 
 export const Limit = z.coerce.number().int().min(1).max(500).default(50);
 
@@ -57,7 +58,7 @@ export const ListKeysQuery = z.strictObject({
   cursor: z.string().max(500).optional(),
 });
 
-export const RevokeQuery = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() });
+export const RevokeQuery = z.strictObject({ reason: SafeText(500).optional() });
 
 export const VerifyBody = z
   .strictObject({ key: z.string().max(500), scopes: Scopes.optional() })
@@ -156,7 +157,7 @@ const ReportedEvent = z
   .strictObject({
     event_id: LowerUuid.optional(),
     key_id: LowerUuid,
-    occurred_at: Timestamp.transform((s) => new Date(s)),
+    occurred_at: BoundedTime.transform((s) => new Date(s)),
     method: z.string().regex(/^[A-Za-z]{1,16}$/),
     path: z.string().min(1).max(2000).optional(),
     route: z.string().min(1).max(2000).optional(),
@@ -179,7 +180,7 @@ export const ReportedJson = z
   .meta({ id: 'ReportUsageEventsResult' });
 
 const Day = 86_400_000;
-const OptionalTime = Timestamp.transform((s) => new Date(s)).optional();
+const OptionalTime = BoundedTime.transform((s) => new Date(s)).optional();
 
 export const OrgUsageQuery = z.strictObject({
   dormant_days: z.coerce.number().int().min(1).max(3650).optional(),
@@ -210,7 +211,7 @@ export const EventsQuery = z.strictObject({
     .regex(/^[A-Za-z]{1,16}$/)
     .transform((m) => m.toUpperCase())
     .optional(),
-  route: z.string().min(1).max(200).optional(),
+  route: FilterText(200).optional(),
   outcome: z.enum(OUTCOMES).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().max(500).optional(),

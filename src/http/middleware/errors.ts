@@ -37,6 +37,17 @@ function classify(error: unknown): AppError {
     return new AppError(bodyCode, { detail: 'the request body is not valid JSON' });
   }
   if (bodyCode) return new AppError(bodyCode, { detail: 'unsupported body encoding' });
+  // The router could not decode a path parameter (`/api/orgs/%zz`): the client's mistake.
+  if (error instanceof URIError) {
+    return new AppError('validation_failed', { detail: 'the path has malformed percent-encoding' });
+  }
+  // A body that does not match its Content-Encoding: zlib's codes (gzip, deflate: Z_DATA_ERROR…)
+  // and brotli's (ERR__ERROR_FORMAT_…, ERR_PADDING…).
+  if (typeof e?.code === 'string' && /^(Z_|ERR__ERROR_|ERR_BROTLI|ERR__)/.test(e.code)) {
+    return new AppError('validation_failed', {
+      detail: 'the request body does not match its Content-Encoding',
+    });
+  }
   const code = e?.code ?? '';
   if (UNAVAILABLE_PG_CODES.has(code) || UNAVAILABLE_NODE_CODES.has(code)) {
     return new AppError('service_unavailable');

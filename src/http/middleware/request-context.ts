@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { AppError } from '../../platform/errors.ts';
 import { newId } from '../../platform/ids.ts';
+import { holdsKey } from '../safe-input.ts';
 
 const SAFE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -9,7 +10,8 @@ export function requestId(req: Request, res: Response): string {
   const existing = res.locals.requestId as string | undefined;
   if (existing) return existing;
   const incoming = req.get('x-request-id');
-  const id = incoming && SAFE_ID.test(incoming) ? incoming : newId();
+  // Echoed in headers, bodies and logs: never one that looks like an API key.
+  const id = incoming && SAFE_ID.test(incoming) && !holdsKey(incoming) ? incoming : newId();
   res.locals.requestId = id;
   if (!res.headersSent) res.setHeader('X-Request-Id', id);
   return id;

@@ -4,7 +4,8 @@ import type { Keytrail } from '../../keytrail.ts';
 import type { ApiKey } from '../../keys/keys.types.ts';
 import { AppError } from '../../platform/errors.ts';
 import { isUuid } from '../../platform/ids.ts';
-import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
+import { storable } from '../safe-input.ts';
 import { apiKeyJson, eventJson } from '../presenters.ts';
 import { KeyUsageQuery, OrgUsageQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -15,9 +16,9 @@ const sortOrder = z.enum(['asc', 'desc']);
 // a forged cursor is refused here rather than failing on the query's cast.
 const usageCursor = z.union([
   z.tuple([z.literal('request_count'), sortOrder, z.number().int().min(0), z.uuid()]),
-  z.tuple([z.literal('name'), sortOrder, z.string(), z.uuid()]),
-  z.tuple([z.literal('created_at'), sortOrder, z.iso.datetime(), z.uuid()]),
-  z.tuple([z.literal('last_used_at'), sortOrder, z.iso.datetime().nullable(), z.uuid()]),
+  z.tuple([z.literal('name'), sortOrder, z.string().max(200).refine(storable), z.uuid()]),
+  z.tuple([z.literal('created_at'), sortOrder, CursorTime, z.uuid()]),
+  z.tuple([z.literal('last_used_at'), sortOrder, CursorTime.nullable(), z.uuid()]),
 ]);
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 

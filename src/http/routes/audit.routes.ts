@@ -2,11 +2,11 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { Keytrail } from '../../keytrail.ts';
 import { listAuditEvents } from '../../audit/audit.service.ts';
-import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
 import { AuditQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
-const auditCursor = z.tuple([z.iso.datetime(), z.uuid()]);
+const auditCursor = z.tuple([CursorTime, z.uuid()]);
 
 export function auditRoutes(kt: Keytrail): Router {
   const router = Router();

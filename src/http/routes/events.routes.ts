@@ -4,12 +4,12 @@ import { z } from 'zod';
 import type { Keytrail } from '../../keytrail.ts';
 import { AppError } from '../../platform/errors.ts';
 import type { EventFilter } from '../../usage/events.queries.ts';
-import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
 import { eventJson, type EventLike } from '../presenters.ts';
 import { DEFAULT_EVENTS_WINDOW_MS, EventsQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 
-const eventCursor = z.tuple([z.iso.datetime(), z.uuid()]);
+const eventCursor = z.tuple([CursorTime, z.uuid()]);
 type Format = 'json' | 'ndjson' | 'csv';
 
 const ndjson = (rows: EventLike[]): string =>
