@@ -17,7 +17,10 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
   await runMaintenance(kt).catch((error: unknown) =>
     kt.logger.error({ err: String(error) }, 'start-up maintenance failed; ingest starts anyway'),
   );
-  const ingester = createIngester(kt.database, { retentionDays: kt.config.retentionDays });
+  const ingester = createIngester(kt.database, {
+    retentionDays: kt.config.retentionDays,
+    routesPerKeyDay: kt.config.worker.routesPerKeyDay,
+  });
   const handler = ingestUsageHandler({ ingester, logger: kt.logger, metrics: kt.metrics });
   const ingestWorker = await boss.work(
     USAGE_INGEST_QUEUE,

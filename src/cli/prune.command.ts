@@ -92,7 +92,13 @@ ${HELP_LINE}
       throw new UsageError(`${REBUILD} needs --from D and --to D (YYYY-MM-DD)`, REBUILD);
     }
     const report = await withKeytrail(io, (kt) =>
-      rebuildRollups(kt.database.db, from, to, kt.config.hourlyRetentionDays),
+      rebuildRollups(
+        kt.database.db,
+        from,
+        to,
+        kt.config.hourlyRetentionDays,
+        kt.config.worker.routesPerKeyDay,
+      ),
     );
     const lines = Object.entries(report.differences).map(
       ([table, n]) => `  ${table}: ${n} row(s) differed\n`,

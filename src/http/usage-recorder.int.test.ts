@@ -15,7 +15,7 @@ beforeAll(async () => {
 afterAll(async () => worker.stop());
 
 describe('usage recorded by requireKey mounted app-wide (library use)', () => {
-  it('records routeless 404s under a normalised path and abandoned requests as 499', async () => {
+  it('records every routeless 404 as one route, (unmatched), and abandoned requests as 499', async () => {
     const org = await createOrg(app().client, 'Recorder');
     const k = await createKey(app().client, org);
     let arrived: () => void = () => undefined;
@@ -28,8 +28,9 @@ describe('usage recorded by requireKey mounted app-wide (library use)', () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const headers = { authorization: `Bearer ${k.key}` };
     try {
-      const missing = await fetch(`${base}/things/12345?x=1`, { headers });
-      expect(missing.status).toBe(404);
+      // Guessed paths (scanners, typos) must not become routes of their own.
+      for (const path of ['/things/12345?x=1', '/wp-admin/setup.php', '/.env'])
+        expect((await fetch(`${base}${path}`, { headers })).status).toBe(404);
       const abort = new AbortController();
       const slow = fetch(`${base}/slow`, { headers, signal: abort.signal });
       await slowArrived;
@@ -41,13 +42,55 @@ describe('usage recorded by requireKey mounted app-wide (library use)', () => {
           const { rows } = await sql<{ route: string; status: number }>`
           select route, status from api_key_usage_events where key_id = ${k.id}
           order by status`.execute(app().kt.database.db);
-          return rows.length === 2 && rows;
+          return rows.length === 4 && rows;
         },
         { timeoutMs: 10_000 },
       );
       expect(events).toEqual([
-        { route: '/things/{id}', status: 404 },
+        { route: '(unmatched)', status: 404 },
+        { route: '(unmatched)', status: 404 },
+        { route: '(unmatched)', status: 404 },
         { route: '/slow', status: 499 },
+      ]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
+describe('route templates from the matched layers', () => {
+  it('records the mount pattern, not the matched path: /t/:tenant/orders/:id, never a tenant name', async () => {
+    const org = await createOrg(app().client, 'Templates');
+    const k = await createKey(app().client, org);
+    const host = express();
+    const tenant = express.Router({ mergeParams: true });
+    tenant.get('/orders/:id', app().kt.requireKey(), (_req, res) => void res.json({ ok: true }));
+    host.use('/t/:tenant', tenant);
+    const v2 = express();
+    const nested = express.Router();
+    nested.get('/items/:sku', app().kt.requireKey(), (_req, res) => void res.json({ ok: true }));
+    v2.use('/shop', nested);
+    host.use('/v2', v2);
+    const server = createServer(host);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const headers = { authorization: `Bearer ${k.key}` };
+    try {
+      for (const path of ['/t/acme/orders/1', '/t/globex/orders/2', '/v2/shop/items/ab-12'])
+        expect((await fetch(`${base}${path}`, { headers })).status).toBe(200);
+      const routes = await waitFor(
+        async () => {
+          const { rows } = await sql<{ route: string }>`select route from api_key_usage_events
+            where key_id = ${k.id} order by route`.execute(app().kt.database.db);
+          return rows.length === 3 && rows.map((r) => r.route);
+        },
+        { timeoutMs: 10_000 },
+      );
+      expect(routes).toEqual([
+        '/t/:tenant/orders/:id',
+        '/t/:tenant/orders/:id',
+        '/v2/shop/items/:sku',
       ]);
     } finally {
       server.closeAllConnections();

@@ -50,6 +50,8 @@ export const configSchema = z.object({
   KEYTRAIL_USAGE_FLUSH_INTERVAL_MS: positiveInt(250, 60_000),
   KEYTRAIL_USAGE_BATCH_SIZE: positiveInt(5000, 10_000),
   KEYTRAIL_USAGE_BUFFER_MAX: positiveInt(100_000, 10_000_000),
+  /** Distinct routes per key and UTC day in the per-route rollup; beyond, `(other)`. */
+  KEYTRAIL_MAX_ROUTES_PER_KEY_DAY: positiveInt(200, 100_000),
   KEYTRAIL_WORKER_CONCURRENCY: positiveInt(2, 64),
   KEYTRAIL_WORKER_BATCH_JOBS: positiveInt(8, 100),
   /** `keytrail worker` serves /metrics and /healthz here (0: off). */
@@ -105,7 +107,7 @@ export type Config = {
     batchSize: number;
     bufferMax: number;
   };
-  worker: { concurrency: number; batchJobs: number; metricsPort: number };
+  worker: { concurrency: number; batchJobs: number; metricsPort: number; routesPerKeyDay: number };
   logLevel: Env['KEYTRAIL_LOG_LEVEL'];
   logFormat: Env['KEYTRAIL_LOG_FORMAT'];
 };
@@ -190,6 +192,7 @@ export function toConfig(
       concurrency: env.KEYTRAIL_WORKER_CONCURRENCY,
       batchJobs: env.KEYTRAIL_WORKER_BATCH_JOBS,
       metricsPort: env.KEYTRAIL_WORKER_METRICS_PORT,
+      routesPerKeyDay: env.KEYTRAIL_MAX_ROUTES_PER_KEY_DAY,
     },
     logLevel: env.KEYTRAIL_LOG_LEVEL,
     logFormat: env.KEYTRAIL_LOG_FORMAT,

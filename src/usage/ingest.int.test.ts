@@ -270,6 +270,42 @@ describe('exactly-once ingest', () => {
     expect((await totals(k.id)).request_count).toBe(fresh.length);
   });
 
+  it('caps the distinct routes of a key and day in the per-route rollup, the rest as (other)', async () => {
+    const k = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database, { routesPerKeyDay: 3 });
+    // Ten days back: a day no other test of this file rebuilds (their cap is the default).
+    const at = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 10 * 86_400_000 + 3_600_000;
+    const hits = (routes: string[], offset: number) =>
+      routes.map((route, i) => ({
+        ...events(k, 1, at + offset + i * 1000)[0]!,
+        route,
+        status: 200,
+        outcome: 'success' as const,
+      }));
+    await ingester.ingest(hits(['/a', '/b', '/c', '/d', '/e', '/a'], 0));
+    // Later batches: a known route keeps its row, a new one joins (other).
+    await ingester.ingest(hits(['/c', '/f'], 60_000));
+    const { rows } = await sql<{ route: string; requests: number }>`select route, requests::int
+      from api_key_usage_routes_daily where key_id = ${k.id} order by route`.execute(
+      app.kt.database.db,
+    );
+    expect(rows).toEqual([
+      { route: '(other)', requests: 3 },
+      { route: '/a', requests: 2 },
+      { route: '/b', requests: 1 },
+      { route: '/c', requests: 2 },
+    ]);
+    // The raw events keep every route; a rebuild with the same cap finds the same rollup.
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(8);
+    const day = new Date(at).toISOString().slice(0, 10);
+    const rebuilt = await rebuildRollups(app.kt.database.db, day, day, 35, 3);
+    expect(rebuilt.differences).toEqual({
+      api_key_usage_hourly: 0,
+      api_key_usage_daily: 0,
+      api_key_usage_routes_daily: 0,
+    });
+  });
+
   it('lets concurrent ingests create the same new month partition, none failing', async () => {
     const k = await createKey(app.client, org);
     // Months no process has seen: each round, two fresh ingesters race to create one.

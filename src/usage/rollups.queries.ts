@@ -2,6 +2,8 @@ import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import { LOWER_BOUNDS_MS } from './histogram.ts';
 
+import { OTHER_ROUTE } from './usage.aggregate.ts';
+
 type Db = Kysely<DB>;
 export type RollupTable =
   'api_key_usage_hourly' | 'api_key_usage_daily' | 'api_key_usage_routes_daily';
@@ -25,6 +27,7 @@ export async function computeExpected(
   from: Date,
   to: Date,
   hourlyFrom: Date,
+  routesPerKeyDay: number,
 ): Promise<void> {
   const bounds = [...LOWER_BOUNDS_MS];
   for (const [table, period, start] of [
@@ -55,13 +58,27 @@ export async function computeExpected(
       from b join hist using (key_id, p)
       group by b.key_id, b.p, hist.h`.execute(db);
   }
+  // The route cap as the ingest applies it: per key and day, the first `routesPerKeyDay` routes to
+  // appear (by their first event) keep their rows, later ones are summed into (other).
   await sql`
     create temp table expected_api_key_usage_routes_daily on commit drop as
-    select key_id, (occurred_at at time zone 'UTC')::date as p, method, route,
-      min(org_id::text)::uuid as org_id, count(*) as requests,
-      count(*) filter (where status >= 400) as errors, sum(latency_ms::float8) as latency_sum_ms
-    from api_key_usage_events
-    where occurred_at >= ${from} and occurred_at < ${to} and outcome = 'success'
+    with r as (
+      select key_id, (occurred_at at time zone 'UTC')::date as p, method, route,
+        min(org_id::text) as org_id, count(*) as requests,
+        count(*) filter (where status >= 400) as errors, sum(latency_ms::float8) as latency_sum_ms,
+        min(occurred_at) as first_at
+      from api_key_usage_events
+      where occurred_at >= ${from} and occurred_at < ${to} and outcome = 'success'
+      group by 1, 2, 3, 4
+    ), ranked as (
+      select r.*, row_number() over (partition by key_id, p order by first_at, method, route) as n
+      from r
+    )
+    select key_id, p, method,
+      case when n <= ${routesPerKeyDay} then route else ${OTHER_ROUTE} end as route,
+      min(org_id)::uuid as org_id, sum(requests)::int8 as requests, sum(errors)::int8 as errors,
+      sum(latency_sum_ms) as latency_sum_ms
+    from ranked
     group by 1, 2, 3, 4`.execute(db);
 }
 

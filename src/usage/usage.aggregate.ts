@@ -190,3 +190,47 @@ export function aggregate(
     routes: byKey(routes.values(), (r) => `${r.day}|${r.method}|${r.route}`),
   };
 }
+
+/** The route a key's day records beyond its cap of distinct routes. */
+export const OTHER_ROUTE = '(other)';
+
+/**
+ * Caps the distinct routes of each key and day in the per-route rollup: `known` lists the
+ * (key, day, method, route) rows already stored; a route not among them is kept while the
+ * key's day has fewer than `cap` routes, else its figures go to `(other)` (same method). Raw
+ * events keep their route; only the rollup, read for top endpoints, is bounded. Rows come back
+ * sorted as `aggregate` sorts them. The cap is soft under concurrency: two workers adding new
+ * routes of one key and day at once can each see room for theirs.
+ */
+export function capRoutes(
+  rows: readonly RouteRow[],
+  known: readonly { keyId: string; day: string; method: string; route: string }[],
+  cap: number,
+): RouteRow[] {
+  const seen = new Map<string, Set<string>>();
+  const dayOf = (keyId: string, day: string) => {
+    const id = `${keyId}|${day}`;
+    let set = seen.get(id);
+    if (!set) seen.set(id, (set = new Set()));
+    return set;
+  };
+  for (const k of known) dayOf(k.keyId, k.day).add(`${k.method} ${k.route}`);
+  const out = new Map<string, RouteRow>();
+  for (const r of rows) {
+    const routes = dayOf(r.keyId, r.day);
+    const name = `${r.method} ${r.route}`;
+    let route = r.route;
+    if (!routes.has(name)) {
+      if (routes.size < cap || r.route === OTHER_ROUTE) routes.add(name);
+      else route = OTHER_ROUTE;
+    }
+    const id = `${r.keyId}|${r.day}|${r.method}|${route}`;
+    const row = out.get(id);
+    if (row) {
+      row.requests += r.requests;
+      row.errors += r.errors;
+      row.latencySumMs += r.latencySumMs;
+    } else out.set(id, { ...r, route });
+  }
+  return byKey(out.values(), (r) => `${r.day}|${r.method}|${r.route}`);
+}

@@ -1,5 +1,5 @@
 import { rawTransaction, type DbHandle, type RawTransaction } from '../platform/db.ts';
-import { aggregate, periodLabels } from './usage.aggregate.ts';
+import { aggregate, capRoutes, periodLabels } from './usage.aggregate.ts';
 import {
   COPY_EVENTS,
   encodeEventsCopy,
@@ -7,6 +7,7 @@ import {
   monthPartitionDdl,
   partitionCreationLock,
   partitionName,
+  storedRoutes,
   insertEventsSkippingStored,
   upsertPeriods,
   upsertRoutes,
@@ -16,6 +17,9 @@ import type { UsageEvent } from './usage.types.ts';
 
 /** `expired`: events older than the raw-event retention, dropped (their month may be pruned). */
 export type IngestResult = { received: number; inserted: number; expired: number };
+
+/** Distinct routes kept per key and UTC day in the per-route rollup (KEYTRAIL_MAX_ROUTES_PER_KEY_DAY). */
+export const DEFAULT_ROUTES_PER_KEY_DAY = 200;
 
 /** SQLSTATE of "no partition of relation … found for row". */
 const NO_PARTITION = '23514';
@@ -92,9 +96,10 @@ async function storeNew(tx: RawTransaction, events: UsageEvent[]): Promise<Usage
  */
 export function createIngester(
   database: Pick<DbHandle, 'db' | 'pool' | 'stats'>,
-  options: { retentionDays?: number; now?: () => number } = {},
+  options: { retentionDays?: number; now?: () => number; routesPerKeyDay?: number } = {},
 ) {
   const now = options.now ?? Date.now;
+  const routeCap = options.routesPerKeyDay ?? DEFAULT_ROUTES_PER_KEY_DAY;
   // Months whose partition this process has seen exist. A prune (in any process) can drop one;
   // the copy then fails with "no partition", the cache is cleared and the batch retried once.
   const knownMonths = new Set<string>();
@@ -137,7 +142,11 @@ export function createIngester(
         await tx.run(upsertPeriods('api_key_usage_hourly', rollups.hourly));
       if (rollups.daily.length > 0)
         await tx.run(upsertPeriods('api_key_usage_daily', rollups.daily));
-      if (rollups.routes.length > 0) await tx.run(upsertRoutes(rollups.routes));
+      if (rollups.routes.length > 0) {
+        const pairs = [...new Map(rollups.routes.map((r) => [`${r.keyId}|${r.day}`, r])).values()];
+        const known = await tx.run(storedRoutes(pairs));
+        await tx.run(upsertRoutes(capRoutes(rollups.routes, known, routeCap)));
+      }
       return stored.length;
     });
   }

@@ -242,6 +242,17 @@ export function upsertPeriods(
                       from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`;
 }
 
+/** The (key, day) pairs' stored routes: what the route cap counts against. */
+export function storedRoutes(
+  pairs: readonly { keyId: string; day: string }[],
+): RawBuilder<{ keyId: string; day: string; method: string; route: string }> {
+  return sql<{ keyId: string; day: string; method: string; route: string }>`
+    select r.key_id as "keyId", to_char(r.day, 'YYYY-MM-DD') as day, r.method, r.route
+    from api_key_usage_routes_daily r
+    join unnest(${pairs.map((p) => p.keyId)}::uuid[], ${pairs.map((p) => p.day)}::date[])
+      as p(key_id, day) on r.key_id = p.key_id and r.day = p.day`;
+}
+
 export function upsertRoutes(rows: readonly RouteRow[]): RawBuilder<unknown> {
   const col = <T>(f: (r: RouteRow) => T): T[] => rows.map(f);
   return sql`

@@ -1,3 +1,4 @@
+import { DEFAULT_ROUTES_PER_KEY_DAY } from './usage.ingest.ts';
 import type { Database } from '../platform/db.ts';
 import { AppError } from '../platform/errors.ts';
 import {
@@ -33,6 +34,7 @@ export async function rebuildRollups(
   fromDay: string,
   toDay: string,
   hourlyRetentionDays = 35,
+  routesPerKeyDay = DEFAULT_ROUTES_PER_KEY_DAY,
 ): Promise<RebuildReport> {
   const from = new Date(`${fromDay}T00:00:00Z`);
   const to = new Date(new Date(`${toDay}T00:00:00Z`).getTime() + 86_400_000);
@@ -55,7 +57,7 @@ export async function rebuildRollups(
   const hourStart = new Date(Math.ceil(hourlyFrom.getTime() / 3_600_000) * 3_600_000);
   return db.transaction().execute(async (trx) => {
     await lockRollups(trx);
-    await computeExpected(trx, from, to, hourStart);
+    await computeExpected(trx, from, to, hourStart, routesPerKeyDay);
     const differences = {} as Record<RollupTable, number>;
     for (const table of TABLES) {
       const start = table === 'api_key_usage_hourly' ? hourStart : from;

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Histogram } from 'prom-client';
 import type { Logger } from '../../platform/logger.ts';
 import { requestId } from './request-context.ts';
+import { routeTemplate } from '../route-template.ts';
 
 /** One line and one latency observation per request: ids and route template, never headers. */
 export function accessLog(
@@ -11,8 +12,7 @@ export function accessLog(
   return (req: Request, res: Response, next: NextFunction): void => {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
-      const path = (req.route as { path?: unknown } | undefined)?.path;
-      const route = typeof path === 'string' ? `${req.baseUrl}${path}` : undefined;
+      const route = routeTemplate(req);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const statusClass = `${Math.floor(res.statusCode / 100)}xx`;
       duration?.observe(

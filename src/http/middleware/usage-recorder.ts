@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome, UsageEvent } from '../../usage/usage.types.ts';
 import { routeOf } from '../../usage/routes-normalize.ts';
+import { routeTemplate } from '../route-template.ts';
 import { normalizeIp, truncateAgent } from '../../usage/usage.service.ts';
 
 export type RecordUsage = (event: Omit<UsageEvent, 'eventId'>) => void;
@@ -9,9 +10,14 @@ export type RecordUsage = (event: Omit<UsageEvent, 'eventId'>) => void;
 /** Client closed the connection before the response finished (nginx's convention). */
 const CLIENT_CLOSED = 499;
 
-function template(req: Request): string | undefined {
-  const path = (req.route as { path?: unknown } | undefined)?.path;
-  return typeof path === 'string' ? `${req.baseUrl}${path}` : undefined;
+/** Every request no route matched (a 404 of a guessed path) is one route, not one per path. */
+export const UNMATCHED_ROUTE = '(unmatched)';
+
+function routeOfRequest(req: Request, res: Response): string {
+  const template = routeTemplate(req);
+  if (template) return routeOf(template, req.originalUrl);
+  // No route: a 404 records as one route; a middleware that answered keeps its normalised path.
+  return res.statusCode === 404 ? UNMATCHED_ROUTE : routeOf(undefined, req.originalUrl);
 }
 
 export type RequestStart = { occurredAt: number; started: bigint };
@@ -39,7 +45,7 @@ export function recordWhenDone(
       keyId: who.keyId,
       occurredAt,
       method: req.method,
-      route: routeOf(template(req), req.originalUrl),
+      route: routeOfRequest(req, res),
       status: res.writableFinished ? res.statusCode : CLIENT_CLOSED,
       latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
       ip: normalizeIp(req.ip),
