@@ -43,6 +43,8 @@ export type Keytrail = {
   requireKey: RequireKey;
   /** Resolves once cache invalidation listens and the queue is started. */
   ready(): Promise<void>;
+  /** The LISTEN connection that carries key changes is up and answers its heartbeat. */
+  listening(): boolean;
   /** Flushes buffered usage events, then closes connections. */
   close(): Promise<void>;
 };
@@ -156,6 +158,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
       clock,
       record: config.usage.tracking ? usage.record : undefined,
     }),
+    listening: () => listener.healthy(),
     async ready() {
       await listener.ready;
       await queue.get();

@@ -38,7 +38,7 @@ describe('database connections exhausted', () => {
     expect(ready.status).toBe(503);
     expect(ready.body).toEqual({
       status: 'unavailable',
-      checks: { database: 'failing', migrations: 'failing', queue: 'ok' },
+      checks: { database: 'failing', migrations: 'failing', queue: 'ok', key_changes: 'ok' },
     });
     const logged = app().logs.join('');
     expect(logged).toContain('"msg":"request failed"');

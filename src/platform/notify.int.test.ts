@@ -1,3 +1,4 @@
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -118,6 +119,68 @@ describe('listen() closed while waiting to reconnect', () => {
       expect(rows[0]?.n).toBe(0);
     } finally {
       await adminQuery(server, `drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+    }
+  });
+});
+
+describe('listen() on a connection that dies silently (no FIN, no RST)', () => {
+  it('notices by its heartbeat, reports unhealthy, reconnects and resynchronises', async () => {
+    const { logger, lines } = capturingLogger();
+    const target = new URL(inject('serverUrl'));
+    // A TCP proxy that can freeze its connections: bytes stop flowing both ways while both
+    // sockets stay open, as after a failover or a NAT dropping an idle flow.
+    let frozen = false;
+    const sockets: Socket[] = [];
+    const proxy = createNetServer((inbound) => {
+      const outbound = connect(Number(target.port), target.hostname);
+      sockets.push(inbound, outbound);
+      for (const [from, to] of [
+        [inbound, outbound],
+        [outbound, inbound],
+      ] as const) {
+        from.on('data', (chunk) => void (frozen ? undefined : to.write(chunk)));
+        from.on('error', () => undefined);
+        from.on('close', () => to.destroy());
+      }
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = new URL(inject('serverUrl'));
+    url.host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const messages: string[] = [];
+    let reconnects = 0;
+    const listener = listen({
+      url: url.toString(),
+      channel: 'silent_channel',
+      logger,
+      onMessage: (payload) => messages.push(payload),
+      onReconnect: () => (reconnects += 1),
+      heartbeatMs: 200,
+      heartbeatTimeoutMs: 300,
+    });
+    const notify = async (payload: string) => {
+      const client = new pg.Client({ connectionString: inject('serverUrl') });
+      await client.connect();
+      await client.query(`select pg_notify('silent_channel', $1)`, [payload]);
+      await client.end();
+    };
+    try {
+      await listener.ready;
+      expect(listener.healthy()).toBe(true);
+      frozen = true;
+      await waitFor(() => !listener.healthy(), { timeoutMs: 5_000 }).catch((e: unknown) => {
+        throw new Error(`${String(e)}\n${lines.join('')}`);
+      });
+      await waitFor(() => lines.some((l) => l.includes('heartbeat unanswered')));
+      await notify('while-frozen'); // lost: the frozen connection carries nothing
+      frozen = false;
+      await waitFor(() => listener.healthy(), { timeoutMs: 10_000 });
+      expect(reconnects).toBe(1); // the cache is cleared: what was missed cannot matter
+      await notify('after');
+      await waitFor(() => messages.includes('after'));
+    } finally {
+      await listener.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => proxy.close(() => r()));
     }
   });
 });

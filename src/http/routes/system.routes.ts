@@ -30,6 +30,8 @@ export function systemRoutes(kt: Keytrail, extraChecks: Record<string, Check> = 
       database: () => ping(kt.database.db),
       migrations: () => migrationsApplied(kt.database.db),
       queue: async () => (await kt.queue()).isInstalled(),
+      // Without it, revocations made on other instances stop reaching this one's cache.
+      key_changes: () => Promise.resolve(kt.listening()),
       ...extraChecks,
     });
     const ok = Object.values(checks).every((c) => c === 'ok');
