@@ -252,14 +252,15 @@ export async function topEndpoints(
 }
 
 /**
- * When usage is complete up to: the creation time of the oldest usage job not yet taken by a
- * worker (pg-boss's partial index job_i11 covers exactly these rows), else now.
+ * When usage is complete up to: the earliest of, over the usage jobs not ingested yet (waiting,
+ * retrying, or active: a job a worker holds, or held when it was killed, until its heartbeat
+ * expires), the job's creation and its batch's earliest event (`since`), else null (nothing
+ * pending). pg-boss's partial index on (name, state) serves the filter.
  */
 export async function oldestPendingUsageJob(db: Db): Promise<Date | null> {
   const { rows } = await sql<{ at: Date | null }>`
-    select min(created_on) as at from pgboss.job where name = 'usage.ingest' and state < 'active'`.execute(
-    db,
-  );
+    select min(least(created_on, coalesce(to_timestamp((data->>'since')::float8 / 1000), created_on))) as at
+    from pgboss.job where name = 'usage.ingest' and state <= 'active'`.execute(db);
   return rows[0]?.at ?? null;
 }
 

@@ -14,7 +14,7 @@ import {
 import { TEST_PEPPER } from '../testing/leak-scan.ts';
 import { sendJob } from '../platform/queue.ts';
 import { UsageBuffer } from './usage.buffer.ts';
-import { USAGE_INGEST_QUEUE } from './usage.jobs.ts';
+import { packEvents, USAGE_INGEST_QUEUE } from './usage.jobs.ts';
 
 const dbUrl = useTestDatabase();
 let app: TestApp;
@@ -78,6 +78,60 @@ describe('data_as_of', () => {
       key: org.adminKey,
     });
     expect(Date.parse(res.body.data_as_of)).toBeLessThan(pendingSince?.getTime() ?? 0);
+  });
+});
+
+describe('data_as_of: what is not ingested yet', () => {
+  const asOf = async () =>
+    Date.parse(
+      (await app.client.get(`/api/orgs/${org.orgId}/api-keys/usage`, { key: org.adminKey })).body
+        .data_as_of,
+    );
+
+  it('stays behind the events of a job, not its creation: a batch that waited in a buffer', async () => {
+    const k = await createKey(app.client, org);
+    // Events from 10 minutes ago, queued only now (the queue was unreachable meanwhile).
+    const waited = Date.now() - 600_000;
+    const job = await packEvents([
+      usageEvent({ orgId: org.orgId, keyId: k.id, occurredAt: waited }, 0),
+      usageEvent({ orgId: org.orgId, keyId: k.id, occurredAt: waited + 5000 }, 1),
+    ]);
+    expect(job.since).toBe(waited);
+    const boss = await app.kt.queue();
+    const id = await sendJob(boss, USAGE_INGEST_QUEUE, job);
+    try {
+      expect(await asOf()).toBeLessThan(waited);
+    } finally {
+      await boss.deleteJob(USAGE_INGEST_QUEUE, id);
+    }
+  });
+
+  it('counts a job a worker holds (or held when it was killed) as not ingested', async () => {
+    const k = await createKey(app.client, org);
+    const boss = await app.kt.queue();
+    const before = Date.now();
+    await sendJob(
+      boss,
+      USAGE_INGEST_QUEUE,
+      await packEvents([
+        usageEvent({ orgId: org.orgId, keyId: k.id, occurredAt: before - 300_000 }, 0),
+      ]),
+    );
+    // Taken and never finished: what a SIGKILLed worker leaves behind until its heartbeat expires.
+    const taken = await boss.fetch(USAGE_INGEST_QUEUE, { batchSize: 100 });
+    expect(taken.length).toBeGreaterThan(0);
+    try {
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pgboss.job
+        where name = ${USAGE_INGEST_QUEUE} and state < 'active'`.execute(app.kt.database.db);
+      expect(rows[0]?.n).toBe(0); // nothing waiting: only active jobs hold data_as_of back
+      // Held back to the taken job's events (5 minutes old), not just the 60 s flush window.
+      expect(await asOf()).toBeLessThan(before - 200_000);
+    } finally {
+      await boss.deleteJob(
+        USAGE_INGEST_QUEUE,
+        taken.map((j) => j.id),
+      );
+    }
   });
 });
 

@@ -147,15 +147,32 @@ export function decodePayload(p: UsagePayload): UsageEvent[] {
  * cutting the enqueue from ~14 ms to ~5 ms of Postgres work, and the deflate runs on libuv's
  * thread pool, off the event loop.
  */
-export type UsageJob = { v: 2; n: number; z: string };
+/**
+ * `since`: the earliest `occurred_at` of the batch (epoch ms), readable without inflating the
+ * payload: `data_as_of` is held back to it while the job is not ingested, so events that waited
+ * in a buffer (the queue unreachable) or came late from a gateway count as not complete yet.
+ */
+export type UsageJob = { v: 2; n: number; z: string; since: number };
 
 export async function packEvents(events: readonly UsageEvent[]): Promise<UsageJob> {
   const json = JSON.stringify(encodePayload(events));
   const z = await deflate(json, { level: 1 });
-  return { v: 2, n: events.length, z: z.toString('base64') };
+  const since = events.reduce((min, e) => Math.min(min, e.occurredAt), Number.POSITIVE_INFINITY);
+  return {
+    v: 2,
+    n: events.length,
+    z: z.toString('base64'),
+    since: Number.isFinite(since) ? since : Date.now(),
+  };
 }
 
-const packedSchema = z.object({ v: z.literal(2), n: z.number().int(), z: z.string() });
+// `since` is optional: jobs queued by an earlier version lack it.
+const packedSchema = z.object({
+  v: z.literal(2),
+  n: z.number().int(),
+  z: z.string(),
+  since: z.number().optional(),
+});
 
 /** Accepts a packed job (v2) or a plain columnar payload (v1). Never throws. */
 export function unpackJob(data: unknown): { events: UsageEvent[] } | { error: string } {
