@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { sql, type QueryExecutorProvider } from 'kysely';
 import { TEST_PEPPER } from '../src/testing/leak-scan.ts';
+import { prng } from '../src/demo/sample-usage.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -94,16 +95,7 @@ export async function stopGracefully(worker: WorkerProcess, timeoutMs = 15_000):
 }
 
 /** A small seeded PRNG (mulberry32): a failing run can be replayed with its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export const seededRandom = (seed: number): (() => number) => prng(seed);
 
 export type IngestQueueState = {
   created: number;
