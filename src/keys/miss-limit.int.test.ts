@@ -59,14 +59,34 @@ describe('unknown keys', () => {
     expect(metrics).toMatch(/keytrail_auth_misses_refused_total [1-9]/);
   });
 
+  it('never hold back real keys, cached or not: only unknown ones take tokens', async () => {
+    const ip = '10.4.0.1';
+    // Eight real keys through a cache of four: most lookups miss, none is refused.
+    const many: TestKey[] = [];
+    for (let i = 0; i < 8; i++) many.push(await createKey(app.client, org, { name: `real ${i}` }));
+    for (let round = 0; round < 2; round++)
+      for (const k of many) expect((await demo(k.key, ip)).status).toBe(200);
+    // Its bucket is still full: five unknown keys before the first refusal.
+    for (let i = 0; i < 5; i++) expect((await demo(minted(), ip)).status).toBe(401);
+    expectProblem(await demo(minted(), ip), 429, 'rate_limited');
+  });
+
+  it('count IPv6 clients per /64: rotating addresses inside one gains nothing', async () => {
+    for (let i = 0; i < 5; i++)
+      expect((await demo(minted(), `2001:db8:5:6::${(i + 1).toString(16)}`)).status).toBe(401);
+    expectProblem(await demo(minted(), '2001:db8:5:6:ffff::1'), 429, 'rate_limited');
+    expect((await demo(minted(), '2001:db8:5:7::1')).status).toBe(401);
+  });
+
   it('also bound the keys a caller asks POST /api/keys/verify about', async () => {
     const ip = '10.3.0.1';
     const verify = (key: string) =>
       app.client.post('/api/keys/verify', { key: real[1]!.key, headers: from(ip), body: { key } });
     // The caller's own key is cached already; each minted key to verify takes a token.
+    expect((await verify(real[2]!.key)).body.code).toBe('VALID');
     for (let i = 0; i < 5; i++) expect((await verify(minted())).body.code).toBe('NOT_FOUND');
     expectProblem(await verify(minted()), 429, 'rate_limited');
-    // A cached key can still be verified.
+    // A cached key can still be verified (an uncached one waits for the bucket to refill).
     expect((await verify(real[2]!.key)).body.code).toBe('VALID');
   });
 });

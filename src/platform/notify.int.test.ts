@@ -172,6 +172,9 @@ describe('listen() on a connection that dies silently (no FIN, no RST)', () => {
       });
       await waitFor(() => lines.some((l) => l.includes('heartbeat unanswered')));
       await notify('while-frozen'); // lost: the frozen connection carries nothing
+      // Still frozen while the first reconnects try: each must time out, not hang.
+      await observeFor(1_500);
+      expect(listener.healthy()).toBe(false);
       frozen = false;
       await waitFor(() => listener.healthy(), { timeoutMs: 10_000 });
       expect(reconnects).toBe(1); // the cache is cleared: what was missed cannot matter

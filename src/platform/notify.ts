@@ -61,6 +61,10 @@ export function listen(options: {
       application_name: 'keytrail-listen',
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
+      // A reconnect into a path that is still dead (mid-failover, a proxy that accepts and passes
+      // nothing) must fail and be retried, not hang: the heartbeat only watches a LISTENing one.
+      connectionTimeoutMillis: heartbeatTimeoutMs,
+      query_timeout: heartbeatTimeoutMs,
     });
     c.on('error', (error) =>
       logger.warn({ err: error.message, channel }, 'listen connection lost'),
@@ -74,8 +78,15 @@ export function listen(options: {
       if (msg.channel === channel && msg.payload) options.onMessage(msg.payload);
     });
     client = c;
-    await c.connect();
-    await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    } catch (error) {
+      (
+        c as unknown as { connection?: { stream?: { destroy(): void } } }
+      ).connection?.stream?.destroy();
+      throw error;
+    }
     if (attempt > 0) options.onReconnect();
     attempt = 0;
     listening = true;

@@ -255,12 +255,15 @@ export async function topEndpoints(
  * When usage is complete up to: the earliest of, over the usage jobs not ingested yet (waiting,
  * retrying, or active: a job a worker holds, or held when it was killed, until its heartbeat
  * expires), the job's creation and its batch's earliest event (`since`), else null (nothing
- * pending). pg-boss's partial index on (name, state) serves the filter.
+ * pending). The state list (not `state <= 'active'`) lets pg-boss's partial index on
+ * (name, state) serve it: a range made Postgres scan every completed job kept for a week.
  */
 export async function oldestPendingUsageJob(db: Db): Promise<Date | null> {
   const { rows } = await sql<{ at: Date | null }>`
     select min(least(created_on, coalesce(to_timestamp((data->>'since')::float8 / 1000), created_on))) as at
-    from pgboss.job where name = 'usage.ingest' and state <= 'active'`.execute(db);
+    from pgboss.job where name = 'usage.ingest' and state in ('created', 'retry', 'active')`.execute(
+    db,
+  );
   return rows[0]?.at ?? null;
 }
 

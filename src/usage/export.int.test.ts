@@ -356,3 +356,49 @@ async function drain({
   await new Promise((resolve) => res.once('end', resolve));
   return lines;
 }
+
+describe('an export whose client left while it was authenticated', () => {
+  it('takes no slot, and a slot taken is always given back', async () => {
+    const { guardExport } = await import('../http/routes/events.routes.ts');
+    const express = (await import('express')).default;
+    const { createServer } = await import('node:http');
+    const host = express();
+    let gone: () => void = () => undefined;
+    const left = new Promise<void>((r) => (gone = r));
+    const outcomes: string[] = [];
+    // A handler that, like requireKey on a cache miss, waits before guarding the export.
+    host.get('/late', (_req, res) => {
+      void left.then(() => {
+        try {
+          guardExport(app.kt, org.orgId, res);
+          outcomes.push('guarded');
+        } catch {
+          outcomes.push('refused');
+        }
+      });
+    });
+    host.get('/early', (_req, res) => {
+      guardExport(app.kt, org.orgId, res);
+      res.destroy();
+    });
+    const server = createServer(host);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      const abort = new AbortController();
+      const late = fetch(`${base}/late`, { signal: abort.signal }).catch(() => null);
+      await observeFor(100);
+      abort.abort();
+      await late;
+      await observeFor(100);
+      gone();
+      await waitFor(() => outcomes.length === 1);
+      expect(outcomes).toEqual(['refused']);
+      await fetch(`${base}/early`).catch(() => null);
+      await waitFor(() => app.kt.exportSlots.used === 0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});

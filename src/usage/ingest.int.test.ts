@@ -270,6 +270,20 @@ describe('exactly-once ingest', () => {
     expect((await totals(k.id)).request_count).toBe(fresh.length);
   });
 
+  it('does not recreate a missing month that ended over 7 days ago (pruned with a shorter retention)', async () => {
+    const k = await createKey(app.client, org);
+    // Within this worker's retention, but its partition is gone (`prune --retention-days 30`).
+    const ingester = createIngester(app.kt.database, { retentionDays: 3650 });
+    const result = await ingester.ingest(events(k, 3, Date.UTC(2023, 5, 10)));
+    expect(result).toEqual({ received: 3, inserted: 0, expired: 3 });
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_class
+      where relname = 'api_key_usage_events_2023_06'`.execute(app.kt.database.db);
+    expect(rows[0]?.n).toBe(0);
+    // An existing partition of an old month still takes late events (nothing was pruned).
+    const fresh = events(k, 2).filter((e) => e.outcome === 'success');
+    expect((await ingester.ingest(fresh)).inserted).toBe(fresh.length);
+  });
+
   it('caps the distinct routes of a key and day in the per-route rollup, the rest as (other)', async () => {
     const k = await createKey(app.client, org);
     const ingester = createIngester(app.kt.database, { routesPerKeyDay: 3 });

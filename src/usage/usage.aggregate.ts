@@ -40,6 +40,8 @@ export type RouteRow = {
   requests: number;
   errors: number;
   latencySumMs: number;
+  /** The earliest event of the row (epoch ms): the route cap keeps routes by first appearance. */
+  firstAt: number;
 };
 
 export type Rollups = {
@@ -151,12 +153,14 @@ function addRoute(map: Map<string, RouteRow>, e: UsageEvent, day: string): void 
       requests: 0,
       errors: 0,
       latencySumMs: 0,
+      firstAt: e.occurredAt,
     };
     map.set(id, row);
   }
   row.requests += 1;
   if (e.status >= 400) row.errors += 1;
   row.latencySumMs += e.latencyMs;
+  if (e.occurredAt < row.firstAt) row.firstAt = e.occurredAt;
 }
 
 const byKey = <T extends { keyId: string }>(
@@ -198,7 +202,9 @@ export const OTHER_ROUTE = '(other)';
  * Caps the distinct routes of each key and day in the per-route rollup: `known` lists the
  * (key, day, method, route) rows already stored; a route not among them is kept while the
  * key's day has fewer than `cap` routes, else its figures go to `(other)` (same method). Raw
- * events keep their route; only the rollup, read for top endpoints, is bounded. Rows come back
+ * events keep their route; only the rollup, read for top endpoints, is bounded. Within a batch
+ * new routes are taken in order of their first event, the rebuild's rule; across batches the
+ * order is the batches' (a late batch of older events can differ from a rebuild). Rows come back
  * sorted as `aggregate` sorts them. The cap is soft under concurrency: two workers adding new
  * routes of one key and day at once can each see room for theirs.
  */
@@ -216,7 +222,14 @@ export function capRoutes(
   };
   for (const k of known) dayOf(k.keyId, k.day).add(`${k.method} ${k.route}`);
   const out = new Map<string, RouteRow>();
-  for (const r of rows) {
+  // New routes claim the room left in order of their first event, as the rebuild ranks them.
+  const byFirst = [...rows].sort(
+    (a, b) =>
+      a.firstAt - b.firstAt ||
+      (a.method < b.method ? -1 : a.method > b.method ? 1 : 0) ||
+      (a.route < b.route ? -1 : a.route > b.route ? 1 : 0),
+  );
+  for (const r of byFirst) {
     const routes = dayOf(r.keyId, r.day);
     const name = `${r.method} ${r.route}`;
     let route = r.route;

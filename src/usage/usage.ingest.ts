@@ -14,6 +14,7 @@ import {
   upsertTotals,
 } from './usage.queries.ts';
 import type { UsageEvent } from './usage.types.ts';
+import { REPORT_WINDOW } from './usage.service.ts';
 
 /** `expired`: events older than the raw-event retention, dropped (their month may be pruned). */
 export type IngestResult = { received: number; inserted: number; expired: number };
@@ -89,10 +90,11 @@ async function storeNew(tx: RawTransaction, events: UsageEvent[]): Promise<Usage
  * A month without a partition gets one inside the same transaction (see docs/architecture.md).
  */
 /**
- * `retentionDays`: events older than now − retention are dropped and counted, never stored: their
- * month may have been pruned already (a replay of an old job, a worker that was down for weeks),
- * and storing them would count them again in the lifetime totals and recreate a pruned month's
- * partition. Without it (tests, benchmarks) every event is kept.
+ * `retentionDays`: events of months past retention (prune's rule), and of missing months that
+ * ended over 7 days ago (pruned, maybe by `prune --retention-days` with a shorter retention),
+ * are dropped and counted, never stored: storing a replay of an old job would count it again in
+ * the lifetime totals and recreate a pruned month's partition. Without it (tests, benchmarks)
+ * every event is kept.
  */
 export function createIngester(
   database: Pick<DbHandle, 'db' | 'pool' | 'stats'>,
@@ -108,33 +110,51 @@ export function createIngester(
    * Creates the partitions of months this process has not seen, when missing: one catalog read
    * first (a fresh worker meets existing months and takes no lock for them), then, only for a
    * genuinely new month, the creation lock and the DDL, before anything else in the transaction.
+   * With a retention set, a missing month that ended over 7 days ago (no event of it can be
+   * reported any more) was pruned, by the schedule or by `prune --retention-days`: it is not
+   * recreated, and its months come back to be dropped.
    */
-  async function ensureMonths(tx: RawTransaction, unseen: string[]): Promise<void> {
-    if (unseen.length === 0) return;
+  async function ensureMonths(tx: RawTransaction, unseen: string[]): Promise<Set<string>> {
+    const pruned = new Set<string>();
+    if (unseen.length === 0) return pruned;
     const parsed = unseen.sort().map((m) => {
       const [year = 1970, month = 1] = m.split('-').map(Number);
-      return { key: m, year, month, name: partitionName(year, month) };
+      return {
+        key: m,
+        year,
+        month,
+        name: partitionName(year, month),
+        end: Date.UTC(year, month, 1),
+      };
     });
     const existing = new Set(
       (await tx.run(existingPartitions(parsed.map((p) => p.name)))).map((r) => r.name),
     );
     const missing = parsed.filter((p) => !existing.has(p.name));
-    if (missing.length === 0) return;
+    const create = missing.filter((p) => {
+      const gone = options.retentionDays !== undefined && p.end <= now() - REPORT_WINDOW.pastMs;
+      if (gone) pruned.add(p.key);
+      return !gone;
+    });
+    if (create.length === 0) return pruned;
     await tx.run(partitionCreationLock());
-    for (const p of missing) await tx.run(monthPartitionDdl(p.year, p.month));
+    for (const p of create) await tx.run(monthPartitionDdl(p.year, p.month));
+    return pruned;
   }
 
   async function writeBatch(
-    events: UsageEvent[],
+    batch: UsageEvent[],
     months: Set<string>,
     labels: ReturnType<typeof periodLabels>,
-  ) {
+  ): Promise<{ inserted: number; expired: number }> {
     return rawTransaction(database, async (tx) => {
-      await ensureMonths(
+      const pruned = await ensureMonths(
         tx,
         [...months].filter((m) => !knownMonths.has(m)),
       );
-      const stored = await storeNew(tx, events);
+      const events =
+        pruned.size === 0 ? batch : batch.filter((e) => !pruned.has(labels(e.occurredAt).month));
+      const stored = events.length > 0 ? await storeNew(tx, events) : [];
       const rollups = aggregate(stored, labels);
       // Fixed table order and key-sorted rows: concurrent batches lock in the same order.
       if (rollups.totals.length > 0) await tx.run(upsertTotals(rollups.totals));
@@ -147,27 +167,36 @@ export function createIngester(
         const known = await tx.run(storedRoutes(pairs));
         await tx.run(upsertRoutes(capRoutes(rollups.routes, known, routeCap)));
       }
-      return stored.length;
+      return { inserted: stored.length, expired: batch.length - events.length };
     });
+  }
+
+  /**
+   * Past retention, as prune sees it: the event's whole month ended before now − retention (prune
+   * drops whole months), so an event of a month still kept is stored however late it comes.
+   */
+  function expired(e: UsageEvent): boolean {
+    if (options.retentionDays === undefined) return false;
+    const d = new Date(e.occurredAt);
+    const monthEnd = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    return monthEnd <= now() - options.retentionDays * 86_400_000;
   }
 
   async function ingest(batch: readonly UsageEvent[]): Promise<IngestResult> {
     if (batch.length === 0) return { received: 0, inserted: 0, expired: 0 };
-    const cutoff =
-      options.retentionDays === undefined ? -Infinity : now() - options.retentionDays * 86_400_000;
-    const current = batch.filter((e) => e.occurredAt >= cutoff);
-    const expired = batch.length - current.length;
-    if (current.length === 0) return { received: batch.length, inserted: 0, expired };
+    const current = batch.filter((e) => !expired(e));
+    const old = batch.length - current.length;
+    if (current.length === 0) return { received: batch.length, inserted: 0, expired: old };
     const events = distinct(current);
     const labels = periodLabels();
     const months = new Set(events.map((e) => labels(e.occurredAt).month));
-    const inserted = await writeBatch(events, months, labels).catch((error: unknown) => {
+    const result = await writeBatch(events, months, labels).catch((error: unknown) => {
       if (sqlState(error) !== NO_PARTITION) throw error;
       knownMonths.clear();
       return writeBatch(events, months, labels);
     });
     for (const m of months) knownMonths.add(m);
-    return { received: batch.length, inserted, expired };
+    return { received: batch.length, inserted: result.inserted, expired: old + result.expired };
   }
 
   return { ingest };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BUCKETS, LOWER_BOUNDS_MS, bucketOf, emptyHistogram, quantile } from './histogram.ts';
 import { normalizePath, routeOf } from './routes-normalize.ts';
 import { decodePayload, encodePayload, usagePayloadSchema } from './usage.jobs.ts';
-import { aggregate } from './usage.aggregate.ts';
+import { aggregate, capRoutes } from './usage.aggregate.ts';
 import type { UsageEvent } from './usage.types.ts';
 import { partitionMonth, partitionName } from './usage.queries.ts';
 
@@ -150,5 +150,37 @@ describe('partition names', () => {
   it('reads the month of a month partition, and none from any other name', () => {
     expect(partitionMonth(partitionName(2026, 3))).toEqual({ year: 2026, month: 3 });
     expect(partitionMonth('api_key_usage_events_default')).toBeNull();
+  });
+});
+
+describe('capRoutes', () => {
+  const row = (route: string, firstAt: number, requests = 1) => ({
+    keyId: 'k',
+    orgId: 'o',
+    day: '2026-12-02',
+    method: 'GET',
+    route,
+    requests,
+    errors: 0,
+    latencySumMs: requests,
+    firstAt,
+  });
+
+  it('keeps the routes that appeared first, as the rebuild does, and sums the rest into (other)', () => {
+    const capped = capRoutes([row('/a', 20), row('/b', 30, 2), row('/z', 10)], [], 2);
+    expect(capped.map((r) => [r.route, r.requests])).toEqual([
+      ['(other)', 2],
+      ['/a', 1],
+      ['/z', 1],
+    ]);
+  });
+
+  it('counts the stored routes of the day against the cap, and lets them grow', () => {
+    const known = [{ keyId: 'k', day: '2026-12-02', method: 'GET', route: '/known' }];
+    const capped = capRoutes([row('/known', 50, 3), row('/new', 5)], known, 1);
+    expect(capped.map((r) => [r.route, r.requests])).toEqual([
+      ['(other)', 1],
+      ['/known', 3],
+    ]);
   });
 });

@@ -149,7 +149,10 @@ export function createRequireKey(deps: {
         return;
       }
       deps.auth.authenticate(candidate).then(
-        (outcome) => decide(req, res, next, outcome, start),
+        (outcome) => {
+          if (outcome.code === 'NOT_FOUND') deps.misses.charge(req.ip);
+          decide(req, res, next, outcome, start);
+        },
         (error: unknown) => {
           deps.logger.error({ err: error, request_id: requestId(req, res) }, 'key lookup failed');
           sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));

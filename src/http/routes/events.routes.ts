@@ -1,3 +1,4 @@
+import { finished } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
@@ -63,8 +64,11 @@ function filterOf(orgId: string, q: z.infer<typeof EventsQuery>, now: Date): Eve
  * holding a slot). A cut export ends with a reset connection, never a clean end: the client
  * cannot mistake it for the whole range. The slot is freed when the response closes.
  */
-function guardExport(kt: Keytrail, orgId: string, res: Response): void {
+export function guardExport(kt: Keytrail, orgId: string, res: Response): void {
   const limits = kt.config.exports;
+  // A client gone while authentication waited on Postgres: its 'close' has fired already, and a
+  // slot taken now would never come back.
+  if (res.closed || res.destroyed) throw new AppError('validation_failed', { detail: 'gone' });
   const slot = kt.exportSlots.acquire(orgId);
   if (slot === 'org') {
     throw new AppError('rate_limited', {
@@ -92,7 +96,8 @@ function guardExport(kt: Keytrail, orgId: string, res: Response): void {
   }, limits.windowMs);
   const deadline = setTimeout(() => cut('max_duration'), limits.maxDurationMs);
   res.setTimeout(limits.idleMs, () => cut('idle'));
-  res.once('close', () => {
+  // finished() calls back also for a response that closed in between (never a lost release).
+  finished(res, () => {
     clearInterval(window);
     clearTimeout(deadline);
     slot();
