@@ -128,6 +128,11 @@ export interface Orgs {
   name: string;
 }
 
+export interface UsagePruneWatermark {
+  id: Generated<boolean>;
+  pruned_before: Timestamp;
+}
+
 export interface DB {
   api_key_usage_daily: ApiKeyUsageDaily;
   api_key_usage_events: ApiKeyUsageEvents;
@@ -137,4 +142,5 @@ export interface DB {
   api_keys: ApiKeys;
   audit_events: AuditEvents;
   orgs: Orgs;
+  usage_prune_watermark: UsagePruneWatermark;
 }

@@ -5,6 +5,7 @@ import * as m0003 from './0003_daily_org_index.ts';
 import * as m0004 from './0004_rollup_write_path.ts';
 import * as m0005 from './0005_key_expiry_audit.ts';
 import * as m0006 from './0006_event_identity_per_org.ts';
+import * as m0007 from './0007_prune_watermark.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004_rollup_write_path': m0004,
   '0005_key_expiry_audit': m0005,
   '0006_event_identity_per_org': m0006,
+  '0007_prune_watermark': m0007,
 };

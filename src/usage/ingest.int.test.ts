@@ -270,18 +270,29 @@ describe('exactly-once ingest', () => {
     expect((await totals(k.id)).request_count).toBe(fresh.length);
   });
 
-  it('does not recreate a missing month that ended over 7 days ago (pruned with a shorter retention)', async () => {
+  it('does not recreate a month before the prune watermark (pruned with a shorter retention)', async () => {
     const k = await createKey(app.client, org);
-    // Within this worker's retention, but its partition is gone (`prune --retention-days 30`).
     const ingester = createIngester(app.kt.database, { retentionDays: 3650 });
-    const result = await ingester.ingest(events(k, 3, Date.UTC(2023, 5, 10)));
-    expect(result).toEqual({ received: 3, inserted: 0, expired: 3 });
-    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_class
-      where relname = 'api_key_usage_events_2023_06'`.execute(app.kt.database.db);
-    expect(rows[0]?.n).toBe(0);
-    // An existing partition of an old month still takes late events (nothing was pruned).
-    const fresh = events(k, 2).filter((e) => e.outcome === 'success');
-    expect((await ingester.ingest(fresh)).inserted).toBe(fresh.length);
+    // A month never pruned and never created takes late events: its partition is made.
+    const late = events(k, 2, Date.UTC(2022, 1, 10)).filter((e) => e.outcome === 'success');
+    expect((await ingester.ingest(late)).inserted).toBe(late.length);
+    // Within this worker's retention, but pruned (`prune --retention-days 30` ran): the watermark
+    // says raw events before 2023-07 are gone.
+    await sql`insert into usage_prune_watermark (pruned_before) values ('2023-07-01T00:00:00Z')
+      on conflict (id) do update set pruned_before = excluded.pruned_before`.execute(
+      app.kt.database.db,
+    );
+    try {
+      const result = await createIngester(app.kt.database, { retentionDays: 3650 }).ingest(
+        events(k, 3, Date.UTC(2023, 5, 10)),
+      );
+      expect(result).toEqual({ received: 3, inserted: 0, expired: 3 });
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_class
+        where relname = 'api_key_usage_events_2023_06'`.execute(app.kt.database.db);
+      expect(rows[0]?.n).toBe(0);
+    } finally {
+      await sql`delete from usage_prune_watermark`.execute(app.kt.database.db);
+    }
   });
 
   it('caps the distinct routes of a key and day in the per-route rollup, the rest as (other)', async () => {

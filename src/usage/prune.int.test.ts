@@ -54,13 +54,18 @@ describe('prune', () => {
     const { rows } = await sql<{ details: { partition: string } }>`select details from audit_events
       where org_id = ${org.orgId} and action = 'partition.pruned'`.execute(app.kt.database.db);
     expect(rows.map((r) => r.details.partition)).toEqual(['api_key_usage_events_2024_01']);
-    // The ingester had seen that month: it must notice the partition is gone and recreate it.
+    // The watermark records the drop; the ingester had seen that month, notices the partition
+    // is gone, and drops a replay of its events instead of recreating it (counting them again).
+    const mark = await sql<{ pruned_before: Date }>`select pruned_before
+      from usage_prune_watermark`.execute(app.kt.database.db);
+    expect(mark.rows[0]?.pruned_before.toISOString()).toBe('2024-02-01T00:00:00.000Z');
     expect(await ingester.ingest(oldEvents(100))).toEqual({
       received: 20,
-      inserted: 20,
-      expired: 0,
+      inserted: 0,
+      expired: 20,
     });
-    expect(await names()).toContain('api_key_usage_events_2024_01');
+    expect(await names()).not.toContain('api_key_usage_events_2024_01');
+    expect(totals.request_count).toBe(20);
   });
 
   it('finishes a concurrent detach that was interrupted, instead of failing on it', async () => {

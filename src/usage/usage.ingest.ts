@@ -7,6 +7,7 @@ import {
   monthPartitionDdl,
   partitionCreationLock,
   partitionName,
+  pruneWatermark,
   storedRoutes,
   insertEventsSkippingStored,
   upsertPeriods,
@@ -14,7 +15,6 @@ import {
   upsertTotals,
 } from './usage.queries.ts';
 import type { UsageEvent } from './usage.types.ts';
-import { REPORT_WINDOW } from './usage.service.ts';
 
 /** `expired`: events older than the raw-event retention, dropped (their month may be pruned). */
 export type IngestResult = { received: number; inserted: number; expired: number };
@@ -90,11 +90,11 @@ async function storeNew(tx: RawTransaction, events: UsageEvent[]): Promise<Usage
  * A month without a partition gets one inside the same transaction (see docs/architecture.md).
  */
 /**
- * `retentionDays`: events of months past retention (prune's rule), and of missing months that
- * ended over 7 days ago (pruned, maybe by `prune --retention-days` with a shorter retention),
- * are dropped and counted, never stored: storing a replay of an old job would count it again in
- * the lifetime totals and recreate a pruned month's partition. Without it (tests, benchmarks)
- * every event is kept.
+ * Events of months past `retentionDays` (prune's rule), and of missing months before prune's
+ * watermark (pruned, maybe by `prune --retention-days` with a shorter retention), are dropped
+ * and counted, never stored: storing a replay of an old job would count it again in the lifetime
+ * totals and recreate a pruned month's partition. Without `retentionDays` (tests, benchmarks)
+ * only the watermark applies.
  */
 export function createIngester(
   database: Pick<DbHandle, 'db' | 'pool' | 'stats'>,
@@ -110,9 +110,8 @@ export function createIngester(
    * Creates the partitions of months this process has not seen, when missing: one catalog read
    * first (a fresh worker meets existing months and takes no lock for them), then, only for a
    * genuinely new month, the creation lock and the DDL, before anything else in the transaction.
-   * With a retention set, a missing month that ended over 7 days ago (no event of it can be
-   * reported any more) was pruned, by the schedule or by `prune --retention-days`: it is not
-   * recreated, and its months come back to be dropped.
+   * A missing month before prune's watermark was pruned (by the schedule or by
+   * `prune --retention-days`): it is not recreated, and comes back for its events to be dropped.
    */
   async function ensureMonths(tx: RawTransaction, unseen: string[]): Promise<Set<string>> {
     const pruned = new Set<string>();
@@ -131,8 +130,10 @@ export function createIngester(
       (await tx.run(existingPartitions(parsed.map((p) => p.name)))).map((r) => r.name),
     );
     const missing = parsed.filter((p) => !existing.has(p.name));
+    if (missing.length === 0) return pruned;
+    const [mark] = await tx.run(pruneWatermark());
     const create = missing.filter((p) => {
-      const gone = options.retentionDays !== undefined && p.end <= now() - REPORT_WINDOW.pastMs;
+      const gone = mark !== undefined && p.end <= mark.pruned_before.getTime();
       if (gone) pruned.add(p.key);
       return !gone;
     });

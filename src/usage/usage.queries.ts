@@ -24,6 +24,11 @@ export function partitionCreationLock(): RawBuilder<unknown> {
   return sql`select pg_advisory_xact_lock(${PARTITION_LOCK[0]}::int4, ${PARTITION_LOCK[1]}::int4)`;
 }
 
+/** Where prune has dropped raw events up to (no row before the first drop). */
+export function pruneWatermark(): RawBuilder<{ pruned_before: Date }> {
+  return sql<{ pruned_before: Date }>`select pruned_before from usage_prune_watermark`;
+}
+
 /** Which of these partitions of the events table exist (a catalog read: no table lock). */
 export function existingPartitions(names: string[]): RawBuilder<{ name: string }> {
   return sql<{ name: string }>`select c.relname as name

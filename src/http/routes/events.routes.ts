@@ -1,4 +1,3 @@
-import { finished } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
@@ -96,8 +95,9 @@ export function guardExport(kt: Keytrail, orgId: string, res: Response): void {
   }, limits.windowMs);
   const deadline = setTimeout(() => cut('max_duration'), limits.maxDurationMs);
   res.setTimeout(limits.idleMs, () => cut('idle'));
-  // finished() calls back also for a response that closed in between (never a lost release).
-  finished(res, () => {
+  // 'close' always follows (the response ended, or the client left); one already closed was
+  // refused above.
+  res.once('close', () => {
     clearInterval(window);
     clearTimeout(deadline);
     slot();
