@@ -9,6 +9,7 @@ import { readsScenario } from './reads.ts';
 import { freshnessScenario } from './freshness.ts';
 import { pruneScenario } from './prune.ts';
 import { migrationScenario } from './migration.ts';
+import { serveScenario } from './serve.ts';
 import { uiScenario } from './ui.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
@@ -19,6 +20,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   reads: readsScenario,
   prune: pruneScenario,
   migration: migrationScenario,
+  serve: serveScenario,
   ui: uiScenario,
 };
 

@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { Router, type Express, type RequestHandler } from 'express';
 import type { Keytrail } from './keytrail.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import { errorHandler, notFoundHandler } from './http/middleware/errors.ts';
@@ -16,27 +16,63 @@ import { adminRoutes } from './http/routes/admin.routes.ts';
 
 export const BODY_LIMIT = '1mb';
 
+/**
+ * Sends a request only to the routers registered for its path's first segment (`api`, `v1`…):
+ * the others' layers are never walked. Router templates are unchanged (nothing is mounted under a
+ * path, so `req.baseUrl` stays empty).
+ */
+function bySegment(routes: Map<string, RequestHandler>): RequestHandler {
+  return (req, res, next) => {
+    const path = req.path;
+    const end = path.indexOf('/', 1);
+    // Lower case: Express routes match paths case-insensitively.
+    const handler = routes.get((end === -1 ? path.slice(1) : path.slice(1, end)).toLowerCase());
+    if (handler) handler(req, res, next);
+    else next();
+  };
+}
+
+function group(...routers: Router[]): Router {
+  const router = Router();
+  for (const r of routers) router.use(r);
+  return router;
+}
+
 /** The keytrail HTTP app, without listen(): used by `keytrail serve` and by the tests. */
 export function buildApp(kt: Keytrail): Express {
   const app = express();
   app.disable('x-powered-by');
+  // No ETag on API answers: hashing every JSON body cost more than any revalidation saves (the
+  // admin bundle's static files keep theirs).
+  app.set('etag', false);
   app.set('trust proxy', kt.config.trustProxy);
   app.set('query parser', 'simple');
   app.use(requestContext);
   app.use(accessLog(kt.logger, kt.metrics.requestDuration));
   app.use(requireJsonBody);
   app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
-  app.use(systemRoutes(kt));
-  app.use(orgsRoutes(kt));
-  // Before keysRoutes: /api-keys/usage must not be taken for /api-keys/:keyId.
-  app.use(analyticsRoutes(kt));
-  app.use(keysRoutes(kt));
-  app.use(eventsRoutes(kt));
-  app.use(auditRoutes(kt));
-  app.use(verifyRoutes(kt));
-  app.use(keysSelfRoutes(kt));
-  app.use(usageRoutes(kt));
-  if (kt.config.demoRoutes) app.use(demoRoutes(kt));
+  const system = systemRoutes(kt);
+  const usage = usageRoutes(kt);
+  const api = group(
+    orgsRoutes(kt),
+    // Before keysRoutes: /api-keys/usage must not be taken for /api-keys/:keyId.
+    analyticsRoutes(kt),
+    keysRoutes(kt),
+    eventsRoutes(kt),
+    auditRoutes(kt),
+    verifyRoutes(kt),
+    keysSelfRoutes(kt),
+    usage,
+  );
+  const routes = new Map<string, RequestHandler>([
+    ['api', api],
+    ['metrics', usage],
+    ['healthz', system],
+    ['readyz', system],
+    ['openapi.json', system],
+  ]);
+  if (kt.config.demoRoutes) routes.set('v1', demoRoutes(kt));
+  app.use(bySegment(routes));
   app.use('/admin', adminRoutes());
   app.use(notFoundHandler);
   app.use(errorHandler(kt.logger));

@@ -65,6 +65,14 @@ describe('errors are problem+json with stable codes', () => {
     expectProblem(missing, 404, 'not_found');
   });
 
+  it('routes by first path segment as Express would: any letter case, nothing from the prototype', async () => {
+    const self = await app().client.get('/API/Keys/self', { key: org.adminKey });
+    expect(self.status).toBe(200);
+    expect((await app().client.get('/HEALTHZ')).status).toBe(200);
+    for (const path of ['/__proto__/x', '/constructor', '/toString', '/', '/v2/demo/orders/1'])
+      expectProblem(await app().client.get(path, { key: org.adminKey }), 404, 'not_found');
+  });
+
   it('never echoes the path of an unknown route: it can hold a key', async () => {
     const secret = org.adminKey;
     for (const path of [`/v1/${secret}`, `/${encodeURIComponent(secret)}/x`, `/x?key=${secret}`]) {

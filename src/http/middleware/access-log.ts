@@ -19,6 +19,8 @@ export function accessLog(
         { method: req.method, route: route ?? 'unmatched', status_class: statusClass },
         seconds,
       );
+      // The log object is built only when the line is written (info is off at warn and above).
+      if (!logger.isLevelEnabled('info')) return;
       logger.info(
         {
           request_id: requestId(req, res),
