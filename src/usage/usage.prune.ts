@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Database } from '../platform/db.ts';
 import { recordAuditForAllOrgs } from '../audit/audit.service.ts';
 import { auditExpiredKeys } from '../keys/keys.expiry.ts';
@@ -9,6 +8,7 @@ import {
   listDetachedMonthTables,
   listPartitions,
   partitionMonth,
+  raisePruneWatermark,
   releasePruneLock,
   tryPruneLock,
 } from './usage.queries.ts';
@@ -41,14 +41,6 @@ export type PruneReport = {
  * daily rollups past their retentions, and audits each dropped partition in every org; audits
  * keys that expired since the last run (`key.expired`, once per expiry). Lifetime totals are kept.
  */
-/** Records that raw events before `before` are gone (only ever moves forward). */
-async function raisePruneWatermark(db: Database, before: Date): Promise<void> {
-  await sql`insert into usage_prune_watermark (pruned_before) values (${before})
-    on conflict (id) do update set pruned_before = greatest(usage_prune_watermark.pruned_before, excluded.pruned_before)`.execute(
-    db,
-  );
-}
-
 export async function prune(db: Database, o: PruneOptions): Promise<PruneReport> {
   // Every statement on one connection, which holds the advisory lock for the whole run: two
   // prunes (each worker's start-up, the daily job, the CLI) would detach the same partitions.

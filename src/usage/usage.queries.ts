@@ -24,6 +24,15 @@ export function partitionCreationLock(): RawBuilder<unknown> {
   return sql`select pg_advisory_xact_lock(${PARTITION_LOCK[0]}::int4, ${PARTITION_LOCK[1]}::int4)`;
 }
 
+/** Records that raw events before `before` are gone (the watermark only moves forward). */
+export async function raisePruneWatermark(db: Db, before: Date): Promise<void> {
+  await sql`insert into usage_prune_watermark (pruned_before) values (${before})
+    on conflict (id) do update
+    set pruned_before = greatest(usage_prune_watermark.pruned_before, excluded.pruned_before)`.execute(
+    db,
+  );
+}
+
 /** Where prune has dropped raw events up to (no row before the first drop). */
 export function pruneWatermark(): RawBuilder<{ pruned_before: Date }> {
   return sql<{ pruned_before: Date }>`select pruned_before from usage_prune_watermark`;
