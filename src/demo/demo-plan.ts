@@ -55,6 +55,7 @@ export function demoPlan(now: number): { admin: AdminUse; keys: DemoKey[] } {
   const steady = { from: history, to: end, rate4xx: 0.02, rate5xx: 0.003 };
   const rotatedAt = now - 2 * DAY - 5 * HOUR;
   const revokedAt = now - 5 * DAY - 3 * HOUR;
+  const incidentAt = Math.floor(now / DAY) * DAY - 3 * DAY + 14 * HOUR;
   return {
     admin: {
       traffic: [{ ...steady, peakPerHour: 3, endpoints: admin, rate4xx: 0, rate5xx: 0 }],
@@ -72,11 +73,8 @@ export function demoPlan(now: number): { admin: AdminUse; keys: DemoKey[] } {
             ...steady,
             peakPerHour: 140,
             endpoints: orders,
-            incident: {
-              from: now - 3 * DAY - 9 * HOUR,
-              to: now - 3 * DAY - 7 * HOUR,
-              rate5xx: 0.18,
-            },
+            // Three days ago, 14:00–17:00 UTC: busy hours, never across midnight.
+            incident: { from: incidentAt, to: incidentAt + 3 * HOUR, rate5xx: 0.35 },
           },
         ],
         ips: ['203.0.113.10', '203.0.113.11', '203.0.113.12'],
