@@ -14,6 +14,19 @@ beforeAll(async () => {
 });
 afterAll(async () => worker.stop());
 
+/** Serves an Express app of the test's own (library use) on a free port. */
+async function listenOn(host: express.Express) {
+  const server = createServer(host);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
 describe('usage recorded by requireKey mounted app-wide (library use)', () => {
   it('records every routeless 404 as one route, (unmatched), and abandoned requests as 499', async () => {
     const org = await createOrg(app().client, 'Recorder');
@@ -23,9 +36,7 @@ describe('usage recorded by requireKey mounted app-wide (library use)', () => {
     const host = express();
     host.use(app().kt.requireKey());
     host.get('/slow', () => arrived()); // never answers
-    const server = createServer(host);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { base, close } = await listenOn(host);
     const headers = { authorization: `Bearer ${k.key}` };
     try {
       // Guessed paths (scanners, typos) must not become routes of their own.
@@ -53,8 +64,7 @@ describe('usage recorded by requireKey mounted app-wide (library use)', () => {
         { route: '/slow', status: 499 },
       ]);
     } finally {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await close();
     }
   });
 });
@@ -72,9 +82,7 @@ describe('route templates from the matched layers', () => {
     nested.get('/items/:sku', app().kt.requireKey(), (_req, res) => void res.json({ ok: true }));
     v2.use('/shop', nested);
     host.use('/v2', v2);
-    const server = createServer(host);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { base, close } = await listenOn(host);
     const headers = { authorization: `Bearer ${k.key}` };
     try {
       for (const path of ['/t/acme/orders/1', '/t/globex/orders/2', '/v2/shop/items/ab-12'])
@@ -93,8 +101,7 @@ describe('route templates from the matched layers', () => {
         '/v2/shop/items/:sku',
       ]);
     } finally {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await close();
     }
   });
 });
