@@ -311,14 +311,18 @@ const exportPath = (orgId: string) =>
 
 /** The streamed COPY of an export, once Postgres waits on the client to take more rows. */
 function copyWaitingOnClient() {
-  return waitFor(async () => {
-    const { rows } = await sql<{
-      pid: number;
-      wait_event: string | null;
-    }>`select pid, wait_event from pg_stat_activity
+  // Filling the socket buffers of a paused 200k-row export takes seconds on a loaded machine.
+  return waitFor(
+    async () => {
+      const { rows } = await sql<{
+        pid: number;
+        wait_event: string | null;
+      }>`select pid, wait_event from pg_stat_activity
       where query like 'copy (%' and state = 'active'`.execute(app.kt.database.db);
-    return rows.find((r) => r.wait_event === 'ClientWrite');
-  });
+      return rows.find((r) => r.wait_event === 'ClientWrite');
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
 }
 
 const newlines = (chunk: Buffer): number => chunk.reduce((n, byte) => n + (byte === 10 ? 1 : 0), 0);
