@@ -162,14 +162,14 @@ describe('Postgres restarted under load', () => {
         await res.arrayBuffer();
         readiness.push({ start, end: Date.now(), status: res.status });
         bufferSizes.push(await metric('keytrail_usage_buffer_events'));
-        await sleep(100);
+        await sleep(100); // the sampler's interval, not a wait for a state
       }
     };
     const loops = [...Array.from({ length: CLIENTS }, (_, n) => traffic(n)), probe()];
 
     // Postgres goes down while the in-process worker is inside an ingest transaction (waited
     // for up to 3 s): the batch in flight must not be lost either.
-    await sleep(1_500);
+    await waitFor(() => responses.length >= 300, { timeoutMs: 15_000, intervalMs: 20 });
     const inBatch = await waitFor(
       async () => {
         const { rows } = await sql<{ n: number }>`
@@ -187,7 +187,14 @@ describe('Postgres restarted under load', () => {
     const t0 = Date.now();
     const miss = await client.get('/v1/demo/orders/1', { key: uncached.key });
     const missMs = Date.now() - t0;
-    await sleep(Math.max(0, OUTAGE_MS - (Date.now() - down)));
+    // Down for OUTAGE_MS at least, and until traffic and /readyz have both met the outage.
+    await waitFor(
+      () =>
+        Date.now() - down >= OUTAGE_MS &&
+        responses.filter((r) => r.start >= down).length >= 100 &&
+        readiness.some((p) => p.start >= down && p.status === 503),
+      { timeoutMs: OUTAGE_MS + 15_000, intervalMs: 20 },
+    );
     const startCalled = Date.now();
     await cluster.start();
     const up = Date.now();
@@ -199,7 +206,11 @@ describe('Postgres restarted under load', () => {
         `not ready ${READY_BOUND_MS} ms after restart; warnings: ${warnings().slice(-10).join(' | ')}`,
       );
     });
-    await sleep(2_000);
+    // Traffic goes on after the recovery before the revocation check.
+    await waitFor(() => responses.filter((r) => r.start >= up).length >= 300, {
+      timeoutMs: 15_000,
+      intervalMs: 20,
+    });
 
     // Revocation by another instance (its NOTIFY) reaches this one once it listens again.
     const listening = await waitFor(
@@ -219,15 +230,10 @@ describe('Postgres restarted under load', () => {
     await notifier.query('update api_keys set revoked_at = now() where id = $1', [listenProbe.id]);
     await notifier.query('select pg_notify($1, $2)', [KEY_CHANGED_CHANNEL, listenProbe.id]);
     await notifier.end();
-    const revokedAt = Date.now();
-    let revokedSeen = false;
-    while (Date.now() - revokedAt < 1_500) {
-      if ((await track('/v1/demo/orders/3', listenProbe.key)).status === 401) {
-        revokedSeen = true;
-        break;
-      }
-      await sleep(50);
-    }
+    const revokedSeen = await waitFor(
+      async () => (await track('/v1/demo/orders/3', listenProbe.key)).status === 401,
+      { timeoutMs: 1_500, intervalMs: 50 },
+    ).catch(() => false);
 
     running = false;
     await Promise.all(loops);

@@ -168,6 +168,7 @@ describe('usage workers SIGKILLed at random moments during ingest', () => {
           expect(res.status, res.text).toBe(202);
           tally.add(writer.id, 202, false);
         }
+        // Pacing of the load generator (a gateway's rhythm), not a wait for a state.
         await sleep(between(50, 250));
       }
     };
@@ -194,7 +195,14 @@ describe('usage workers SIGKILLed at random moments during ingest', () => {
     const killer = async () => {
       for (let round = 0; round < KILL_ROUNDS; round++) {
         await Promise.all([...workers].map((w) => w.ready));
-        await sleep(between(200, 1200));
+        // Strike once the new workers have ingested a random amount more (not after a fixed
+        // time): every kill lands while ingest is really under way.
+        const before = (await rawIdentity(db, org.orgId)).rows;
+        const more = between(200, 3000);
+        await waitFor(async () => (await rawIdentity(db, org.orgId)).rows >= before + more, {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        }).catch(() => undefined);
         const live = [...workers];
         const names = live.map((w) => w.name);
         let busy: string[] = [];
@@ -206,6 +214,7 @@ describe('usage workers SIGKILLed at random moments during ingest', () => {
             },
             { timeoutMs: 5_000, intervalMs: 5 },
           ).catch(() => []);
+          // The random moment itself: 0-40 ms into the victim's transaction.
           await sleep(between(0, 40));
         }
         const both = round === 2 || round === 5 || random() < 0.25;

@@ -22,11 +22,11 @@ export function verifyRoutes(kt: Keytrail): Router {
     if (!req.apiKey) throw new AppError('unauthenticated');
     const body = parseInput(VerifyBody, req.body ?? {}, 'body');
     // The verified key is a lookup too: an unknown one takes a token of the caller's address.
-    if (kt.auth.authenticateCached(body.key) === undefined && !kt.missLimiter.allow(req.ip)) {
+    const cached = kt.auth.authenticateCached(body.key) !== undefined;
+    if (!cached && !kt.missLimiter.allow(req.ip)) {
       res.setHeader('retry-after', String(kt.missLimiter.retryAfterSeconds()));
       throw missesRefused();
     }
-    const cached = kt.auth.authenticateCached(body.key) !== undefined;
     const result = await kt.auth.verify(req.apiKey, body.key, body.scopes ?? []);
     if (!cached && result.code === 'NOT_FOUND') kt.missLimiter.charge(req.ip);
     const key = result.key;
