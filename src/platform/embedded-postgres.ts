@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import {
   chmod,
   cp,
+  link,
   mkdir,
   readdir,
   readFile,
@@ -28,6 +29,7 @@ import {
   rm,
   stat,
   symlink,
+  unlink,
   writeFile,
 } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -165,13 +167,20 @@ export async function clusterPassword(dataDir: string): Promise<string> {
  * refuses to follow a planted symlink): when two first starts race, both read the winner's value.
  */
 export async function persistedSecret(file: string, generate: () => string): Promise<string> {
+  // Written whole to a private temporary file, then linked into place: `link` fails if the name
+  // exists (also as a planted symlink) and never shows a racing start a half-written file, as
+  // writing `file` itself with O_EXCL did (a racer could read it empty).
+  const value = generate();
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, value, { mode: 0o600, flag: 'wx' });
   try {
-    const value = generate();
-    await writeFile(file, value, { mode: 0o600, flag: 'wx' });
+    await link(tmp, file);
     return value;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     return (await readFile(file, 'utf8')).trim();
+  } finally {
+    await unlink(tmp).catch(() => undefined);
   }
 }
 
