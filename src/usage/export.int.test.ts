@@ -2,7 +2,7 @@ import { get as httpGet, type IncomingMessage } from 'node:http';
 import { parse } from 'csv-parse/sync';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import {
   observeFor,
@@ -64,6 +64,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await worker.stop();
   await app.close();
+});
+
+/** Responses opened paused: a test that fails midway must not leave its export holding a slot. */
+const paused = new Set<IncomingMessage>();
+afterEach(async () => {
+  for (const res of paused) res.destroy();
+  paused.clear();
+  await waitFor(() => app.kt.exportSlots.used === 0);
 });
 
 /** Reads a streamed export. */
@@ -338,6 +346,7 @@ async function openPaused(
       reject,
     ),
   );
+  paused.add(res);
   if (res.statusCode !== 200) throw new Error(`export refused: ${res.statusCode}`);
   const first = await new Promise<Buffer>((resolve) => res.once('data', resolve));
   res.pause();
