@@ -2,7 +2,8 @@ import express, { Router, type Express, type RequestHandler } from 'express';
 import type { Keytrail } from './keytrail.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import { errorHandler, notFoundHandler } from './http/middleware/errors.ts';
-import { requestContext, requireJsonBody } from './http/middleware/request-context.ts';
+import { requestContext } from './http/middleware/request-context.ts';
+import { jsonBody } from './http/middleware/json-body.ts';
 import { keysRoutes } from './http/routes/keys.routes.ts';
 import { orgsRoutes } from './http/routes/orgs.routes.ts';
 import { demoRoutes, systemRoutes } from './http/routes/system.routes.ts';
@@ -14,7 +15,8 @@ import { eventsRoutes } from './http/routes/events.routes.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
 
-export const BODY_LIMIT = '1mb';
+/** Request bodies are limited to 1 MiB. */
+export const BODY_LIMIT = 1024 * 1024;
 
 /**
  * Sends a request only to the routers registered for its path's first segment (`api`, `v1`…):
@@ -49,8 +51,7 @@ export function buildApp(kt: Keytrail): Express {
   app.set('query parser', 'simple');
   app.use(requestContext);
   app.use(accessLog(kt.logger, kt.metrics.requestDuration));
-  app.use(requireJsonBody);
-  app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  app.use(jsonBody(BODY_LIMIT));
   const system = systemRoutes(kt);
   const usage = usageRoutes(kt);
   const api = group(

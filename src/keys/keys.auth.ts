@@ -1,6 +1,6 @@
 import type { Database } from '../platform/db.ts';
 import type { Clock } from '../platform/clock.ts';
-import { cacheKeyOf, hashesEqual, hashKey, parseKey } from './key-format.ts';
+import { cacheKeyOf, hashesEqual, hashKey, KEY_LENGTH, parseKey } from './key-format.ts';
 import { findAuthRecordByHash } from './keys.queries.ts';
 import type { KeyCache } from './key-cache.ts';
 import {
@@ -50,10 +50,12 @@ export function createKeyAuthenticator(deps: {
    * every request. Undefined when Postgres must be asked (`authenticate`).
    */
   function authenticateCached(candidate: string): AuthOutcome | undefined {
-    const parsed = parseKey(candidate);
-    if (!parsed) return { code: 'MALFORMED' };
-    const hit = cache.lookup(cacheKeyOf(parsed.plaintext));
-    return hit === undefined ? undefined : decide(hit);
+    // Only a well-formed key is ever cached (a lookup follows a parse), so a cached entry
+    // answers without parsing; the length check keeps a long header from being hashed.
+    if (candidate.length !== KEY_LENGTH) return { code: 'MALFORMED' };
+    const hit = cache.lookup(cacheKeyOf(candidate));
+    if (hit !== undefined) return decide(hit);
+    return parseKey(candidate) ? undefined : { code: 'MALFORMED' };
   }
 
   async function authenticate(candidate: string): Promise<AuthOutcome> {
@@ -64,13 +66,17 @@ export function createKeyAuthenticator(deps: {
     return decide(await cache.get(cacheKeyOf(plaintext), () => load(hashKey(pepper, plaintext))));
   }
 
-  /** The verify endpoint's decision. Another org's key is indistinguishable from no key. */
+  /**
+   * The verify endpoint's decision. Another org's key is indistinguishable from no key.
+   * `known`: what `authenticateCached` already answered for this candidate, if it did.
+   */
   async function verify(
     caller: KeyIdentity,
     candidate: string,
     requiredScopes: readonly string[],
+    known?: AuthOutcome,
   ): Promise<VerifyResult> {
-    const outcome = await authenticate(candidate);
+    const outcome = known ?? (await authenticate(candidate));
     if (!('record' in outcome)) return { valid: false, code: outcome.code };
     const { code, record } = outcome;
     if (record.orgId !== caller.orgId) return { valid: false, code: 'NOT_FOUND' };

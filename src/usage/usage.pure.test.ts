@@ -143,6 +143,14 @@ describe('text and IPs from the outside', () => {
     expect(normalizeIp('::ffff:10.0.0.1')).toBe('10.0.0.1');
     expect(normalizeIp('2001:db8::1')).toBe('2001:db8::1');
     expect(normalizeIp('garbage')).toBeNull();
+    expect(normalizeIp('127.0.0.1')).toBe('127.0.0.1');
+    expect(normalizeIp('::ffff:7f00:1')).toBe('::ffff:7f00:1');
+    expect(normalizeIp('::ffff:garbage')).toBeNull();
+    expect(normalizeIp('::ffff:10.0.0.256')).toBeNull();
+    expect(normalizeIp('fe80::1%eth0')).toBe('fe80::1');
+    expect(normalizeIp('::ffff:10.0.0.1%eth0')).toBe('10.0.0.1');
+    expect(normalizeIp('%eth0')).toBeNull();
+    expect(normalizeIp('')).toBeNull();
   });
 });
 

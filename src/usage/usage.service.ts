@@ -55,9 +55,11 @@ export const truncateAgent = (ua: string | undefined | null): string | null =>
  */
 export function normalizeIp(ip: string | undefined | null): string | null {
   if (!ip) return null;
+  // The common cases first, without a regex: a plain address, or IPv4 mapped into IPv6.
+  if (ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4) return ip.slice(7);
+  if (!ip.includes('%')) return isIP(ip) === 0 ? null : ip;
   // Zone ids (fe80::1%eth0) are valid for Node but not for Postgres inet: drop them.
-  const v4 = ip.replace(/%.*$/, '').replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
-  return isIP(v4) === 0 ? null : v4;
+  return normalizeIp(ip.slice(0, ip.indexOf('%')));
 }
 
 export function createUsageService(deps: {
@@ -80,11 +82,14 @@ export function createUsageService(deps: {
     deps.logger,
   );
 
-  /** Request path: synchronous, no await, never throws. The event id is assigned at flush. */
-  function record(event: Omit<UsageEvent, 'eventId'>): void {
+  /**
+   * Request path: synchronous, no await, never throws. An empty event id is assigned at flush.
+   * The event is kept as given (no copy): the caller hands it over.
+   */
+  function record(event: UsageEvent): void {
     if (!deps.tracking) return;
     try {
-      buffer.record({ ...event, eventId: '' });
+      buffer.record(event);
     } catch (error) {
       deps.logger.error({ err: String(error) }, 'usage record failed');
     }

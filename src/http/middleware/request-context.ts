@@ -1,5 +1,4 @@
 import type { NextFunction, Request, Response } from 'express';
-import { AppError } from '../../platform/errors.ts';
 import { newId } from '../../platform/ids.ts';
 import { holdsKey } from '../safe-input.ts';
 
@@ -19,15 +18,5 @@ export function requestId(req: Request, res: Response): string {
 
 export function requestContext(req: Request, res: Response, next: NextFunction): void {
   requestId(req, res);
-  next();
-}
-
-/** A body in anything but JSON is refused (415) rather than silently ignored. */
-export function requireJsonBody(req: Request, _res: Response, next: NextFunction): void {
-  const hasBody =
-    req.get('transfer-encoding') !== undefined || Number(req.get('content-length') ?? 0) > 0;
-  if (hasBody && !req.is(['application/json', 'application/*+json'])) {
-    throw new AppError('unsupported_media_type', { detail: 'send the body as application/json' });
-  }
   next();
 }

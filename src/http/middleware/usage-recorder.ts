@@ -5,7 +5,8 @@ import { routeOf } from '../../usage/routes-normalize.ts';
 import { routeTemplate } from '../route-template.ts';
 import { normalizeIp, truncateAgent } from '../../usage/usage.service.ts';
 
-export type RecordUsage = (event: Omit<UsageEvent, 'eventId'>) => void;
+/** Records one event; an empty `eventId` is given one (a UUIDv7) when its batch is flushed. */
+export type RecordUsage = (event: UsageEvent) => void;
 
 /** Client closed the connection before the response finished (nginx's convention). */
 const CLIENT_CLOSED = 499;
@@ -41,6 +42,7 @@ export function recordWhenDone(
   const { occurredAt, started } = start;
   const finish = () => {
     deps.record({
+      eventId: '',
       orgId: who.orgId,
       keyId: who.keyId,
       occurredAt,

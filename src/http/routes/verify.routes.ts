@@ -22,12 +22,13 @@ export function verifyRoutes(kt: Keytrail): Router {
     if (!req.apiKey) throw new AppError('unauthenticated');
     const body = parseInput(VerifyBody, req.body ?? {}, 'body');
     // The verified key is a lookup too: an unknown one takes a token of the caller's address.
-    const cached = kt.auth.authenticateCached(body.key) !== undefined;
+    const known = kt.auth.authenticateCached(body.key);
+    const cached = known !== undefined;
     if (!cached && !kt.missLimiter.allow(req.ip)) {
       res.setHeader('retry-after', String(kt.missLimiter.retryAfterSeconds()));
       throw missesRefused();
     }
-    const result = await kt.auth.verify(req.apiKey, body.key, body.scopes ?? []);
+    const result = await kt.auth.verify(req.apiKey, body.key, body.scopes ?? [], known);
     if (!cached && result.code === 'NOT_FOUND') kt.missLimiter.charge(req.ip);
     const key = result.key;
     // The verified key was used (or refused) through a gateway: that is usage of that key.
