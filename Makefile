@@ -52,5 +52,8 @@ bench: install ## all benchmarks at full size (~20 min); writes docs/benchmarks.
 bench-quick: install ## all benchmarks, small sizes (< 3 min); writes docs/benchmarks-quick.md
 	BENCH_REPORT=docs/benchmarks-quick.md $(NODE) bench/run.ts --quick
 
+bench-pipeline: install ## the JavaScript cost of each layer of a request, in-process (no sockets)
+	$(NODE) bench/pipeline.ts
+
 bench-%: install ## one scenario at full size: bench-auth, bench-ingest, bench-freshness, bench-reads, bench-prune, bench-ui, bench-migration, bench-serve
 	$(NODE) bench/run.ts $* --no-write

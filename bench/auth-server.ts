@@ -3,10 +3,8 @@
  * requireKey with tracking off, requireKey with tracking on. Prints its URL, runs until SIGTERM.
  */
 import express from 'express';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createKeytrail } from '../src/keytrail.ts';
-import { benchConfig } from './lib.ts';
+import { benchConfig, serveUntilSigterm } from './lib.ts';
 
 const url = process.env.BENCH_DATABASE_URL ?? '';
 const base = benchConfig(url);
@@ -25,13 +23,4 @@ app.get('/plain/orders/:id', handler);
 app.get('/untracked/orders/:id', untracked.requireKey(), handler);
 app.get('/tracked/orders/:id', tracked.requireKey(), handler);
 
-const server = createServer(app);
-server.keepAliveTimeout = 60_000;
-server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`http://127.0.0.1:${(server.address() as AddressInfo).port}\n`);
-});
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  void Promise.all([tracked.close(), untracked.close()]).then(() => process.exit(0));
-});
+serveUntilSigterm(app, () => Promise.all([tracked.close(), untracked.close()]));

@@ -4,6 +4,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer, type RequestListener } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
@@ -146,3 +148,28 @@ export type Section = {
   lines: string[];
   verdicts: { claim: string; target: string; value: string; pass: boolean }[];
 };
+
+/** The environment of `keytrail serve` / `keytrail worker` children of the HTTP benchmarks. */
+export const keytrailEnv = (dbUrl: string): Record<string, string> => ({
+  DATABASE_URL: dbUrl,
+  KEYTRAIL_KEY_PEPPER: PEPPER,
+  KEYTRAIL_LOG_LEVEL: 'warn',
+  KEYTRAIL_DEMO_ROUTES: 'true',
+  KEYTRAIL_WORKER_METRICS_PORT: '0',
+  PORT: '0',
+  HOST: '127.0.0.1',
+});
+
+/** Serves a bench child's app on a free port, prints its URL; on SIGTERM closes and exits. */
+export function serveUntilSigterm(app: RequestListener, close: () => Promise<unknown>): void {
+  const server = createServer(app);
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`http://127.0.0.1:${(server.address() as AddressInfo).port}\n`);
+  });
+  process.on('SIGTERM', () => {
+    server.close();
+    server.closeAllConnections();
+    void close().then(() => process.exit(0));
+  });
+}
