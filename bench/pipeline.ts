@@ -87,12 +87,6 @@ try {
   await untracked.ready();
   await tracked.ready();
   const { adminKey } = await untracked.orgs.create('bench-pipeline');
-  const worker = await child('bin/keytrail.ts', ['worker'], {
-    DATABASE_URL: db.url,
-    KEYTRAIL_KEY_PEPPER: PEPPER,
-    KEYTRAIL_LOG_LEVEL: 'warn',
-    KEYTRAIL_WORKER_METRICS_PORT: '0',
-  });
   const auth = { authorization: `Bearer ${adminKey.plaintext}` };
   const demo: Req = { method: 'GET', url: '/v1/demo/orders/1', headers: auth };
   const verify: Req = {
@@ -121,6 +115,13 @@ try {
   const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
   if (only) variants.splice(0, variants.length, ...variants.filter(([name]) => only.test(name)));
   const runs = variants.map(() => [] as number[]);
+  // Started last, stopped in finally: nothing before can leave it running.
+  const worker = await child('bin/keytrail.ts', ['worker'], {
+    DATABASE_URL: db.url,
+    KEYTRAIL_KEY_PEPPER: PEPPER,
+    KEYTRAIL_LOG_LEVEL: 'warn',
+    KEYTRAIL_WORKER_METRICS_PORT: '0',
+  });
   try {
     for (const [name, app, r] of variants) {
       const status = await inject(app, r);
