@@ -59,13 +59,23 @@ async function drained(db: ReturnType<typeof kysely>): Promise<void> {
 
 async function processes(dbUrl: string, peerKey: string) {
   const env = keytrailEnv(dbUrl);
-  const library = await child('bench/auth-server.ts', [], { BENCH_DATABASE_URL: dbUrl });
-  const peer = await child('bench/peer-server.ts', [], {
-    BENCH_DATABASE_URL: dbUrl,
-    BENCH_PEER_KEY: peerKey,
-  });
-  const serve = await child('bin/keytrail.ts', ['serve', '--no-worker'], env);
-  const worker = await child('bin/keytrail.ts', ['worker'], env);
+  // All four at once: one that fails to start must not leave the others running.
+  const started = await Promise.allSettled([
+    child('bench/auth-server.ts', [], { BENCH_DATABASE_URL: dbUrl }),
+    child('bench/peer-server.ts', [], { BENCH_DATABASE_URL: dbUrl, BENCH_PEER_KEY: peerKey }),
+    child('bin/keytrail.ts', ['serve', '--no-worker'], env),
+    child('bin/keytrail.ts', ['worker'], env),
+  ]);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(
+      started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : Promise.resolve())),
+    );
+    throw failed.reason;
+  }
+  const [library, peer, serve, worker] = started.map(
+    (r) => (r as PromiseFulfilledResult<Child>).value,
+  ) as [Child, Child, Child, Child];
   const base = /listening on (\S+)/.exec(serve.line)?.[1]?.replace('localhost', '127.0.0.1');
   if (!base) throw new Error(`no server: ${serve.line}`);
   const pid = (p: { proc: { pid?: number | undefined } }) => p.proc.pid ?? 0;
@@ -180,6 +190,7 @@ function ratioVerdict(claim: string, target: string, value: number, bound: numbe
   };
 }
 
+type Child = Awaited<ReturnType<typeof child>>;
 type Runs = Map<string, Load[]>;
 
 /** Medians of a pass, and its table (`×` against the bare route's server CPU of the pass). */

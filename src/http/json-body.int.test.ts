@@ -33,10 +33,8 @@ function post(
     );
     req.once('error', reject);
     void (async () => {
-      for (const chunk of sent.chunks) {
-        req.write(chunk);
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      // Each chunk is handed to the socket before the next is written (its own write).
+      for (const chunk of sent.chunks) await new Promise((r) => req.write(chunk, r));
       req.end();
     })();
   });
