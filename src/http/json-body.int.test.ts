@@ -1,7 +1,8 @@
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useTestApp } from '../testing/harness.ts';
+import { useTestApp, waitFor } from '../testing/harness.ts';
 import { createOrg, type TestOrg } from '../testing/factories.ts';
 
 const app = useTestApp();
@@ -106,6 +107,32 @@ describe('JSON request bodies', () => {
       chunks: [big],
     });
     expect(chunked.status).toBe(413);
+  });
+
+  it('takes a client that leaves mid-body for a client gone, not a server error', async () => {
+    const before = app().logs.length;
+    const { port } = new URL(app().baseUrl);
+    const socket = connect(Number(port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    // 100 bytes announced, 10 sent, then the client's side of the connection ends.
+    socket.end(
+      [
+        `POST ${keys()} HTTP/1.1`,
+        'host: 127.0.0.1',
+        `authorization: Bearer ${org.adminKey}`,
+        'content-type: application/json',
+        'content-length: 100',
+        '',
+        '{"name": "',
+      ].join('\r\n'),
+    );
+    await waitFor(() =>
+      app()
+        .logs.slice(before)
+        .some((l) => l.includes('client left before sending its whole body')),
+    );
+    expect(app().logs.slice(before).join('')).not.toContain('request failed');
+    socket.destroy();
   });
 
   it('treats an empty body of a GET or a POST as no body', async () => {

@@ -69,8 +69,15 @@ export function notFoundHandler(req: Request, _res: Response, next: NextFunction
 /** The one error handler: renders problem+json and logs server errors with their cause. */
 export function errorHandler(logger: Logger) {
   return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const appError = classify(error);
     const id = requestId(req, res);
+    // The client left while its body was being read (body-parser's and jsonBody's
+    // 'request.aborted'): nobody is left to answer, and nothing failed on this side.
+    if ((error as { type?: unknown } | null)?.type === 'request.aborted') {
+      logger.info({ request_id: id }, 'client left before sending its whole body');
+      res.destroy();
+      return;
+    }
+    const appError = classify(error);
     if (appError.status >= 500) {
       logger.error({ err: error, request_id: id, context: appError.context }, 'request failed');
     }
