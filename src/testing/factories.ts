@@ -102,3 +102,21 @@ export function usageEvent(
     outcome: 'success',
   };
 }
+
+/**
+ * Writes `count` raw events straight into the events table (no rollups), one millisecond per ten
+ * events from `from`, for tests that need a large range fast. The month partitions must exist
+ * already (ingest some events through the API first).
+ */
+export async function insertRawEvents(
+  db: Kysely<any>,
+  o: { orgId: string; keyIds: string[]; count: number; from: Date; userAgentBytes: number },
+): Promise<void> {
+  await sql`insert into api_key_usage_events
+      (event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent,
+       outcome)
+    select gen_random_uuid(), ${o.orgId}::uuid, (${o.keyIds}::uuid[])[1 + i % ${o.keyIds.length}],
+      ${o.from}::timestamptz + (i / 10) * interval '1 millisecond', 'GET', '/bulk/:id', 200, 1.5,
+      '10.9.0.1', 'bulk, "padded" ' || repeat('x', ${o.userAgentBytes}), 'ok'
+    from generate_series(0, ${o.count - 1}) as i`.execute(db);
+}

@@ -14,6 +14,7 @@ import {
 import {
   createKey,
   createOrg,
+  insertRawEvents,
   reportEvents,
   type TestKey,
   type TestOrg,
@@ -25,7 +26,15 @@ let app: TestApp;
 let worker: Worker;
 let org: TestOrg;
 let reader: TestKey;
+/** The org whose exports tests pause: rows too wide and many for any socket buffers to hold. */
+let bulk: TestOrg;
+let bulkReader: TestKey;
 const TOTAL = 200_000;
+// Loopback buffers can hold ~70 MB of a paused export here (client receive up to tcp_rmem's
+// 32 MB, the server's send buffer, the pg socket's receive buffer, Postgres's send buffer): the
+// 200k-row ~44 MB export once fitted whole and its COPY never waited. This one is ~130 MB.
+const BULK = 240_000;
+const BULK_UA_BYTES = 450;
 const AGENTS = ['plain/1.0', 'comma, inside/2', 'quote "inside"/3', 'both, "x"/4', 'new\nline/5'];
 const start = Date.now() - 3_600_000;
 
@@ -60,6 +69,16 @@ beforeAll(async () => {
     },
     { timeoutMs: 120_000, intervalMs: 200 },
   );
+  bulk = await createOrg(app.client, 'Bulk');
+  bulkReader = await createKey(app.client, bulk, { scopes: ['events:read'] });
+  const bulkKeys = [await createKey(app.client, bulk), await createKey(app.client, bulk)];
+  await insertRawEvents(app.kt.database.db, {
+    orgId: bulk.orgId,
+    keyIds: bulkKeys.map((k) => k.id),
+    count: BULK,
+    from: new Date(start),
+    userAgentBytes: BULK_UA_BYTES,
+  });
 }, 180_000);
 afterAll(async () => {
   await worker.stop();
@@ -141,19 +160,19 @@ describe('streamed exports', { timeout: 120_000 }, () => {
     // Absence of progress can only be observed over time: the one fixed wait in the suite.
     await observeFor(3_000);
     const pagesWhilePaused = app.kt.exportDatabase.stats.count - before;
-    // 200k rows are 40 pages of 5,000. Measured: ~9 pages fit in socket buffers while the client
-    // is paused; without backpressure the server reads all 40 in this time.
-    expect(pagesWhilePaused).toBeLessThan(20);
-    expect(await drain(res)).toBe(TOTAL);
-    expect(app.kt.exportDatabase.stats.count - before).toBeGreaterThanOrEqual(40);
+    // 240k rows are 48 pages of 5,000 (~3.5 MB each): the socket buffers hold at most ~20 while
+    // the client is paused; without backpressure the server reads all 48 in this time.
+    expect(pagesWhilePaused).toBeLessThan(BULK / 5_000 / 2);
+    expect(await drain(res)).toBe(BULK);
+    expect(app.kt.exportDatabase.stats.count - before).toBeGreaterThanOrEqual(BULK / 5_000);
   });
 
   it('respects backpressure on CSV: the COPY waits on the client (ClientWrite) while it is paused', async () => {
     const res = await openPaused('text/csv');
     const waiting = await copyWaitingOnClient();
     expect(waiting.wait_event).toBe('ClientWrite');
-    // Quoted user agents hold newlines too: exact counts are checked by the CSV parse above.
-    expect(await drain(res)).toBeGreaterThan(TOTAL);
+    // The header line, then one line per event: the paused COPY went on to the end.
+    expect(await drain(res)).toBe(BULK + 1);
   });
 
   it('cuts the connection (an incomplete file, never a clean end) when Postgres ends a CSV export midway', async () => {
@@ -260,8 +279,8 @@ describe('export limits', { timeout: 120_000 }, () => {
     const shared = await startTestApp(dbUrl(), { config: { exports: limits({ perOrg: 1 }) } });
     const { res } = await openPaused('text/csv', shared.baseUrl);
     try {
-      const second = await shared.client.get(exportPath(org.orgId), {
-        key: reader.key,
+      const second = await shared.client.get(exportPath(bulk.orgId), {
+        key: bulkReader.key,
         headers: { accept: 'application/x-ndjson' },
       });
       expectProblem(second, 429, 'rate_limited');
@@ -277,10 +296,12 @@ describe('export limits', { timeout: 120_000 }, () => {
 
   it('cuts a reader too slow to matter, and an export past its maximum duration', async () => {
     const slow = await startTestApp(dbUrl(), {
-      config: { exports: limits({ windowMs: 300, minBytes: 64 * 1024 }) },
+      config: { exports: limits({ windowMs: 1_000, minBytes: 64 * 1024 }) },
     });
+    // Long enough for the first bytes to be out on a loaded machine: a cut before them would be
+    // a hang-up, not the incomplete file this test reads.
     const long = await startTestApp(dbUrl(), {
-      config: { exports: limits({ maxDurationMs: 1500 }) },
+      config: { exports: limits({ maxDurationMs: 4_000 }) },
     });
     try {
       // A reader that keeps up gets the whole range under the same rule.
@@ -333,23 +354,32 @@ function copyWaitingOnClient() {
   );
 }
 
-const newlines = (chunk: Buffer): number => chunk.reduce((n, byte) => n + (byte === 10 ? 1 : 0), 0);
+function newlines(chunk: Buffer): number {
+  let n = 0;
+  for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+  return n;
+}
 
 async function openPaused(
   accept: string,
   baseUrl = app.baseUrl,
 ): Promise<{ res: IncomingMessage; lines: number }> {
-  const url = new URL(`${baseUrl}${exportPath(org.orgId)}`);
+  const url = new URL(`${baseUrl}${exportPath(bulk.orgId)}`);
   const res = await new Promise<IncomingMessage>((resolve, reject) =>
-    httpGet(url, { headers: { authorization: `Bearer ${reader.key}`, accept } }, resolve).once(
+    httpGet(url, { headers: { authorization: `Bearer ${bulkReader.key}`, accept } }, resolve).once(
       'error',
       reject,
     ),
   );
   paused.add(res);
   if (res.statusCode !== 200) throw new Error(`export refused: ${res.statusCode}`);
-  const first = await new Promise<Buffer>((resolve) => res.once('data', resolve));
-  res.pause();
+  // Paused inside the handler: a flowing stream emits more chunks before an await resumes.
+  const first = await new Promise<Buffer>((resolve) =>
+    res.once('data', (chunk: Buffer) => {
+      res.pause();
+      resolve(chunk);
+    }),
+  );
   return { res, lines: newlines(first) };
 }
 
