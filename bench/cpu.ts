@@ -3,6 +3,7 @@
  * load run that reports each process's CPU per request beside req/s and latency.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { sql, type Kysely } from 'kysely';
 import autocannon from 'autocannon';
 
 const TICK_US = 1_000_000 / 100; // USER_HZ is 100 on Linux
@@ -37,6 +38,18 @@ export function clusterCpuUs(postmaster: number): number {
     }
   }
   return total;
+}
+
+/** The postmaster's pid, when the cluster's data directory is on this machine. */
+export async function postmasterPid(db: Kysely<unknown>): Promise<number | undefined> {
+  try {
+    const { rows } = await sql<{
+      dir: string;
+    }>`select current_setting('data_directory') as dir`.execute(db);
+    return Number(readFileSync(`${rows[0]?.dir}/postmaster.pid`, 'utf8').split('\n')[0]);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A process to account: a pid, or a function returning its cumulative CPU in µs. */

@@ -11,6 +11,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { v7 as uuidv7 } from 'uuid';
 import { createKeytrail } from '../src/keytrail.ts';
 import type { UsageEvent } from '../src/usage/usage.types.ts';
+import { clusterCpuUs, cpuUs, postmasterPid } from './cpu.ts';
 import { benchConfig, child, fmt, kysely, quick, type Section } from './lib.ts';
 
 export async function makeKeys(
@@ -57,9 +58,15 @@ function generate(orgId: string, keyIds: string[], n: number): UsageEvent[] {
 const copyLine = (e: UsageEvent): string =>
   `${e.eventId}\t${e.orgId}\t${e.keyId}\t${new Date(e.occurredAt).toISOString()}\t${e.method}\t${e.route}\t${e.status}\t${e.latencyMs}\t${e.ip ?? '\\N'}\t${e.userAgent ?? '\\N'}\t${e.outcome}\n`;
 
-async function copyRows(url: string, events: UsageEvent[]): Promise<number> {
+/** CPU of the run (µs): Postgres (its whole cluster) and, for the pipeline, the worker process. */
+type Run = { seconds: number; postgresUs: number; workerUs: number };
+const clusterOf = (postmaster: number | undefined) => () =>
+  postmaster === undefined ? Number.NaN : clusterCpuUs(postmaster);
+
+async function copyRows(url: string, events: UsageEvent[], pgCpu: () => number): Promise<Run> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
+  const pgBefore = pgCpu();
   const started = performance.now();
   const stream = client.query(
     copyFrom(`copy api_key_usage_events (event_id, org_id, key_id, occurred_at, method, route, status,
@@ -74,8 +81,9 @@ async function copyRows(url: string, events: UsageEvent[]): Promise<number> {
   }
   await pipeline(Readable.from(lines()), stream);
   const seconds = (performance.now() - started) / 1000;
+  const postgresUs = pgCpu() - pgBefore;
   await client.end();
-  return seconds;
+  return { seconds, postgresUs, workerUs: 0 };
 }
 
 async function truncateUsage(url: string): Promise<void> {
@@ -85,7 +93,12 @@ async function truncateUsage(url: string): Promise<void> {
   await db.destroy();
 }
 
-async function pipelineRun(url: string, orgId: string, events: UsageEvent[]): Promise<number> {
+async function pipelineRun(
+  url: string,
+  orgId: string,
+  events: UsageEvent[],
+  pgCpu: () => number,
+): Promise<Run> {
   const worker = await child(
     process.env.BENCH_WORKER_PROF ? '--cpu-prof' : 'bin/keytrail.ts',
     process.env.BENCH_WORKER_PROF
@@ -102,6 +115,10 @@ async function pipelineRun(url: string, orgId: string, events: UsageEvent[]): Pr
   const kt = createKeytrail({ ...base, usage: { ...base.usage, bufferMax: events.length + 1 } });
   await kt.ready();
   const db = kysely(url, 1);
+  const workerCpu = () => (worker.proc.pid === undefined ? Number.NaN : cpuUs(worker.proc.pid));
+  // From here on: the worker has started (its start-up is not ingest work).
+  const workerBefore = workerCpu();
+  const pgBefore = pgCpu();
   const started = performance.now();
   for (let i = 0; i < events.length; i++) {
     kt.usage.buffer.record(events[i] as UsageEvent);
@@ -117,41 +134,44 @@ async function pipelineRun(url: string, orgId: string, events: UsageEvent[]): Pr
     const { rows } = await sql<{ n: number }>`select coalesce(sum(request_count), 0)::int8 as n
       from api_key_usage_totals where org_id = ${orgId}`.execute(db);
     if (Number(rows[0]?.n) >= events.length) break;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const seconds = (performance.now() - started) / 1000;
+  const run = { seconds, postgresUs: pgCpu() - pgBefore, workerUs: workerCpu() - workerBefore };
   await db.destroy();
   await kt.close();
   await worker.stop();
-  return seconds;
+  return run;
 }
 
 export async function ingestScenario(url: string): Promise<Section> {
   const n = quick ? 200_000 : 1_000_000;
   const { orgId, keyIds } = await makeKeys(url, 'bench-ingest', 1000);
   const events = generate(orgId, keyIds, n);
-  const copySeconds = await copyRows(url, events);
-  await truncateUsage(url);
-  const pipelineSeconds = await pipelineRun(url, orgId, events);
   const check = kysely(url, 1);
+  const pgCpu = clusterOf(await postmasterPid(check));
+  const copy = await copyRows(url, events, pgCpu);
+  await truncateUsage(url);
+  const pipe = await pipelineRun(url, orgId, events, pgCpu);
   const { rows } = await sql<{
     n: number;
   }>`select count(*)::int as n from api_key_usage_events`.execute(check);
   await check.destroy();
-  const copyRate = n / copySeconds;
-  const pipeRate = n / pipelineSeconds;
-  const ratio = pipeRate / copyRate;
+  const ratio = copy.seconds / pipe.seconds;
+  const workerPerEvent = pipe.workerUs / n;
+  const pgRatio = pipe.postgresUs / copy.postgresUs;
+  const us = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
   return {
     title: '2. Ingest',
     lines: [
-      `${fmt(n)} events over 1,000 keys, the same rows both ways. Pipeline: in-process buffer (1,000 events per job) → pg-boss → one \`keytrail worker\` process (2 local workers × 8 jobs per fetch) → events + totals + hourly + daily + route rollups in one transaction per batch, timed until every event is counted in the totals. COPY: pg-copy-streams into the partitioned parent, no rollups.`,
+      `${fmt(n)} events over 1,000 keys, the same rows both ways. Pipeline: in-process buffer (5,000 events per job) → pg-boss → one \`keytrail worker\` process (2 local workers × 8 jobs per fetch) → events + totals + hourly + daily + route rollups in one transaction per batch, timed until every event is counted in the totals. COPY: pg-copy-streams into the partitioned parent, no rollups. CPU: utime + stime of the worker process and of the whole Postgres cluster (backends, reaped ones included) over each run.`,
       '',
-      '| path | seconds | events/s |',
-      '|---|---|---|',
-      `| raw COPY | ${copySeconds.toFixed(1)} | ${fmt(copyRate)} |`,
-      `| pipeline | ${pipelineSeconds.toFixed(1)} | ${fmt(pipeRate)} |`,
+      '| path | seconds | events/s | worker µs/event | Postgres µs/event |',
+      '|---|---|---|---|---|',
+      `| raw COPY | ${copy.seconds.toFixed(1)} | ${fmt(n / copy.seconds)} | — | ${us(copy.postgresUs / n)} |`,
+      `| pipeline | ${pipe.seconds.toFixed(1)} | ${fmt(n / pipe.seconds)} | ${us(workerPerEvent)} | ${us(pipe.postgresUs / n)} |`,
       '',
-      `Rows stored by the pipeline: ${fmt(rows[0]?.n ?? 0)} (expected ${fmt(n)}).`,
+      `Rows stored by the pipeline: ${fmt(rows[0]?.n ?? 0)} (expected ${fmt(n)}). Postgres in the pipeline also enqueues, fetches and completes the jobs and upserts the rollups.`,
     ],
     verdicts: [
       {
@@ -159,6 +179,18 @@ export async function ingestScenario(url: string): Promise<Section> {
         target: '≥ 0.5× (goal 0.7×)',
         value: `${ratio.toFixed(2)}×`,
         pass: ratio >= 0.5 && rows[0]?.n === n,
+      },
+      {
+        claim: 'worker Node CPU per event (issue 12)',
+        target: '≤ 3 µs',
+        value: `${us(workerPerEvent)} µs`,
+        pass: workerPerEvent <= 3,
+      },
+      {
+        claim: 'Postgres CPU per event vs a raw COPY of the same rows (issue 12)',
+        target: '≤ 1.3×',
+        value: `${Number.isFinite(pgRatio) ? pgRatio.toFixed(2) : 'n/a'}×`,
+        pass: pgRatio <= 1.3,
       },
     ],
   };

@@ -6,11 +6,10 @@
  * uses: the server, the usage worker (a process of its own) and PostgreSQL (this cluster only).
  * After each run the queue is drained before the CPU is read, so ingest lands on its own run.
  */
-import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
 import { createKeytrail } from '../src/keytrail.ts';
 import { CHART_DATA, writeCharts, type ChartData } from './chart.ts';
-import { clusterCpuUs, loadWithCpu, type Load, type LoadTarget } from './cpu.ts';
+import { clusterCpuUs, loadWithCpu, postmasterPid, type Load, type LoadTarget } from './cpu.ts';
 import {
   benchConfig,
   child,
@@ -32,18 +31,6 @@ type Target = Omit<LoadTarget, 'pids'> & {
   /** Left out of the chart (an analytics read would dwarf the request paths' bars). */
   offChart?: true;
 };
-
-/** The postmaster's pid, when the cluster's data directory is on this machine. */
-async function postmasterPid(db: ReturnType<typeof kysely>): Promise<number | undefined> {
-  try {
-    const { rows } = await sql<{
-      dir: string;
-    }>`select current_setting('data_directory') as dir`.execute(db);
-    return Number(readFileSync(`${rows[0]?.dir}/postmaster.pid`, 'utf8').split('\n')[0]);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Until the flushers' last batches are queued and the worker has ingested every job. */
 async function drained(db: ReturnType<typeof kysely>): Promise<void> {

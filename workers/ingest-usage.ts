@@ -2,10 +2,10 @@ import type { Job, JobResult } from 'pg-boss';
 import type { Logger } from '../src/platform/logger.ts';
 import type { Metrics } from '../src/metrics.ts';
 import type { Ingester } from '../src/usage/usage.ingest.ts';
+import { mergePayloads, type Batch } from '../src/usage/usage.batch.ts';
 import { unpackJob } from '../src/usage/usage.jobs.ts';
-import type { UsageEvent } from '../src/usage/usage.types.ts';
 
-type Parsed = { id: string; events: UsageEvent[] };
+type Parsed = { id: string; payload: Batch };
 
 /**
  * The usage.ingest handler: parse every job of the batch, ingest all valid ones in one
@@ -15,14 +15,15 @@ type Parsed = { id: string; events: UsageEvent[] };
 export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; metrics: Metrics }) {
   const { ingester, logger, metrics } = deps;
 
-  async function ingest(events: UsageEvent[]): Promise<void> {
-    const result = await ingester.ingest(events);
+  async function ingest(batch: Batch): Promise<void> {
+    const result = await ingester.ingestBatch(batch);
     metrics.ingested.inc(result.inserted);
     if (result.expired > 0) {
       metrics.expired.inc(result.expired);
       logger.warn({ expired: result.expired }, 'usage events older than retention dropped');
     }
-    const oldest = events.reduce((min, e) => Math.min(min, e.occurredAt), Infinity);
+    let oldest = Infinity;
+    for (const t of batch.t) if (t < oldest) oldest = t;
     if (Number.isFinite(oldest)) metrics.ingestLagSeconds.set((Date.now() - oldest) / 1000);
   }
 
@@ -31,8 +32,8 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
     const valid: Parsed[] = [];
     for (const job of jobs) {
       const unpacked = unpackJob(job.data);
-      if ('events' in unpacked) {
-        valid.push({ id: job.id, events: unpacked.events });
+      if ('payload' in unpacked) {
+        valid.push({ id: job.id, payload: unpacked.payload });
       } else {
         logger.error(
           { job_id: job.id, reason: unpacked.error },
@@ -42,7 +43,7 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
       }
     }
     try {
-      await ingest(valid.flatMap((v) => v.events));
+      await ingest(mergePayloads(valid.map((v) => v.payload)));
       return results.concat(valid.map((v) => ({ id: v.id, status: 'completed' as const })));
     } catch (error) {
       logger.warn(
@@ -52,7 +53,7 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
     }
     for (const v of valid) {
       try {
-        await ingest(v.events);
+        await ingest(v.payload);
         results.push({ id: v.id, status: 'completed' });
       } catch (error) {
         logger.error(

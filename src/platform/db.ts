@@ -139,8 +139,8 @@ export type RawTransaction = {
   run<R>(query: RawBuilder<R>): Promise<R[]>;
   /** A statement without parameters or result (SAVEPOINT, ROLLBACK TO SAVEPOINT). */
   exec(text: string): Promise<void>;
-  /** `COPY … FROM STDIN` fed with `data` (text format, already escaped). */
-  copyIn(copySql: string, data: string): Promise<void>;
+  /** `COPY … FROM STDIN` fed with `data` (text format, already escaped), chunk by chunk. */
+  copyIn(copySql: string, data: readonly (Buffer | string)[]): Promise<void>;
 };
 
 /**
@@ -170,7 +170,7 @@ export async function rawTransaction<T>(
     },
     async copyIn(copySql, data) {
       handle.stats.count += 1;
-      await pipeline(Readable.from([data]), client.query(copyFrom(copySql)));
+      await pipeline(Readable.from(data), client.query(copyFrom(copySql)));
     },
   };
   let broken: Error | undefined;

@@ -1,6 +1,6 @@
 import type { UsageEvent } from '../usage/usage.types.ts';
 import { sql, type Kysely } from 'kysely';
-import { unpackJob } from '../usage/usage.jobs.ts';
+import { decodePayload, unpackJob } from '../usage/usage.jobs.ts';
 import type { TestClient } from './client.ts';
 import { OPERATOR_TOKEN } from './harness.ts';
 
@@ -76,7 +76,7 @@ export async function usageJobsFor(db: Kysely<any>, keyId: string): Promise<numb
   }>`select data from pgboss.job where name = 'usage.ingest'`.execute(db);
   return rows.filter((r) => {
     const unpacked = unpackJob(r.data);
-    return 'events' in unpacked && unpacked.events.some((e) => e.keyId === keyId);
+    return 'payload' in unpacked && decodePayload(unpacked.payload).some((e) => e.keyId === keyId);
   }).length;
 }
 

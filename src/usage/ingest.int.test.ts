@@ -223,6 +223,13 @@ describe('exactly-once ingest', () => {
     });
     expect((await totals(k.id)).request_count).toBe(7);
     expect(await rowCount('api_key_usage_events', k.id)).toBe(7);
+    // One new event twice in one batch, in two letter cases: one row, counted once.
+    const [twice] = events(k, 2, Date.now() - 60_000).slice(1);
+    if (!twice) throw new Error('no event');
+    const again = { ...twice, eventId: twice.eventId.toUpperCase() };
+    expect(await ingester.ingest([twice, again])).toEqual({ received: 2, inserted: 1, expired: 0 });
+    expect((await totals(k.id)).request_count).toBe(8);
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(8);
   });
 
   it('stores text with COPY delimiters and escapes byte for byte, and nulls as nulls', async () => {

@@ -3,7 +3,7 @@
  * then route) so every worker upserts in the same order and concurrent batches cannot deadlock.
  */
 import { bucketOf, emptyHistogram } from './histogram.ts';
-import type { UsageEvent } from './usage.types.ts';
+import type { Batch } from './usage.batch.ts';
 
 export type TotalsRow = {
   keyId: string;
@@ -52,6 +52,7 @@ export type Rollups = {
 };
 
 const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 
 /**
  * Hour, day and month labels of epoch milliseconds, formatted once per hour of a batch: a batch spans a
@@ -72,126 +73,176 @@ export function periodLabels() {
   };
 }
 
-function later(a: Date | null, ms: number): boolean {
-  return a === null || ms >= a.getTime();
+/** A key's totals while a batch is summed: times as epoch ms (a Date only per row at the end). */
+type TotalsAcc = {
+  keyId: string;
+  orgId: string;
+  requests: number;
+  errors4xx: number;
+  errors5xx: number;
+  denied: number;
+  first: number;
+  last: number;
+  lastIp: string | null;
+  lastDenied: number;
+};
+
+const dateOr = (ms: number): Date | null => (Number.isFinite(ms) ? new Date(ms) : null);
+
+function periodRow(keyId: string, orgId: string, period: string): PeriodRow {
+  const hist = emptyHistogram();
+  return {
+    keyId,
+    orgId,
+    period,
+    requests: 0,
+    errors4xx: 0,
+    errors5xx: 0,
+    denied: 0,
+    latencySumMs: 0,
+    hist,
+  };
 }
 
-function addPeriod(map: Map<string, PeriodRow>, e: UsageEvent, period: string): void {
-  const id = `${e.keyId}|${period}`;
-  let row = map.get(id);
-  if (!row) {
-    row = {
-      keyId: e.keyId,
-      orgId: e.orgId,
-      period,
-      requests: 0,
-      errors4xx: 0,
-      errors5xx: 0,
-      denied: 0,
-      latencySumMs: 0,
-      hist: emptyHistogram(),
-    };
-    map.set(id, row);
-  }
-  if (e.outcome !== 'success') {
+function countPeriod(row: PeriodRow, ok: boolean, status: number, latencyMs: number): void {
+  if (!ok) {
     row.denied += 1;
     return;
   }
   row.requests += 1;
-  if (e.status >= 400 && e.status < 500) row.errors4xx += 1;
-  if (e.status >= 500) row.errors5xx += 1;
-  row.latencySumMs += e.latencyMs;
-  const b = bucketOf(e.latencyMs);
+  if (status >= 400 && status < 500) row.errors4xx += 1;
+  if (status >= 500) row.errors5xx += 1;
+  row.latencySumMs += latencyMs;
+  const b = bucketOf(latencyMs);
   row.hist[b] = (row.hist[b] ?? 0) + 1;
 }
 
-function addTotals(map: Map<string, TotalsRow>, e: UsageEvent): void {
-  let row = map.get(e.keyId);
-  if (!row) {
-    row = {
-      keyId: e.keyId,
-      orgId: e.orgId,
-      requests: 0,
-      errors4xx: 0,
-      errors5xx: 0,
-      denied: 0,
-      firstUsedAt: null,
-      lastUsedAt: null,
-      lastUsedIp: null,
-      lastDeniedAt: null,
-    };
-    map.set(e.keyId, row);
-  }
-  if (e.outcome !== 'success') {
+function countTotals(row: TotalsAcc, b: Batch, i: number, ok: boolean): void {
+  const t = b.t[i] ?? 0;
+  if (!ok) {
     row.denied += 1;
-    if (later(row.lastDeniedAt, e.occurredAt)) row.lastDeniedAt = new Date(e.occurredAt);
+    if (!(t < row.lastDenied)) row.lastDenied = t;
     return;
   }
+  const status = b.s[i] ?? 0;
   row.requests += 1;
-  if (e.status >= 400 && e.status < 500) row.errors4xx += 1;
-  if (e.status >= 500) row.errors5xx += 1;
-  if (row.firstUsedAt === null || e.occurredAt < row.firstUsedAt.getTime()) {
-    row.firstUsedAt = new Date(e.occurredAt);
-  }
-  if (later(row.lastUsedAt, e.occurredAt)) {
-    row.lastUsedAt = new Date(e.occurredAt);
-    row.lastUsedIp = e.ip;
+  if (status >= 400 && status < 500) row.errors4xx += 1;
+  if (status >= 500) row.errors5xx += 1;
+  if (!(t >= row.first)) row.first = t;
+  // The later event wins, and of two at one instant the one later in the batch.
+  if (!(t < row.last)) {
+    row.last = t;
+    row.lastIp = b.ip[i] ?? null;
   }
 }
 
-function addRoute(map: Map<string, RouteRow>, e: UsageEvent, day: string): void {
-  if (e.outcome !== 'success') return;
-  const id = `${e.keyId}|${day}|${e.method}|${e.route}`;
-  let row = map.get(id);
+/** A key's UTC day: its daily row and its routes (keyed by route and method index). */
+type DaySlot = { daily: PeriodRow; routes: Map<number, RouteRow> };
+
+function countRoute(slot: DaySlot, id: number, b: Batch, i: number, day: string): void {
+  let row = slot.routes.get(id);
+  const t = b.t[i] ?? 0;
   if (!row) {
+    const route = b.routes[b.r[i] ?? 0] ?? '';
+    const { keyId, orgId } = slot.daily;
     row = {
-      keyId: e.keyId,
-      orgId: e.orgId,
+      keyId,
+      orgId,
       day,
-      method: e.method,
-      route: e.route,
+      method: b.m[i] ?? '',
+      route,
       requests: 0,
       errors: 0,
       latencySumMs: 0,
-      firstAt: e.occurredAt,
+      firstAt: t,
     };
-    map.set(id, row);
+    slot.routes.set(id, row);
   }
   row.requests += 1;
-  if (e.status >= 400) row.errors += 1;
-  row.latencySumMs += e.latencyMs;
-  if (e.occurredAt < row.firstAt) row.firstAt = e.occurredAt;
+  if ((b.s[i] ?? 0) >= 400) row.errors += 1;
+  row.latencySumMs += b.l[i] ?? 0;
+  if (t < row.firstAt) row.firstAt = t;
 }
 
-const byKey = <T extends { keyId: string }>(
-  rows: Iterable<T>,
-  rest: (r: T) => string = () => '',
-): T[] =>
-  [...rows].sort((a, b) =>
-    a.keyId === b.keyId ? (rest(a) < rest(b) ? -1 : 1) : a.keyId < b.keyId ? -1 : 1,
-  );
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const byPeriod = (a: PeriodRow, b: PeriodRow) => cmp(a.keyId, b.keyId) || cmp(a.period, b.period);
+const byRoute = (a: RouteRow, b: RouteRow) =>
+  cmp(a.keyId, b.keyId) || cmp(a.day, b.day) || cmp(a.method, b.method) || cmp(a.route, b.route);
 
-/** `labels`: the caller's period labels, when it has formatted this batch's hours already. */
+/**
+ * Sums a batch into its rollup rows, reading its columns by index. Rows are found by numbers
+ * (key index with the hour or day), not by strings built per event. `labels`: the caller's
+ * period labels, when it has formatted this batch's hours already.
+ */
 export function aggregate(
-  events: readonly UsageEvent[],
+  b: Batch,
   labels: ReturnType<typeof periodLabels> = periodLabels(),
 ): Rollups {
-  const totals = new Map<string, TotalsRow>();
-  const hourly = new Map<string, PeriodRow>();
-  const daily = new Map<string, PeriodRow>();
-  const routes = new Map<string, RouteRow>();
-  for (const e of events) {
-    const { hour, day } = labels(e.occurredAt);
-    addTotals(totals, e);
-    addPeriod(hourly, e, hour);
-    addPeriod(daily, e, day);
-    addRoute(routes, e, day);
+  const n = b.id.length;
+  const nKeys = b.keys.length;
+  const totals: (TotalsAcc | undefined)[] = new Array<TotalsAcc | undefined>(nKeys);
+  const hourly = new Map<number, PeriodRow>();
+  const days = new Map<number, DaySlot>();
+  const methods = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const k = b.k[i] ?? 0;
+    const t = b.t[i] ?? 0;
+    const ok = b.o[i] === 0;
+    const [keyId = '', orgId = ''] = b.keys[k] ?? [];
+    const status = b.s[i] ?? 0;
+    const latency = b.l[i] ?? 0;
+    const { hour, day } = labels(t);
+    let total = totals[k];
+    if (!total) {
+      total = {
+        keyId,
+        orgId,
+        requests: 0,
+        errors4xx: 0,
+        errors5xx: 0,
+        denied: 0,
+        first: NaN,
+        last: NaN,
+        lastIp: null,
+        lastDenied: NaN,
+      };
+      totals[k] = total;
+    }
+    countTotals(total, b, i, ok);
+    const h = Math.floor(t / HOUR_MS) * nKeys + k;
+    let hourRow = hourly.get(h);
+    if (!hourRow) hourly.set(h, (hourRow = periodRow(keyId, orgId, hour)));
+    countPeriod(hourRow, ok, status, latency);
+    const d = Math.floor(t / DAY_MS) * nKeys + k;
+    let slot = days.get(d);
+    if (!slot) days.set(d, (slot = { daily: periodRow(keyId, orgId, day), routes: new Map() }));
+    countPeriod(slot.daily, ok, status, latency);
+    if (!ok) continue;
+    const m = b.m[i] ?? '';
+    let mi = methods.get(m);
+    if (mi === undefined) methods.set(m, (mi = methods.size));
+    countRoute(slot, (b.r[i] ?? 0) * (n + 1) + mi, b, i, day);
   }
+  const slots = [...days.values()];
   return {
-    totals: byKey(totals.values()),
-    hourly: byKey(hourly.values(), (r) => r.period),
-    daily: byKey(daily.values(), (r) => r.period),
-    routes: byKey(routes.values(), (r) => `${r.day}|${r.method}|${r.route}`),
+    totals: totals
+      .filter((r) => r !== undefined)
+      .sort((x, y) => cmp(x.keyId, y.keyId))
+      .map((r) => ({
+        keyId: r.keyId,
+        orgId: r.orgId,
+        requests: r.requests,
+        errors4xx: r.errors4xx,
+        errors5xx: r.errors5xx,
+        denied: r.denied,
+        firstUsedAt: dateOr(r.first),
+        lastUsedAt: dateOr(r.last),
+        lastUsedIp: r.lastIp,
+        lastDeniedAt: dateOr(r.lastDenied),
+      })),
+    hourly: [...hourly.values()].sort(byPeriod),
+    daily: slots.map((s) => s.daily).sort(byPeriod),
+    routes: slots.flatMap((s) => [...s.routes.values()]).sort(byRoute),
   };
 }
 
@@ -245,5 +296,5 @@ export function capRoutes(
       row.latencySumMs += r.latencySumMs;
     } else out.set(id, { ...r, route });
   }
-  return byKey(out.values(), (r) => `${r.day}|${r.method}|${r.route}`);
+  return [...out.values()].sort(byRoute);
 }

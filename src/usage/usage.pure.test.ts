@@ -108,12 +108,14 @@ describe('job payload', () => {
 describe('aggregation', () => {
   it('counts successes and denials apart and follows the latest success for last IP', () => {
     const base = Date.UTC(2026, 10, 24, 10, 0, 0);
-    const rollups = aggregate([
-      event({ occurredAt: base + 2, ip: '10.0.0.2', status: 500 }),
-      event({ occurredAt: base + 1, ip: '10.0.0.1', status: 404 }),
-      event({ occurredAt: base + 3, outcome: 'revoked', status: 401, ip: '10.9.9.9' }),
-      event({ keyId: KEY_B, occurredAt: base + 3600_000 }),
-    ]);
+    const rollups = aggregate(
+      encodePayload([
+        event({ occurredAt: base + 2, ip: '10.0.0.2', status: 500 }),
+        event({ occurredAt: base + 1, ip: '10.0.0.1', status: 404 }),
+        event({ occurredAt: base + 3, outcome: 'revoked', status: 401, ip: '10.9.9.9' }),
+        event({ keyId: KEY_B, occurredAt: base + 3600_000 }),
+      ]),
+    );
     expect(rollups.totals.map((t) => t.keyId)).toEqual([KEY_A, KEY_B]);
     expect(rollups.totals[0]).toMatchObject({
       requests: 2,
