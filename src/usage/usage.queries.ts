@@ -190,6 +190,9 @@ export function isoTimes(): (ms: number) => string {
   };
 }
 
+// eslint-disable-next-line no-control-regex
+const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s);
+
 /** Lines of COPY text per chunk: a string of many small pieces is costly to flatten at once. */
 const LINES_PER_CHUNK = 256;
 
@@ -206,20 +209,26 @@ export function encodeEventsCopy(b: Batch): Buffer[] {
   const agents = b.agents.map((a) => `\t${field(a)}\t`);
   const methods = new Map<string, string>();
   const iso = isoTimes();
+  // Everything but the dictionaries and methods is ASCII by construction; when they are too, the
+  // text is encoded as latin1 (the same bytes), about twice as fast as UTF-8 here.
+  let encoding: BufferEncoding = [...b.routes, ...b.agents].every(isAscii) ? 'latin1' : 'utf8';
   const chunks: Buffer[] = [];
   let out = '';
   for (let i = 0; i < b.id.length; i++) {
     const m = b.m[i] ?? '';
     let method = methods.get(m);
-    if (method === undefined) methods.set(m, (method = field(m)));
+    if (method === undefined) {
+      methods.set(m, (method = field(m)));
+      if (!isAscii(m)) encoding = 'utf8';
+    }
     const ua = b.ua[i] ?? -1;
     out += `${b.id[i]}${keys[b.k[i] ?? 0]}${iso(b.t[i] ?? 0)}\t${method}${routes[b.r[i] ?? 0]}${b.s[i]}\t${b.l[i]}\t${b.ip[i] ?? '\\N'}${ua < 0 ? '\t\\N\t' : agents[ua]}${OUTCOMES[b.o[i] ?? 0]}\n`;
     if (i % LINES_PER_CHUNK === LINES_PER_CHUNK - 1) {
-      chunks.push(Buffer.from(out));
+      chunks.push(Buffer.from(out, encoding));
       out = '';
     }
   }
-  if (out !== '') chunks.push(Buffer.from(out));
+  if (out !== '') chunks.push(Buffer.from(out, encoding));
   return chunks;
 }
 
