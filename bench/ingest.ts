@@ -33,7 +33,8 @@ export async function makeKeys(
   return { orgId: org.id, keyIds: rows.map((r) => r.id) };
 }
 
-function generate(orgId: string, keyIds: string[], n: number): UsageEvent[] {
+/** `n` events over `keyIds` in turn, spread over the last hour (also bench/worker-steps.ts). */
+export function generate(orgId: string, keyIds: string[], n: number): UsageEvent[] {
   const now = Date.now();
   const random = randomBytes(16 * n);
   const routes = ['/v1/orders/:id', '/v1/orders', '/v1/customers/:id', '/v1/invoices/:id/pay'];
@@ -156,6 +157,11 @@ export async function ingestScenario(url: string): Promise<Section> {
   const { rows } = await sql<{
     n: number;
   }>`select count(*)::int as n from api_key_usage_events`.execute(check);
+  // On disk: the events' partitions with their indexes (the rollups are a few rows per key).
+  const { rows: size } = await sql<{
+    bytes: string;
+  }>`select sum(pg_total_relation_size(relid))::int8 as bytes
+    from pg_partition_tree('api_key_usage_events')`.execute(check);
   await check.destroy();
   const ratio = copy.seconds / pipe.seconds;
   const workerPerEvent = pipe.workerUs / n;
@@ -171,7 +177,7 @@ export async function ingestScenario(url: string): Promise<Section> {
       `| raw COPY | ${copy.seconds.toFixed(1)} | ${fmt(n / copy.seconds)} | — | ${us(copy.postgresUs / n)} |`,
       `| pipeline | ${pipe.seconds.toFixed(1)} | ${fmt(n / pipe.seconds)} | ${us(workerPerEvent)} | ${us(pipe.postgresUs / n)} |`,
       '',
-      `Rows stored by the pipeline: ${fmt(rows[0]?.n ?? 0)} (expected ${fmt(n)}). Postgres in the pipeline also enqueues, fetches and completes the jobs and upserts the rollups.`,
+      `Rows stored by the pipeline: ${fmt(rows[0]?.n ?? 0)} (expected ${fmt(n)}), ${fmt(Number(size[0]?.bytes ?? 0) / n, 0)} bytes per event on disk with the indexes. Postgres in the pipeline also enqueues, fetches and completes the jobs and upserts the rollups.`,
     ],
     verdicts: [
       {

@@ -10,6 +10,7 @@ import { freshnessScenario } from './freshness.ts';
 import { pruneScenario } from './prune.ts';
 import { migrationScenario } from './migration.ts';
 import { serveScenario } from './serve.ts';
+import { scalingScenario } from './scaling.ts';
 import { uiScenario } from './ui.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
@@ -21,6 +22,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   prune: pruneScenario,
   migration: migrationScenario,
   serve: serveScenario,
+  scaling: scalingScenario,
   ui: uiScenario,
 };
 
@@ -52,12 +54,16 @@ try {
       '',
       ...s.lines,
       '',
-      '| claim (SPEC §8) | target | measured | |',
-      '|---|---|---|---|',
-      ...s.verdicts.map(
-        (v) => `| ${v.claim} | ${v.target} | ${v.value} | ${v.pass ? 'met' : '**missed**'} |`,
-      ),
-      '',
+      ...(s.verdicts.length === 0
+        ? []
+        : [
+            '| claim (SPEC §8) | target | measured | |',
+            '|---|---|---|---|',
+            ...s.verdicts.map(
+              (v) => `| ${v.claim} | ${v.target} | ${v.value} | ${v.pass ? 'met' : '**missed**'} |`,
+            ),
+            '',
+          ]),
     ]),
     // What was profiled, tried and measured lives in bench/findings.md and is kept with the figures.
     existsSync('bench/findings.md') ? readFileSync('bench/findings.md', 'utf8') : '',

@@ -4,13 +4,12 @@
  * aggregate, encode as COPY text and turn into rollup statements (compiled and serialized as
  * pg would send them). Interleaved rounds; CPU from process.cpuUsage().
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import { inflateRawSync } from 'node:zlib';
 import pg from 'pg';
 // @ts-expect-error pg's internals have no types; this is what pg runs on every parameter
 import * as pgUtils from 'pg/lib/utils.js';
-import { v7 as uuidv7 } from 'uuid';
 import { mergePayloads, type Batch } from '../src/usage/usage.batch.ts';
 import { packEvents, unpackJob, type UsageJob } from '../src/usage/usage.jobs.ts';
 import { aggregate, periodLabels } from '../src/usage/usage.aggregate.ts';
@@ -21,6 +20,7 @@ import {
   upsertTotals,
 } from '../src/usage/usage.queries.ts';
 import type { UsageEvent } from '../src/usage/usage.types.ts';
+import { generate } from './ingest.ts';
 import { fmt, median } from './lib.ts';
 
 const JOBS = 8;
@@ -28,29 +28,12 @@ const PER_JOB = 5_000;
 const KEYS = 1_000;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 
-function events(n: number): UsageEvent[] {
-  const now = Date.now();
-  const orgId = randomUUID();
-  const keys = Array.from({ length: KEYS }, () => randomUUID());
-  const random = randomBytes(16 * n);
-  const routes = ['/v1/orders/:id', '/v1/orders', '/v1/customers/:id', '/v1/invoices/:id/pay'];
-  return Array.from({ length: n }, (_, i) => {
-    const occurredAt = now - 3_600_000 + Math.floor((i * 3_000_000) / n);
-    return {
-      eventId: uuidv7({ msecs: occurredAt, random: random.subarray(16 * i, 16 * i + 16) }),
-      orgId,
-      keyId: keys[i % KEYS] ?? '',
-      occurredAt,
-      method: i % 4 === 0 ? 'POST' : 'GET',
-      route: routes[i % routes.length] ?? '/',
-      status: i % 50 === 0 ? 500 : i % 20 === 0 ? 404 : 200,
-      latencyMs: Math.fround(((i * 7919) % 5000) / 100),
-      ip: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-      userAgent: 'bench-client/1.0',
-      outcome: 'success',
-    };
-  });
-}
+const events = (n: number): UsageEvent[] =>
+  generate(
+    randomUUID(),
+    Array.from({ length: KEYS }, () => randomUUID()),
+    n,
+  );
 
 // pg-boss hands the worker each job's data parsed from jsonb: a fresh object per fetch.
 const asFetched = (jobs: UsageJob[]): unknown[] =>

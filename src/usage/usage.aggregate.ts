@@ -5,13 +5,17 @@
 import { bucketOf, emptyHistogram } from './histogram.ts';
 import type { Batch } from './usage.batch.ts';
 
-export type TotalsRow = {
+/** What every totals, hourly and daily row counts for its key. */
+type Counts = {
   keyId: string;
   orgId: string;
   requests: number;
   errors4xx: number;
   errors5xx: number;
   denied: number;
+};
+
+export type TotalsRow = Counts & {
   firstUsedAt: Date | null;
   lastUsedAt: Date | null;
   lastUsedIp: string | null;
@@ -74,13 +78,7 @@ export function periodLabels() {
 }
 
 /** A key's totals while a batch is summed: times as epoch ms (a Date only per row at the end). */
-type TotalsAcc = {
-  keyId: string;
-  orgId: string;
-  requests: number;
-  errors4xx: number;
-  errors5xx: number;
-  denied: number;
+type TotalsAcc = Counts & {
   first: number;
   last: number;
   lastIp: string | null;

@@ -30,8 +30,8 @@ export function emptyBatch(): Batch {
   };
 }
 
-/** Appends `value` to a dictionary, returning its index (an existing one when seen before). */
-function dictionary(values: string[]) {
+/** Adds values to a dictionary, returning each one's index (an existing one when seen before). */
+export function indexIn(values: string[]): (value: string) => number {
   const index = new Map<string, number>();
   return (value: string): number => {
     let i = index.get(value);
@@ -53,8 +53,8 @@ export function mergePayloads(payloads: readonly Batch[]): Batch {
   if (payloads.length === 1 && payloads[0]) return payloads[0];
   const out = emptyBatch();
   const keyIndex = new Map<string, number>();
-  const route = dictionary(out.routes);
-  const agent = dictionary(out.agents);
+  const route = indexIn(out.routes);
+  const agent = indexIn(out.agents);
   const remap = (column: number[], to: number[]): number[] => column.map((i) => to[i] ?? 0);
   for (const p of payloads) {
     const keys = p.keys.map(([keyId, orgId]) => {

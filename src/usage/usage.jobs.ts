@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isUuid } from '../platform/ids.ts';
+import { emptyBatch, indexIn } from './usage.batch.ts';
 import { OUTCOMES, storedLatency, type UsageEvent } from './usage.types.ts';
 
 const deflate = promisify(deflateRaw);
@@ -67,21 +68,10 @@ export const usagePayloadSchema = z
 
 export type UsagePayload = z.infer<typeof usagePayloadSchema>;
 
+/** A dictionary being filled: its values, and `add` giving a value's index. */
 function dictionary() {
   const values: string[] = [];
-  const index = new Map<string, number>();
-  return {
-    values,
-    add(value: string): number {
-      let i = index.get(value);
-      if (i === undefined) {
-        i = values.length;
-        values.push(value);
-        index.set(value, i);
-      }
-      return i;
-    },
-  };
+  return { values, add: indexIn(values) };
 }
 
 export function encodePayload(events: readonly UsageEvent[]): UsagePayload {
@@ -89,22 +79,7 @@ export function encodePayload(events: readonly UsageEvent[]): UsagePayload {
   const keyOrg = new Map<string, string>();
   const routes = dictionary();
   const agents = dictionary();
-  const p: UsagePayload = {
-    v: 1,
-    keys: [],
-    routes: [],
-    agents: [],
-    id: [],
-    k: [],
-    t: [],
-    m: [],
-    r: [],
-    s: [],
-    l: [],
-    ip: [],
-    ua: [],
-    o: [],
-  };
+  const p = emptyBatch();
   for (const e of events) {
     keyOrg.set(e.keyId, e.orgId);
     p.id.push(e.eventId);
