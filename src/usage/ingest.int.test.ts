@@ -142,6 +142,25 @@ describe('exactly-once ingest', () => {
     expect(logged).toContain('usage job failed; pg-boss will retry it');
   });
 
+  it('ingests jobs that give one key two orgs each on its own, each event under its own org', async () => {
+    const k = await createKey(app.client, org);
+    const other = await createOrg(app.client, 'Other');
+    const mine = events(k, 4);
+    const theirs = events(k, 3).map((e) => ({ ...e, orgId: other.orgId }));
+    const results = await newHandler()([
+      { id: 'mine', name: 'usage.ingest', data: encodePayload(mine) },
+      { id: 'theirs', name: 'usage.ingest', data: encodePayload(theirs) },
+    ] as never);
+    expect(results).toEqual([
+      { id: 'mine', status: 'completed' },
+      { id: 'theirs', status: 'completed' },
+    ]);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_key_usage_events
+      where key_id = ${k.id} and org_id = ${other.orgId}`.execute(app.kt.database.db);
+    expect(rows[0]?.n).toBe(3);
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(7);
+  });
+
   it('stores an event id seen at two times as two rows, and each exact repeat once', async () => {
     const k = await createKey(app.client, org);
     const [first] = events(k, 1);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isUuid } from '../platform/ids.ts';
 import { aggregate } from './usage.aggregate.ts';
 import { mergePayloads, selectRows } from './usage.batch.ts';
-import { decodePayload, encodePayload } from './usage.jobs.ts';
+import { decodePayload, encodePayload, usagePayloadSchema } from './usage.jobs.ts';
 import { encodeEventsCopy, isoTimes } from './usage.queries.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
 
@@ -68,7 +68,12 @@ describe('batches in columns', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 8.64e15 }), { maxLength: 50 }), (times) => {
         const iso = isoTimes();
-        for (const ms of [...times, ...times.map((t) => Math.max(0, t - 1))])
+        for (const ms of [
+          ...times,
+          ...times.map((t) => Math.max(0, t - 1)),
+          // Fractions of a millisecond (exact below 2^52).
+          ...times.filter((t) => t < 2 ** 52).map((t) => t + 0.7),
+        ])
           expect(iso(ms)).toBe(new Date(ms).toISOString());
       }),
     );
@@ -114,6 +119,33 @@ describe('batches in columns', () => {
         expect(r.routes).toHaveLength(routes.size);
       }),
     );
+  });
+
+  it('refuses to merge one key under two orgs, and merges payloads of any size', () => {
+    const [key, org] = KEYS[0];
+    const one = encodePayload(
+      fc.sample(eventArb, 3).map((e) => ({ ...e, keyId: key, orgId: org })),
+    );
+    const other = { ...one, keys: [[key, KEYS[2][1]]] as [string, string][] };
+    expect(() => mergePayloads([one, other])).toThrow(/two orgs/);
+    // Spreading a column into push() overflowed the stack past ~120,000 rows.
+    const big = encodePayload(
+      Array.from({ length: 150_000 }, (_, i) => ({
+        ...fc.sample(eventArb, 1)[0]!,
+        occurredAt: T0 + i,
+      })),
+    );
+    expect(mergePayloads([big, one]).id).toHaveLength(150_003);
+  });
+
+  it('refuses a payload listing one key twice (two rollup rows for one key)', () => {
+    const payload = encodePayload(fc.sample(eventArb, 2));
+    const twice = {
+      ...payload,
+      keys: [...payload.keys, ...payload.keys.map(([k, o]) => [k.toUpperCase(), o])],
+    };
+    expect(usagePayloadSchema.safeParse(payload).success).toBe(true);
+    expect(usagePayloadSchema.safeParse(twice).success).toBe(false);
   });
 
   it('selects rows by index and returns the batch itself when it keeps them all', () => {

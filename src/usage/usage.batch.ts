@@ -46,8 +46,8 @@ export function indexIn(values: string[]): (value: string) => number {
 
 /**
  * One batch of several payloads (the jobs of one fetch): the dictionaries merged, each column
- * concatenated with its indices remapped. A key id seen in two payloads keeps the org of the
- * first, as one payload's key dictionary does.
+ * concatenated with its indices remapped. Throws when two payloads give one key two orgs (no
+ * producer of ours does): the caller then ingests each payload on its own.
  */
 export function mergePayloads(payloads: readonly Batch[]): Batch {
   if (payloads.length === 1 && payloads[0]) return payloads[0];
@@ -55,7 +55,9 @@ export function mergePayloads(payloads: readonly Batch[]): Batch {
   const keyIndex = new Map<string, number>();
   const route = indexIn(out.routes);
   const agent = indexIn(out.agents);
-  const remap = (column: number[], to: number[]): number[] => column.map((i) => to[i] ?? 0);
+  const append = (to: number[], column: readonly number[], map: (i: number) => number) => {
+    for (const i of column) to.push(map(i));
+  };
   for (const p of payloads) {
     const keys = p.keys.map(([keyId, orgId]) => {
       let i = keyIndex.get(keyId);
@@ -63,13 +65,16 @@ export function mergePayloads(payloads: readonly Batch[]): Batch {
         i = out.keys.length;
         out.keys.push([keyId, orgId]);
         keyIndex.set(keyId, i);
+      } else if (out.keys[i]?.[1] !== orgId) {
+        throw new Error(`key ${keyId} comes with two orgs in one fetch`);
       }
       return i;
     });
+    const routes = p.routes.map(route);
     const agents = p.agents.map(agent);
-    out.k.push(...remap(p.k, keys));
-    out.r.push(...remap(p.r, p.routes.map(route)));
-    out.ua.push(...p.ua.map((i) => (i < 0 ? -1 : (agents[i] ?? -1))));
+    append(out.k, p.k, (i) => keys[i] ?? 0);
+    append(out.r, p.r, (i) => routes[i] ?? 0);
+    append(out.ua, p.ua, (i) => (i < 0 ? -1 : (agents[i] ?? -1)));
   }
   // Columns without dictionary indices are concatenated as they are.
   const concat = <T>(column: (p: Batch) => T[]): T[] => ([] as T[]).concat(...payloads.map(column));

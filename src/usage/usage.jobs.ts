@@ -64,6 +64,11 @@ export const usagePayloadSchema = z
       p.r.every((i) => i < p.routes.length) &&
       p.ua.every((i) => i < p.agents.length),
     'dictionary index out of range',
+  )
+  // One row per key in the rollups: a key listed twice would upsert one row twice.
+  .refine(
+    (p) => new Set(p.keys.map(([keyId]) => keyId.toLowerCase())).size === p.keys.length,
+    'a key listed twice',
   );
 
 export type UsagePayload = z.infer<typeof usagePayloadSchema>;

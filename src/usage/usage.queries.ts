@@ -180,7 +180,8 @@ const MILLIS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0')
 export function isoTimes(): (ms: number) => string {
   let second = Number.NaN;
   let prefix = '';
-  return (ms) => {
+  return (time) => {
+    const ms = Math.trunc(time); // as Date does with a fraction of a millisecond
     const s = Math.floor(ms / 1000);
     if (s !== second) {
       second = s;
