@@ -148,12 +148,13 @@ export async function ingestQueueState(db: QueryExecutorProvider): Promise<Inges
 export async function workersInIngest(
   db: QueryExecutorProvider,
   names: readonly string[],
+  phase = '%',
 ): Promise<string[]> {
   if (names.length === 0) return [];
   const { rows } = await sql<{ name: string }>`
     select distinct application_name as name from pg_stat_activity
     where application_name in (${sql.join(names)}) and xact_start is not null
       and (query ilike '%api_key_usage%' or query ilike 'savepoint%'
-        or query ilike 'rollback to savepoint%')`.execute(db);
+        or query ilike 'rollback to savepoint%') and query ilike ${phase}`.execute(db);
   return rows.map((r) => r.name);
 }

@@ -30,7 +30,6 @@ const SEED = Number(process.env.FAULTS_SEED ?? Date.now() % 1_000_000);
 const random = seededRandom(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 const between = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo));
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const KILL_ROUNDS = 6;
 const REPORTED_BATCHES = 30;
@@ -168,8 +167,13 @@ describe('usage workers SIGKILLed at random moments during ingest', () => {
           expect(res.status, res.text).toBe(202);
           tally.add(writer.id, 202, false);
         }
-        // Pacing of the load generator (a gateway's rhythm), not a wait for a state.
-        await sleep(between(50, 250));
+        // A gateway's rhythm: the next report once the request path has served a random number
+        // more requests (a condition, not a fixed time).
+        const next = tally.events + between(10, 60);
+        await waitFor(() => !sending || tally.events >= next, {
+          timeoutMs: 10_000,
+          intervalMs: 5,
+        }).catch(() => undefined);
       }
     };
     // Request-path events: 200s, 404s and 500s with valid keys, 401s with the revoked key.
@@ -188,7 +192,8 @@ describe('usage workers SIGKILLed at random moments during ingest', () => {
     };
     // Kills at random moments. Rounds 0 and 3 strike blind (a worker may be idle, fetching or
     // mid-batch); the others wait for a victim to be inside an ingest transaction, then strike
-    // 0-40 ms later (mid-COPY, mid-upsert, or committed but not yet completed in pg-boss).
+    // at a random statement of it (mid-COPY, mid-upsert, or committed but not yet completed in
+    // pg-boss).
     // Rounds 2 and 5 (and a random quarter of the others) kill both workers at once.
     const kills: { round: number; killed: number; inBatch: number; at: number }[] = [];
     let killing = true;
@@ -214,8 +219,13 @@ describe('usage workers SIGKILLed at random moments during ingest', () => {
             },
             { timeoutMs: 5_000, intervalMs: 5 },
           ).catch(() => []);
-          // The random moment itself: 0-40 ms into the victim's transaction.
-          await sleep(between(0, 40));
+          // The random moment itself: a random statement of the victim's transaction (the COPY,
+          // one of the upserts, or whatever it runs now), if it gets there within 2 s.
+          const phase = pick(['copy%', '%api_key_usage_totals%', '%api_key_usage_daily%', '%']);
+          await waitFor(async () => (await workersInIngest(db, busy, phase)).length > 0, {
+            timeoutMs: 2_000,
+            intervalMs: 2,
+          }).catch(() => undefined);
         }
         const both = round === 2 || round === 5 || random() < 0.25;
         const target = busy.length > 0 ? live.filter((w) => busy.includes(w.name)) : live;
