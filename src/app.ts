@@ -19,14 +19,15 @@ import { adminRoutes } from './http/routes/admin.routes.ts';
 export const BODY_LIMIT = 1024 * 1024;
 
 /**
- * Sends a request only to the routers registered for its path's first segment (`api`, `v1`…):
- * the others' layers are never walked. Router templates are unchanged (nothing is mounted under a
- * path, so `req.baseUrl` stays empty).
+ * Sends a request only to the routers registered for its path's first `depth` segments (`api`,
+ * `v1`, `api/keys`…): the others' layers are never walked. Router templates are unchanged
+ * (nothing is mounted under a path, so `req.baseUrl` stays empty).
  */
-function bySegment(routes: Map<string, RequestHandler>): RequestHandler {
+function bySegment(routes: Map<string, RequestHandler>, depth = 1): RequestHandler {
   return (req, res, next) => {
     const path = req.path;
-    const end = path.indexOf('/', 1);
+    let end = 0;
+    for (let i = 0; i < depth && end !== -1; i++) end = path.indexOf('/', end + 1);
     // Lower case: Express routes match paths case-insensitively.
     const handler = routes.get((end === -1 ? path.slice(1) : path.slice(1, end)).toLowerCase());
     if (handler) handler(req, res, next);
@@ -54,16 +55,24 @@ export function buildApp(kt: Keytrail): Express {
   app.use(jsonBody(BODY_LIMIT));
   const system = systemRoutes(kt);
   const usage = usageRoutes(kt);
-  const api = group(
-    orgsRoutes(kt),
-    // Before keysRoutes: /api-keys/usage must not be taken for /api-keys/:keyId.
-    analyticsRoutes(kt),
-    keysRoutes(kt),
-    eventsRoutes(kt),
-    auditRoutes(kt),
-    verifyRoutes(kt),
-    keysSelfRoutes(kt),
-    usage,
+  // Second level: /api/keys/… (verify, the caller's own key) never walks the org routers.
+  const api = bySegment(
+    new Map<string, RequestHandler>([
+      [
+        'api/orgs',
+        group(
+          orgsRoutes(kt),
+          // Before keysRoutes: /api-keys/usage must not be taken for /api-keys/:keyId.
+          analyticsRoutes(kt),
+          keysRoutes(kt),
+          eventsRoutes(kt),
+          auditRoutes(kt),
+          usage,
+        ),
+      ],
+      ['api/keys', group(verifyRoutes(kt), keysSelfRoutes(kt))],
+    ]),
+    2,
   );
   const routes = new Map<string, RequestHandler>([
     ['api', api],

@@ -69,7 +69,13 @@ describe('errors are problem+json with stable codes', () => {
     const self = await app().client.get('/API/Keys/self', { key: org.adminKey });
     expect(self.status).toBe(200);
     expect((await app().client.get('/HEALTHZ')).status).toBe(200);
-    for (const path of ['/__proto__/x', '/constructor', '/toString', '/', '/v2/demo/orders/1'])
+    // The second level (api/orgs, api/keys) too, with a trailing slash as Express allows.
+    expect((await app().client.get(`/Api/ORGS/${org.orgId}/`, { key: org.adminKey })).status).toBe(
+      200,
+    );
+    const paths = ['/__proto__/x', '/constructor', '/toString', '/', '/v2/demo/orders/1'];
+    paths.push('/api', '/api/', '/api/__proto__', '/api/constructor/x', '/api/keys');
+    for (const path of paths)
       expectProblem(await app().client.get(path, { key: org.adminKey }), 404, 'not_found');
   });
 

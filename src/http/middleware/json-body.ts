@@ -14,7 +14,8 @@ import { AppError } from '../../platform/errors.ts';
 
 const JSON_TYPES = ['application/json', 'application/*+json'];
 /** Content types the fast path reads itself: JSON with no parameter or `charset=utf-8`. */
-const PLAIN_JSON = /^application\/(?:[\w.+-]+\+)?json\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+const PLAIN_JSON =
+  /^application\/(?:[\w.+-]+\+)?json\s*(?:;\s*charset\s*=\s*(?:utf-8|"utf-8")\s*)?$/i;
 
 /** Fails like body-parser does, so the error handler answers the same problem. */
 const bodyError = (type: string, message: string) =>
@@ -76,15 +77,17 @@ export function jsonBody(limit: number): RequestHandler {
       next();
       return;
     }
-    if (!req.is(JSON_TYPES)) {
+    // A plain JSON type needs no full media-type parse (type-is was ~1 % of a verify call).
+    const plainType = PLAIN_JSON.test(headers['content-type'] ?? '');
+    if (!plainType && !req.is(JSON_TYPES)) {
       throw new AppError('unsupported_media_type', { detail: 'send the body as application/json' });
     }
     const encoding = headers['content-encoding'];
     const plain =
+      plainType &&
       !chunked &&
       length <= limit &&
-      (encoding === undefined || encoding === 'identity') &&
-      PLAIN_JSON.test(headers['content-type'] ?? '');
+      (encoding === undefined || encoding === 'identity');
     if (plain) readPlain(req, length, next);
     else general(req, res, next);
   };
