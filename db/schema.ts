@@ -34,6 +34,7 @@ export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 export interface ApiKeys {
   created_at: Generated<Timestamp>;
   created_by_key_id: string | null;
+  dormant_notified_at: Timestamp | null;
   environment: string;
   expires_at: Timestamp | null;
   expiry_audited_at: Timestamp | null;
@@ -122,6 +123,18 @@ export interface AuditEvents {
   target_type: string;
 }
 
+export interface DormantKeyPolicies {
+  acting_scopes: string[] | null;
+  action: string;
+  after_days: number;
+  enabled: boolean;
+  exclude_environments: Generated<string[]>;
+  exclude_scopes: Generated<string[]>;
+  org_id: string;
+  updated_at: Timestamp;
+  updated_by_key_id: string | null;
+}
+
 export interface Orgs {
   created_at: Generated<Timestamp>;
   id: string;
@@ -141,6 +154,7 @@ export interface DB {
   api_key_usage_totals: ApiKeyUsageTotals;
   api_keys: ApiKeys;
   audit_events: AuditEvents;
+  dormant_key_policies: DormantKeyPolicies;
   orgs: Orgs;
   usage_prune_watermark: UsagePruneWatermark;
 }

@@ -14,6 +14,7 @@ import { analyticsRoutes } from './http/routes/analytics.routes.ts';
 import { eventsRoutes } from './http/routes/events.routes.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
+import { policiesRoutes } from './http/routes/policies.routes.ts';
 
 /** Request bodies are limited to 1 MiB. */
 export const BODY_LIMIT = 1024 * 1024;
@@ -67,6 +68,7 @@ export function buildApp(kt: Keytrail): Express {
           keysRoutes(kt),
           eventsRoutes(kt),
           auditRoutes(kt),
+          policiesRoutes(kt),
           usage,
         ),
       ],

@@ -12,6 +12,7 @@ import { createOrgsService, type OrgsService } from './orgs/orgs.service.ts';
 import { createUsageService, type UsageService } from './usage/usage.service.ts';
 import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
 import { createEventsService, type EventsService } from './usage/events.service.ts';
+import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
 import { ExportSlots } from './usage/export-slots.ts';
 import { MissLimiter } from './keys/miss-limiter.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
@@ -33,6 +34,7 @@ export type Keytrail = {
   usage: UsageService;
   analytics: AnalyticsService;
   events: EventsService;
+  dormantPolicies: DormantPolicies;
   /** Streamed exports' slots; exports read through `exportDatabase`, never `database`. */
   exportSlots: ExportSlots;
   exportDatabase: DbHandle;
@@ -111,6 +113,14 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   });
   const exportSlots = new ExportSlots(config.exports);
   const events = createEventsService(database.db, exportDatabase);
+  const dormantPolicies = createDormantPolicies({
+    db: database.db,
+    clock,
+    logger,
+    flushIntervalMs: config.usage.flushIntervalMs,
+    defaultDays: config.dormantDays,
+    freshnessTimeoutMs: 60_000,
+  });
   const metrics = createMetrics();
   metrics.observe({
     bufferSize: () => usage.buffer.size,
@@ -146,6 +156,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     usage,
     analytics,
     events,
+    dormantPolicies,
     exportSlots,
     exportDatabase,
     metrics,

@@ -4,7 +4,11 @@
  */
 import type { Keytrail } from '../src/keytrail.ts';
 import { createIngester } from '../src/usage/usage.ingest.ts';
-import { MAINTENANCE_QUEUE, USAGE_INGEST_QUEUE } from '../src/usage/usage.jobs.ts';
+import {
+  MAINTENANCE_CRON,
+  MAINTENANCE_QUEUE,
+  USAGE_INGEST_QUEUE,
+} from '../src/usage/usage.jobs.ts';
 import { ingestUsageHandler } from './ingest-usage.ts';
 import { runMaintenance } from './maintenance.ts';
 
@@ -35,7 +39,7 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
     },
     handler,
   );
-  await boss.schedule(MAINTENANCE_QUEUE, '17 3 * * *', {}, { tz: 'UTC' });
+  await boss.schedule(MAINTENANCE_QUEUE, MAINTENANCE_CRON, {}, { tz: 'UTC' });
   const maintenanceWorker = await boss.work(MAINTENANCE_QUEUE, async () => runMaintenance(kt));
   kt.logger.info({ concurrency: kt.config.worker.concurrency }, 'usage worker started');
   return {

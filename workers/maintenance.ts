@@ -4,7 +4,8 @@ import { prune } from '../src/usage/usage.prune.ts';
 
 /**
  * Daily upkeep: partitions ahead exist before events arrive; data past retention goes; keys
- * that expired since the last run get their `key.expired` audit entry (all in prune).
+ * that expired since the last run get their `key.expired` audit entry (all in prune); then
+ * each org's dormant-key policy notifies about or revokes its dormant keys.
  */
 export async function runMaintenance(kt: Keytrail): Promise<void> {
   const now = kt.clock.now();
@@ -25,5 +26,11 @@ export async function runMaintenance(kt: Keytrail): Promise<void> {
       prune_skipped: report.skipped,
     },
     'maintenance: partitions ensured, retention applied',
+  );
+  // After the expiry audit: a key that expired is not dormant, and is never revoked as such.
+  const dormant = await kt.dormantPolicies.runAll();
+  kt.logger.info(
+    { orgs: dormant.orgs, keys_acted_on: dormant.acted, orgs_skipped: dormant.skipped },
+    'maintenance: dormant-key policies applied',
   );
 }

@@ -8,14 +8,15 @@ import {
 } from './audit.queries.ts';
 import type { AuditAction, AuditEntry } from './audit.types.ts';
 
-export type AuditActor = { type: 'key'; keyId: string } | { type: 'operator' } | { type: 'system' };
+export type AuditActor =
+  { type: 'key'; keyId: string } | { type: 'operator' } | { type: 'system' } | { type: 'policy' };
 
 export type NewAuditEntry = {
   orgId: string;
   at: Date;
   actor: AuditActor;
   action: AuditAction;
-  target: { type: 'api_key' | 'partition'; id: string | null };
+  target: { type: 'api_key' | 'partition' | 'policy'; id: string | null };
   details: Record<string, unknown>;
 };
 

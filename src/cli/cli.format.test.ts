@@ -3,7 +3,6 @@ import { intFlag, parseFlags, printable, quote, UsageError, wantsHelp } from './
 import { bytes, clip, count, dayOrTime, isoOrNull, isoSeconds, table } from './cli.format.ts';
 import { dormantText } from './keys.command.ts';
 import { partitionsText } from './partitions.command.ts';
-import type { KeyUsageRow } from '../usage/analytics.queries.ts';
 
 describe('CLI formatting', () => {
   it('aligns table columns to their widest cell without trailing blanks', () => {
@@ -125,16 +124,16 @@ describe('command output', () => {
 
   it('says how many keys are dormant, singular or plural', () => {
     const key = {
-      key_id: '018f0000-0000-7000-8000-000000000001',
+      id: '018f0000-0000-7000-8000-000000000001',
       name: 'n'.repeat(50),
       prefix: 'sk_live_abcdefgh',
       created_at: new Date('2026-01-01T00:00:00Z'),
       last_used_at: null,
-    } as KeyUsageRow;
+    };
     const one = dormantText('org-1', 1, [key]).split('\n');
     expect(one[0]).toBe('1 dormant key in org org-1 (active, not used in the last 1 day):');
     expect(one[2]?.split(/\s{2,}/)).toEqual([
-      key.key_id,
+      key.id,
       `${'n'.repeat(39)}…`,
       key.prefix,
       'never',
@@ -142,6 +141,12 @@ describe('command output', () => {
     ]);
     expect(dormantText('org-1', 30, [key, key]).split('\n')[0]).toBe(
       '2 dormant keys in org org-1 (active, not used in the last 30 days):',
+    );
+    expect(dormantText('org-1', 30, [key], 'revoked').split('\n')[0]).toBe(
+      'revoked 1 dormant key in org org-1 (active, not used in the last 30 days):',
+    );
+    expect(dormantText('org-1', 7, [], 'would revoke')).toBe(
+      'no dormant keys in org org-1 (active, not used in the last 7 days): nothing to revoke\n',
     );
   });
 });

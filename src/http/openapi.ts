@@ -2,8 +2,9 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-ope
 import { z } from 'zod';
 import { ERROR_CODES } from '../platform/errors.ts';
 import * as s from './schemas.ts';
+import * as policy from './policy.schemas.ts';
 
-type Method = 'get' | 'post' | 'patch' | 'delete';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Op = {
   method: Method;
   path: string;
@@ -144,6 +145,35 @@ const OPERATIONS: Op[] = [
     query: s.AuditQuery,
     ok: { status: 200, schema: s.AuditPageJson, description: 'A page of audit events' },
     errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/policies/dormant-keys',
+    summary: 'The org’s dormant-key policy (the defaults, off, until one is set)',
+    scope: 'keys:read',
+    params: z.object(ORG),
+    ok: { status: 200, schema: policy.DormantPolicyJson, description: 'The policy' },
+    errors: [401, 403, 404],
+  },
+  {
+    method: 'put',
+    path: '/api/orgs/{orgId}/policies/dormant-keys',
+    summary:
+      'Set the dormant-key policy (audited); a revoking policy revokes only keys the caller could revoke',
+    scope: 'keys:write',
+    params: z.object(ORG),
+    body: policy.DormantPolicyBody,
+    ok: { status: 200, schema: policy.DormantPolicyJson, description: 'The policy as saved' },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
+    path: '/api/orgs/{orgId}/policies/dormant-keys/preview',
+    summary: 'Exactly the keys the next daily run would act on, if run now',
+    scope: 'keys:read',
+    params: z.object(ORG),
+    ok: { status: 200, schema: policy.DormantPreviewJson, description: 'The preview' },
+    errors: [401, 403, 404],
   },
   {
     method: 'get',

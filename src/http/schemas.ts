@@ -16,7 +16,7 @@ export const Uuid = z.uuid();
 export const Scope = z.string().regex(SCOPE_RE, 'must match ^[a-z][a-z0-9_.:-]{0,63}$');
 export const Scopes = z.array(Scope).max(100);
 const Name = SafeText(200);
-const Timestamp = z.iso.datetime({ offset: true });
+export const Timestamp = z.iso.datetime({ offset: true });
 const FutureTime = BoundedTime.transform((s) => new Date(s));
 
 export const Limit = z.coerce.number().int().min(1).max(500).default(50);
@@ -368,7 +368,10 @@ export const AuditEventJson = z
     id: Uuid,
     occurred_at: Timestamp,
     action: z.enum(AUDIT_ACTIONS),
-    actor: z.object({ type: z.enum(['key', 'operator', 'system']), key_id: Uuid.nullable() }),
+    actor: z.object({
+      type: z.enum(['key', 'operator', 'system', 'policy']),
+      key_id: Uuid.nullable(),
+    }),
     target: z.object({ type: z.string(), id: z.string().nullable() }),
     details: z.record(z.string(), z.unknown()),
   })

@@ -90,7 +90,10 @@ const KEY_COLUMNS = [
   't.request_count',
 ] as const;
 
-type KeyRow = Omit<Selectable<ApiKeys>, 'key_hash' | 'created_by_key_id' | 'expiry_audited_at'> & {
+type KeyRow = Omit<
+  Selectable<ApiKeys>,
+  'key_hash' | 'created_by_key_id' | 'expiry_audited_at' | 'dormant_notified_at'
+> & {
   last_used_at: Date | null;
   last_used_ip: string | null;
   request_count: number | null;

@@ -16,6 +16,16 @@ const deflate = promisify(deflateRaw);
 export const USAGE_INGEST_QUEUE = 'usage.ingest';
 export const USAGE_DEAD_LETTER_QUEUE = 'usage.ingest.dead';
 export const MAINTENANCE_QUEUE = 'maintenance.daily';
+/** The daily maintenance (partitions, retention, expiry audit, dormant-key policies): 03:17 UTC. */
+export const MAINTENANCE_CRON = '17 3 * * *';
+const MAINTENANCE_MINUTE_OF_DAY = 3 * 60 + 17;
+
+/** The first daily maintenance run after `now`. */
+export function nextMaintenanceRun(now: Date): Date {
+  const day = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  const today = day + MAINTENANCE_MINUTE_OF_DAY * 60_000;
+  return new Date(today > now.getTime() ? today : today + 86_400_000);
+}
 
 /**
  * A column of the payload, checked element by element in one plain loop: per-element zod

@@ -1,0 +1,64 @@
+/** Request and response schemas of the dormant-key policy endpoints (SPEC §10). */
+import { z } from 'zod';
+import { ENVIRONMENTS } from '../keys/key-format.ts';
+import { DORMANT_ACTIONS, MAX_AFTER_DAYS, MIN_AFTER_DAYS } from '../policies/dormant.types.ts';
+import { Scopes, Timestamp, Uuid } from './schemas.ts';
+
+const policyFields = {
+  enabled: z.boolean().meta({ description: 'Off by default: nothing is acted on.' }),
+  after_days: z
+    .number()
+    .int()
+    .min(MIN_AFTER_DAYS)
+    .max(MAX_AFTER_DAYS)
+    .meta({ description: 'A key unused (or never used) for this many days is dormant.' }),
+  action: z.enum(DORMANT_ACTIONS).meta({
+    description:
+      'notify: audit key.dormant once per dormant spell; revoke: revoke the key (audited, actor policy).',
+  }),
+};
+
+export const DormantPolicyBody = z
+  .strictObject({
+    ...policyFields,
+    exclude_environments: z.array(z.enum(ENVIRONMENTS)).max(10).optional(),
+    exclude_scopes: Scopes.optional().meta({
+      description: 'Keys holding any of these scopes are never acted on.',
+    }),
+  })
+  .meta({ id: 'DormantKeyPolicyRequest' });
+
+export const DormantPolicyJson = z
+  .object({
+    ...policyFields,
+    exclude_environments: z.array(z.enum(ENVIRONMENTS)),
+    exclude_scopes: z.array(z.string()),
+    updated_at: Timestamp.nullable().meta({ description: 'null: never set (the defaults).' }),
+  })
+  .meta({ id: 'DormantKeyPolicy' });
+
+export const DormantPreviewJson = z
+  .object({
+    policy: DormantPolicyJson,
+    next_run_at: Timestamp.nullable().meta({
+      description: 'When the worker applies the policy next (daily); null while it is off.',
+    }),
+    action: z.enum(DORMANT_ACTIONS),
+    keys: z
+      .array(
+        z.object({
+          key_id: Uuid,
+          name: z.string(),
+          prefix: z.string(),
+          environment: z.enum(ENVIRONMENTS),
+          scopes: z.array(z.string()),
+          created_at: Timestamp,
+          last_used_at: Timestamp.nullable(),
+        }),
+      )
+      .meta({
+        description:
+          'Exactly the keys a run would act on now, least recently used first (empty while the policy is off). A key used before the run is spared.',
+      }),
+  })
+  .meta({ id: 'DormantKeyPolicyPreview' });

@@ -1,0 +1,60 @@
+import { Router, type Request } from 'express';
+import type { Keytrail } from '../../keytrail.ts';
+import { AppError } from '../../platform/errors.ts';
+import { planOf, publicPolicy } from '../../policies/dormant.service.ts';
+import { nextMaintenanceRun } from '../../usage/usage.jobs.ts';
+import { DormantPolicyBody } from '../policy.schemas.ts';
+import { OrgIdParams } from '../schemas.ts';
+import { parseInput } from '../validate.ts';
+
+const BASE = '/api/orgs/:orgId/policies/dormant-keys';
+
+function orgOf(req: Request): string {
+  return parseInput(OrgIdParams, req.params, 'path').orgId;
+}
+
+/** GET/PUT the org's dormant-key policy and preview its next run (SPEC §10). */
+export function policiesRoutes(kt: Keytrail): Router {
+  const router = Router();
+  const can = (scope: string) => kt.requireKey({ orgParam: 'orgId', scopes: [scope] });
+  const policies = kt.dormantPolicies;
+
+  router.get(BASE, can('keys:read'), async (req, res) => {
+    res.json(publicPolicy(await policies.get(orgOf(req))));
+  });
+
+  router.put(BASE, can('keys:write'), async (req, res) => {
+    if (!req.apiKey) throw new AppError('unauthenticated');
+    const body = parseInput(DormantPolicyBody, req.body ?? {}, 'body');
+    const saved = await policies.put(req.apiKey, orgOf(req), {
+      enabled: body.enabled,
+      after_days: body.after_days,
+      action: body.action,
+      exclude_environments: body.exclude_environments ?? [],
+      exclude_scopes: body.exclude_scopes ?? [],
+    });
+    res.json(publicPolicy(saved));
+  });
+
+  router.get(`${BASE}/preview`, can('keys:read'), async (req, res) => {
+    const orgId = orgOf(req);
+    const policy = await policies.get(orgId);
+    const now = kt.clock.now();
+    const keys = policy.enabled ? await policies.select(orgId, planOf(policy), now) : [];
+    res.json({
+      policy: publicPolicy(policy),
+      next_run_at: policy.enabled ? nextMaintenanceRun(now).toISOString() : null,
+      action: policy.action,
+      keys: keys.map((k) => ({
+        key_id: k.id,
+        name: k.name,
+        prefix: k.prefix,
+        environment: k.environment,
+        scopes: k.scopes,
+        created_at: k.created_at.toISOString(),
+        last_used_at: k.last_used_at?.toISOString() ?? null,
+      })),
+    });
+  });
+  return router;
+}
