@@ -1,0 +1,257 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker, type Worker } from '../../workers/main.ts';
+import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
+import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import { cliEnv, runInProcess } from '../testing/cli.ts';
+import { expectProblem } from '../testing/problem.ts';
+
+const dbUrl = useTestDatabase();
+let app: TestApp;
+let worker: Worker;
+beforeAll(async () => {
+  app = await startTestApp(dbUrl(), {
+    config: {
+      usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
+    },
+  });
+  worker = await startWorker(app.kt);
+});
+afterAll(async () => {
+  await worker.stop();
+  await app.close();
+});
+
+const policyPath = (org: TestOrg) => `/api/orgs/${org.orgId}/policies/dormant-keys`;
+const db = () => app.kt.database.db;
+
+/** Every key of the org was created `days` ago (and never used since, unless used later). */
+async function ageKeys(org: TestOrg, days: number): Promise<void> {
+  await sql`update api_keys set created_at = now() - make_interval(days => ${days})
+    where org_id = ${org.orgId}`.execute(db());
+}
+
+/** A real tracked request with `key`, waited for until its use is in the totals. */
+async function use(key: string, keyId: string): Promise<void> {
+  const before = Date.now();
+  expect((await app.client.get('/api/keys/self', { key })).status).toBe(200);
+  await waitFor(async () => {
+    const { rows } = await sql<{ at: Date | null }>`select last_used_at as at
+      from api_key_usage_totals where key_id = ${keyId}`.execute(db());
+    const at = rows[0]?.at;
+    return at && at.getTime() >= before - 1000 ? at : undefined;
+  });
+}
+
+async function audits(org: TestOrg, action: string) {
+  const { rows } = await sql<{ target_id: string; actor_type: string; details: any }>`
+    select target_id, actor_type, details from audit_events
+    where org_id = ${org.orgId} and action = ${action} order by target_id`.execute(db());
+  return rows;
+}
+
+async function setPolicy(org: TestOrg, body: object, key = org.adminKey) {
+  const res = await app.client.put(policyPath(org), { key, body });
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return res.body;
+}
+
+const previewIds = async (org: TestOrg): Promise<string[]> => {
+  const res = await app.client.get(`${policyPath(org)}/preview`, { key: org.adminKey });
+  expect(res.status).toBe(200);
+  return res.body.keys.map((k: { key_id: string }) => k.key_id).sort();
+};
+
+describe('dormant-key policy endpoints', () => {
+  let org: TestOrg;
+  beforeAll(async () => {
+    org = await createOrg(app.client, 'Policy API');
+  });
+
+  it('is off by default, and PUT replaces it, audited', async () => {
+    const res = await app.client.get(policyPath(org), { key: org.adminKey });
+    expect(res.body).toEqual({
+      enabled: false,
+      after_days: 30,
+      action: 'notify',
+      exclude_environments: [],
+      exclude_scopes: [],
+      updated_at: null,
+    });
+    const body = {
+      enabled: true,
+      after_days: 90,
+      action: 'revoke',
+      exclude_environments: ['test'],
+    };
+    const saved = await setPolicy(org, body);
+    expect(saved).toMatchObject({ ...body, exclude_scopes: [] });
+    expect(new Date(saved.updated_at).getTime()).toBeGreaterThan(Date.now() - 60_000);
+    expect((await app.client.get(policyPath(org), { key: org.adminKey })).body).toEqual(saved);
+    const [entry] = await audits(org, 'policy.updated');
+    expect(entry?.details).toMatchObject({ policy: 'dormant-keys', from: null, to: body });
+  });
+
+  it('refuses bad policies with 400 and keeps the one it had', async () => {
+    const before = (await app.client.get(policyPath(org), { key: org.adminKey })).body;
+    const good = { enabled: true, after_days: 30, action: 'notify' };
+    for (const bad of [
+      { ...good, after_days: 6 },
+      { ...good, after_days: 3651 },
+      { ...good, after_days: 30.5 },
+      { ...good, action: 'delete' },
+      { ...good, enabled: 'yes' },
+      { ...good, exclude_environments: ['prod'] },
+      { ...good, exclude_scopes: ['Not A Scope'] },
+      { ...good, surprise: 1 },
+      { after_days: 30, action: 'notify' },
+      [],
+    ]) {
+      const res = await app.client.put(policyPath(org), { key: org.adminKey, body: bad });
+      expectProblem(res, 400, 'validation_failed');
+    }
+    expect((await app.client.get(policyPath(org), { key: org.adminKey })).body).toEqual(before);
+  });
+
+  it('needs keys:read to read, keys:write to change, and hides other orgs', async () => {
+    const reader = await createKey(app.client, org, { scopes: ['keys:read'] });
+    const usageOnly = await createKey(app.client, org, { scopes: ['usage:read'] });
+    expect((await app.client.get(policyPath(org), { key: reader.key })).status).toBe(200);
+    expect((await app.client.get(`${policyPath(org)}/preview`, { key: reader.key })).status).toBe(
+      200,
+    );
+    const body = { enabled: false, after_days: 30, action: 'notify' };
+    expectProblem(
+      await app.client.put(policyPath(org), { key: reader.key, body }),
+      403,
+      'insufficient_scope',
+    );
+    expectProblem(
+      await app.client.get(policyPath(org), { key: usageOnly.key }),
+      403,
+      'insufficient_scope',
+    );
+    const other = await createOrg(app.client, 'Other');
+    expectProblem(await app.client.get(policyPath(org), { key: other.adminKey }), 404, 'not_found');
+    expectProblem(
+      await app.client.put(policyPath(org), { key: other.adminKey, body }),
+      404,
+      'not_found',
+    );
+    expectProblem(await app.client.get(policyPath(org)), 401, 'unauthenticated');
+  });
+});
+
+describe('the daily run', () => {
+  it('revokes exactly the previewed keys, spares one used after the preview, audits each once', async () => {
+    const org = await createOrg(app.client, 'Revoking');
+    const make = (o: object) => createKey(app.client, org, { name: 'k', ...o });
+    const [idle1, idle2, late, used, testEnv, billing] = await Promise.all([
+      make({}),
+      make({}),
+      make({}),
+      make({}),
+      make({ environment: 'test' }),
+      make({ scopes: ['billing:admin'] }),
+    ]);
+    await ageKeys(org, 10);
+    await use(org.adminKey, org.adminKeyId);
+    await use(used.key, used.id);
+    await setPolicy(org, {
+      enabled: true,
+      after_days: 7,
+      action: 'revoke',
+      exclude_environments: ['test'],
+      exclude_scopes: ['billing:admin'],
+    });
+    const preview = await previewIds(org);
+    expect(preview).toEqual([idle1.id, idle2.id, late.id].sort());
+    await use(late.key, late.id);
+    await app.kt.dormantPolicies.runAll();
+    const revoked = await audits(org, 'key.revoked');
+    expect(revoked.map((a) => a.target_id)).toEqual([idle1.id, idle2.id].sort());
+    for (const a of revoked) {
+      expect(a.actor_type).toBe('policy');
+      expect(a.details).toMatchObject({ reason: 'dormant', after_days: 7 });
+    }
+    // The revoked key is refused at once; the others still work.
+    expect((await app.client.get('/api/keys/self', { key: idle1.key })).status).toBe(401);
+    for (const k of [late, used, testEnv, billing])
+      expect((await app.client.get('/api/keys/self', { key: k.key })).status).toBe(200);
+    const res = await app.client.get(`/api/orgs/${org.orgId}/audit-events`, { key: org.adminKey });
+    const entry = res.body.data.find((e: any) => e.action === 'key.revoked');
+    expect(entry.actor).toEqual({ type: 'policy', key_id: null });
+    // Again: nothing left to do, nothing audited twice.
+    await app.kt.dormantPolicies.runAll();
+    expect(await audits(org, 'key.revoked')).toHaveLength(2);
+    expect(await previewIds(org)).toEqual([]);
+  });
+
+  it('notifies once per dormant spell, however many runs overlap', async () => {
+    const org = await createOrg(app.client, 'Notifying');
+    const keys: TestKey[] = [];
+    for (let i = 0; i < 30; i++) keys.push(await createKey(app.client, org, { name: `k${i}` }));
+    await ageKeys(org, 10);
+    await use(org.adminKey, org.adminKeyId);
+    await setPolicy(org, { enabled: true, after_days: 7, action: 'notify' });
+    expect(await previewIds(org)).toHaveLength(30);
+    await Promise.all([app.kt.dormantPolicies.runAll(), app.kt.dormantPolicies.runAll()]);
+    const notified = await audits(org, 'key.dormant');
+    expect(notified.map((a) => a.target_id)).toEqual(keys.map((k) => k.id).sort());
+    expect(notified.every((a) => a.actor_type === 'policy')).toBe(true);
+    expect(await previewIds(org)).toEqual([]);
+    // Nothing is revoked by a notifying policy.
+    expect(await audits(org, 'key.revoked')).toEqual([]);
+    // Notified 9 days ago, used 8 days ago, idle since: a new spell, a new notice.
+    const first = keys[0] as TestKey;
+    await use(first.key, first.id);
+    expect(await previewIds(org)).toEqual([]);
+    await sql`update api_keys set dormant_notified_at = now() - interval '9 days'
+      where id = ${first.id}`.execute(db());
+    await sql`update api_key_usage_totals set last_used_at = now() - interval '8 days'
+      where key_id = ${first.id}`.execute(db());
+    expect(await previewIds(org)).toEqual([first.id]);
+    await app.kt.dormantPolicies.runAll();
+    expect((await audits(org, 'key.dormant')).filter((a) => a.target_id === first.id)).toHaveLength(
+      2,
+    );
+  });
+
+  it('revokes only keys the policy’s author could revoke', async () => {
+    const org = await createOrg(app.client, 'Authority');
+    const writer = await createKey(app.client, org, { scopes: ['keys:write', 'keys:read'] });
+    const covered = await createKey(app.client, org, { scopes: ['keys:read'] });
+    await ageKeys(org, 10);
+    await use(writer.key, writer.id);
+    await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' }, writer.key);
+    // The org:admin key is dormant too, but beyond a keys:write key's reach.
+    expect(await previewIds(org)).toEqual([covered.id]);
+    await app.kt.dormantPolicies.runAll();
+    expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([covered.id]);
+  });
+});
+
+describe('keytrail keys dormant --revoke', () => {
+  it('lists with --dry-run, revokes with --revoke (actor operator), refuses --dry-run alone', async () => {
+    const org = await createOrg(app.client, 'By hand');
+    const idle = await createKey(app.client, org, { name: 'idle' });
+    await ageKeys(org, 40);
+    await use(org.adminKey, org.adminKeyId);
+    const env = cliEnv(dbUrl());
+    const args = ['keys', 'dormant', '--org', org.orgId, '--json'];
+    const dry = await runInProcess([...args, '--revoke', '--dry-run'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    const planned = JSON.parse(dry.stdout);
+    expect(planned).toMatchObject({ dry_run: true, revoked: 0, dormant_days: 30 });
+    expect(planned.keys.map((k: { id: string }) => k.id)).toEqual([idle.id]);
+    expect(await audits(org, 'key.revoked')).toEqual([]);
+    const done = await runInProcess([...args, '--revoke'], env);
+    expect(done.code, done.stderr).toBe(0);
+    expect(JSON.parse(done.stdout)).toMatchObject({ dry_run: false, revoked: 1 });
+    const [entry] = await audits(org, 'key.revoked');
+    expect(entry).toMatchObject({ target_id: idle.id, actor_type: 'operator' });
+    const alone = await runInProcess(['keys', 'dormant', '--org', org.orgId, '--dry-run'], env);
+    expect(alone.code).toBe(2);
+    expect(alone.stderr).toContain('--dry-run goes with --revoke');
+  });
+});
