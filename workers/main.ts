@@ -18,7 +18,7 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
   const boss = await kt.queue();
   // Start-up upkeep must not keep ingest from starting: a failed prune is logged and retried
   // by tomorrow's schedule.
-  await runMaintenance(kt).catch((error: unknown) =>
+  await runMaintenance(kt, { policies: false }).catch((error: unknown) =>
     kt.logger.error({ err: String(error) }, 'start-up maintenance failed; ingest starts anyway'),
   );
   const ingester = createIngester(kt.database, {
@@ -40,7 +40,9 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
     handler,
   );
   await boss.schedule(MAINTENANCE_QUEUE, MAINTENANCE_CRON, {}, { tz: 'UTC' });
-  const maintenanceWorker = await boss.work(MAINTENANCE_QUEUE, async () => runMaintenance(kt));
+  const maintenanceWorker = await boss.work(MAINTENANCE_QUEUE, async () =>
+    runMaintenance(kt, { policies: true }),
+  );
   kt.logger.info({ concurrency: kt.config.worker.concurrency }, 'usage worker started');
   return {
     async stop() {

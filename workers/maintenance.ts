@@ -7,7 +7,7 @@ import { prune } from '../src/usage/usage.prune.ts';
  * that expired since the last run get their `key.expired` audit entry (all in prune); then
  * each org's dormant-key policy notifies about or revokes its dormant keys.
  */
-export async function runMaintenance(kt: Keytrail): Promise<void> {
+export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Promise<void> {
   const now = kt.clock.now();
   await ensurePartitionsAhead(kt.database.db, now, 2);
   const report = await prune(kt.database.db, {
@@ -27,7 +27,9 @@ export async function runMaintenance(kt: Keytrail): Promise<void> {
     },
     'maintenance: partitions ensured, retention applied',
   );
-  // After the expiry audit: a key that expired is not dormant, and is never revoked as such.
+  // Only from the daily schedule, never at start-up (ingest must not wait for it, and a policy
+  // acts once a day). After the expiry audit: an expired key is never revoked as dormant.
+  if (!o.policies) return;
   const dormant = await kt.dormantPolicies.runAll();
   kt.logger.info(
     { orgs: dormant.orgs, keys_acted_on: dormant.acted, orgs_skipped: dormant.skipped },

@@ -7,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
 // Audit entries of policy actions carry actor_type 'policy'. A policy acts with the authority
 // of the key that set it, never more (acting_scopes).
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`set local lock_timeout = '10s'`.execute(db);
+  await sql`set local lock_timeout = '2s'`.execute(db);
   await sql`
     create table dormant_key_policies (
       org_id uuid primary key references orgs (id) on delete cascade,
@@ -23,18 +23,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       updated_by_key_id uuid
     )`.execute(db);
   await sql`alter table api_keys add column dormant_notified_at timestamptz`.execute(db);
-  // Looser than the constraint it replaces: NOT VALID then VALIDATE takes no long exclusive lock.
-  await sql`alter table audit_events drop constraint audit_events_actor_type_check`.execute(db);
-  await sql`alter table audit_events add constraint audit_events_actor_type_check
+  // Looser than the constraint it replaces, so NOT VALID: no scan of the audit trail while the
+  // migration's transaction holds its locks.
+  await sql`alter table audit_events drop constraint audit_events_actor_type_check,
+    add constraint audit_events_actor_type_check
     check (actor_type in ('key', 'operator', 'system', 'policy')) not valid`.execute(db);
-  await sql`alter table audit_events validate constraint audit_events_actor_type_check`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`delete from audit_events where actor_type = 'policy'`.execute(db);
-  await sql`alter table audit_events drop constraint audit_events_actor_type_check`.execute(db);
-  await sql`alter table audit_events add constraint audit_events_actor_type_check
-    check (actor_type in ('key', 'operator', 'system'))`.execute(db);
+  // Audit history is kept: the old constraint comes back NOT VALID over the 'policy' rows.
+  await sql`alter table audit_events drop constraint audit_events_actor_type_check,
+    add constraint audit_events_actor_type_check
+    check (actor_type in ('key', 'operator', 'system')) not valid`.execute(db);
   await sql`alter table api_keys drop column dormant_notified_at`.execute(db);
   await sql`drop table dormant_key_policies`.execute(db);
 }

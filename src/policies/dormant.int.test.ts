@@ -4,6 +4,9 @@ import { startWorker, type Worker } from '../../workers/main.ts';
 import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import { cliEnv, runInProcess } from '../testing/cli.ts';
+import { USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
+import { createDormantPolicies } from './dormant.service.ts';
+import { runMaintenance } from '../../workers/maintenance.ts';
 import { expectProblem } from '../testing/problem.ts';
 
 const dbUrl = useTestDatabase();
@@ -228,6 +231,52 @@ describe('the daily run', () => {
     expect(await previewIds(org)).toEqual([covered.id]);
     await app.kt.dormantPolicies.runAll();
     expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([covered.id]);
+  });
+});
+
+describe('start-up maintenance', () => {
+  it('leaves policies to the daily schedule', async () => {
+    const org = await createOrg(app.client, 'Start-up');
+    const idle = await createKey(app.client, org, { name: 'idle' });
+    await ageKeys(org, 10);
+    await use(org.adminKey, org.adminKeyId);
+    await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' });
+    await runMaintenance(app.kt, { policies: false });
+    expect(await audits(org, 'key.revoked')).toEqual([]);
+    await runMaintenance(app.kt, { policies: true });
+    expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([idle.id]);
+  });
+});
+
+describe('a lagging usage pipeline', () => {
+  it('makes the run act on nothing rather than on keys whose use is not ingested yet', async () => {
+    const org = await createOrg(app.client, 'Lagging');
+    const idle = await createKey(app.client, org, { name: 'idle' });
+    await ageKeys(org, 10);
+    await use(org.adminKey, org.adminKeyId);
+    await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' });
+    expect(await previewIds(org)).toEqual([idle.id]);
+    // A usage job queued now and not ingested (it may start only in an hour).
+    const boss = await app.kt.queue();
+    const jobId = await boss.send(USAGE_INGEST_QUEUE, { v: 2, n: 0, z: '' }, { startAfter: 3600 });
+    const policies = createDormantPolicies({
+      db: db(),
+      clock: app.kt.clock,
+      logger: app.kt.logger,
+      flushIntervalMs: 50,
+      defaultDays: 30,
+      freshnessTimeoutMs: 300,
+    });
+    try {
+      const report = await policies.runAll();
+      expect(report.acted).toBe(0);
+      expect(report.skipped).toBeGreaterThan(0);
+      expect(await audits(org, 'key.revoked')).toEqual([]);
+    } finally {
+      await sql`delete from pgboss.job where id = ${jobId}`.execute(db());
+    }
+    await policies.runAll();
+    expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([idle.id]);
   });
 });
 

@@ -80,7 +80,12 @@ export function dormantCandidates(
   orgId: string,
   rule: DormantRule & { action: DormantAction },
   at: { now: Date; before: Date },
-  o: { after?: DormantCandidate | undefined; lock?: boolean; limit: number },
+  o: {
+    after?: DormantCandidate | undefined;
+    ids?: readonly string[];
+    lock?: boolean;
+    limit: number;
+  },
 ) {
   const lastSeen = sql`coalesce(t.last_used_at, k.created_at)`;
   const after = o.after
@@ -102,6 +107,7 @@ export function dormantCandidates(
           : sql`true`
       }
       and ${after}
+      and ${o.ids ? sql`k.id = any(${o.ids}::uuid[])` : sql`true`}
     order by ${lastSeen}, k.id
     limit ${o.limit}
     ${o.lock ? sql`for update of k skip locked` : sql``}`;

@@ -91,7 +91,11 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
         actor: { type: 'key', keyId: caller.id },
         action: 'policy.updated',
         target: { type: 'policy', id: null },
-        details: { policy: 'dormant-keys', from: before ? publicPolicy(before) : null, to: input },
+        details: {
+          policy: 'dormant-keys',
+          from: before ? auditedPolicy(before) : null,
+          to: auditedPolicy(policy),
+        },
       });
     });
     return get(orgId);
@@ -137,14 +141,25 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     const now = clock.now();
     const at = { now, before: new Date(now.getTime() - plan.rule.afterDays * DAY_MS) };
     return db.transaction().execute(async (trx) => {
-      const { rows } = await q
+      let { rows } = await q
         .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
           limit: CHUNK,
           lock: true,
         })
         .execute(trx);
-      if (rows.length === 0) return rows;
-      const ids = rows.map((k) => k.id);
+      if (rows.length === 0) return { acted: rows, locked: 0 };
+      // Again, in a fresh snapshot now that the keys are locked: a use ingested since the
+      // locking statement began (the totals are not locked) spares its key.
+      const locked = rows.map((k) => k.id);
+      const still = await q
+        .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
+          limit: CHUNK,
+          ids: locked,
+        })
+        .execute(trx);
+      const ids = still.rows.map((k) => k.id);
+      if (ids.length === 0) return { acted: [], locked: locked.length };
+      rows = still.rows;
       const days = plan.rule.afterDays;
       if (plan.action === 'revoke') {
         await q.markRevokedByPolicy(trx, ids, now, `dormant: unused for ${days} days`);
@@ -168,29 +183,43 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
           },
         })),
       );
-      return rows;
+      return { acted: rows, locked: locked.length };
     });
   }
 
   /** Acts on every key the plan selects now, once each, however many runs overlap. */
-  async function act(orgId: string, plan: ActionPlan, actor: AuditActor): Promise<ActResult> {
-    const behind = await usageComplete();
+  async function act(
+    orgId: string,
+    plan: ActionPlan,
+    actor: AuditActor,
+    o: { usageChecked?: boolean } = {},
+  ): Promise<ActResult> {
+    const behind = o.usageChecked ? null : await usageComplete();
     if (behind) return { acted: [], skipped: behind };
     const acted: q.DormantCandidate[] = [];
+    // Until a pass locks nothing: a pass whose keys were all used meanwhile acts on none.
     for (;;) {
-      const rows = await actOnChunk(orgId, plan, actor);
-      acted.push(...rows);
-      if (rows.length === 0) return { acted, skipped: null };
+      const chunk = await actOnChunk(orgId, plan, actor);
+      acted.push(...chunk.acted);
+      if (chunk.locked === 0) return { acted, skipped: null };
     }
   }
 
   /** The daily run: every enabled policy, one org after another. */
   async function runAll(): Promise<{ orgs: number; acted: number; skipped: number }> {
     const report = { orgs: 0, acted: 0, skipped: 0 };
-    for (const orgId of await q.enabledPolicyOrgs(db)) {
+    const orgs = await q.enabledPolicyOrgs(db);
+    if (orgs.length === 0) return report;
+    // Once for the whole run: every org's keys are judged on usage complete up to its start.
+    const behind = await usageComplete();
+    if (behind) {
+      deps.logger.warn({ orgs: orgs.length, reason: behind }, 'dormant-key policies skipped');
+      return { ...report, skipped: orgs.length };
+    }
+    for (const orgId of orgs) {
       const policy = await q.findPolicy(db, orgId);
       if (!policy?.enabled) continue;
-      const result = await act(orgId, planOf(policy), { type: 'policy' });
+      const result = await act(orgId, planOf(policy), { type: 'policy' }, { usageChecked: true });
       report.orgs++;
       report.acted += result.acted.length;
       if (result.skipped) {
@@ -202,6 +231,17 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
   }
 
   return { get, put, select, act, runAll, defaults };
+}
+
+/** What the audit trail records of a policy. */
+function auditedPolicy(p: PolicyInput) {
+  return {
+    enabled: p.enabled,
+    after_days: p.after_days,
+    action: p.action,
+    exclude_environments: p.exclude_environments,
+    exclude_scopes: p.exclude_scopes,
+  };
 }
 
 /** The policy as the API shows it (no internal column). */

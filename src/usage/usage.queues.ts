@@ -15,5 +15,7 @@ export const QUEUES: readonly QueueDefinition[] = [
     expireInSeconds: 120,
     heartbeatSeconds: 10,
   },
-  { name: MAINTENANCE_QUEUE, retryLimit: 3 },
+  // A day's upkeep may take a while (prunes, a minute of waiting per lagging org): an hour
+  // before pg-boss takes it for hung and retries it alongside.
+  { name: MAINTENANCE_QUEUE, retryLimit: 3, expireInSeconds: 3600 },
 ];
