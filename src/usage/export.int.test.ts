@@ -373,6 +373,8 @@ async function openPaused(
   );
   paused.add(res);
   if (res.statusCode !== 200) throw new Error(`export refused: ${res.statusCode}`);
+  // Exports end their connection: a long one must not leave a stale keep-alive socket.
+  expect(res.headers.connection).toBe('close');
   // Paused inside the handler: a flowing stream emits more chunks before an await resumes.
   const first = await new Promise<Buffer>((resolve) =>
     res.once('data', (chunk: Buffer) => {
