@@ -334,7 +334,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     await Promise.all(workers);
     const page = await signIn(big.adminKey);
     const first = await usage('limit=50', big);
-    await expect.poll(() => shownNames(page)).toEqual(names(first));
+    await expect.poll(() => shownNames(page), { timeout: 10_000 }).toEqual(names(first));
     await page.getByRole('button', { name: 'Next page' }).click();
     const second = await usage(`limit=50&cursor=${encodeURIComponent(first.next_cursor)}`, big);
     await expect.poll(() => shownNames(page)).toEqual(names(second));
@@ -346,11 +346,11 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     const previous = page.getByRole('button', { name: 'Previous page' });
     await previous.focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => shownNames(page)).toEqual(names(first));
+    await expect.poll(() => shownNames(page), { timeout: 10_000 }).toEqual(names(first));
     expect(await previous.getAttribute('aria-disabled')).toBe('true');
     expect(await page.evaluate('document.activeElement?.textContent')).toBe('Previous page');
     await page.keyboard.press('Enter');
-    await expect.poll(() => shownNames(page)).toEqual(names(first));
+    await expect.poll(() => shownNames(page), { timeout: 10_000 }).toEqual(names(first));
   });
 
   it('says a partial paste (the masked prefix) is not a key, without calling the API', async () => {
