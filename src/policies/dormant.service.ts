@@ -246,14 +246,7 @@ function auditedPolicy(p: PolicyInput) {
 
 /** The policy as the API shows it (no internal column). */
 export function publicPolicy(p: PolicyView) {
-  return {
-    enabled: p.enabled,
-    after_days: p.after_days,
-    action: p.action,
-    exclude_environments: p.exclude_environments,
-    exclude_scopes: p.exclude_scopes,
-    updated_at: p.updated_at?.toISOString() ?? null,
-  };
+  return { ...auditedPolicy(p), updated_at: p.updated_at?.toISOString() ?? null };
 }
 
 export type DormantPolicies = ReturnType<typeof createDormantPolicies>;
