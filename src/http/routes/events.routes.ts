@@ -130,9 +130,6 @@ export function eventsRoutes(kt: Keytrail): Router {
         return;
       }
       guardExport(kt, filter.orgId, res);
-      // A streamed export can outlast the server's headersTimeout (66 s). Seen in CI: the client's
-      // next request on that keep-alive socket was reset. The connection ends with the export.
-      res.setHeader('connection', 'close');
       if (format === 'csv') {
         const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
         const csv = await kt.events.csv(filter);
