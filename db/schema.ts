@@ -37,6 +37,8 @@ export interface ApiKeys {
   dormant_notified_at: Timestamp | null;
   environment: string;
   expires_at: Timestamp | null;
+  expiring_notice_days: number | null;
+  expiring_notice_for: Timestamp | null;
   expiry_audited_at: Timestamp | null;
   id: string;
   key_hash: Buffer;
@@ -45,8 +47,10 @@ export interface ApiKeys {
   prefix: string;
   revoked_at: Timestamp | null;
   revoked_reason: string | null;
+  revoked_use_notified_at: Timestamp | null;
   rotated_from_id: string | null;
   scopes: Generated<string[]>;
+  spike_since: Timestamp | null;
 }
 
 export interface ApiKeyUsageDaily {
@@ -146,6 +150,50 @@ export interface UsagePruneWatermark {
   pruned_before: Timestamp;
 }
 
+export interface WebhookAttempts {
+  attempted_at: Timestamp;
+  delivery_id: string;
+  error: string | null;
+  id: Generated<number>;
+  latency_ms: number;
+  status_code: number | null;
+}
+
+export interface WebhookDeliveries {
+  attempts: Generated<number>;
+  created_at: Timestamp;
+  delivered_at: Timestamp | null;
+  endpoint_id: string;
+  id: string;
+  last_attempt_at: Timestamp | null;
+  message_id: string;
+  status: string;
+}
+
+export interface WebhookEndpoints {
+  created_at: Timestamp;
+  description: Generated<string>;
+  disabled_reason: string | null;
+  enabled: boolean;
+  event_types: string[];
+  failing_since: Timestamp | null;
+  id: string;
+  org_id: string;
+  previous_secret: Buffer | null;
+  previous_secret_expires_at: Timestamp | null;
+  secret: Buffer;
+  updated_at: Timestamp;
+  url: string;
+}
+
+export interface WebhookMessages {
+  id: string;
+  occurred_at: Timestamp;
+  org_id: string;
+  payload: Json;
+  type: string;
+}
+
 export interface DB {
   api_key_usage_daily: ApiKeyUsageDaily;
   api_key_usage_events: ApiKeyUsageEvents;
@@ -157,4 +205,8 @@ export interface DB {
   dormant_key_policies: DormantKeyPolicies;
   orgs: Orgs;
   usage_prune_watermark: UsagePruneWatermark;
+  webhook_attempts: WebhookAttempts;
+  webhook_deliveries: WebhookDeliveries;
+  webhook_endpoints: WebhookEndpoints;
+  webhook_messages: WebhookMessages;
 }

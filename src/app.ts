@@ -15,6 +15,7 @@ import { eventsRoutes } from './http/routes/events.routes.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
 import { policiesRoutes } from './http/routes/policies.routes.ts';
+import { webhooksRoutes } from './http/routes/webhooks.routes.ts';
 
 /** Request bodies are limited to 1 MiB. */
 export const BODY_LIMIT = 1024 * 1024;
@@ -69,6 +70,7 @@ export function buildApp(kt: Keytrail): Express {
           eventsRoutes(kt),
           auditRoutes(kt),
           policiesRoutes(kt),
+          webhooksRoutes(kt),
           usage,
         ),
       ],

@@ -54,7 +54,16 @@ describe('architecture rules', () => {
 
   it('domain modules and platform never import the HTTP layer or the CLI', () => {
     const domain = (f: File) =>
-      inDir(f, 'src/keys', 'src/orgs', 'src/audit', 'src/usage', 'src/platform');
+      inDir(
+        f,
+        'src/keys',
+        'src/orgs',
+        'src/audit',
+        'src/usage',
+        'src/policies',
+        'src/webhooks',
+        'src/platform',
+      );
     const adapters = ['src/http', 'src/cli'];
     expect(
       violations((f) =>

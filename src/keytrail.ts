@@ -13,6 +13,7 @@ import { createUsageService, type UsageService } from './usage/usage.service.ts'
 import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
 import { createEventsService, type EventsService } from './usage/events.service.ts';
 import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
+import { createWebhooks, type Webhooks } from './webhooks/webhooks.service.ts';
 import { ExportSlots } from './usage/export-slots.ts';
 import { MissLimiter } from './keys/miss-limiter.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
@@ -35,6 +36,7 @@ export type Keytrail = {
   analytics: AnalyticsService;
   events: EventsService;
   dormantPolicies: DormantPolicies;
+  webhooks: Webhooks;
   /** Streamed exports' slots; exports read through `exportDatabase`, never `database`. */
   exportSlots: ExportSlots;
   exportDatabase: DbHandle;
@@ -121,6 +123,12 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     defaultDays: config.dormantDays,
     freshnessTimeoutMs: 60_000,
   });
+  const webhooks = createWebhooks({
+    db: database.db,
+    clock,
+    pepper: config.keyPepper,
+    config: config.webhooks,
+  });
   const metrics = createMetrics();
   metrics.observe({
     bufferSize: () => usage.buffer.size,
@@ -157,6 +165,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     analytics,
     events,
     dormantPolicies,
+    webhooks,
     exportSlots,
     exportDatabase,
     metrics,

@@ -23,6 +23,8 @@ export type Metrics = {
   ingestLagSeconds: Gauge;
   ingested: Counter;
   expired: Counter;
+  webhookDeliveries: Counter<'result'>;
+  webhookLagSeconds: Histogram;
   /** Registers the sources read on each scrape. */
   observe(sources: {
     bufferSize: Read;
@@ -63,6 +65,18 @@ export function createMetrics(): Metrics {
     expired: new Counter({
       name: 'keytrail_usage_events_expired_total',
       help: 'Usage events the worker dropped: older than the raw-event retention (their month may be pruned)',
+      registers: [registry],
+    }),
+    webhookDeliveries: new Counter({
+      name: 'keytrail_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by result: sent (2xx), retried (failed, will retry), failed (given up)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    webhookLagSeconds: new Histogram({
+      name: 'keytrail_webhook_delivery_lag_seconds',
+      help: 'From the event to its successful delivery (retries included)',
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21_600, 86_400],
       registers: [registry],
     }),
     ingested: new Counter({

@@ -9,6 +9,8 @@ import {
   MAINTENANCE_QUEUE,
   USAGE_INGEST_QUEUE,
 } from '../src/usage/usage.jobs.ts';
+import { startWebhookWorker } from '../src/webhooks/delivery.worker.ts';
+import { KEY_WATCH_CRON, KEY_WATCH_QUEUE, runKeyWatch } from '../src/webhooks/watch.ts';
 import { ingestUsageHandler } from './ingest-usage.ts';
 import { runMaintenance } from './maintenance.ts';
 
@@ -43,11 +45,24 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
   const maintenanceWorker = await boss.work(MAINTENANCE_QUEUE, async () =>
     runMaintenance(kt, { policies: true }),
   );
+  await boss.schedule(KEY_WATCH_QUEUE, KEY_WATCH_CRON, {}, { tz: 'UTC' });
+  const watchWorker = await boss.work(KEY_WATCH_QUEUE, async () => {
+    const report = await runKeyWatch(kt.database.db, {
+      now: kt.clock.now(),
+      spike: kt.config.spike,
+    });
+    if (report.expired + report.expiring + report.spikes > 0) {
+      kt.logger.info({ ...report }, 'key watch: notices written');
+    }
+  });
+  const webhooks = await startWebhookWorker(kt, boss);
   kt.logger.info({ concurrency: kt.config.worker.concurrency }, 'usage worker started');
   return {
     async stop() {
       await boss.offWork(USAGE_INGEST_QUEUE, { id: ingestWorker, wait: true });
       await boss.offWork(MAINTENANCE_QUEUE, { id: maintenanceWorker, wait: true });
+      await boss.offWork(KEY_WATCH_QUEUE, { id: watchWorker, wait: true });
+      await webhooks.stop();
     },
   };
 }

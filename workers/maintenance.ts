@@ -1,6 +1,10 @@
 import type { Keytrail } from '../src/keytrail.ts';
 import { ensurePartitionsAhead } from '../src/usage/usage.partitions.ts';
 import { prune } from '../src/usage/usage.prune.ts';
+import {
+  pruneWebhookMessages,
+  WEBHOOK_RETENTION_DAYS,
+} from '../src/webhooks/webhooks.retention.ts';
 
 /**
  * Daily upkeep: partitions ahead exist before events arrive; data past retention goes; keys
@@ -27,6 +31,13 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
     },
     'maintenance: partitions ensured, retention applied',
   );
+  const webhookMessages = await pruneWebhookMessages(
+    kt.database.db,
+    new Date(now.getTime() - WEBHOOK_RETENTION_DAYS * 86_400_000),
+  );
+  if (webhookMessages > 0) {
+    kt.logger.info({ deleted: webhookMessages }, 'maintenance: old webhook messages deleted');
+  }
   // Only from the daily schedule, never at start-up (ingest must not wait for it, and a policy
   // acts once a day). After the expiry audit: an expired key is never revoked as dormant.
   if (!o.policies) return;

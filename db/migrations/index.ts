@@ -7,6 +7,7 @@ import * as m0005 from './0005_key_expiry_audit.ts';
 import * as m0006 from './0006_event_identity_per_org.ts';
 import * as m0007 from './0007_prune_watermark.ts';
 import * as m0008 from './0008_dormant_key_policies.ts';
+import * as m0009 from './0009_webhooks.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '0006_event_identity_per_org': m0006,
   '0007_prune_watermark': m0007,
   '0008_dormant_key_policies': m0008,
+  '0009_webhooks': m0009,
 };

@@ -7,6 +7,12 @@ import {
   insertAuditEvents,
 } from './audit.queries.ts';
 import type { AuditAction, AuditEntry } from './audit.types.ts';
+import { writeOutbox } from '../webhooks/outbox.queries.ts';
+import {
+  AUDITED_EVENT_TYPES,
+  type OutboxEvent,
+  type WebhookEventType,
+} from '../webhooks/webhooks.types.ts';
 
 export type AuditActor =
   { type: 'key'; keyId: string } | { type: 'operator' } | { type: 'system' } | { type: 'policy' };
@@ -16,7 +22,7 @@ export type NewAuditEntry = {
   at: Date;
   actor: AuditActor;
   action: AuditAction;
-  target: { type: 'api_key' | 'partition' | 'policy'; id: string | null };
+  target: { type: 'api_key' | 'partition' | 'policy' | 'webhook'; id: string | null };
   details: Record<string, unknown>;
 };
 
@@ -40,11 +46,35 @@ function toEntry(entry: NewAuditEntry): AuditEntry {
  */
 export async function recordAudit(trx: Kysely<DB>, entry: NewAuditEntry): Promise<void> {
   await insertAuditEvent(trx, toEntry(entry));
+  await publish(trx, [entry]);
 }
 
 /** Appends several entries in one statement, like recordAudit (inside the caller's transaction). */
 export async function recordAudits(trx: Kysely<DB>, entries: NewAuditEntry[]): Promise<void> {
   await insertAuditEvents(trx, entries.map(toEntry));
+  await publish(trx, entries);
+}
+
+/**
+ * A key change that is audited is also a webhook event: it enters the outbox in the same
+ * transaction as its audit entry, so the two never disagree.
+ */
+async function publish(trx: Kysely<DB>, entries: readonly NewAuditEntry[]): Promise<void> {
+  const events = entries.flatMap((e): OutboxEvent[] =>
+    AUDITED_EVENT_TYPES.has(e.action) && e.target.type === 'api_key' && e.target.id
+      ? [
+          {
+            orgId: e.orgId,
+            type: e.action as WebhookEventType,
+            at: e.at,
+            keyId: e.target.id,
+            actor: e.actor.type === 'key' ? { type: 'key', key_id: e.actor.keyId } : e.actor,
+            details: e.details,
+          },
+        ]
+      : [],
+  );
+  if (events.length > 0) await writeOutbox(events).execute(trx);
 }
 
 export { listAuditEvents } from './audit.queries.ts';

@@ -7,6 +7,11 @@ export const AUDIT_ACTIONS = [
   'key.dormant',
   'partition.pruned',
   'policy.updated',
+  'webhook.created',
+  'webhook.updated',
+  'webhook.deleted',
+  'webhook.secret_rotated',
+  'webhook.disabled',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -17,7 +22,7 @@ export type AuditEntry = {
   actorType: 'key' | 'operator' | 'system' | 'policy';
   actorKeyId: string | null;
   action: AuditAction;
-  targetType: 'api_key' | 'partition' | 'policy';
+  targetType: 'api_key' | 'partition' | 'policy' | 'webhook';
   targetId: string | null;
   details: Record<string, unknown>;
 };

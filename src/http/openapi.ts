@@ -4,8 +4,10 @@ import { ERROR_CODES } from '../platform/errors.ts';
 import * as s from './schemas.ts';
 import * as policy from './policy.schemas.ts';
 
+import { WEBHOOK_OPERATIONS } from './webhook.openapi.ts';
+
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
-type Op = {
+export type Op = {
   method: Method;
   path: string;
   summary: string;
@@ -264,7 +266,7 @@ export function openApiDocument(): object {
     scheme: 'bearer',
     description: 'An API key (`sk_live_…`/`sk_test_…`); `X-API-Key: <key>` works too.',
   });
-  for (const op of OPERATIONS) register(registry, op);
+  for (const op of [...OPERATIONS, ...WEBHOOK_OPERATIONS]) register(registry, op);
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
     info: {

@@ -92,7 +92,14 @@ const KEY_COLUMNS = [
 
 type KeyRow = Omit<
   Selectable<ApiKeys>,
-  'key_hash' | 'created_by_key_id' | 'expiry_audited_at' | 'dormant_notified_at'
+  | 'key_hash'
+  | 'created_by_key_id'
+  | 'expiry_audited_at'
+  | 'dormant_notified_at'
+  | 'expiring_notice_for'
+  | 'expiring_notice_days'
+  | 'spike_since'
+  | 'revoked_use_notified_at'
 > & {
   last_used_at: Date | null;
   last_used_ip: string | null;

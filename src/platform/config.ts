@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseNetworks, type AddressPolicy } from './ssrf.ts';
 
 const positiveInt = (fallback: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(1).max(max).default(fallback);
@@ -56,6 +57,22 @@ export const configSchema = z.object({
   KEYTRAIL_WORKER_BATCH_JOBS: positiveInt(8, 100),
   /** `keytrail worker` serves /metrics and /healthz here (0: off). */
   KEYTRAIL_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** Webhooks may reach loopback addresses, and plain http to them (local testing only). */
+  KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK: z.stringbool().default(false),
+  /** CIDRs webhooks may reach although private or link-local (e.g. `10.20.0.0/16`). */
+  KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: z
+    .string()
+    .default('')
+    .refine((v) => {
+      try {
+        parseNetworks(v);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be a comma-separated list of CIDRs'),
+  /** The first webhook retry's delay; each next one doubles (with jitter), up to an hour. */
+  KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS: positiveInt(30, 3600),
   /** Where the embedded quick start keeps its cluster and generated secrets. */
   KEYTRAIL_DATA_DIR: z.string().min(1).default('.data'),
   KEYTRAIL_LOG_LEVEL: z
@@ -108,8 +125,43 @@ export type Config = {
     bufferMax: number;
   };
   worker: { concurrency: number; batchJobs: number; metricsPort: number; routesPerKeyDay: number };
+  webhooks: WebhookConfig;
   logLevel: Env['KEYTRAIL_LOG_LEVEL'];
   logFormat: Env['KEYTRAIL_LOG_FORMAT'];
+};
+
+export type WebhookConfig = {
+  addresses: AddressPolicy;
+  /** One attempt's deadline: connect, send, and the response's status and body. */
+  timeoutMs: number;
+  /** pg-boss retries: exponential from `delaySeconds`, capped at `maxDelaySeconds`. */
+  retry: { limit: number; delaySeconds: number; maxDelaySeconds: number };
+  /** An endpoint failing for this long (every attempt since) is disabled. */
+  disableAfterMs: number;
+  /** A rotated secret keeps signing beside the new one for this long. */
+  previousSecretMs: number;
+  /** Deliveries in flight per worker process. */
+  concurrency: number;
+  /** The relay's poll when no notification came (one is sent on every commit). */
+  relayPollMs: number;
+  /** Endpoints per org. */
+  maxPerOrg: number;
+};
+
+const DAY_MS = 86_400_000;
+
+/**
+ * 30 retries from 30 s, doubling (with jitter) up to an hour: the first seven take 1–2 h, the
+ * rest an hour each, so a delivery is tried for 24–31 h before it is given up.
+ */
+export const WEBHOOK_DEFAULTS: Omit<WebhookConfig, 'addresses'> = {
+  timeoutMs: 10_000,
+  retry: { limit: 30, delaySeconds: 30, maxDelaySeconds: 3600 },
+  disableAfterMs: 3 * DAY_MS,
+  previousSecretMs: DAY_MS,
+  concurrency: 8,
+  relayPollMs: 5_000,
+  maxPerOrg: 20,
 };
 
 export class ConfigError extends Error {
@@ -193,6 +245,14 @@ export function toConfig(
       batchJobs: env.KEYTRAIL_WORKER_BATCH_JOBS,
       metricsPort: env.KEYTRAIL_WORKER_METRICS_PORT,
       routesPerKeyDay: env.KEYTRAIL_MAX_ROUTES_PER_KEY_DAY,
+    },
+    webhooks: {
+      ...WEBHOOK_DEFAULTS,
+      retry: { ...WEBHOOK_DEFAULTS.retry, delaySeconds: env.KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS },
+      addresses: {
+        allowLoopback: env.KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK,
+        allowedNetworks: parseNetworks(env.KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS),
+      },
     },
     logLevel: env.KEYTRAIL_LOG_LEVEL,
     logFormat: env.KEYTRAIL_LOG_FORMAT,

@@ -177,7 +177,9 @@ describe('listen() on a connection that dies silently (no FIN, no RST)', () => {
       expect(listener.healthy()).toBe(false);
       frozen = false;
       await waitFor(() => listener.healthy(), { timeoutMs: 10_000 });
-      expect(reconnects).toBe(1); // the cache is cleared: what was missed cannot matter
+      // The cache is cleared: what was missed cannot matter. At least once: with this test's
+      // 300 ms heartbeat timeout a loaded machine can take a slow answer for a dead link again.
+      expect(reconnects).toBeGreaterThanOrEqual(1);
       await notify('after');
       await waitFor(() => messages.includes('after'));
     } finally {

@@ -16,7 +16,10 @@ import {
 } from './usage.queries.ts';
 import { identity, rowCount, selectRows, type Batch } from './usage.batch.ts';
 import { decodePayload, encodePayload } from './usage.jobs.ts';
-import type { UsageEvent } from './usage.types.ts';
+import { OUTCOMES, type UsageEvent } from './usage.types.ts';
+import { markRevokedKeyUse, type DeniedUse } from '../webhooks/hygiene.queries.ts';
+import { writeOutbox } from '../webhooks/outbox.queries.ts';
+import { noticeEvents } from '../webhooks/watch.ts';
 
 /** `expired`: events older than the raw-event retention, dropped (their month may be pruned). */
 export type IngestResult = { received: number; inserted: number; expired: number };
@@ -61,6 +64,39 @@ async function storeNew(tx: RawTransaction, batch: Batch): Promise<Batch> {
     const e = events[i];
     return e !== undefined && inserted.delete(identity(e.orgId, e.eventId, e.occurredAt));
   });
+}
+
+const REVOKED = OUTCOMES.indexOf('revoked');
+const EXPIRED = OUTCOMES.indexOf('expired');
+
+/** The latest denied attempt of each revoked or expired key in the batch (usually none). */
+function deniedUses(batch: Batch): DeniedUse[] {
+  const latest = new Map<number, number>();
+  for (let i = 0; i < batch.o.length; i++) {
+    const o = batch.o[i];
+    if (o !== REVOKED && o !== EXPIRED) continue;
+    const k = batch.k[i] ?? 0;
+    const seen = latest.get(k);
+    if (seen === undefined || (batch.t[seen] ?? 0) < (batch.t[i] ?? 0)) latest.set(k, i);
+  }
+  return [...latest].map(([k, i]) => ({
+    keyId: batch.keys[k]?.[0] ?? '',
+    outcome: OUTCOMES[batch.o[i] ?? 0] ?? 'revoked',
+    ip: batch.ip[i] ?? null,
+    at: new Date(batch.t[i] ?? 0),
+  }));
+}
+
+/**
+ * `key.revoked_key_used` (a leaked key still in use): in the ingest transaction, at most once
+ * an hour per key, from the events this transaction stored (a replayed batch adds nothing).
+ */
+async function noticeRevokedKeyUse(tx: RawTransaction, stored: Batch): Promise<void> {
+  const uses = deniedUses(stored);
+  if (uses.length === 0) return;
+  const notices = await tx.run(markRevokedKeyUse(uses));
+  if (notices.length === 0) return;
+  await tx.run(writeOutbox(noticeEvents('key.revoked_key_used', notices, new Date())));
 }
 
 /**
@@ -149,6 +185,7 @@ export function createIngester(
         const known = await tx.run(storedRoutes(pairs));
         await tx.run(upsertRoutes(capRoutes(rollups.routes, known, routeCap)));
       }
+      await noticeRevokedKeyUse(tx, stored);
       return { inserted: rowCount(stored), expired: rowCount(batch) - rowCount(events) };
     });
   }

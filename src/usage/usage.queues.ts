@@ -1,4 +1,6 @@
 import type { QueueDefinition } from '../platform/queue.ts';
+import { WEBHOOK_DELIVERY_QUEUE } from '../webhooks/webhooks.types.ts';
+import { KEY_WATCH_QUEUE } from '../webhooks/watch.ts';
 import { MAINTENANCE_QUEUE, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from './usage.jobs.ts';
 
 /** Every queue keytrail uses, dead-letter queues first so they exist when referenced. */
@@ -18,4 +20,15 @@ export const QUEUES: readonly QueueDefinition[] = [
   // A day's upkeep may take a while (prunes, a minute of waiting per lagging org): an hour
   // before pg-boss takes it for hung and retries it alongside.
   { name: MAINTENANCE_QUEUE, retryLimit: 3, expireInSeconds: 3600 },
+  // Every 5 minutes; a run is a few indexed statements. Missing one only delays its notices.
+  { name: KEY_WATCH_QUEUE, retryLimit: 1, expireInSeconds: 600 },
+  // One attempt is at most the 10 s deadline and two small transactions. Jobs carry their own
+  // retry settings (config.webhooks.retry); a killed worker's job is retried from its heartbeat.
+  {
+    name: WEBHOOK_DELIVERY_QUEUE,
+    retryLimit: 30,
+    notify: true,
+    expireInSeconds: 60,
+    heartbeatSeconds: 10,
+  },
 ];

@@ -1,0 +1,101 @@
+/**
+ * Where a webhook may be delivered (SSRF): only public unicast addresses, unless the operator
+ * allows loopback (local testing, and then plain http to it too) or lists private networks.
+ * Checked when an endpoint is saved (the URL's form, an IP literal's range) and again for every
+ * delivery against what the name resolves to then, and the connection goes to the address that
+ * was checked: a name that re-resolves elsewhere (DNS rebinding) cannot slip through.
+ */
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { isIP, type LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
+
+export type AddressPolicy = {
+  allowLoopback: boolean;
+  /** CIDRs allowed although private, link-local or reserved (e.g. an internal receiver). */
+  allowedNetworks: readonly string[];
+};
+
+export class RefusedAddress extends Error {
+  override name = 'RefusedAddress';
+}
+
+type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+function compile(policy: AddressPolicy): Cidr[] {
+  return policy.allowedNetworks.map((n) => ipaddr.parseCIDR(n));
+}
+
+/** Parses a list of CIDRs (configuration); throws with the one that is not. */
+export function parseNetworks(raw: string): string[] {
+  const list = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of list) if (!ipaddr.isValidCIDR(n)) throw new Error(`not a CIDR: ${n}`);
+  return list;
+}
+
+/** Why an address may not be reached, or null when it may. */
+export function refusal(address: string, policy: AddressPolicy): string | null {
+  if (!ipaddr.isValid(address)) return `not an IP address: ${address}`;
+  const ip = ipaddr.process(address);
+  const range = ip.range();
+  if (range === 'unicast') return null;
+  if (range === 'loopback' && policy.allowLoopback) return null;
+  for (const [net, bits] of compile(policy)) {
+    if (net.kind() === ip.kind() && ip.match(net, bits)) return null;
+  }
+  return `address ${address} is ${range}, not allowed`;
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', 'localhost.']);
+const bare = (hostname: string) => hostname.replace(/^\[|\]$/g, '');
+
+/** Why a URL cannot be an endpoint, or null. Names are resolved at delivery time, not here. */
+export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return 'must be an absolute URL';
+  }
+  if (url.username || url.password) return 'must not carry credentials';
+  if (url.hash) return 'must not have a fragment';
+  const host = bare(url.hostname).toLowerCase();
+  const literal = isIP(host) !== 0;
+  const loopback =
+    LOOPBACK_NAMES.has(host) || (literal && ipaddr.process(host).range() === 'loopback');
+  if (url.protocol === 'http:') {
+    if (!(loopback && policy.allowLoopback)) {
+      return 'must use https (http only to loopback, with KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK=true)';
+    }
+  } else if (url.protocol !== 'https:') return 'must use https';
+  if (loopback && !policy.allowLoopback) return 'loopback addresses are not allowed';
+  return literal ? refusal(host, policy) : null;
+}
+
+/**
+ * Resolves the URL's host and checks every address it has (one bad address refuses the name).
+ * Returns the address to connect to.
+ */
+export async function resolveAllowed(hostname: string, policy: AddressPolicy): Promise<string> {
+  const host = bare(hostname);
+  const addresses = isIP(host)
+    ? [host]
+    : (await dnsLookup(host, { all: true })).map((a) => a.address);
+  if (addresses.length === 0) throw new RefusedAddress(`${host} did not resolve`);
+  for (const a of addresses) {
+    const why = refusal(a, policy);
+    if (why) throw new RefusedAddress(why);
+  }
+  return addresses[0] as string;
+}
+
+/** A `lookup` for http.request that answers with the address already checked, and only it. */
+export function pinnedLookup(address: string): LookupFunction {
+  const family = isIP(address);
+  return (_host, options, callback) => {
+    if ((options as { all?: boolean }).all) callback(null, [{ address, family }]);
+    else callback(null, address, family);
+  };
+}

@@ -1,0 +1,294 @@
+/**
+ * Webhook deliveries end to end (SPEC §10): real key changes, the outbox, the relay, pg-boss,
+ * and a real local HTTP receiver that checks signatures with the `standardwebhooks` package.
+ */
+import { sql } from 'kysely';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker, type Worker } from '../../workers/main.ts';
+import { auditExpiredKeys } from '../keys/keys.expiry.ts';
+import { TestClock } from '../testing/clock.ts';
+import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
+import {
+  observeFor,
+  startTestApp,
+  useTestDatabase,
+  waitFor,
+  type TestApp,
+} from '../testing/harness.ts';
+import { expectProblem } from '../testing/problem.ts';
+import { startReceiver, type Received, type Receiver } from '../testing/receiver.ts';
+import { subscribe as subscribeTo, verifyPayload, webhookTestConfig } from '../testing/webhooks.ts';
+
+const dbUrl = useTestDatabase();
+const clock = new TestClock();
+let app: TestApp;
+let worker: Worker;
+const receivers: Receiver[] = [];
+beforeAll(async () => {
+  app = await startTestApp(dbUrl(), { clock, config: webhookTestConfig });
+  worker = await startWorker(app.kt);
+});
+afterAll(async () => {
+  for (const r of receivers) r.release();
+  await worker.stop();
+  await app.close();
+  await Promise.all(receivers.map((r) => r.close()));
+});
+
+async function receiver(...args: Parameters<typeof startReceiver>): Promise<Receiver> {
+  const r = await startReceiver(...args);
+  receivers.push(r);
+  return r;
+}
+
+const hooks = (org: TestOrg) => `/api/orgs/${org.orgId}/webhooks`;
+const subscribe = (org: TestOrg, r: Receiver, types?: readonly string[]) =>
+  subscribeTo(app.client, org, r.url, types);
+const verify = verifyPayload;
+
+async function deliveries(org: TestOrg, id: string, query = '') {
+  const res = await app.client.get(`${hooks(org)}/${id}/deliveries${query}`, {
+    key: org.adminKey,
+  });
+  expect(res.status, res.text).toBe(200);
+  return res.body as {
+    data: {
+      id: string;
+      message_id: string;
+      event_type: string;
+      status: string;
+      attempt_count: number;
+      attempts: { status_code: number | null; latency_ms: number; error: string | null }[];
+    }[];
+    next_cursor: string | null;
+  };
+}
+
+describe('webhook deliveries', { timeout: 60_000 }, () => {
+  it('delivers each key event, signed per Standard Webhooks, with its own webhook-id', async () => {
+    const org = await createOrg(app.client, 'Deliveries');
+    const r = await receiver();
+    const { id, secret } = await subscribe(org, r);
+    const keys = `/api/orgs/${org.orgId}/api-keys`;
+    const key = await createKey(app.client, org, { name: 'k1' });
+    await app.client.patch(`${keys}/${key.id}`, { key: org.adminKey, body: { name: 'k1b' } });
+    const rotated = await app.client.post(`${keys}/${key.id}/rotate`, {
+      key: org.adminKey,
+      body: { overlap_seconds: 0 },
+    });
+    await app.client.delete(`${keys}/${rotated.body.api_key.id as string}`, {
+      key: org.adminKey,
+    });
+    const expiring = await createKey(app.client, org, {
+      name: 'short',
+      expires_at: new Date(Date.now() + 60_000).toISOString(),
+    });
+    clock.advance(120_000);
+    expect(await auditExpiredKeys(app.kt.database.db, { now: clock.now(), dryRun: false })).toBe(1);
+    clock.advance(-120_000);
+    // Dormant: a notifying policy over a key created 40 days ago and never used.
+    const idle = await createKey(app.client, org, { name: 'idle' });
+    await app.client.put(`/api/orgs/${org.orgId}/policies/dormant-keys`, {
+      key: org.adminKey,
+      body: { enabled: true, after_days: 30, action: 'notify' },
+    });
+    await sql`update api_keys set created_at = now() - interval '40 days'
+      where id = ${idle.id}`.execute(app.kt.database.db);
+    await app.kt.dormantPolicies.runAll();
+
+    const want = ['key.created', 'key.updated', 'key.rotated', 'key.revoked', 'key.expired'];
+    await waitFor(() => want.every((t) => r.received.some((x) => verify(secret, x).type === t)), {
+      timeoutMs: 20_000,
+    });
+    await waitFor(() => r.received.some((x) => verify(secret, x).type === 'key.dormant'));
+    const byType = new Map(r.received.map((x) => [verify(secret, x).type, verify(secret, x)]));
+    expect(byType.get('key.updated')?.data.key).toMatchObject({ id: key.id, name: 'k1b' });
+    expect(byType.get('key.rotated')?.data.key).toMatchObject({ id: key.id, status: 'revoked' });
+    expect(byType.get('key.revoked')?.data.key.id).toBe(rotated.body.api_key.id);
+    expect(byType.get('key.expired')?.data).toMatchObject({
+      key: { id: expiring.id },
+      actor: { type: 'system' },
+    });
+    expect(byType.get('key.dormant')?.data).toMatchObject({
+      key: { id: idle.id },
+      actor: { type: 'policy' },
+    });
+    expect(byType.get('key.created')?.data).toMatchObject({
+      org_id: org.orgId,
+      actor: { type: 'key', key_id: org.adminKeyId },
+    });
+    for (const x of r.received) {
+      expect(x.headers['content-type']).toBe('application/json');
+      expect(Number(x.headers['webhook-timestamp']) * 1000).toBeGreaterThan(Date.now() - 60_000);
+      expect(Date.parse(verify(secret, x).timestamp)).toBeGreaterThan(Date.now() - 3_600_000);
+    }
+    // One message, one id: no repeats, and the ids are the deliveries' message ids.
+    expect(new Set(r.ids()).size).toBe(r.received.length);
+    const listed = await deliveries(org, id, '?limit=100');
+    expect(new Set(listed.data.map((d) => d.message_id))).toEqual(new Set(r.ids()));
+    expect(listed.data.every((d) => d.status === 'succeeded' && d.attempt_count === 1)).toBe(true);
+  });
+
+  it('fails verification for a tampered body, a wrong secret, and an old (replayed) timestamp', async () => {
+    const org = await createOrg(app.client, 'Verify');
+    const r = await receiver();
+    const { secret } = await subscribe(org, r, ['key.created']);
+    await createKey(app.client, org);
+    await waitFor(() => r.received.length === 1);
+    const got = r.received[0] as Received;
+    const headers = got.headers as Record<string, string>;
+    expect(() => verify(secret, got)).not.toThrow();
+    expect(() => new Webhook(secret).verify(got.body.replace('key.', 'kex.'), headers)).toThrow();
+    const other = (await subscribe(org, r, ['key.revoked'])).secret;
+    expect(() => new Webhook(other).verify(got.body, headers)).toThrow();
+    // Signed correctly, but ten minutes old: the receiver's replay window refuses it.
+    const old = new Date(Date.now() - 600_000);
+    const id = headers['webhook-id'] as string;
+    const replay = {
+      ...headers,
+      'webhook-timestamp': String(Math.floor(old.getTime() / 1000)),
+      'webhook-signature': new Webhook(secret).sign(id, old, got.body),
+    };
+    expect(() => new Webhook(secret).verify(got.body, replay)).toThrow(/too old/i);
+  });
+
+  it('retries a receiver that answers 500 three times, then delivers exactly once more', async () => {
+    const org = await createOrg(app.client, 'Retries');
+    const r = await receiver((n) => (n < 3 ? 500 : 200));
+    const { id, secret } = await subscribe(org, r, ['key.created']);
+    const metric = async (result: string) => {
+      const text = (await app.client.get('/metrics')).text;
+      const m = new RegExp(`keytrail_webhook_deliveries_total\\{result="${result}"\\} (\\d+)`).exec(
+        text,
+      );
+      return Number(m?.[1] ?? 0);
+    };
+    const before = { retried: await metric('retried'), sent: await metric('sent') };
+    await createKey(app.client, org);
+    await waitFor(() => r.received.length === 4, { timeoutMs: 30_000 });
+    await waitFor(async () => (await deliveries(org, id)).data[0]?.status === 'succeeded');
+    await observeFor(3_000); // nothing more comes: the 200 settled it
+    expect(r.received).toHaveLength(4);
+    expect(new Set(r.ids()).size).toBe(1);
+    for (const x of r.received) expect(verify(secret, x).type).toBe('key.created');
+    const [delivery] = (await deliveries(org, id)).data;
+    expect(delivery?.attempt_count).toBe(4);
+    expect(delivery?.attempts.map((a) => [a.status_code, a.error])).toEqual([
+      [500, 'HTTP 500'],
+      [500, 'HTTP 500'],
+      [500, 'HTTP 500'],
+      [200, null],
+    ]);
+    expect(delivery?.attempts.every((a) => Number.isInteger(a.latency_ms))).toBe(true);
+    expect(await metric('retried')).toBe(before.retried + 3);
+    expect(await metric('sent')).toBe(before.sent + 1);
+    expect((await app.client.get('/metrics')).text).toMatch(
+      /keytrail_webhook_delivery_lag_seconds_count [1-9]/,
+    );
+  });
+
+  it('never follows a redirect', async () => {
+    const org = await createOrg(app.client, 'Redirect');
+    const target = await receiver();
+    const r = await receiver(() => ({ redirect: target.url }));
+    const { id } = await subscribe(org, r, ['key.created']);
+    await createKey(app.client, org);
+    await waitFor(async () => (await deliveries(org, id)).data[0]?.attempts.length === 2, {
+      timeoutMs: 20_000,
+    });
+    const [delivery] = (await deliveries(org, id)).data;
+    expect(delivery?.attempts[0]).toMatchObject({
+      status_code: 302,
+      error: 'redirect not followed (HTTP 302)',
+    });
+    expect(target.received).toHaveLength(0);
+    await app.client.delete(`${hooks(org)}/${id}`, { key: org.adminKey });
+  });
+
+  it('disables an endpoint failing for 3 days, audits it, and sends it nothing more', async () => {
+    const org = await createOrg(app.client, 'Failing');
+    const r = await receiver(() => 503);
+    const { id } = await subscribe(org, r, ['key.created', 'key.revoked']);
+    await createKey(app.client, org);
+    await waitFor(() => r.received.length >= 1);
+    const hook = `${hooks(org)}/${id}`;
+    await waitFor(
+      async () => (await app.client.get(hook, { key: org.adminKey })).body.failing_since,
+    );
+    clock.advance(3 * 86_400_000 + 60_000);
+    try {
+      await waitFor(
+        async () => (await app.client.get(hook, { key: org.adminKey })).body.enabled === false,
+        { timeoutMs: 20_000 },
+      );
+    } finally {
+      clock.advance(-(3 * 86_400_000 + 60_000));
+    }
+    const endpoint = (await app.client.get(hook, { key: org.adminKey })).body;
+    expect(endpoint.disabled_reason).toBe('failing');
+    const audit = await app.client.get(
+      `/api/orgs/${org.orgId}/audit-events?action=webhook.disabled`,
+      { key: org.adminKey },
+    );
+    expect(audit.body.data).toHaveLength(1);
+    expect(audit.body.data[0]).toMatchObject({
+      actor: { type: 'system' },
+      target: { type: 'webhook', id },
+      details: { url: r.url, last_error: 'HTTP 503' },
+    });
+    expect((await deliveries(org, id)).data[0]?.status).toBe('failed');
+    // Re-sending to a disabled endpoint is refused; new events are not even queued.
+    const delivery = (await deliveries(org, id)).data[0]?.id as string;
+    expectProblem(
+      await app.client.post(`${hook}/deliveries/${delivery}/resend`, { key: org.adminKey }),
+      422,
+      'unprocessable',
+    );
+    const seen = r.received.length;
+    await createKey(app.client, org);
+    await observeFor(1_500);
+    expect((await deliveries(org, id)).data).toHaveLength(1);
+    expect(r.received).toHaveLength(seen);
+    // Enabled again: a fresh start.
+    const enabled = await app.client.patch(hook, { key: org.adminKey, body: { enabled: true } });
+    expect(enabled.body).toMatchObject({
+      enabled: true,
+      disabled_reason: null,
+      failing_since: null,
+    });
+  });
+
+  it('re-sends a delivery with the same webhook-id, and signs with both secrets after a rotation', async () => {
+    const org = await createOrg(app.client, 'Resend');
+    const r = await receiver();
+    const { id, secret } = await subscribe(org, r, ['key.created']);
+    await createKey(app.client, org);
+    await waitFor(() => r.received.length === 1);
+    const hook = `${hooks(org)}/${id}`;
+    await waitFor(async () => (await deliveries(org, id)).data[0]?.status === 'succeeded');
+    const first = (await deliveries(org, id)).data[0];
+    const resent = await app.client.post(`${hook}/deliveries/${first?.id ?? ''}/resend`, {
+      key: org.adminKey,
+    });
+    expect(resent.status).toBe(202);
+    await waitFor(() => r.received.length === 2);
+    expect(r.ids()[1]).toBe(r.ids()[0]);
+    await waitFor(async () => (await deliveries(org, id)).data[0]?.attempt_count === 2);
+
+    const rotated = await app.client.post(`${hook}/rotate-secret`, { key: org.adminKey });
+    await createKey(app.client, org);
+    await waitFor(() => r.received.length === 3);
+    const latest = r.received[2] as Received;
+    expect(String(latest.headers['webhook-signature']).split(' ')).toHaveLength(2);
+    expect(() => verify(rotated.body.secret as string, latest)).not.toThrow();
+    expect(() => verify(secret, latest)).not.toThrow();
+    // Pages of deliveries, newest first.
+    const page = await deliveries(org, id, '?limit=1');
+    expect(page.data).toHaveLength(1);
+    expect(page.next_cursor).not.toBeNull();
+    const next = await deliveries(org, id, `?limit=1&cursor=${page.next_cursor ?? ''}`);
+    expect(next.data[0]?.id).toBe(first?.id);
+    expect(next.next_cursor).toBeNull();
+  });
+});

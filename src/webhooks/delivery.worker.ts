@@ -1,0 +1,180 @@
+/**
+ * The worker side of webhooks: the relay (queued deliveries → pg-boss jobs, in one
+ * transaction) and the delivery handler (one signed attempt per job; a failure is retried by
+ * pg-boss with exponential backoff). Delivery is at least once, always with the message's
+ * `webhook-id`: a worker killed after the receiver answered but before it committed sends it
+ * again, and the receiver drops the repeat by that id.
+ */
+import { CompiledQuery, type Kysely } from 'kysely';
+import type { DB } from '../../db/schema.ts';
+import type { Keytrail } from '../keytrail.ts';
+import { recordAudit } from '../audit/audit.service.ts';
+import { listen, type Listener } from '../platform/notify.ts';
+import type { PgBoss } from '../platform/queue.ts';
+import type { JobWithMetadata } from 'pg-boss';
+import { attempt } from './deliver.ts';
+import * as q from './delivery.queries.ts';
+import { claimQueued, markPending } from './outbox.queries.ts';
+import { secretBox } from './secrets.ts';
+import { WEBHOOK_DELIVERY_QUEUE, WEBHOOK_OUTBOX_CHANNEL } from './webhooks.types.ts';
+
+const RELAY_BATCH = 500;
+
+/** pg-boss's database interface over a Kysely transaction: its jobs commit with ours. */
+function executor(trx: Kysely<DB>) {
+  return {
+    async executeSql(text: string, values: unknown[] = []) {
+      const result = await trx.executeQuery(CompiledQuery.raw(text, values));
+      return { rows: result.rows };
+    },
+  };
+}
+
+export type DeliveryJob = { delivery_id: string };
+
+export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
+  const { db } = kt.database;
+  const cfg = kt.config.webhooks;
+  const box = secretBox(kt.config.keyPepper);
+
+  /** Moves queued deliveries to the queue; returns how many it moved. */
+  async function relayOnce(): Promise<number> {
+    return db.transaction().execute(async (trx) => {
+      const ids = (await claimQueued(RELAY_BATCH).execute(trx)).rows.map((r) => r.id);
+      if (ids.length === 0) return 0;
+      const jobs = ids.map((id) => ({
+        data: { delivery_id: id } satisfies DeliveryJob,
+        retryLimit: cfg.retry.limit,
+        retryDelay: cfg.retry.delaySeconds,
+        retryBackoff: true,
+        retryDelayMax: cfg.retry.maxDelaySeconds,
+      }));
+      await boss.insert(WEBHOOK_DELIVERY_QUEUE, jobs, { db: executor(trx) });
+      await markPending(ids).execute(trx);
+      return ids.length;
+    });
+  }
+
+  let running: Promise<void> | undefined;
+  let again = false;
+  /** Runs the relay until the outbox is empty; a kick while it runs makes it go once more. */
+  function kick(): void {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        while ((await relayOnce()) === RELAY_BATCH);
+      } while (again);
+    })()
+      .catch((error: unknown) => kt.logger.warn({ err: String(error) }, 'webhook relay failed'))
+      .finally(() => (running = undefined));
+  }
+
+  function secretsOf(w: q.DeliveryWork, now: Date): string[] {
+    const secrets = [box.open(w.secret)];
+    if (w.previous_secret && w.previous_secret_expires_at && w.previous_secret_expires_at > now) {
+      secrets.push(box.open(w.previous_secret));
+    }
+    return secrets;
+  }
+
+  /** One attempt of one delivery. Throws (after recording it) when pg-boss should retry. */
+  async function deliver(job: { data: DeliveryJob; retryCount: number; retryLimit: number }) {
+    const w = await q.loadDelivery(db, job.data.delivery_id);
+    // Gone (its endpoint deleted) or settled already (a job run twice): nothing to send.
+    if (!w || w.status !== 'pending') return;
+    const now = kt.clock.now();
+    if (!w.enabled) {
+      await db
+        .transaction()
+        .execute((trx) =>
+          q.setDeliveryStatus(trx, w.id, { status: 'skipped', at: now, attempted: false }),
+        );
+      return;
+    }
+    const body = JSON.stringify(w.payload);
+    const result = await attempt(
+      { url: w.url, messageId: w.message_id, body, secrets: secretsOf(w, now), at: now },
+      cfg.addresses,
+      cfg.timeoutMs,
+    );
+    const at = kt.clock.now();
+    const last = job.retryCount >= job.retryLimit;
+    const outcome = await db.transaction().execute(async (trx) => {
+      await q.insertAttempt(trx, { deliveryId: w.id, at, ...result });
+      if (result.error === null) {
+        await q.setDeliveryStatus(trx, w.id, { status: 'succeeded', at, attempted: true });
+        await q.markEndpointHealthy(trx, w.endpoint_id);
+        return 'sent' as const;
+      }
+      const failing = await q.markEndpointFailing(trx, w.endpoint_id, at, cfg.disableAfterMs);
+      if (failing.disabled) {
+        await recordAudit(trx, {
+          orgId: w.org_id,
+          at,
+          actor: { type: 'system' },
+          action: 'webhook.disabled',
+          target: { type: 'webhook', id: w.endpoint_id },
+          details: {
+            url: w.url,
+            failing_since: failing.failingSince.toISOString(),
+            last_error: result.error,
+          },
+        });
+      }
+      const final = last || failing.disabled;
+      await q.setDeliveryStatus(trx, w.id, {
+        status: final ? 'failed' : 'pending',
+        at,
+        attempted: true,
+      });
+      return final ? ('failed' as const) : ('retried' as const);
+    });
+    kt.metrics.webhookDeliveries.inc({ result: outcome });
+    if (outcome === 'sent') {
+      kt.metrics.webhookLagSeconds.observe((at.getTime() - w.occurred_at.getTime()) / 1000);
+    }
+    if (outcome === 'retried') throw new Error(`delivery failed, will retry: ${result.error}`);
+  }
+
+  return { relayOnce, kick, deliver, running: () => running };
+}
+
+/** Starts the relay (LISTEN plus a poll) and the delivery handlers; returns their stop. */
+export async function startWebhookWorker(kt: Keytrail, boss: PgBoss) {
+  const worker = createWebhookWorker(kt, boss);
+  const listener: Listener = listen({
+    url: kt.config.databaseUrl,
+    channel: WEBHOOK_OUTBOX_CHANNEL,
+    logger: kt.logger,
+    onMessage: () => worker.kick(),
+    onReconnect: () => worker.kick(),
+  });
+  const poll = setInterval(() => worker.kick(), kt.config.webhooks.relayPollMs);
+  poll.unref();
+  worker.kick();
+  const options = {
+    batchSize: 1,
+    localConcurrency: kt.config.webhooks.concurrency,
+    includeMetadata: true,
+    pollingIntervalSeconds: 1,
+  } as const;
+  const id = await boss.work<DeliveryJob, void, typeof options>(
+    WEBHOOK_DELIVERY_QUEUE,
+    options,
+    async ([job]: JobWithMetadata<DeliveryJob>[]) => {
+      if (job) await worker.deliver(job);
+    },
+  );
+  return {
+    async stop() {
+      clearInterval(poll);
+      await listener.close();
+      await boss.offWork(WEBHOOK_DELIVERY_QUEUE, { id, wait: true });
+      await worker.running();
+    },
+  };
+}

@@ -1,0 +1,102 @@
+/**
+ * SQL of the notices keytrail sends about keys on its own (SPEC §10): each marks the key in the
+ * statement that finds it, so a notice is sent once however often, or how concurrently, the
+ * finding runs; the caller writes the outbox in the same transaction.
+ */
+import { sql, type RawBuilder } from 'kysely';
+
+const HOUR_MS = 3_600_000;
+
+export type Notice = {
+  id: string;
+  org_id: string;
+  details: Record<string, unknown>;
+};
+
+/**
+ * Keys expiring within 7 days that have not had this stage's notice for this expires_at: a
+ * 7-day notice, then a 1-day one (a key found inside its last day gets only that). Changing
+ * expires_at starts over, because the notice names the expires_at it was for.
+ */
+export function markExpiringNotices(now: Date, limit: number): RawBuilder<Notice> {
+  return sql<Notice>`
+    with due as (
+      select k.id, k.expires_at, s.stage
+      from api_keys k
+      cross join lateral (select case when k.expires_at <= ${now}::timestamptz + interval '1 day'
+        then 1 else 7 end as stage) s
+      where k.revoked_at is null and k.expires_at > ${now}
+        and k.expires_at <= ${now}::timestamptz + interval '7 days'
+        and (k.expiring_notice_for is distinct from k.expires_at
+          or coalesce(k.expiring_notice_days, 8) > s.stage)
+      order by k.expires_at, k.id
+      limit ${limit}
+      for update of k skip locked
+    )
+    update api_keys k set expiring_notice_for = due.expires_at, expiring_notice_days = due.stage
+    from due where k.id = due.id
+    returning k.id, k.org_id, jsonb_build_object(
+      'expires_at', to_char(due.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      'notice', due.stage || 'd') as details`;
+}
+
+/**
+ * Spike flags that changed: the org usage page's rule (the last 24 hours against the daily mean
+ * of the 7 × 24 hours before, from the hourly rollup) for keys used in the last 24 hours and
+ * keys flagged now. A key whose flag turns on is returned (once per spell); one whose flag
+ * turned off is cleared.
+ */
+export function markSpikes(
+  now: Date,
+  rule: { factor: number; minRequests: number },
+): RawBuilder<Notice> {
+  const currentHour = now.getTime() - (now.getTime() % HOUR_MS);
+  const since24h = new Date(currentHour - 23 * HOUR_MS);
+  const since8d = new Date(since24h.getTime() - 7 * 24 * HOUR_MS);
+  return sql<Notice>`
+    with candidates as (
+      select t.key_id from api_key_usage_totals t where t.last_used_at >= ${since24h}
+      union
+      select k.id from api_keys k where k.spike_since is not null
+    ), judged as (
+      select k.id, k.spike_since, w.last24, w.prior7d,
+        (k.revoked_at is null and w.last24 >= ${rule.minRequests}
+          and w.last24 >= ${rule.factor}::float8 * w.prior7d / 7.0) as spike
+      from candidates c join api_keys k on k.id = c.key_id
+      cross join lateral (
+        select coalesce(sum(h.requests) filter (where h.hour >= ${since24h}), 0)::int8 as last24,
+          coalesce(sum(h.requests) filter (where h.hour < ${since24h}), 0)::int8 as prior7d
+        from api_key_usage_hourly h where h.key_id = k.id and h.hour >= ${since8d}
+      ) w
+    ), changed as (
+      update api_keys k set spike_since = case when j.spike then ${now}::timestamptz end
+      from judged j
+      where k.id = j.id and j.spike = (k.spike_since is null)
+      returning k.id, k.org_id, j.spike, j.last24, j.prior7d
+    )
+    select id, org_id, jsonb_build_object('last_24h_requests', last24,
+      'prior_daily_mean', round(prior7d / 7.0, 1), 'factor', ${rule.factor}::float8) as details
+    from changed where spike`;
+}
+
+export type DeniedUse = { keyId: string; outcome: string; ip: string | null; at: Date };
+
+/**
+ * Revoked or expired keys seen in denied attempts, noticed at most once an hour per key: the
+ * mark and the returned rows are one statement of the ingest transaction.
+ */
+export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice> {
+  return sql<Notice>`
+    with u as (
+      select * from unnest(${uses.map((u) => u.keyId)}::uuid[], ${uses.map((u) => u.outcome)}::text[],
+        ${uses.map((u) => u.ip)}::text[], ${uses.map((u) => u.at)}::timestamptz[])
+        as u(key_id, outcome, ip, at)
+    )
+    update api_keys k set revoked_use_notified_at = now()
+    from u
+    where k.id = u.key_id
+      and (k.revoked_at is not null or k.expires_at <= now())
+      and (k.revoked_use_notified_at is null or k.revoked_use_notified_at <= now() - interval '1 hour')
+    returning k.id, k.org_id, jsonb_build_object('outcome', u.outcome, 'ip', u.ip,
+      'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
+}

@@ -1,0 +1,56 @@
+/**
+ * The key watch (every 5 minutes, one run at a time across workers): expired keys are audited
+ * (`key.expired`), keys nearing expiry get their 7-day and 1-day `key.expiring` notices, and
+ * keys whose spike flag turned on get `key.spike`. Each finding marks its keys and writes the
+ * outbox in one transaction: a notice is sent once, however the runs overlap or fail.
+ */
+import type { Database } from '../platform/db.ts';
+import { auditExpiredKeys } from '../keys/keys.expiry.ts';
+import { markExpiringNotices, markSpikes, type Notice } from './hygiene.queries.ts';
+import { writeOutbox } from './outbox.queries.ts';
+import type { OutboxEvent, WebhookEventType } from './webhooks.types.ts';
+
+export const KEY_WATCH_QUEUE = 'keys.watch';
+export const KEY_WATCH_CRON = '*/5 * * * *';
+const BATCH = 500;
+
+/** Outbox events of notices keytrail itself found (actor system). */
+export function noticeEvents(type: WebhookEventType, notices: Notice[], at: Date): OutboxEvent[] {
+  return notices.map((n) => ({
+    orgId: n.org_id,
+    type,
+    at,
+    keyId: n.id,
+    actor: { type: 'system' },
+    details: n.details,
+  }));
+}
+
+async function publish(trx: Database, events: OutboxEvent[]): Promise<void> {
+  if (events.length > 0) await writeOutbox(events).execute(trx);
+}
+
+export type WatchReport = { expired: number; expiring: number; spikes: number };
+
+export async function runKeyWatch(
+  db: Database,
+  o: { now: Date; spike: { factor: number; minRequests: number } },
+): Promise<WatchReport> {
+  const expired = await auditExpiredKeys(db, { now: o.now, dryRun: false });
+  let expiring = 0;
+  for (;;) {
+    const found = await db.transaction().execute(async (trx) => {
+      const notices = (await markExpiringNotices(o.now, BATCH).execute(trx)).rows;
+      await publish(trx, noticeEvents('key.expiring', notices, o.now));
+      return notices.length;
+    });
+    expiring += found;
+    if (found < BATCH) break;
+  }
+  const spikes = await db.transaction().execute(async (trx) => {
+    const notices = (await markSpikes(o.now, o.spike).execute(trx)).rows;
+    await publish(trx, noticeEvents('key.spike', notices, o.now));
+    return notices.length;
+  });
+  return { expired, expiring, spikes };
+}

@@ -1,0 +1,216 @@
+/**
+ * Webhook endpoints of an org (SPEC §10): create, change, delete, rotate the secret, list
+ * deliveries and re-send one. Every change is audited; a secret is shown once, when made.
+ */
+import type { Database } from '../platform/db.ts';
+import type { Clock } from '../platform/clock.ts';
+import type { WebhookConfig } from '../platform/config.ts';
+import { AppError } from '../platform/errors.ts';
+import { newId } from '../platform/ids.ts';
+import { urlRefusal } from '../platform/ssrf.ts';
+import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
+import type { AuditAction } from '../audit/audit.types.ts';
+import { lockOrg } from '../keys/keys.queries.ts';
+import type { KeyIdentity } from '../keys/keys.types.ts';
+import { generateSecret, secretBox } from './secrets.ts';
+import * as q from './webhooks.queries.ts';
+import type { WebhookEndpoint, WebhookEventType } from './webhooks.types.ts';
+
+export type EndpointInput = {
+  url: string;
+  eventTypes: WebhookEventType[];
+  description?: string | undefined;
+  enabled?: boolean | undefined;
+};
+
+const actorOf = (caller: KeyIdentity): AuditActor => ({ type: 'key', keyId: caller.id });
+const notFound = () => new AppError('not_found', { detail: 'webhook endpoint not found' });
+
+export function createWebhooks(deps: {
+  db: Database;
+  clock: Clock;
+  pepper: string;
+  config: WebhookConfig;
+}) {
+  const { db, clock, config } = deps;
+  const box = secretBox(deps.pepper);
+
+  /** The URL as stored (WHATWG-normalised), or a 400 saying why it cannot be an endpoint. */
+  function checkedUrl(url: string): string {
+    const why = urlRefusal(url, config.addresses);
+    if (why) {
+      throw new AppError('validation_failed', {
+        detail: `url ${why}`,
+        errors: [{ path: 'url', message: why }],
+      });
+    }
+    return new URL(url).href;
+  }
+
+  async function audited(
+    trx: Database,
+    caller: KeyIdentity,
+    e: { orgId: string; id: string; action: AuditAction; at: Date; details: object },
+  ): Promise<void> {
+    await recordAudit(trx, {
+      orgId: e.orgId,
+      at: e.at,
+      actor: actorOf(caller),
+      action: e.action,
+      target: { type: 'webhook', id: e.id },
+      details: { ...e.details },
+    });
+  }
+
+  async function load(trx: Database, orgId: string, id: string): Promise<WebhookEndpoint> {
+    const endpoint = await q.findEndpoint(trx, orgId, id, { forUpdate: true });
+    if (!endpoint) throw notFound();
+    return endpoint;
+  }
+
+  return {
+    async create(caller: KeyIdentity, orgId: string, input: EndpointInput) {
+      const url = checkedUrl(input.url);
+      const at = clock.now();
+      const secret = generateSecret();
+      const id = newId();
+      const eventTypes = [...new Set(input.eventTypes)];
+      const endpoint = await db.transaction().execute(async (trx) => {
+        await lockOrg(trx, orgId);
+        if ((await q.countEndpoints(trx, orgId)) >= config.maxPerOrg) {
+          throw new AppError('unprocessable', {
+            detail: `the org already has ${config.maxPerOrg} webhook endpoints (the limit)`,
+          });
+        }
+        const row = {
+          id,
+          orgId,
+          url,
+          description: input.description ?? '',
+          eventTypes,
+          enabled: input.enabled ?? true,
+        };
+        await q.insertEndpoint(trx, { ...row, secret: box.seal(secret), at });
+        await audited(trx, caller, {
+          orgId,
+          id,
+          action: 'webhook.created',
+          at,
+          details: { url: row.url, event_types: eventTypes, enabled: row.enabled },
+        });
+        return load(trx, orgId, id);
+      });
+      return { endpoint, secret };
+    },
+
+    list: (orgId: string) => q.listEndpoints(db, orgId),
+
+    async get(orgId: string, id: string): Promise<WebhookEndpoint> {
+      const endpoint = await q.findEndpoint(db, orgId, id);
+      if (!endpoint) throw notFound();
+      return endpoint;
+    },
+
+    async update(caller: KeyIdentity, orgId: string, id: string, patch: q.EndpointPatch) {
+      if (patch.url !== undefined) patch = { ...patch, url: checkedUrl(patch.url) };
+      if (patch.eventTypes) patch = { ...patch, eventTypes: [...new Set(patch.eventTypes)] };
+      const at = clock.now();
+      return db.transaction().execute(async (trx) => {
+        const before = await load(trx, orgId, id);
+        await q.updateEndpoint(trx, id, patch, at);
+        const after = await load(trx, orgId, id);
+        await audited(trx, caller, {
+          orgId,
+          id,
+          action: 'webhook.updated',
+          at,
+          details: { changes: changes(before, after) },
+        });
+        return after;
+      });
+    },
+
+    async remove(caller: KeyIdentity, orgId: string, id: string): Promise<void> {
+      const at = clock.now();
+      await db.transaction().execute(async (trx) => {
+        const endpoint = await load(trx, orgId, id);
+        await q.deleteEndpoint(trx, id);
+        await audited(trx, caller, {
+          orgId,
+          id,
+          action: 'webhook.deleted',
+          at,
+          details: { url: endpoint.url },
+        });
+      });
+    },
+
+    /** A new secret, shown once; the previous one keeps signing beside it for a day. */
+    async rotateSecret(caller: KeyIdentity, orgId: string, id: string) {
+      const at = clock.now();
+      const secret = generateSecret();
+      const previousUntil = new Date(at.getTime() + config.previousSecretMs);
+      await db.transaction().execute(async (trx) => {
+        await load(trx, orgId, id);
+        await q.rotateSecret(trx, id, { secret: box.seal(secret), previousUntil, at });
+        await audited(trx, caller, {
+          orgId,
+          id,
+          action: 'webhook.secret_rotated',
+          at,
+          details: { previous_secret_expires_at: previousUntil.toISOString() },
+        });
+      });
+      return { secret, previousSecretExpiresAt: previousUntil };
+    },
+
+    async deliveries(
+      orgId: string,
+      id: string,
+      p: { limit: number; before?: { createdAt: Date; id: string } | undefined },
+    ) {
+      await this.get(orgId, id);
+      const rows = await q.listDeliveries(db, id, p);
+      const attempts = await q.attemptsOf(
+        db,
+        rows.map((r) => r.id),
+      );
+      return rows.map((r) => ({ ...r, log: attempts.filter((a) => a.delivery_id === r.id) }));
+    },
+
+    /** Sends a settled delivery again (same message, same webhook-id). */
+    async resend(orgId: string, id: string, deliveryId: string): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        const endpoint = await load(trx, orgId, id);
+        const status = await q.deliveryStatus(trx, id, deliveryId);
+        if (!status) throw new AppError('not_found', { detail: 'delivery not found' });
+        if (!endpoint.enabled) {
+          throw new AppError('unprocessable', {
+            detail: 'the endpoint is disabled: enable it before re-sending',
+          });
+        }
+        if (!(await q.requeueDelivery(trx, id, deliveryId))) {
+          throw new AppError('unprocessable', {
+            detail: `the delivery is ${status}: it is being delivered already`,
+          });
+        }
+      });
+    },
+  };
+}
+
+function changes(before: WebhookEndpoint, after: WebhookEndpoint): Record<string, unknown> {
+  const out: Record<string, { from: unknown; to: unknown }> = {};
+  const pairs: [string, unknown, unknown][] = [
+    ['url', before.url, after.url],
+    ['description', before.description, after.description],
+    ['event_types', before.eventTypes, after.eventTypes],
+    ['enabled', before.enabled, after.enabled],
+  ];
+  for (const [name, from, to] of pairs) {
+    if (JSON.stringify(from) !== JSON.stringify(to)) out[name] = { from, to };
+  }
+  return out;
+}
+
+export type Webhooks = ReturnType<typeof createWebhooks>;
