@@ -165,6 +165,7 @@ export interface WebhookDeliveries {
   delivered_at: Timestamp | null;
   endpoint_id: string;
   id: string;
+  job_id: string | null;
   last_attempt_at: Timestamp | null;
   message_id: string;
   status: string;
@@ -178,6 +179,7 @@ export interface WebhookEndpoints {
   event_types: string[];
   failing_since: Timestamp | null;
   id: string;
+  last_failure_at: Timestamp | null;
   org_id: string;
   previous_secret: Buffer | null;
   previous_secret_expires_at: Timestamp | null;

@@ -22,6 +22,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       enabled boolean not null,
       disabled_reason text,
       failing_since timestamptz,
+      last_failure_at timestamptz,
       created_at timestamptz not null,
       updated_at timestamptz not null
     )`.execute(db);
@@ -46,6 +47,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       endpoint_id uuid not null references webhook_endpoints (id) on delete cascade,
       status text not null check (status in ('queued', 'pending', 'succeeded', 'failed', 'skipped')),
       attempts integer not null default 0,
+      -- The pg-boss job that may deliver it now: a job that is not this one (a re-send made a
+      -- new one) does nothing.
+      job_id uuid,
       created_at timestamptz not null,
       last_attempt_at timestamptz,
       delivered_at timestamptz,

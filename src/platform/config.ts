@@ -151,9 +151,18 @@ export type WebhookConfig = {
 const DAY_MS = 86_400_000;
 
 /**
- * 30 retries from 30 s, doubling (with jitter) up to an hour: the first seven take 1–2 h, the
- * rest an hour each, so a delivery is tried for 24–31 h before it is given up.
+ * Retries enough for a delivery to be tried for at least `spanSeconds`: pg-boss's n-th retry
+ * (from 0) waits between delay × 2^n and twice that, capped at `maxDelaySeconds`. From 30 s:
+ * 30 retries, 24.1 to 25 h.
  */
+export function retryLimitFor(delaySeconds: number, maxDelaySeconds: number, spanSeconds = 86_400) {
+  let total = 0;
+  let n = 0;
+  while (total < spanSeconds) total += Math.min(maxDelaySeconds, delaySeconds * 2 ** n++);
+  return n;
+}
+
+/** 30 retries from 30 s, doubling (with jitter) up to an hour: 24–25 h before giving up. */
 export const WEBHOOK_DEFAULTS: Omit<WebhookConfig, 'addresses'> = {
   timeoutMs: 10_000,
   retry: { limit: 30, delaySeconds: 30, maxDelaySeconds: 3600 },
@@ -248,7 +257,14 @@ export function toConfig(
     },
     webhooks: {
       ...WEBHOOK_DEFAULTS,
-      retry: { ...WEBHOOK_DEFAULTS.retry, delaySeconds: env.KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS },
+      retry: {
+        delaySeconds: env.KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS,
+        maxDelaySeconds: WEBHOOK_DEFAULTS.retry.maxDelaySeconds,
+        limit: retryLimitFor(
+          env.KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS,
+          WEBHOOK_DEFAULTS.retry.maxDelaySeconds,
+        ),
+      },
       addresses: {
         allowLoopback: env.KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK,
         allowedNetworks: parseNetworks(env.KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS),

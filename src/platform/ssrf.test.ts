@@ -26,6 +26,9 @@ describe('webhook address policy (SSRF)', () => {
       '224.0.0.1',
       '255.255.255.255',
       '2001:db8::1',
+      '::7f00:1', // IPv4-compatible 127.0.0.1
+      '::a9fe:a9fe', // IPv4-compatible 169.254.169.254
+      '100::1', // discard-only
     ]) {
       expect(refusal(bad, closed), bad).toMatch(/not allowed/);
     }
@@ -67,12 +70,12 @@ describe('webhook address policy (SSRF)', () => {
     await expect(resolveAllowed('localhost', closed)).rejects.toThrow(/loopback/);
     await expect(
       resolveAllowed('localhost', { allowLoopback: true, allowedNetworks: [] }),
-    ).resolves.toMatch(/^(127\.0\.0\.1|::1)$/);
+    ).resolves.toEqual(expect.arrayContaining([expect.stringMatching(/^(127\.0\.0\.1|::1)$/)]));
     await expect(resolveAllowed('[::1]', closed)).rejects.toThrow(/loopback/);
   });
 
   it('connects to the checked address only', async () => {
-    const lookup = pinnedLookup('203.0.113.7');
+    const lookup = pinnedLookup(['203.0.113.7', '2001:4860::8888']);
     const one = await new Promise((resolve) =>
       lookup('evil.example', {}, (_e, address, family) => resolve([address, family])),
     );
@@ -80,6 +83,9 @@ describe('webhook address policy (SSRF)', () => {
     const all = await new Promise((resolve) =>
       lookup('evil.example', { all: true }, (_e, addresses) => resolve(addresses)),
     );
-    expect(all).toEqual([{ address: '203.0.113.7', family: 4 }]);
+    expect(all).toEqual([
+      { address: '203.0.113.7', family: 4 },
+      { address: '2001:4860::8888', family: 6 },
+    ]);
   });
 });

@@ -35,17 +35,27 @@ export function parseNetworks(raw: string): string[] {
   return list;
 }
 
+/** IPv6 unicast outside 2000::/3 (e.g. IPv4-compatible ::a.b.c.d) is not the public internet. */
+const GLOBAL_V6: Cidr = ipaddr.parseCIDR('2000::/3');
+
+/** The range name of an address, for the rules below ('unicast' only when really global). */
+function rangeOf(ip: ipaddr.IPv4 | ipaddr.IPv6): string {
+  const range = ip.range();
+  if (range === 'unicast' && ip.kind() === 'ipv6' && !ip.match(GLOBAL_V6)) return 'reserved';
+  return range;
+}
+
 /** Why an address may not be reached, or null when it may. */
 export function refusal(address: string, policy: AddressPolicy): string | null {
   if (!ipaddr.isValid(address)) return `not an IP address: ${address}`;
   const ip = ipaddr.process(address);
-  const range = ip.range();
+  const range = rangeOf(ip);
   if (range === 'unicast') return null;
   if (range === 'loopback' && policy.allowLoopback) return null;
   for (const [net, bits] of compile(policy)) {
     if (net.kind() === ip.kind() && ip.match(net, bits)) return null;
   }
-  return `address ${address} is ${range}, not allowed`;
+  return `${range} address not allowed`;
 }
 
 const LOOPBACK_NAMES = new Set(['localhost', 'localhost.']);
@@ -64,7 +74,7 @@ export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
   const host = bare(url.hostname).toLowerCase();
   const literal = isIP(host) !== 0;
   const loopback =
-    LOOPBACK_NAMES.has(host) || (literal && ipaddr.process(host).range() === 'loopback');
+    LOOPBACK_NAMES.has(host) || (literal && rangeOf(ipaddr.process(host)) === 'loopback');
   if (url.protocol === 'http:') {
     if (!(loopback && policy.allowLoopback)) {
       return 'must use https (http only to loopback, with KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK=true)';
@@ -76,9 +86,10 @@ export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
 
 /**
  * Resolves the URL's host and checks every address it has (one bad address refuses the name).
- * Returns the address to connect to.
+ * Returns the addresses to connect to. A refusal names the range, never the address: an org
+ * admin must not learn what internal names resolve to.
  */
-export async function resolveAllowed(hostname: string, policy: AddressPolicy): Promise<string> {
+export async function resolveAllowed(hostname: string, policy: AddressPolicy): Promise<string[]> {
   const host = bare(hostname);
   const addresses = isIP(host)
     ? [host]
@@ -88,14 +99,15 @@ export async function resolveAllowed(hostname: string, policy: AddressPolicy): P
     const why = refusal(a, policy);
     if (why) throw new RefusedAddress(why);
   }
-  return addresses[0] as string;
+  return addresses;
 }
 
-/** A `lookup` for http.request that answers with the address already checked, and only it. */
-export function pinnedLookup(address: string): LookupFunction {
-  const family = isIP(address);
+/** A `lookup` for http.request that answers with the addresses already checked, and only them. */
+export function pinnedLookup(addresses: readonly string[]): LookupFunction {
+  const all = addresses.map((address) => ({ address, family: isIP(address) }));
   return (_host, options, callback) => {
-    if ((options as { all?: boolean }).all) callback(null, [{ address, family }]);
-    else callback(null, address, family);
+    const first = all[0] ?? { address: '', family: 4 };
+    if ((options as { all?: boolean }).all) callback(null, all);
+    else callback(null, first.address, first.family);
   };
 }

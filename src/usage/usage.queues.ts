@@ -1,11 +1,12 @@
 import type { QueueDefinition } from '../platform/queue.ts';
-import { WEBHOOK_DELIVERY_QUEUE } from '../webhooks/webhooks.types.ts';
+import { WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_DELIVERY_QUEUE } from '../webhooks/webhooks.types.ts';
 import { KEY_WATCH_QUEUE } from '../webhooks/watch.ts';
 import { MAINTENANCE_QUEUE, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from './usage.jobs.ts';
 
 /** Every queue keytrail uses, dead-letter queues first so they exist when referenced. */
 export const QUEUES: readonly QueueDefinition[] = [
   { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0 },
+  { name: WEBHOOK_DEAD_LETTER_QUEUE, retryLimit: 3 },
   // A batch commits in well under a second. A worker that dies (SIGKILL, lost Postgres) stops
   // refreshing its jobs' heartbeat: they are retried (replay-safe) after at most 10 s plus one
   // supervise pass (2 s). 120 s stays the hard limit for a handler that hangs while alive.
@@ -26,6 +27,7 @@ export const QUEUES: readonly QueueDefinition[] = [
   // retry settings (config.webhooks.retry); a killed worker's job is retried from its heartbeat.
   {
     name: WEBHOOK_DELIVERY_QUEUE,
+    deadLetter: WEBHOOK_DEAD_LETTER_QUEUE,
     retryLimit: 30,
     notify: true,
     expireInSeconds: 60,

@@ -50,15 +50,20 @@ export async function attempt(
     error,
   });
   const url = new URL(o.url);
-  let address: string;
+  // One deadline for all of it: resolving the name too (a slow resolver holds a libuv thread).
+  const signal = AbortSignal.timeout(timeoutMs);
+  let addresses: string[];
   try {
-    address = await resolveAllowed(url.hostname, policy);
+    addresses = await beforeDeadline(resolveAllowed(url.hostname, policy), signal, timeoutMs);
   } catch (error) {
-    const why = error instanceof RefusedAddress ? error.message : `DNS: ${String(error)}`;
+    const why =
+      error instanceof RefusedAddress || error instanceof DeadlineError
+        ? error.message
+        : `DNS: ${(error as { code?: string }).code ?? String(error)}`;
     return done(null, why);
   }
   try {
-    const status = await post(url, address, signedHeaders(o), o.body, timeoutMs);
+    const status = await post(url, addresses, signedHeaders(o), o.body, signal, timeoutMs);
     if (status >= 200 && status < 300) return done(status, null);
     const error =
       status >= 300 && status < 400 ? `redirect not followed (HTTP ${status})` : `HTTP ${status}`;
@@ -68,11 +73,24 @@ export async function attempt(
   }
 }
 
+class DeadlineError extends Error {}
+
+/** `work`, or a DeadlineError once `signal` fires. */
+function beforeDeadline<T>(work: Promise<T>, signal: AbortSignal, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const late = () => reject(new DeadlineError(`timed out after ${timeoutMs} ms`));
+    if (signal.aborted) late();
+    signal.addEventListener('abort', late, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', late));
+  });
+}
+
 function post(
   url: URL,
-  address: string,
+  addresses: readonly string[],
   headers: Record<string, string>,
   body: string,
+  signal: AbortSignal,
   timeoutMs: number,
 ): Promise<number> {
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -80,9 +98,9 @@ function post(
     const req = send(url, {
       method: 'POST',
       headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-      lookup: pinnedLookup(address),
+      lookup: pinnedLookup(addresses),
       agent: false,
-      signal: AbortSignal.timeout(timeoutMs),
+      signal,
     });
     req.once('error', (error) =>
       reject(error.name === 'AbortError' ? new Error(`timed out after ${timeoutMs} ms`) : error),

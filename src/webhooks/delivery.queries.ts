@@ -7,6 +7,7 @@ type Db = Kysely<DB>;
 export type DeliveryWork = {
   id: string;
   status: string;
+  job_id: string | null;
   message_id: string;
   occurred_at: Date;
   payload: unknown;
@@ -27,6 +28,7 @@ export async function loadDelivery(db: Db, deliveryId: string): Promise<Delivery
     .select([
       'd.id',
       'd.status',
+      'd.job_id',
       'd.message_id',
       'm.occurred_at',
       'm.payload',
@@ -83,33 +85,51 @@ export async function setDeliveryStatus(
 export async function markEndpointHealthy(trx: Db, endpointId: string): Promise<void> {
   await trx
     .updateTable('webhook_endpoints')
-    .set({ failing_since: null })
+    .set({ failing_since: null, last_failure_at: null })
     .where('id', '=', endpointId)
     .where('failing_since', 'is not', null)
     .execute();
 }
 
 /**
- * Notes a failure: the failing spell starts at the first one. An endpoint failing for longer
- * than `disableAfterMs` is disabled; returns true only to the transaction that disabled it.
+ * Notes a failure. A failing spell starts at the first failure after a success, or after a
+ * quiet gap longer than `spellGapMs` (a message given up days ago does not make today's first
+ * failure "failing for days"). An endpoint failing for `disableAfterMs` is disabled; returns
+ * `disabled: true` only to the transaction that disabled it.
  */
 export async function markEndpointFailing(
   trx: Db,
   endpointId: string,
   at: Date,
-  disableAfterMs: number,
+  o: { disableAfterMs: number; spellGapMs: number },
 ): Promise<{ disabled: boolean; failingSince: Date }> {
-  const row = await sql<{ failing_since: Date; disabled: boolean }>`
-    with before as (select enabled from webhook_endpoints where id = ${endpointId} for update)
+  const since = sql`case when e.failing_since is null
+      or e.last_failure_at < ${at}::timestamptz - ${`${o.spellGapMs} milliseconds`}::interval
+    then ${at}::timestamptz else e.failing_since end`;
+  const due = sql`(${since}) <= ${at}::timestamptz - ${`${o.disableAfterMs} milliseconds`}::interval`;
+  const { rows } = await sql<{ failing_since: Date; disabled: boolean }>`
+    with before as (
+      select enabled from webhook_endpoints where id = ${endpointId} for no key update
+    )
     update webhook_endpoints e set
-      failing_since = coalesce(e.failing_since, ${at}),
-      enabled = e.enabled and coalesce(e.failing_since, ${at}) > ${at}::timestamptz - ${`${disableAfterMs} milliseconds`}::interval,
-      disabled_reason = case
-        when e.enabled and coalesce(e.failing_since, ${at}) <= ${at}::timestamptz - ${`${disableAfterMs} milliseconds`}::interval
-        then 'failing' else e.disabled_reason end
+      failing_since = ${since},
+      last_failure_at = ${at},
+      enabled = e.enabled and not ${due},
+      disabled_reason = case when e.enabled and ${due} then 'failing' else e.disabled_reason end
     from before
     where e.id = ${endpointId}
     returning e.failing_since, (before.enabled and not e.enabled) as disabled`.execute(trx);
-  const r = row.rows[0];
+  const r = rows[0];
   return { disabled: r?.disabled ?? false, failingSince: r?.failing_since ?? at };
+}
+
+/** A delivery whose job pg-boss gave up on (expired or killed on its last try): failed. */
+export async function failAbandoned(trx: Db, deliveryId: string, jobId: string): Promise<void> {
+  await trx
+    .updateTable('webhook_deliveries')
+    .set({ status: 'failed' })
+    .where('id', '=', deliveryId)
+    .where('job_id', '=', jobId)
+    .where('status', '=', 'pending')
+    .execute();
 }

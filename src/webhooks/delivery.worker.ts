@@ -5,6 +5,7 @@
  * `webhook-id`: a worker killed after the receiver answered but before it committed sends it
  * again, and the receiver drops the repeat by that id.
  */
+import { randomUUID } from 'node:crypto';
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import type { Keytrail } from '../keytrail.ts';
@@ -12,11 +13,15 @@ import { recordAudit } from '../audit/audit.service.ts';
 import { listen, type Listener } from '../platform/notify.ts';
 import type { PgBoss } from '../platform/queue.ts';
 import type { JobWithMetadata } from 'pg-boss';
-import { attempt } from './deliver.ts';
+import { attempt, type AttemptResult } from './deliver.ts';
 import * as q from './delivery.queries.ts';
 import { claimQueued, markPending } from './outbox.queries.ts';
-import { secretBox } from './secrets.ts';
-import { WEBHOOK_DELIVERY_QUEUE, WEBHOOK_OUTBOX_CHANNEL } from './webhooks.types.ts';
+import { redactedUrl, secretBox } from './secrets.ts';
+import {
+  WEBHOOK_DEAD_LETTER_QUEUE,
+  WEBHOOK_DELIVERY_QUEUE,
+  WEBHOOK_OUTBOX_CHANNEL,
+} from './webhooks.types.ts';
 
 const RELAY_BATCH = 500;
 
@@ -30,7 +35,26 @@ function executor(trx: Kysely<DB>) {
   };
 }
 
-export type DeliveryJob = { delivery_id: string };
+/** The delivery and the job meant to deliver it (a dead-lettered copy has another id). */
+export type DeliveryJob = { delivery_id: string; job_id: string };
+
+/** `webhook.disabled` (actor system) for an endpoint failing since `since`. */
+function auditDisabled(
+  trx: Kysely<DB>,
+  w: q.DeliveryWork,
+  at: Date,
+  since: Date,
+  lastError: string,
+): Promise<void> {
+  return recordAudit(trx, {
+    orgId: w.org_id,
+    at,
+    actor: { type: 'system' },
+    action: 'webhook.disabled',
+    target: { type: 'webhook', id: w.endpoint_id },
+    details: { url: redactedUrl(w.url), failing_since: since.toISOString(), last_error: lastError },
+  });
+}
 
 export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
   const { db } = kt.database;
@@ -42,15 +66,17 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
     return db.transaction().execute(async (trx) => {
       const ids = (await claimQueued(RELAY_BATCH).execute(trx)).rows.map((r) => r.id);
       if (ids.length === 0) return 0;
-      const jobs = ids.map((id) => ({
-        data: { delivery_id: id } satisfies DeliveryJob,
+      const pairs = ids.map((id) => ({ id, jobId: randomUUID() }));
+      const jobs = pairs.map(({ id, jobId }) => ({
+        id: jobId,
+        data: { delivery_id: id, job_id: jobId } satisfies DeliveryJob,
         retryLimit: cfg.retry.limit,
         retryDelay: cfg.retry.delaySeconds,
         retryBackoff: true,
         retryDelayMax: cfg.retry.maxDelaySeconds,
       }));
       await boss.insert(WEBHOOK_DELIVERY_QUEUE, jobs, { db: executor(trx) });
-      await markPending(ids).execute(trx);
+      await markPending(pairs).execute(trx);
       return ids.length;
     });
   }
@@ -81,11 +107,39 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
     return secrets;
   }
 
+  type Outcome = 'sent' | 'retried' | 'failed';
+
+  /** Records an attempt and what follows from it, in one transaction. */
+  function record(w: q.DeliveryWork, result: AttemptResult, at: Date, last: boolean) {
+    return db.transaction().execute(async (trx): Promise<Outcome> => {
+      await q.insertAttempt(trx, { deliveryId: w.id, at, ...result });
+      if (result.error === null) {
+        await q.setDeliveryStatus(trx, w.id, { status: 'succeeded', at, attempted: true });
+        await q.markEndpointHealthy(trx, w.endpoint_id);
+        return 'sent';
+      }
+      const failing = await q.markEndpointFailing(trx, w.endpoint_id, at, {
+        disableAfterMs: cfg.disableAfterMs,
+        spellGapMs: 3 * cfg.retry.maxDelaySeconds * 1000,
+      });
+      if (failing.disabled) await auditDisabled(trx, w, at, failing.failingSince, result.error);
+      const final = last || failing.disabled;
+      const status = final ? 'failed' : 'pending';
+      await q.setDeliveryStatus(trx, w.id, { status, at, attempted: true });
+      return final ? 'failed' : 'retried';
+    });
+  }
+
   /** One attempt of one delivery. Throws (after recording it) when pg-boss should retry. */
-  async function deliver(job: { data: DeliveryJob; retryCount: number; retryLimit: number }) {
+  async function deliver(job: {
+    id: string;
+    data: DeliveryJob;
+    retryCount: number;
+    retryLimit: number;
+  }): Promise<void> {
     const w = await q.loadDelivery(db, job.data.delivery_id);
-    // Gone (its endpoint deleted) or settled already (a job run twice): nothing to send.
-    if (!w || w.status !== 'pending') return;
+    // Gone (its endpoint deleted), settled already, or handed to a newer job (a re-send).
+    if (!w || w.status !== 'pending' || w.job_id !== job.id) return;
     const now = kt.clock.now();
     if (!w.enabled) {
       await db
@@ -102,37 +156,7 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       cfg.timeoutMs,
     );
     const at = kt.clock.now();
-    const last = job.retryCount >= job.retryLimit;
-    const outcome = await db.transaction().execute(async (trx) => {
-      await q.insertAttempt(trx, { deliveryId: w.id, at, ...result });
-      if (result.error === null) {
-        await q.setDeliveryStatus(trx, w.id, { status: 'succeeded', at, attempted: true });
-        await q.markEndpointHealthy(trx, w.endpoint_id);
-        return 'sent' as const;
-      }
-      const failing = await q.markEndpointFailing(trx, w.endpoint_id, at, cfg.disableAfterMs);
-      if (failing.disabled) {
-        await recordAudit(trx, {
-          orgId: w.org_id,
-          at,
-          actor: { type: 'system' },
-          action: 'webhook.disabled',
-          target: { type: 'webhook', id: w.endpoint_id },
-          details: {
-            url: w.url,
-            failing_since: failing.failingSince.toISOString(),
-            last_error: result.error,
-          },
-        });
-      }
-      const final = last || failing.disabled;
-      await q.setDeliveryStatus(trx, w.id, {
-        status: final ? 'failed' : 'pending',
-        at,
-        attempted: true,
-      });
-      return final ? ('failed' as const) : ('retried' as const);
-    });
+    const outcome = await record(w, result, at, job.retryCount >= job.retryLimit);
     kt.metrics.webhookDeliveries.inc({ result: outcome });
     if (outcome === 'sent') {
       kt.metrics.webhookLagSeconds.observe((at.getTime() - w.occurred_at.getTime()) / 1000);
@@ -140,7 +164,14 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
     if (outcome === 'retried') throw new Error(`delivery failed, will retry: ${result.error}`);
   }
 
-  return { relayOnce, kick, deliver, running: () => running };
+  /** A job pg-boss gave up on by itself (expired, or its worker killed, on the last try). */
+  async function abandoned(job: { data: DeliveryJob }): Promise<void> {
+    const { delivery_id, job_id } = job.data;
+    await db.transaction().execute((trx) => q.failAbandoned(trx, delivery_id, job_id));
+    kt.metrics.webhookDeliveries.inc({ result: 'failed' });
+  }
+
+  return { relayOnce, kick, deliver, abandoned, running: () => running };
 }
 
 /** Starts the relay (LISTEN plus a poll) and the delivery handlers; returns their stop. */
@@ -169,11 +200,15 @@ export async function startWebhookWorker(kt: Keytrail, boss: PgBoss) {
       if (job) await worker.deliver(job);
     },
   );
+  const dead = await boss.work<DeliveryJob>(WEBHOOK_DEAD_LETTER_QUEUE, async ([job]) => {
+    if (job) await worker.abandoned(job);
+  });
   return {
     async stop() {
       clearInterval(poll);
       await listener.close();
       await boss.offWork(WEBHOOK_DELIVERY_QUEUE, { id, wait: true });
+      await boss.offWork(WEBHOOK_DEAD_LETTER_QUEUE, { id: dead, wait: true });
       await worker.running();
     },
   };

@@ -46,11 +46,17 @@ export function writeOutbox(events: readonly OutboxEvent[]): RawBuilder<{ delive
           'actor', s.actor, 'details', s.details))
       from s
       returning id, org_id, type
+    ), ep as (
+      -- Locked so an endpoint deleted meanwhile is skipped (after its delete commits) instead
+      -- of failing this transaction's foreign key check.
+      select w.id, w.org_id, w.event_types from webhook_endpoints w
+      where w.enabled and w.org_id in (select org_id from m)
+      for key share of w
     ), d as (
+      -- Milliseconds: the deliveries' keyset cursor carries a JavaScript Date.
       insert into webhook_deliveries (id, message_id, endpoint_id, status, created_at)
-      select gen_random_uuid(), m.id, w.id, 'queued', now()
-      from m join webhook_endpoints w
-        on w.org_id = m.org_id and w.enabled and m.type = any(w.event_types)
+      select gen_random_uuid(), m.id, ep.id, 'queued', date_trunc('milliseconds', now())
+      from m join ep on ep.org_id = m.org_id and m.type = any(ep.event_types)
       returning 1
     )
     select (select count(*) from d)::int as deliveries,
@@ -64,6 +70,12 @@ export function claimQueued(limit: number): RawBuilder<{ id: string }> {
     order by created_at limit ${limit} for update skip locked`;
 }
 
-export function markPending(ids: readonly string[]): RawBuilder<never> {
-  return sql<never>`update webhook_deliveries set status = 'pending' where id = any(${ids}::uuid[])`;
+/** Each delivery's job: the only job that may deliver it. */
+export function markPending(
+  deliveries: readonly { id: string; jobId: string }[],
+): RawBuilder<never> {
+  return sql<never>`update webhook_deliveries d set status = 'pending', job_id = j.job_id
+    from unnest(${deliveries.map((d) => d.id)}::uuid[], ${deliveries.map((d) => d.jobId)}::uuid[])
+      as j(id, job_id)
+    where d.id = j.id`;
 }

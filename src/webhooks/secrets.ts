@@ -29,3 +29,12 @@ export function secretBox(pepper: string): SecretBox {
     },
   };
 }
+
+/**
+ * An endpoint URL as the audit trail shows it: query strings often carry the receiver's own
+ * token, and audit:read is a weaker scope than the org:admin the webhooks API needs.
+ */
+export function redactedUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+}

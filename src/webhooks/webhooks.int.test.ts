@@ -64,13 +64,19 @@ describe('webhook endpoints', () => {
     const org = await createOrg(client, 'Hooks change');
     const created = await client.post(base(org.orgId), { key: org.adminKey, body: valid });
     const path = `${base(org.orgId)}/${created.body.webhook.id}`;
+    // Enabling an enabled endpoint changes nothing (its failing spell is kept).
+    await sql`update webhook_endpoints set failing_since = now() where id = ${created.body.webhook.id as string}`.execute(
+      app().kt.database.db,
+    );
+    const same = await client.patch(path, { key: org.adminKey, body: { enabled: true } });
+    expect(same.body.failing_since).not.toBeNull();
     const patched = await client.patch(path, {
       key: org.adminKey,
-      body: { url: 'https://HOOKS.example.com:443/new', enabled: false },
+      body: { url: 'https://HOOKS.example.com:443/new?token=s3cret', enabled: false },
     });
     expect(patched.status).toBe(200);
     expect(patched.body).toMatchObject({
-      url: 'https://hooks.example.com/new',
+      url: 'https://hooks.example.com/new?token=s3cret',
       enabled: false,
       disabled_reason: 'disabled by an admin',
     });
@@ -86,20 +92,23 @@ describe('webhook endpoints', () => {
     expectProblem(await client.delete(path, { key: org.adminKey }), 404, 'not_found');
     const audit = await client.get(`/api/orgs/${org.orgId}/audit-events`, { key: org.adminKey });
     const actions = (audit.body.data as { action: string }[]).map((e) => e.action);
-    expect(actions.slice(0, 4)).toEqual([
+    expect(actions.slice(0, 5)).toEqual([
       'webhook.deleted',
       'webhook.secret_rotated',
+      'webhook.updated',
       'webhook.updated',
       'webhook.created',
     ]);
     const updated = (audit.body.data as { action: string; details: unknown }[])[2];
     expect(updated?.details).toEqual({
       changes: {
-        url: { from: valid.url, to: 'https://hooks.example.com/new' },
+        // Query strings (often the receiver's own token) stay out of the audit trail.
+        url: { from: valid.url, to: 'https://hooks.example.com/new?…' },
         enabled: { from: true, to: false },
       },
     });
     expect(JSON.stringify(audit.body)).not.toContain('whsec_');
+    expect(JSON.stringify(audit.body)).not.toContain('s3cret');
   });
 
   it('refuses URLs it must not call (SSRF) and malformed bodies with 400, storing nothing', async () => {
@@ -120,6 +129,7 @@ describe('webhook endpoints', () => {
       'https://0.0.0.0/',
       'https://user:pass@hooks.example.com/',
       'https://hooks.example.com/#frag',
+      'https://[::7f00:1]/', // IPv4-compatible IPv6 of 127.0.0.1
       'not a url',
       '/relative',
     ];

@@ -108,7 +108,8 @@ export async function findEndpoint(
     .select(ENDPOINT_COLUMNS)
     .where('org_id', '=', orgId)
     .where('id', '=', id);
-  if (o.forUpdate) q = q.forUpdate();
+  // No key update: key changes writing the outbox hold key-share locks on endpoints meanwhile.
+  if (o.forUpdate) q = q.forNoKeyUpdate();
   const row = await q.executeTakeFirst();
   return row && toEndpoint(row);
 }
@@ -132,11 +133,16 @@ export async function updateEndpoint(
       ...(patch.url !== undefined && { url: patch.url }),
       ...(patch.description !== undefined && { description: patch.description }),
       ...(patch.eventTypes !== undefined && { event_types: patch.eventTypes }),
-      // Enabling starts over: no failing spell, no reason.
+      // Only a change counts: enabling a disabled endpoint starts over (no failing spell, no
+      // reason); disabling an enabled one records who did. The same value again changes nothing.
       ...(patch.enabled !== undefined && {
         enabled: patch.enabled,
-        disabled_reason: patch.enabled ? null : 'disabled by an admin',
-        failing_since: null,
+        disabled_reason: sql<
+          string | null
+        >`case when enabled = ${patch.enabled} then disabled_reason
+          when ${patch.enabled} then null else 'disabled by an admin' end`,
+        failing_since: sql<Date | null>`case when enabled = ${patch.enabled} then failing_since end`,
+        last_failure_at: sql<Date | null>`case when enabled = ${patch.enabled} then last_failure_at end`,
       }),
       updated_at: at,
     })

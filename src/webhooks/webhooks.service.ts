@@ -12,7 +12,7 @@ import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
 import type { AuditAction } from '../audit/audit.types.ts';
 import { lockOrg } from '../keys/keys.queries.ts';
 import type { KeyIdentity } from '../keys/keys.types.ts';
-import { generateSecret, secretBox } from './secrets.ts';
+import { generateSecret, redactedUrl, secretBox } from './secrets.ts';
 import * as q from './webhooks.queries.ts';
 import type { WebhookEndpoint, WebhookEventType } from './webhooks.types.ts';
 
@@ -96,7 +96,7 @@ export function createWebhooks(deps: {
           id,
           action: 'webhook.created',
           at,
-          details: { url: row.url, event_types: eventTypes, enabled: row.enabled },
+          details: { url: redactedUrl(row.url), event_types: eventTypes, enabled: row.enabled },
         });
         return load(trx, orgId, id);
       });
@@ -140,7 +140,7 @@ export function createWebhooks(deps: {
           id,
           action: 'webhook.deleted',
           at,
-          details: { url: endpoint.url },
+          details: { url: redactedUrl(endpoint.url) },
         });
       });
     },
@@ -178,8 +178,9 @@ export function createWebhooks(deps: {
       return rows.map((r) => ({ ...r, log: attempts.filter((a) => a.delivery_id === r.id) }));
     },
 
-    /** Sends a settled delivery again (same message, same webhook-id). */
-    async resend(orgId: string, id: string, deliveryId: string): Promise<void> {
+    /** Sends a settled delivery again (same message, same webhook-id); audited. */
+    async resend(caller: KeyIdentity, orgId: string, id: string, deliveryId: string) {
+      const at = clock.now();
       await db.transaction().execute(async (trx) => {
         const endpoint = await load(trx, orgId, id);
         const status = await q.deliveryStatus(trx, id, deliveryId);
@@ -194,6 +195,13 @@ export function createWebhooks(deps: {
             detail: `the delivery is ${status}: it is being delivered already`,
           });
         }
+        await audited(trx, caller, {
+          orgId,
+          id,
+          action: 'webhook.resent',
+          at,
+          details: { delivery_id: deliveryId },
+        });
       });
     },
   };
@@ -202,7 +210,7 @@ export function createWebhooks(deps: {
 function changes(before: WebhookEndpoint, after: WebhookEndpoint): Record<string, unknown> {
   const out: Record<string, { from: unknown; to: unknown }> = {};
   const pairs: [string, unknown, unknown][] = [
-    ['url', before.url, after.url],
+    ['url', redactedUrl(before.url), redactedUrl(after.url)],
     ['description', before.description, after.description],
     ['event_types', before.eventTypes, after.eventTypes],
     ['enabled', before.enabled, after.enabled],

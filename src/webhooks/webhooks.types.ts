@@ -49,5 +49,7 @@ export type DeliveryStatus = 'queued' | 'pending' | 'succeeded' | 'failed' | 'sk
 
 /** The pg-boss queue of deliveries: one job per (message, endpoint) attempt series. */
 export const WEBHOOK_DELIVERY_QUEUE = 'webhooks.deliver';
+/** Jobs pg-boss failed by itself on their last try (expired, worker killed): marked failed. */
+export const WEBHOOK_DEAD_LETTER_QUEUE = 'webhooks.deliver.dead';
 /** The channel the outbox notifies on commit: the relay wakes at once. */
 export const WEBHOOK_OUTBOX_CHANNEL = 'keytrail_webhook_outbox';

@@ -137,7 +137,7 @@ export function webhooksRoutes(kt: Keytrail): Router {
 
   router.post(`${ONE}/deliveries/:deliveryId/resend`, admin, async (req, res) => {
     const { orgId, webhookId, deliveryId } = ids(req);
-    await hooks.resend(orgId, webhookId, deliveryId as string);
+    await hooks.resend(caller(req), orgId, webhookId, deliveryId as string);
     res.status(202).json({ status: 'queued' });
   });
   return router;
