@@ -142,6 +142,8 @@ export type WebhookConfig = {
   previousSecretMs: number;
   /** Deliveries in flight per worker process. */
   concurrency: number;
+  /** Deliveries in flight per org in each worker process (pg-boss local group concurrency). */
+  perOrgConcurrency: number;
   /** The relay's poll when no notification came (one is sent on every commit). */
   relayPollMs: number;
   /** Endpoints per org. */
@@ -169,6 +171,7 @@ export const WEBHOOK_DEFAULTS: Omit<WebhookConfig, 'addresses'> = {
   disableAfterMs: 3 * DAY_MS,
   previousSecretMs: DAY_MS,
   concurrency: 8,
+  perOrgConcurrency: 4,
   relayPollMs: 5_000,
   maxPerOrg: 20,
 };

@@ -64,12 +64,14 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
   /** Moves queued deliveries to the queue; returns how many it moved. */
   async function relayOnce(): Promise<number> {
     return db.transaction().execute(async (trx) => {
-      const ids = (await claimQueued(RELAY_BATCH).execute(trx)).rows.map((r) => r.id);
-      if (ids.length === 0) return 0;
-      const pairs = ids.map((id) => ({ id, jobId: randomUUID() }));
-      const jobs = pairs.map(({ id, jobId }) => ({
+      const claimed = (await claimQueued(RELAY_BATCH).execute(trx)).rows;
+      if (claimed.length === 0) return 0;
+      const pairs = claimed.map(({ id, org_id }) => ({ id, orgId: org_id, jobId: randomUUID() }));
+      const jobs = pairs.map(({ id, orgId, jobId }) => ({
         id: jobId,
         data: { delivery_id: id, job_id: jobId } satisfies DeliveryJob,
+        // Per org: one org's slow or dead endpoints cannot take every delivery slot.
+        group: { id: orgId },
         retryLimit: cfg.retry.limit,
         retryDelay: cfg.retry.delaySeconds,
         retryBackoff: true,
@@ -77,7 +79,7 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       }));
       await boss.insert(WEBHOOK_DELIVERY_QUEUE, jobs, { db: executor(trx) });
       await markPending(pairs).execute(trx);
-      return ids.length;
+      return claimed.length;
     });
   }
 
@@ -190,6 +192,8 @@ export async function startWebhookWorker(kt: Keytrail, boss: PgBoss) {
   const options = {
     batchSize: 1,
     localConcurrency: kt.config.webhooks.concurrency,
+    // Per process: strict (the global, database-tracked limit races between local pollers).
+    localGroupConcurrency: kt.config.webhooks.perOrgConcurrency,
     includeMetadata: true,
     pollingIntervalSeconds: 1,
   } as const;

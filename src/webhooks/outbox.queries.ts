@@ -64,10 +64,12 @@ export function writeOutbox(events: readonly OutboxEvent[]): RawBuilder<{ delive
         as notified`;
 }
 
-/** Queued deliveries for the relay, oldest first; a concurrent relay takes others. */
-export function claimQueued(limit: number): RawBuilder<{ id: string }> {
-  return sql<{ id: string }>`select id from webhook_deliveries where status = 'queued'
-    order by created_at limit ${limit} for update skip locked`;
+/** Queued deliveries for the relay (and their org), oldest first; a concurrent relay takes others. */
+export function claimQueued(limit: number): RawBuilder<{ id: string; org_id: string }> {
+  return sql<{ id: string; org_id: string }>`select d.id, e.org_id
+    from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id
+    where d.status = 'queued'
+    order by d.created_at limit ${limit} for update of d skip locked`;
 }
 
 /** Each delivery's job: the only job that may deliver it. */

@@ -1,0 +1,48 @@
+/**
+ * Deliveries are limited per org across workers (pg-boss group concurrency): an org whose
+ * endpoint hangs holds at most `perOrgConcurrency` of the delivery slots, and other orgs' events
+ * still go out at once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker, type Worker } from '../../workers/main.ts';
+import { createKey, createOrg } from '../testing/factories.ts';
+import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import { startReceiver, type Receiver } from '../testing/receiver.ts';
+import { subscribe, webhookTestConfig } from '../testing/webhooks.ts';
+
+const dbUrl = useTestDatabase();
+let app: TestApp;
+let worker: Worker;
+let hanging: Receiver;
+let healthy: Receiver;
+beforeAll(async () => {
+  const webhooks = { ...webhookTestConfig.webhooks, concurrency: 6, perOrgConcurrency: 2 };
+  app = await startTestApp(dbUrl(), { config: { webhooks } });
+  worker = await startWorker(app.kt);
+  hanging = await startReceiver(() => 'hang');
+  healthy = await startReceiver();
+});
+afterAll(async () => {
+  hanging.release();
+  await worker.stop();
+  await app.close();
+  await Promise.all([hanging.close(), healthy.close()]);
+});
+
+describe('delivery slots', { timeout: 60_000 }, () => {
+  it("keep one org's hanging endpoint to its share, so another org's event goes out at once", async () => {
+    const slow = await createOrg(app.client, 'Slow');
+    await subscribe(app.client, slow, hanging.url, ['key.created']);
+    for (let i = 0; i < 6; i++) await createKey(app.client, slow, { name: `slow ${i}` });
+    // Two of its six deliveries are in flight (held open by the receiver), the rest wait.
+    await waitFor(() => hanging.received.length === 2, { timeoutMs: 20_000 });
+    const fast = await createOrg(app.client, 'Fast');
+    await subscribe(app.client, fast, healthy.url, ['key.created']);
+    const started = Date.now();
+    await createKey(app.client, fast, { name: 'fast' });
+    // Well inside the 10 s the hanging attempts hold their slots.
+    await waitFor(() => healthy.received.length === 1, { timeoutMs: 8_000 });
+    expect(Date.now() - started).toBeLessThan(8_000);
+    expect(hanging.received).toHaveLength(2);
+  });
+});
