@@ -81,8 +81,6 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 async function metric(name: string): Promise<number> {
   const res = await fetch(`${client.baseUrl}/metrics`);
   const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `));
@@ -162,7 +160,13 @@ describe('Postgres restarted under load', () => {
         await res.arrayBuffer();
         readiness.push({ start, end: Date.now(), status: res.status });
         bufferSizes.push(await metric('keytrail_usage_buffer_events'));
-        await sleep(100); // the sampler's interval, not a wait for a state
+        // The next sample once the traffic loops got CLIENTS more answers (cached keys are served
+        // while Postgres is down too): paced by progress, not by a clock.
+        const next = responses.length + failures.length + CLIENTS;
+        await waitFor(() => !running || responses.length + failures.length >= next, {
+          timeoutMs: 10_000,
+          intervalMs: 5,
+        }).catch(() => undefined);
       }
     };
     const loops = [...Array.from({ length: CLIENTS }, (_, n) => traffic(n)), probe()];

@@ -78,3 +78,36 @@ describe('empty and invalid values', () => {
     expect(trust('loopback, 10.0.0.0/8')).toBe('loopback, 10.0.0.0/8');
   });
 });
+
+describe('webhook retries', () => {
+  const URL = 'postgres://u:p@h/db';
+  const PEPPER = 'p'.repeat(32);
+  /** The shortest series pg-boss can draw: retry n waits at least delay × 2^n, capped. */
+  const shortest = (delay: number, cap: number, limit: number) =>
+    Array.from({ length: limit }, (_, n) => Math.min(cap, delay * 2 ** n)).reduce((a, b) => a + b);
+
+  it('span at least 24 hours whatever the first delay', () => {
+    for (const delay of [1, 10, 30, 600, 3600]) {
+      const env = parseEnv({
+        DATABASE_URL: URL,
+        KEYTRAIL_KEY_PEPPER: PEPPER,
+        KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS: String(delay),
+      });
+      const { retry } = configFromEnv(env).webhooks;
+      expect(
+        shortest(delay, retry.maxDelaySeconds, retry.limit),
+        `delay ${delay}`,
+      ).toBeGreaterThanOrEqual(86_400);
+      // …and not a retry more than needed.
+      expect(shortest(delay, retry.maxDelaySeconds, retry.limit - 1)).toBeLessThan(86_400);
+    }
+    const defaults = configFromEnv(parseEnv({ DATABASE_URL: URL, KEYTRAIL_KEY_PEPPER: PEPPER }));
+    expect(defaults.webhooks.retry).toEqual({ delaySeconds: 30, maxDelaySeconds: 3600, limit: 30 });
+  });
+
+  it('refuses a malformed allowed network', () => {
+    expect(() =>
+      parseEnv({ DATABASE_URL: URL, KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: '10.0.0.0/8, nope' }),
+    ).toThrow(/KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS/);
+  });
+});

@@ -124,12 +124,13 @@ export async function markEndpointFailing(
 }
 
 /** A delivery whose job pg-boss gave up on (expired or killed on its last try): failed. */
-export async function failAbandoned(trx: Db, deliveryId: string, jobId: string): Promise<void> {
-  await trx
+export async function failAbandoned(trx: Db, deliveryId: string, jobId: string): Promise<boolean> {
+  const result = await trx
     .updateTable('webhook_deliveries')
     .set({ status: 'failed' })
     .where('id', '=', deliveryId)
     .where('job_id', '=', jobId)
     .where('status', '=', 'pending')
-    .execute();
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
 }

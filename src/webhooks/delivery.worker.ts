@@ -169,8 +169,9 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
   /** A job pg-boss gave up on by itself (expired, or its worker killed, on the last try). */
   async function abandoned(job: { data: DeliveryJob }): Promise<void> {
     const { delivery_id, job_id } = job.data;
-    await db.transaction().execute((trx) => q.failAbandoned(trx, delivery_id, job_id));
-    kt.metrics.webhookDeliveries.inc({ result: 'failed' });
+    if (await q.failAbandoned(db, delivery_id, job_id)) {
+      kt.metrics.webhookDeliveries.inc({ result: 'failed' });
+    }
   }
 
   return { relayOnce, kick, deliver, abandoned, running: () => running };

@@ -1,14 +1,16 @@
 /**
- * Deliveries are limited per org across workers (pg-boss group concurrency): an org whose
+ * The relay and the delivery slots. Deliveries are limited per org in each worker (pg-boss group concurrency): an org whose
  * endpoint hangs holds at most `perOrgConcurrency` of the delivery slots, and other orgs' events
  * still go out at once.
  */
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import { createKey, createOrg } from '../testing/factories.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import { startReceiver, type Receiver } from '../testing/receiver.ts';
 import { subscribe, webhookTestConfig } from '../testing/webhooks.ts';
+import { createWebhookWorker } from './delivery.worker.ts';
 
 const dbUrl = useTestDatabase();
 let app: TestApp;
@@ -44,5 +46,35 @@ describe('delivery slots', { timeout: 60_000 }, () => {
     await waitFor(() => healthy.received.length === 1, { timeoutMs: 8_000 });
     expect(Date.now() - started).toBeLessThan(8_000);
     expect(hanging.received).toHaveLength(2);
+  });
+
+  it('relays each queued delivery into exactly one job, however many relays race', async () => {
+    const org = await createOrg(app.client, 'Relays');
+    await subscribe(app.client, org, healthy.url, ['key.created']);
+    const before = healthy.received.length;
+    const boss = await app.kt.queue();
+    const relays = [createWebhookWorker(app.kt, boss), createWebhookWorker(app.kt, boss)];
+    let creating = true;
+    // Two more relays beside the worker's own, each claiming as fast as it can.
+    const racing = relays.map(async (relay) => {
+      while (creating) await relay.relayOnce();
+    });
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; i < 8; i++) await createKey(app.client, org, { name: `r${w}-${i}` });
+      }),
+    );
+    creating = false;
+    await Promise.all(racing);
+    await waitFor(() => healthy.received.length === before + 32, { timeoutMs: 20_000 });
+    const ids = healthy.received.slice(before).map((r) => String(r.headers['webhook-id']));
+    expect(new Set(ids).size).toBe(32);
+    const { rows } = await sql<{ jobs: number }>`
+      select count(j.id)::int as jobs from webhook_deliveries d
+      join webhook_endpoints e on e.id = d.endpoint_id
+      left join pgboss.job j on j.name = 'webhooks.deliver' and j.data->>'delivery_id' = d.id::text
+      where e.org_id = ${org.orgId} group by d.id`.execute(app.kt.database.db);
+    expect(rows).toHaveLength(32);
+    expect(rows.every((r) => r.jobs === 1)).toBe(true);
   });
 });

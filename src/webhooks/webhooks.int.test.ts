@@ -5,6 +5,7 @@ import { createKey, createOrg } from '../testing/factories.ts';
 import { useTestApp } from '../testing/harness.ts';
 import { expectProblem } from '../testing/problem.ts';
 import { WEBHOOK_DEFAULTS } from '../platform/config.ts';
+import { pruneWebhookMessages, WEBHOOK_RETENTION_DAYS } from './webhooks.retention.ts';
 
 const app = useTestApp({
   config: {
@@ -273,5 +274,31 @@ describe('webhook endpoints', () => {
     const { rows } = await sql<{ type: string }>`select type from webhook_messages
       where org_id = ${org.orgId} order by occurred_at`.execute(kt.database.db);
     expect(rows.map((r) => r.type)).toEqual(['key.created', 'key.created']);
+  });
+
+  it('prunes settled messages past 30 days with their deliveries, never one on its way', async () => {
+    const { client, kt } = app();
+    const db = kt.database.db;
+    const org = await createOrg(client, 'Hooks prune');
+    await client.post(base(org.orgId), {
+      key: org.adminKey,
+      body: { ...valid, event_types: ['key.created'] },
+    });
+    await createKey(client, org, { name: 'settled' });
+    await createKey(client, org, { name: 'on its way' });
+    const { rows } = await sql<{ id: string }>`select m.id from webhook_messages m
+      where m.org_id = ${org.orgId} order by m.occurred_at`.execute(db);
+    expect(rows).toHaveLength(2);
+    const [settled, queued] = rows.map((r) => r.id);
+    await sql`update webhook_messages set occurred_at = now() - interval '31 days'
+      where org_id = ${org.orgId}`.execute(db);
+    await sql`update webhook_deliveries set status = 'succeeded'
+      where message_id = ${settled ?? ''}`.execute(db);
+    const before = new Date(Date.now() - WEBHOOK_RETENTION_DAYS * 86_400_000);
+    expect(await pruneWebhookMessages(db, before)).toBeGreaterThanOrEqual(1);
+    const left = await sql<{ id: string; deliveries: number }>`select m.id,
+        (select count(*)::int from webhook_deliveries d where d.message_id = m.id) as deliveries
+      from webhook_messages m where m.org_id = ${org.orgId}`.execute(db);
+    expect(left.rows).toEqual([{ id: queued, deliveries: 1 }]);
   });
 });

@@ -1,3 +1,5 @@
+import { AUDIT_ACTIONS } from '../audit/audit.types.ts';
+
 /** The event types an endpoint can subscribe to (SPEC §10). */
 export const WEBHOOK_EVENT_TYPES = [
   'key.created',
@@ -13,14 +15,9 @@ export const WEBHOOK_EVENT_TYPES = [
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 /** Audit actions that are also webhook events: the audit entry and the message share a transaction. */
-export const AUDITED_EVENT_TYPES: ReadonlySet<string> = new Set<WebhookEventType>([
-  'key.created',
-  'key.updated',
-  'key.rotated',
-  'key.revoked',
-  'key.expired',
-  'key.dormant',
-]);
+export const AUDITED_EVENT_TYPES: ReadonlySet<string> = new Set<string>(
+  WEBHOOK_EVENT_TYPES.filter((t) => (AUDIT_ACTIONS as readonly string[]).includes(t)),
+);
 
 /** One event for the outbox: the key it concerns is read in the same transaction. */
 export type OutboxEvent = {
