@@ -12,6 +12,7 @@ import { migrationScenario } from './migration.ts';
 import { serveScenario } from './serve.ts';
 import { scalingScenario } from './scaling.ts';
 import { uiScenario } from './ui.ts';
+import { isolationScenario } from './isolation.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
@@ -24,6 +25,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   serve: serveScenario,
   scaling: scalingScenario,
   ui: uiScenario,
+  isolation: isolationScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));

@@ -181,8 +181,6 @@ export interface WebhookEndpoints {
   id: string;
   last_failure_at: Timestamp | null;
   org_id: string;
-  previous_secret: Buffer | null;
-  previous_secret_expires_at: Timestamp | null;
   secret: Buffer;
   updated_at: Timestamp;
   url: string;
@@ -194,6 +192,13 @@ export interface WebhookMessages {
   org_id: string;
   payload: Json;
   type: string;
+}
+
+export interface WebhookPreviousSecrets {
+  endpoint_id: string;
+  expires_at: Timestamp;
+  id: Generated<number>;
+  secret: Buffer;
 }
 
 export interface DB {
@@ -211,4 +216,5 @@ export interface DB {
   webhook_deliveries: WebhookDeliveries;
   webhook_endpoints: WebhookEndpoints;
   webhook_messages: WebhookMessages;
+  webhook_previous_secrets: WebhookPreviousSecrets;
 }

@@ -15,6 +15,7 @@ import { createEventsService, type EventsService } from './usage/events.service.
 import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.service.ts';
 import { ExportSlots } from './usage/export-slots.ts';
+import { KeyedGate } from './platform/keyed-gate.ts';
 import { MissLimiter } from './keys/miss-limiter.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
 import { QUEUES } from './usage/usage.queues.ts';
@@ -25,7 +26,16 @@ export type Keytrail = {
   config: Config;
   logger: Logger;
   clock: Clock;
+  /** Requests' short work: authentication, key changes, small reads (a short deadline). */
   database: DbHandle;
+  /** Raw-event pages, analytics and audit reads: their own pool and deadline. */
+  readsDatabase: DbHandle;
+  /** Expensive reads per org at once (`config.reads`); a waiting read holds no connection. */
+  readGate: KeyedGate;
+  /** The usage ingest's own connections: no request or export can take them. */
+  ingestDatabase: DbHandle;
+  /** Maintenance, webhook deliveries and key watch (worker side, no request deadline). */
+  backgroundDatabase: DbHandle;
   cache: KeyCache;
   /** Cache misses per client IP (each is a Postgres lookup). */
   missLimiter: MissLimiter;
@@ -36,6 +46,8 @@ export type Keytrail = {
   analytics: AnalyticsService;
   events: EventsService;
   dormantPolicies: DormantPolicies;
+  /** The same policies on the background pool: the daily run is not bound by request deadlines. */
+  backgroundPolicies: DormantPolicies;
   webhooks: Webhooks;
   /** Streamed exports' slots; exports read through `exportDatabase`, never `database`. */
   exportSlots: ExportSlots;
@@ -53,7 +65,47 @@ export type Keytrail = {
   close(): Promise<void>;
 };
 
-export type KeytrailOptions = { logger?: Logger; clock?: Clock; queueMaintenance?: boolean };
+export type KeytrailOptions = {
+  logger?: Logger;
+  clock?: Clock;
+  queueMaintenance?: boolean;
+  /** Statement deadlines on the request pools (off for the CLI's operator commands). */
+  deadlines?: boolean;
+};
+
+/** A batch of ingest jobs takes well under a second; a statement past this is stuck. */
+const INGEST_STATEMENT_TIMEOUT_MS = 120_000;
+const BACKGROUND_POOL_SIZE = 4;
+
+/** The pools of one instance, one per class of work (SPEC §9: no class starves another). */
+function createPools(config: Config, logger: Logger, deadlines: boolean) {
+  const pool = (applicationName: string, poolSize: number, statementTimeoutMs?: number) =>
+    createDb({
+      url: config.databaseUrl,
+      poolSize,
+      logger,
+      applicationName,
+      statementTimeoutMs: deadlines ? statementTimeoutMs : undefined,
+    });
+  return {
+    database: pool('keytrail', config.dbPoolSize, config.statementTimeoutMs),
+    readsDatabase: pool('keytrail-reads', config.reads.poolSize, config.reads.statementTimeoutMs),
+    // Exports get a pool of their own, as large as their slots: a slow export never waits for,
+    // or holds, a connection the rest of the API and the ingest need. A COPY is one statement
+    // for the whole export: its deadline is the export's own limit.
+    exportDatabase: pool(
+      'keytrail-export',
+      config.exports.max,
+      config.exports.maxDurationMs + 30_000,
+    ),
+    ingestDatabase: pool(
+      'keytrail-ingest',
+      config.worker.concurrency + 1,
+      INGEST_STATEMENT_TIMEOUT_MS,
+    ),
+    backgroundDatabase: pool('keytrail-background', BACKGROUND_POOL_SIZE),
+  };
+}
 
 function lazyQueue(config: Config, logger: Logger, maintenance: boolean) {
   let started: Promise<PgBoss> | undefined;
@@ -83,7 +135,13 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const logger =
     options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const clock = options.clock ?? systemClock;
-  const database = createDb({ url: config.databaseUrl, poolSize: config.dbPoolSize, logger });
+  const pools = createPools(config, logger, options.deadlines ?? true);
+  const { database, readsDatabase, exportDatabase, ingestDatabase, backgroundDatabase } = pools;
+  const readGate = new KeyedGate({
+    perKey: config.reads.perOrg,
+    queuePerKey: config.reads.queuePerOrg,
+    waitMs: config.reads.waitMs,
+  });
   const cache = new KeyCache(config.keyCache);
   const missLimiter = new MissLimiter(config.authMisses);
   const deps = { db: database.db, clock, cache, pepper: config.keyPepper };
@@ -100,29 +158,22 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     sink: async (payload) => void (await sendJob(await queue.get(), USAGE_INGEST_QUEUE, payload)),
   });
   const analytics = createAnalyticsService({
-    db: database.db,
+    db: readsDatabase.db,
     clock,
     flushIntervalMs: config.usage.flushIntervalMs,
     spike: config.spike,
   });
-  // Exports get a pool of their own, as large as their slots: a slow export never waits for, or
-  // holds, a connection the rest of the API and the ingest need.
-  const exportDatabase = createDb({
-    url: config.databaseUrl,
-    poolSize: config.exports.max,
-    logger,
-    applicationName: 'keytrail-export',
-  });
   const exportSlots = new ExportSlots(config.exports);
-  const events = createEventsService(database.db, exportDatabase);
-  const dormantPolicies = createDormantPolicies({
-    db: database.db,
+  const events = createEventsService(readsDatabase.db, exportDatabase);
+  const policyDeps = {
     clock,
     logger,
     flushIntervalMs: config.usage.flushIntervalMs,
     defaultDays: config.dormantDays,
     freshnessTimeoutMs: 60_000,
-  });
+  };
+  const dormantPolicies = createDormantPolicies({ ...policyDeps, db: database.db });
+  const backgroundPolicies = createDormantPolicies({ ...policyDeps, db: backgroundDatabase.db });
   const webhooks = createWebhooks({
     db: database.db,
     clock,
@@ -140,9 +191,13 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     cacheMisses: () => cache.stats.misses,
     pools: () => [
       { name: 'main', pool: database.pool },
+      { name: 'reads', pool: readsDatabase.pool },
       { name: 'export', pool: exportDatabase.pool },
+      { name: 'ingest', pool: ingestDatabase.pool },
+      { name: 'background', pool: backgroundDatabase.pool },
     ],
     exportSlots,
+    readGate,
   });
   const listener: Listener = listen({
     url: config.databaseUrl,
@@ -157,6 +212,10 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     logger,
     clock,
     database,
+    readsDatabase,
+    readGate,
+    ingestDatabase,
+    backgroundDatabase,
     cache,
     auth,
     keys,
@@ -165,6 +224,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     analytics,
     events,
     dormantPolicies,
+    backgroundPolicies,
     webhooks,
     exportSlots,
     exportDatabase,
@@ -187,8 +247,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
       await usage.stop();
       await queue.stop();
       await listener.close();
-      await exportDatabase.close();
-      await database.close();
+      for (const handle of Object.values(pools)) await handle.close();
     },
   };
 }

@@ -23,6 +23,10 @@ export type Metrics = {
   ingestLagSeconds: Gauge;
   ingested: Counter;
   expired: Counter;
+  /** Ingest jobs this process sent to usage.ingest.dead, by reason. */
+  ingestDeadLettered: Counter<'reason'>;
+  /** Registers the gauge of dead-lettered ingest jobs (once; later calls are ignored). */
+  observeDeadLetters(count: () => Promise<number>): void;
   webhookDeliveries: Counter<'result'>;
   webhookLagSeconds: Histogram;
   /** Registers the sources read on each scrape. */
@@ -40,6 +44,12 @@ export type Metrics = {
       max: number;
       refused: Record<'instance' | 'org', number>;
       cut: Record<string, number>;
+    };
+    /** Expensive reads (raw events, analytics, audit) under the per-org share. */
+    readGate: {
+      running: number;
+      waiting: number;
+      refused: Record<'queue_full' | 'wait_timeout', number>;
     };
   }): void;
 };
@@ -67,6 +77,25 @@ export function createMetrics(): Metrics {
       help: 'Usage events the worker dropped: older than the raw-event retention (their month may be pruned)',
       registers: [registry],
     }),
+    ingestDeadLettered: new Counter({
+      name: 'keytrail_usage_jobs_dead_lettered_total',
+      help: 'Usage ingest jobs this process dead-lettered: invalid_payload (at once), retries_exhausted (failed on its last retry)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    observeDeadLetters(count) {
+      if (registry.getSingleMetric('keytrail_usage_dead_letter_jobs')) return;
+      new Gauge({
+        name: 'keytrail_usage_dead_letter_jobs',
+        help: 'Usage ingest jobs waiting in usage.ingest.dead for `keytrail ingest replay-dead` (counted up to 10,000)',
+        registers: [registry],
+        async collect() {
+          // Postgres unreachable: keep the last value rather than fail the whole scrape.
+          const n = await count().catch(() => undefined);
+          if (n !== undefined) this.set(n);
+        },
+      });
+    },
     webhookDeliveries: new Counter({
       name: 'keytrail_webhook_deliveries_total',
       help: 'Webhook delivery attempts by result: sent (2xx), retried (failed, will retry), failed (given up)',
@@ -161,6 +190,27 @@ export function createMetrics(): Metrics {
         collect() {
           this.reset();
           for (const [reason, n] of Object.entries(s.exportSlots.cut)) this.inc({ reason }, n);
+        },
+      });
+      new Gauge({
+        name: 'keytrail_reads',
+        help: 'Expensive reads (raw-event pages, analytics, audit): running, and waiting for their org share',
+        labelNames: ['state'],
+        registers: [registry],
+        collect() {
+          this.set({ state: 'running' }, s.readGate.running);
+          this.set({ state: 'waiting' }, s.readGate.waiting);
+        },
+      });
+      new Counter({
+        name: 'keytrail_reads_refused_total',
+        help: 'Expensive reads refused with 429: the org queue full, or a wait past its limit',
+        labelNames: ['reason'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc({ reason: 'queue_full' }, s.readGate.refused.queue_full);
+          this.inc({ reason: 'wait_timeout' }, s.readGate.refused.wait_timeout);
         },
       });
       mirroredCounter(

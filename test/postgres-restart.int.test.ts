@@ -178,7 +178,7 @@ describe('Postgres restarted under load', () => {
       async () => {
         const { rows } = await sql<{ n: number }>`
           select count(*)::int as n from pg_stat_activity
-          where application_name = 'keytrail' and xact_start is not null
+          where application_name = 'keytrail-ingest' and xact_start is not null
             and query ilike '%api_key_usage%' and pid <> pg_backend_pid()`.execute(db);
         return (rows[0]?.n ?? 0) > 0;
       },

@@ -3,14 +3,21 @@ import type { Logger } from '../src/platform/logger.ts';
 import type { Metrics } from '../src/metrics.ts';
 import type { Ingester } from '../src/usage/usage.ingest.ts';
 import { mergePayloads, type Batch } from '../src/usage/usage.batch.ts';
-import { unpackJob } from '../src/usage/usage.jobs.ts';
+import { unpackJob, USAGE_INGEST_QUEUE } from '../src/usage/usage.jobs.ts';
+import { QUEUES } from '../src/usage/usage.queues.ts';
 
-type Parsed = { id: string; payload: Batch };
+/** `last`: the job's last attempt; failing it sends the job to the dead-letter queue. */
+type Parsed = { id: string; last: boolean; payload: Batch };
+
+/** A job failing on this retry is dead-lettered by pg-boss (jobs are sent with no override). */
+const RETRY_LIMIT = QUEUES.find((q) => q.name === USAGE_INGEST_QUEUE)?.retryLimit ?? 10;
 
 /**
  * The usage.ingest handler: parse every job of the batch, ingest all valid ones in one
  * transaction. Invalid payloads go to the dead-letter queue with a log line. If the batch
  * transaction fails, each job is retried alone so one bad job cannot hold back the others.
+ * Every job dead-lettered (invalid, or failing its last retry) is logged at error level with its
+ * id and reason, and counted; `keytrail ingest replay-dead` brings them back.
  */
 export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; metrics: Metrics }) {
   const { ingester, logger, metrics } = deps;
@@ -33,12 +40,15 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
     for (const job of jobs) {
       const unpacked = unpackJob(job.data);
       if ('payload' in unpacked) {
-        valid.push({ id: job.id, payload: unpacked.payload });
+        // A job's own limit when pg-boss gives it (fetched with metadata), else the queue's.
+        const limit = (job as { retryLimit?: number }).retryLimit ?? RETRY_LIMIT;
+        valid.push({ id: job.id, last: job.retryCount >= limit, payload: unpacked.payload });
       } else {
         logger.error(
           { job_id: job.id, reason: unpacked.error },
           'invalid usage payload sent to dead letter',
         );
+        metrics.ingestDeadLettered.inc({ reason: 'invalid_payload' });
         results.push({ id: job.id, status: 'deadletter' });
       }
     }
@@ -58,8 +68,11 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
       } catch (error) {
         logger.error(
           { err: String(error), job_id: v.id },
-          'usage job failed; pg-boss will retry it',
+          v.last
+            ? 'usage job failed its last retry; sent to dead letter'
+            : 'usage job failed; pg-boss will retry it',
         );
+        if (v.last) metrics.ingestDeadLettered.inc({ reason: 'retries_exhausted' });
         results.push({ id: v.id, status: 'failed', output: { error: 'ingest failed' } });
       }
     }

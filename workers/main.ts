@@ -3,6 +3,7 @@
  * a daily schedule), and stops gracefully. `keytrail serve` runs the same worker in-process.
  */
 import type { Keytrail } from '../src/keytrail.ts';
+import { countDeadIngestJobs } from '../src/usage/usage.dead-letters.ts';
 import { createIngester } from '../src/usage/usage.ingest.ts';
 import {
   MAINTENANCE_CRON,
@@ -18,12 +19,13 @@ export type Worker = { stop(): Promise<void> };
 
 export async function startWorker(kt: Keytrail): Promise<Worker> {
   const boss = await kt.queue();
+  kt.metrics.observeDeadLetters(() => countDeadIngestJobs(boss));
   // Start-up upkeep must not keep ingest from starting: a failed prune is logged and retried
   // by tomorrow's schedule.
   await runMaintenance(kt, { policies: false }).catch((error: unknown) =>
     kt.logger.error({ err: String(error) }, 'start-up maintenance failed; ingest starts anyway'),
   );
-  const ingester = createIngester(kt.database, {
+  const ingester = createIngester(kt.ingestDatabase, {
     retentionDays: kt.config.retentionDays,
     routesPerKeyDay: kt.config.worker.routesPerKeyDay,
   });
@@ -47,7 +49,7 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
   );
   await boss.schedule(KEY_WATCH_QUEUE, KEY_WATCH_CRON, {}, { tz: 'UTC' });
   const watchWorker = await boss.work(KEY_WATCH_QUEUE, async () => {
-    const report = await runKeyWatch(kt.database.db, {
+    const report = await runKeyWatch(kt.backgroundDatabase.db, {
       now: kt.clock.now(),
       spike: kt.config.spike,
     });

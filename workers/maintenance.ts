@@ -13,8 +13,8 @@ import {
  */
 export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Promise<void> {
   const now = kt.clock.now();
-  await ensurePartitionsAhead(kt.database.db, now, 2);
-  const report = await prune(kt.database.db, {
+  await ensurePartitionsAhead(kt.backgroundDatabase.db, now, 2);
+  const report = await prune(kt.backgroundDatabase.db, {
     now,
     retentionDays: kt.config.retentionDays,
     hourlyRetentionDays: kt.config.hourlyRetentionDays,
@@ -32,7 +32,7 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
     'maintenance: partitions ensured, retention applied',
   );
   const webhookMessages = await pruneWebhookMessages(
-    kt.database.db,
+    kt.backgroundDatabase.db,
     new Date(now.getTime() - WEBHOOK_RETENTION_DAYS * 86_400_000),
   );
   if (webhookMessages > 0) {
@@ -41,7 +41,7 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
   // Only from the daily schedule, never at start-up (ingest must not wait for it, and a policy
   // acts once a day). After the expiry audit: an expired key is never revoked as dormant.
   if (!o.policies) return;
-  const dormant = await kt.dormantPolicies.runAll();
+  const dormant = await kt.backgroundPolicies.runAll();
   kt.logger.info(
     { orgs: dormant.orgs, keys_acted_on: dormant.acted, orgs_skipped: dormant.skipped },
     'maintenance: dormant-key policies applied',

@@ -7,6 +7,7 @@ export const AUDIT_ACTIONS = [
   'key.dormant',
   'partition.pruned',
   'policy.updated',
+  'policy.downgraded',
   'webhook.created',
   'webhook.updated',
   'webhook.deleted',

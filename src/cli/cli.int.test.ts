@@ -241,6 +241,7 @@ describe('dispatch', () => {
     ['org'],
     ['org create'],
     ['keys'],
+    ['keys create'],
     ['keys dormant'],
     ['partitions'],
     ['partitions list'],
@@ -268,7 +269,7 @@ describe('dispatch', () => {
   it.each([
     [['bogus'], 'keytrail: unknown command: bogus (see keytrail --help)'],
     [['bo\u001bgus'], 'keytrail: unknown command: bo?gus (see keytrail --help)'],
-    [['keys'], 'keytrail: keys needs a command: dormant (see keytrail keys --help)'],
+    [['keys'], 'keytrail: keys needs a command: create, dormant (see keytrail keys --help)'],
     [
       ['partitions'],
       'keytrail: partitions needs a command: list, ensure (see keytrail partitions --help)',

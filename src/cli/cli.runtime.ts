@@ -37,7 +37,7 @@ export async function withKeytrail<T>(io: CliIo, fn: (kt: Keytrail) => Promise<T
   try {
     await runtime.migrate();
     const logger = createLogger({ level: runtime.config.logLevel }, io.stderr);
-    const kt = createKeytrail(runtime.config, { logger });
+    const kt = createKeytrail(runtime.config, { logger, deadlines: false });
     try {
       return await fn(kt);
     } finally {

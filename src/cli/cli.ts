@@ -8,6 +8,7 @@ import { AppError, type ErrorCode } from '../platform/errors.ts';
 import { parseFlags, printable, UsageError, wantsHelp } from './cli.args.ts';
 import { HELP_LINE, type Command, type Group } from './cli.command.ts';
 import type { CliIo } from './cli.runtime.ts';
+import { ingestCommands } from './ingest.command.ts';
 import { keysCommands } from './keys.command.ts';
 import { orgCommands } from './org.command.ts';
 import { partitionsCommands } from './partitions.command.ts';
@@ -22,7 +23,11 @@ commands:
   worker                                    run the usage worker alone
   migrate [--json]                          apply pending database migrations
   org create --name N [--json]              create an org and print its org:admin key (shown once)
-  keys dormant --org ID [--days N] [--json] list the org's dormant keys
+  keys create --org ID --scopes S[,S] [--name N] [--expires-at T] [--json]
+                                            create a key as the operator (any scope, e.g.
+                                            org:admin) and print it (shown once)
+  keys dormant --org ID [--days N] [--json] [--revoke [--dry-run]]
+                                            list (or revoke) the org's dormant keys
   partitions list [--json]                  list the usage-event partitions (rows, size)
   partitions ensure [--months-ahead N] [--json]
                                             create this month's partition and the N next ones
@@ -30,6 +35,8 @@ commands:
                                             drop event partitions and rollups past retention,
                                             audit expired keys
   rollups rebuild --from D --to D [--json]  recompute the rollups of days D..D from raw events
+  ingest replay-dead [--dry-run] [--json]   move dead-lettered usage ingest jobs back to the
+                                            ingest queue and print how many
 
 The database is DATABASE_URL (with KEYTRAIL_KEY_PEPPER), else the embedded Postgres under ./.data.
 Exit status: 0 success, 1 failure, 2 usage or configuration error.
@@ -99,7 +106,8 @@ ${HELP_LINE}
   },
 };
 
-const ENTRIES = new Map<string, Command | Group>(
+/** Every command and group, by name (the help test reads their flags from here). */
+export const ENTRIES = new Map<string, Command | Group>(
   [
     serveCommand,
     workerCommand,
@@ -109,6 +117,7 @@ const ENTRIES = new Map<string, Command | Group>(
     partitionsCommands,
     pruneCommand,
     rollupsCommands,
+    ingestCommands,
   ].map((entry) => [entry.name, entry]),
 );
 

@@ -1,10 +1,12 @@
 import { isUuid } from '../platform/ids.ts';
 import type { Keytrail } from '../keytrail.ts';
-import { planOf } from '../policies/dormant.service.ts';
+import { operatorPlan, type SparedKey } from '../policies/dormant.service.ts';
+import { SPARE_REASONS } from '../policies/dormant.types.ts';
 import { intFlag, parseFlags, printable, quote, UsageError } from './cli.args.ts';
 import { HELP_LINE, type Command, type Group } from './cli.command.ts';
 import { clip, isoOrNull, isoSeconds, table } from './cli.format.ts';
 import { withKeytrail } from './cli.runtime.ts';
+import { createCommand } from './keys-create.command.ts';
 
 const NAME = 'keys dormant';
 
@@ -15,6 +17,11 @@ type ListedKey = {
   last_used_at: Date | null;
   created_at: Date;
 };
+
+/** The lines naming the keys a revocation spared, and why. */
+export function sparedText(spared: readonly SparedKey[]): string {
+  return spared.map((k) => `spared ${k.id} (${k.prefix}): ${SPARE_REASONS[k.reason]}\n`).join('');
+}
 
 /** The text of `keys dormant`; `verb`: what was done to the keys (`--revoke`). */
 export function dormantText(orgId: string, days: number, keys: ListedKey[], verb = ''): string {
@@ -49,14 +56,16 @@ used and was created more than N days ago. Revoked and expired keys are never do
 
 With --revoke, revokes them by hand, as a dormant-key policy would (audited, actor operator):
 --days defaults to the org's policy's after_days, the policy's exclusions apply, and it first
-waits until every usage event before it is ingested (a key used a moment ago is spared).
+waits until every usage event before it is ingested (a key used a moment ago is spared). The
+org's last active org:admin key is never revoked: it is spared (listed as such) and notified.
 
 options:
   --org ID              the org's id (a UUID)
   --days N              dormant after N days, 1 to 3650 (default KEYTRAIL_DORMANT_DAYS, 30)
   --json                print {"org_id", "dormant_days", "keys": [{"id", "name", "prefix",
                         "last_used_at", "created_at"}]} (times ISO-8601 UTC, null: never used);
-                        with --revoke also "revoked" (how many) and "dry_run"
+                        with --revoke also "revoked" (how many), "dry_run" and "spared":
+                        [{"id", "name", "prefix", "reason"}]
   --revoke              revoke the dormant keys
   --dry-run             with --revoke: list what would be revoked, change nothing
 ${HELP_LINE}
@@ -80,7 +89,7 @@ ${HELP_LINE}
     }
     const mode = values.revoke ? (values['dry-run'] ? 'dry-run' : 'revoke') : 'list';
     const result = await withKeytrail(io, (kt) => dormantRun(kt, orgId, daysFlag, mode));
-    const { org, days, keys, skipped } = result;
+    const { org, days, keys, spared, skipped } = result;
     if (skipped) {
       io.stderr.write(`${NAME}: nothing revoked: ${skipped}; try again\n`);
       return 1;
@@ -92,6 +101,9 @@ ${HELP_LINE}
         dry_run: mode === 'dry-run',
         revoked: mode === 'revoke' ? keys.length : 0,
       }),
+      ...(mode !== 'list' && {
+        spared: spared.map((k) => ({ id: k.id, name: k.name, prefix: k.prefix, reason: k.reason })),
+      }),
       keys: keys.map((k) => ({
         id: k.id,
         name: k.name,
@@ -102,7 +114,9 @@ ${HELP_LINE}
     };
     const verb = mode === 'revoke' ? 'revoked' : mode === 'dry-run' ? 'would revoke' : '';
     io.stdout.write(
-      values.json ? `${JSON.stringify(json)}\n` : dormantText(org.id, days, keys, verb),
+      values.json
+        ? `${JSON.stringify(json)}\n`
+        : dormantText(org.id, days, keys, verb) + sparedText(spared),
     );
     return 0;
   },
@@ -114,22 +128,29 @@ async function dormantRun(
   orgId: string,
   daysFlag: number | undefined,
   mode: 'list' | 'revoke' | 'dry-run',
-): Promise<{ org: { id: string }; days: number; keys: ListedKey[]; skipped: string | null }> {
+): Promise<{
+  org: { id: string };
+  days: number;
+  keys: ListedKey[];
+  spared: SparedKey[];
+  skipped: string | null;
+}> {
   const org = await kt.orgs.get(orgId);
   if (mode === 'list') {
     const days = daysFlag ?? kt.config.dormantDays;
     const rows = await kt.analytics.dormantKeys(org.id, days);
-    return { org, days, keys: rows.map((k) => ({ ...k, id: k.key_id })), skipped: null };
+    const keys = rows.map((k) => ({ ...k, id: k.key_id }));
+    return { org, days, keys, spared: [], skipped: null };
   }
   const policy = await kt.dormantPolicies.get(org.id);
   const days = daysFlag ?? (policy.updated_at ? policy.after_days : kt.config.dormantDays);
   // By hand the operator acts: every key is within reach, the policy's exclusions still hold.
-  const plan = planOf({ ...policy, after_days: days, action: 'revoke', acting_scopes: null });
+  const plan = operatorPlan({ ...policy, after_days: days });
   if (mode === 'dry-run') {
-    return { org, days, keys: await kt.dormantPolicies.select(org.id, plan), skipped: null };
+    return { org, days, ...(await kt.dormantPolicies.select(org.id, plan)), skipped: null };
   }
-  const { acted, skipped } = await kt.dormantPolicies.act(org.id, plan, { type: 'operator' });
-  return { org, days, keys: acted, skipped };
+  const done = await kt.dormantPolicies.act(org.id, plan, { type: 'operator' });
+  return { org, days, keys: done.acted, spared: done.spared, skipped: done.skipped };
 }
 
 export const keysCommands: Group = {
@@ -137,8 +158,10 @@ export const keysCommands: Group = {
   help: `usage: keytrail keys <command>
 
 commands:
+  create --org ID --scopes S[,S] [--name N] [--expires-at T] [--json]
+                                         create a key (e.g. a new org:admin key), shown once
   dormant --org ID [--days N] [--json] [--revoke [--dry-run]]
                                          list (or revoke) the org's dormant keys
 `,
-  commands: [dormant],
+  commands: [createCommand, dormant],
 };

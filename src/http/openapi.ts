@@ -10,6 +10,8 @@ type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 export type Op = {
   method: Method;
   path: string;
+  /** Stable and unique: the method name a generated client gives the operation. */
+  operationId: string;
   summary: string;
   scope?: string;
   params?: z.ZodObject;
@@ -29,6 +31,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'post',
     path: '/api/orgs',
+    operationId: 'createOrg',
     summary: 'Create an org and its first org:admin key (operator token)',
     body: s.CreateOrgBody,
     ok: { status: 201, schema: s.CreatedOrgJson, description: 'Created' },
@@ -37,6 +40,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}',
+    operationId: 'getOrg',
     summary: 'Read the org of the calling key',
     params: z.object(ORG),
     ok: { status: 200, schema: s.OrgJson, description: 'The org' },
@@ -45,6 +49,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'post',
     path: '/api/orgs/{orgId}/api-keys',
+    operationId: 'createKey',
     summary: 'Create a key; the plaintext is in this response only',
     scope: 'keys:write',
     params: z.object(ORG),
@@ -55,6 +60,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/api-keys',
+    operationId: 'listKeys',
     summary: 'List keys, newest first',
     scope: 'keys:read',
     params: z.object(ORG),
@@ -65,6 +71,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/api-keys/{keyId}',
+    operationId: 'getKey',
     summary: 'Read one key',
     scope: 'keys:read',
     params: z.object(KEY),
@@ -74,6 +81,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'patch',
     path: '/api/orgs/{orgId}/api-keys/{keyId}',
+    operationId: 'updateKey',
     summary: 'Rename, rescope or change the expiry of a key (environment is immutable)',
     scope: 'keys:write',
     params: z.object(KEY),
@@ -84,6 +92,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'post',
     path: '/api/orgs/{orgId}/api-keys/{keyId}/rotate',
+    operationId: 'rotateKey',
     summary: 'Rotate: new key, old key expires after the overlap (0 revokes it now)',
     scope: 'keys:write',
     params: z.object(KEY),
@@ -94,6 +103,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'delete',
     path: '/api/orgs/{orgId}/api-keys/{keyId}',
+    operationId: 'revokeKey',
     summary: 'Revoke a key (idempotent)',
     scope: 'keys:write',
     params: z.object(KEY),
@@ -108,6 +118,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/api-keys/usage',
+    operationId: 'listKeyUsage',
     summary: 'Usage of every key of the org: last use, counts, dormant and spike flags, summary',
     scope: 'usage:read',
     params: z.object(ORG),
@@ -118,6 +129,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/api-keys/{keyId}/usage',
+    operationId: 'getKeyUsage',
     summary:
       'One key’s analytics: window totals, percentiles, series, top endpoints, recent events',
     scope: 'usage:read',
@@ -129,6 +141,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/usage-events',
+    operationId: 'listUsageEvents',
     summary:
       'Raw usage events in (occurred_at, event_id) order; Accept: application/x-ndjson or text/csv streams the whole range',
     scope: 'events:read',
@@ -141,6 +154,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/audit-events',
+    operationId: 'listAuditEvents',
     summary: 'The audit trail of key changes, newest first',
     scope: 'audit:read',
     params: z.object(ORG),
@@ -151,6 +165,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/policies/dormant-keys',
+    operationId: 'getDormantKeyPolicy',
     summary: 'The org’s dormant-key policy (the defaults, off, until one is set)',
     scope: 'keys:read',
     params: z.object(ORG),
@@ -160,6 +175,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'put',
     path: '/api/orgs/{orgId}/policies/dormant-keys',
+    operationId: 'setDormantKeyPolicy',
     summary:
       'Set the dormant-key policy (audited); a revoking policy revokes only keys the caller could revoke',
     scope: 'keys:write',
@@ -171,6 +187,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/orgs/{orgId}/policies/dormant-keys/preview',
+    operationId: 'previewDormantKeyPolicy',
     summary: 'Exactly the keys the next daily run would act on, if run now',
     scope: 'keys:read',
     params: z.object(ORG),
@@ -180,6 +197,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/api/keys/self',
+    operationId: 'getCurrentKey',
     summary:
       'The calling key’s own id, org, name, environment, scopes and expiry (no scope needed)',
     ok: { status: 200, schema: s.KeySelfJson, description: 'The calling key' },
@@ -188,6 +206,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'post',
     path: '/api/keys/verify',
+    operationId: 'verifyKey',
     summary: 'Verify a key of the caller’s org; the outcome is data, always 200',
     scope: 'keys:verify',
     body: s.VerifyBody,
@@ -197,6 +216,7 @@ const OPERATIONS: Op[] = [
   {
     method: 'post',
     path: '/api/orgs/{orgId}/usage-events',
+    operationId: 'reportUsageEvents',
     summary: 'Report usage events from a gateway or non-Node service (all-or-nothing)',
     scope: 'events:write',
     params: z.object(ORG),
@@ -207,20 +227,27 @@ const OPERATIONS: Op[] = [
   {
     method: 'get',
     path: '/healthz',
+    operationId: 'getLiveness',
     summary: 'Liveness',
     ok: { status: 200, schema: s.HealthJson, description: 'Alive' },
+    // As for any path: the HTTP parser's answer to a request line or headers over 16 KB.
+    errors: [431],
   },
   {
     method: 'get',
     path: '/readyz',
+    operationId: 'getReadiness',
     summary: 'Readiness: database, migrations and queue',
     ok: { status: 200, schema: s.HealthJson, description: 'Ready' },
-    errors: [503],
+    errors: [431, 503],
   },
 ];
 
+// The first code of a status names its response (400: validation_failed, not malformed_request).
 const STATUS_TEXT: Record<number, string> = Object.fromEntries(
-  Object.values(ERROR_CODES).map((e) => [e.status, e.title]),
+  Object.values(ERROR_CODES)
+    .toReversed()
+    .map((e) => [e.status, e.title]),
 );
 
 function register(registry: OpenAPIRegistry, op: Op): void {
@@ -243,6 +270,7 @@ function register(registry: OpenAPIRegistry, op: Op): void {
   registry.registerPath({
     method: op.method,
     path: op.path,
+    operationId: op.operationId,
     summary: op.summary,
     ...(op.scope && { description: `Requires scope \`${op.scope}\` (or \`org:admin\`).` }),
     // Machine-readable too: tests (and clients) generate the scope matrix from it.
@@ -273,7 +301,10 @@ export function openApiDocument(): object {
       title: 'keytrail',
       version: '0.1.0',
       description: 'API keys with an event-sourced usage log on PostgreSQL.',
+      license: { name: 'MIT', identifier: 'MIT' },
     },
+    // Relative: the document is served by the API it describes, wherever that is mounted.
+    servers: [{ url: '/' }],
     security: [{ bearer: [] }],
   });
 }

@@ -28,7 +28,7 @@ export function toProblem(error: AppError, requestId: string): Problem {
     type: `urn:keytrail:problem:${error.code}`,
     title,
     status,
-    detail: status >= 500 ? genericDetail(status) : mask(error.detail ?? title),
+    detail: status >= 500 ? genericDetail(error.code, status) : mask(error.detail ?? title),
     code: error.code,
     request_id: requestId,
   };
@@ -38,7 +38,11 @@ export function toProblem(error: AppError, requestId: string): Problem {
   return problem;
 }
 
-function genericDetail(status: number): string {
+function genericDetail(code: AppError['code'], status: number): string {
+  // Fixed per code (nothing of the error's own text): what the caller can do about it.
+  if (code === 'query_timeout') {
+    return 'The query ran past its deadline; narrow the time range or add filters, then retry.';
+  }
   return status === 503
     ? 'The service is temporarily unavailable; retry shortly.'
     : 'An unexpected error occurred; quote the request_id when reporting it.';

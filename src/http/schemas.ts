@@ -163,7 +163,10 @@ const ReportedEvent = z
     route: z.string().min(1).max(2000).optional(),
     status: z.number().int().min(100).max(599),
     latency_ms: z.number().min(0).max(3_600_000),
-    ip: z.union([z.ipv4(), z.ipv6()]).nullable().optional(),
+    ip: z
+      .union([z.ipv4().meta({ format: 'ipv4' }), z.ipv6().meta({ format: 'ipv6' })])
+      .nullable()
+      .optional(),
     user_agent: z.string().max(4096).nullable().optional(),
     outcome: z.enum(OUTCOMES).optional(),
   })

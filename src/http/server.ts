@@ -1,11 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import {
   createServer,
   IncomingMessage,
   ServerResponse,
+  STATUS_CODES,
   type RequestListener,
   type Server,
 } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { AppError, type ErrorCode } from '../platform/errors.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.ts';
 
 /**
  * Idle keep-alive connections stay open 65 s, longer than the 60 s idle timeout common in load
@@ -41,9 +46,50 @@ export function messageClasses(app: ExpressLike) {
   };
 }
 
+/** The code of a request Node's parser refused, as Node's own default answer picks its status. */
+function parserErrorCode(error: NodeJS.ErrnoException): ErrorCode {
+  switch (error.code) {
+    // llhttp has no separate limit for the request line: a 40 KB URL overflows the headers too.
+    case 'HPE_HEADER_OVERFLOW':
+      return 'headers_too_large';
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return 'payload_too_large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return 'request_timeout';
+    default:
+      return 'malformed_request';
+  }
+}
+
+/**
+ * A request the parser refused gets a problem document, as every other error does, instead of
+ * Node's bare status line; then the connection closes (the parser cannot resume mid-stream).
+ * Nothing is written when the client is gone, or when a response on this connection has started
+ * (a pipelined request failing while the previous answer is written): Node's own default checks
+ * the same `_httpMessage`.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  const current = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (error.code === 'ECONNRESET' || !socket.writable || current?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const problem = toProblem(new AppError(parserErrorCode(error)), randomUUID());
+  const body = JSON.stringify(problem);
+  const head = [
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}`,
+    `Content-Type: ${PROBLEM_CONTENT_TYPE}`,
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `X-Request-Id: ${problem.request_id}`,
+    'Connection: close',
+  ].join('\r\n');
+  socket.end(`${head}\r\n\r\n${body}`, () => socket.destroy());
+}
+
 export function createHttpServer(app: ExpressLike): Server {
   const server = createServer(messageClasses(app), app);
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
+  server.on('clientError', answerClientError);
   return server;
 }

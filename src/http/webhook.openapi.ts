@@ -14,6 +14,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'post',
     path: BASE,
+    operationId: 'createWebhook',
     summary: 'Add a webhook endpoint (audited); its signing secret is in this response only',
     scope,
     params: z.object(ORG),
@@ -24,6 +25,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'get',
     path: BASE,
+    operationId: 'listWebhooks',
     summary: 'The org’s webhook endpoints',
     scope,
     params: z.object(ORG),
@@ -33,6 +35,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'get',
     path: `${BASE}/{webhookId}`,
+    operationId: 'getWebhook',
     summary: 'Read one webhook endpoint (never its secret)',
     scope,
     params: z.object(ONE),
@@ -42,6 +45,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'patch',
     path: `${BASE}/{webhookId}`,
+    operationId: 'updateWebhook',
     summary: 'Change an endpoint’s URL, event types, description, or enable/disable it (audited)',
     scope,
     params: z.object(ONE),
@@ -52,6 +56,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'delete',
     path: `${BASE}/{webhookId}`,
+    operationId: 'deleteWebhook',
     summary: 'Delete an endpoint and its delivery history (audited)',
     scope,
     params: z.object(ONE),
@@ -61,6 +66,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'post',
     path: `${BASE}/{webhookId}/rotate-secret`,
+    operationId: 'rotateWebhookSecret',
     summary: 'A new signing secret (shown once); the previous one also signs for 24 h',
     scope,
     params: z.object(ONE),
@@ -70,6 +76,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'get',
     path: `${BASE}/{webhookId}/deliveries`,
+    operationId: 'listWebhookDeliveries',
     summary: 'Deliveries to an endpoint, newest first, with every attempt',
     scope,
     params: z.object(ONE),
@@ -80,6 +87,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
   {
     method: 'post',
     path: `${BASE}/{webhookId}/deliveries/{deliveryId}/resend`,
+    operationId: 'resendWebhookDelivery',
     summary: 'Send a settled delivery again (same message, same webhook-id)',
     scope,
     params: z.object({ ...ONE, deliveryId: Uuid }),

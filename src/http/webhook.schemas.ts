@@ -1,8 +1,9 @@
 /** Request and response schemas of the webhook endpoints (SPEC §10). */
 import { z } from 'zod';
+import { WebhookErrorCategory } from '../webhooks/delivery-errors.ts';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/webhooks.types.ts';
 import { SafeText } from './safe-input.ts';
-import { Timestamp, Uuid } from './schemas.ts';
+import { Limit, Timestamp, Uuid } from './schemas.ts';
 
 const Url = z.string().min(1).max(2048).meta({
   description:
@@ -73,13 +74,14 @@ export const RotatedSecretJson = z
   .object({
     secret: Secret,
     previous_secret_expires_at: Timestamp.meta({
-      description: 'Until then deliveries carry a signature by the previous secret too.',
+      description:
+        'Until then deliveries carry a signature by the replaced secret too (as by any other rotated away within its own 24 h).',
     }),
   })
   .meta({ id: 'RotatedWebhookSecret' });
 
 export const DeliveriesQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: Limit,
   cursor: z.string().max(500).optional(),
 });
 
@@ -101,7 +103,7 @@ export const DeliveryJson = z
         attempted_at: Timestamp,
         status_code: z.number().int().nullable(),
         latency_ms: z.number().int(),
-        error: z.string().nullable(),
+        error: WebhookErrorCategory.nullable(),
       }),
     ),
   })

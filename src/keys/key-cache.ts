@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { AuthRecord } from './keys.types.ts';
+import { detachedFromRequest } from '../platform/db-scope.ts';
 
 export type CacheStats = { hits: number; misses: number };
 
@@ -63,7 +64,8 @@ export class KeyCache {
     const pending = this.#inflight.get(hash);
     if (pending) return pending;
     const epoch = this.#epoch;
-    const promise = load()
+    // Shared by every request presenting this key: one leaving must not cancel the others' load.
+    const promise = detachedFromRequest(load)
       .then((record) => {
         if (epoch === this.#epoch) this.#store(hash, record);
         return record;

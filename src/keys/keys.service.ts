@@ -67,7 +67,8 @@ export function createKeysService(deps: KeysServiceDeps) {
 
   /** Serialises key creation per org so two concurrent creates cannot both pass the limit. */
   async function assertBelowLimit(trx: Database, orgId: string, now: Date): Promise<void> {
-    await q.lockOrg(trx, orgId);
+    if (!(await q.lockOrg(trx, orgId)))
+      throw new AppError('not_found', { detail: 'org not found' });
     const active = await q.countActiveKeys(trx, orgId, now);
     if (active >= deps.maxKeysPerOrg) {
       throw new AppError('key_limit_reached', {
@@ -132,24 +133,35 @@ export function createKeysService(deps: KeysServiceDeps) {
     return result;
   }
 
+  async function createAs(actor: AuditActor, orgId: string, input: NewKeyInput) {
+    const now = clock.now();
+    assertFuture(input.expiresAt, now);
+    return db.transaction().execute(async (trx) => {
+      await assertBelowLimit(trx, orgId, now);
+      const full = {
+        name: input.name,
+        environment: input.environment ?? 'live',
+        scopes: [...new Set(input.scopes ?? [])],
+        expiresAt: input.expiresAt ?? null,
+      };
+      return issueKey(trx, { ...full, orgId, rotatedFromId: null }, actor, now);
+    });
+  }
+
   return {
     issueKey,
 
     async create(caller: KeyIdentity, orgId: string, input: NewKeyInput): Promise<IssuedKey> {
-      const now = clock.now();
-      const scopes = [...new Set(input.scopes ?? [])];
-      assertGrantable(caller, scopes);
-      assertFuture(input.expiresAt, now);
-      return db.transaction().execute(async (trx) => {
-        await assertBelowLimit(trx, orgId, now);
-        const full = {
-          name: input.name,
-          environment: input.environment ?? 'live',
-          scopes,
-          expiresAt: input.expiresAt ?? null,
-        };
-        return issueKey(trx, { ...full, orgId, rotatedFromId: null }, actorOf(caller), now);
-      });
+      assertGrantable(caller, [...new Set(input.scopes ?? [])]);
+      return createAs(actorOf(caller), orgId, input);
+    },
+
+    /**
+     * `keytrail keys create`: the operator, who may grant any scope, e.g. a new org:admin key
+     * for an org that lost its own (SPEC §9). Audited with actor `operator`.
+     */
+    async createByOperator(orgId: string, input: NewKeyInput): Promise<IssuedKey> {
+      return createAs({ type: 'operator' }, orgId, input);
     },
 
     async get(orgId: string, keyId: string): Promise<ApiKey> {

@@ -109,5 +109,16 @@ describe('webhook retries', () => {
     expect(() =>
       parseEnv({ DATABASE_URL: URL, KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: '10.0.0.0/8, nope' }),
     ).toThrow(/KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS/);
+    // IPv6 naming ports goes in brackets: the message says which entry and how to write it.
+    expect(() =>
+      parseEnv({
+        DATABASE_URL: URL,
+        KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: '10.0.0.0/8:443,fd00::/8:443',
+      }),
+    ).toThrow(/KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: not a CIDR with optional ports: fd00::\/8:443/);
+    expect(
+      parseEnv({ DATABASE_URL: URL, KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: '10.0.0.0/8:443+8443' })
+        .KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS,
+    ).toBe('10.0.0.0/8:443+8443');
   });
 });

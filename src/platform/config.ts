@@ -40,6 +40,12 @@ export const configSchema = z.object({
   KEYTRAIL_AUTH_MISS_RATE: positiveInt(100, 100_000),
   KEYTRAIL_AUTH_MISS_BURST: positiveInt(1000, 1_000_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  /** Deadline of every statement of authentication, key changes and other short requests. */
+  KEYTRAIL_STATEMENT_TIMEOUT_MS: positiveInt(5_000, 600_000),
+  /** Raw-event pages, analytics and audit reads: their pool, deadline and share per org. */
+  KEYTRAIL_READS_POOL_SIZE: positiveInt(4, 100),
+  KEYTRAIL_READ_TIMEOUT_MS: positiveInt(15_000, 600_000),
+  KEYTRAIL_READS_PER_ORG: positiveInt(2, 100),
   /** Streamed exports at once per instance (their own pool of this size) and per org. */
   KEYTRAIL_EXPORTS_MAX: positiveInt(4, 100),
   KEYTRAIL_EXPORTS_PER_ORG: positiveInt(2, 100),
@@ -59,18 +65,17 @@ export const configSchema = z.object({
   KEYTRAIL_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   /** Webhooks may reach loopback addresses, and plain http to them (local testing only). */
   KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK: z.stringbool().default(false),
-  /** CIDRs webhooks may reach although private or link-local (e.g. `10.20.0.0/16`). */
+  /** Networks webhooks may reach although private, each with its ports (`10.20.0.0/16:443`). */
   KEYTRAIL_WEBHOOK_ALLOWED_NETWORKS: z
     .string()
     .default('')
-    .refine((v) => {
+    .superRefine((v, ctx) => {
       try {
         parseNetworks(v);
-        return true;
-      } catch {
-        return false;
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
       }
-    }, 'must be a comma-separated list of CIDRs'),
+    }),
   /** The first webhook retry's delay; each next one doubles (with jitter), up to an hour. */
   KEYTRAIL_WEBHOOK_RETRY_DELAY_SECONDS: positiveInt(30, 3600),
   /** Where the embedded quick start keeps its cluster and generated secrets. */
@@ -88,6 +93,9 @@ export type Env = z.infer<typeof configSchema>;
 const EXPORT_MIN_BYTES = 32 * 1024;
 const EXPORT_WINDOW_MS = 30_000;
 const EXPORT_IDLE_MS = 60_000;
+/** Reads of one org waiting for its share beyond these are refused (429). */
+const READS_QUEUE_PER_ORG = 32;
+const READS_WAIT_MS = 10_000;
 
 export type Config = {
   databaseUrl: string;
@@ -108,6 +116,19 @@ export type Config = {
   /** Per client IP: lookups that miss the cache (each costs Postgres a query). */
   authMisses: { perSecond: number; burst: number };
   dbPoolSize: number;
+  /** Statement deadline of the request pool (authentication, key changes, short reads). */
+  statementTimeoutMs: number;
+  /**
+   * Expensive reads (raw-event pages, analytics, audit trail): a pool of their own, a longer
+   * deadline, and at most `perOrg` at once per org, `queuePerOrg` more waiting up to `waitMs`.
+   */
+  reads: {
+    poolSize: number;
+    statementTimeoutMs: number;
+    perOrg: number;
+    queuePerOrg: number;
+    waitMs: number;
+  };
   exports: {
     max: number;
     perOrg: number;
@@ -148,6 +169,8 @@ export type WebhookConfig = {
   relayPollMs: number;
   /** Endpoints per org. */
   maxPerOrg: number;
+  /** Nameservers for webhook hosts (`ip` or `ip:port`); the system's when absent (tests set it). */
+  dnsServers?: readonly string[] | undefined;
 };
 
 const DAY_MS = 86_400_000;
@@ -238,6 +261,14 @@ export function toConfig(
     },
     authMisses: { perSecond: env.KEYTRAIL_AUTH_MISS_RATE, burst: env.KEYTRAIL_AUTH_MISS_BURST },
     dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
+    statementTimeoutMs: env.KEYTRAIL_STATEMENT_TIMEOUT_MS,
+    reads: {
+      poolSize: env.KEYTRAIL_READS_POOL_SIZE,
+      statementTimeoutMs: env.KEYTRAIL_READ_TIMEOUT_MS,
+      perOrg: Math.min(env.KEYTRAIL_READS_PER_ORG, env.KEYTRAIL_READS_POOL_SIZE),
+      queuePerOrg: READS_QUEUE_PER_ORG,
+      waitMs: READS_WAIT_MS,
+    },
     exports: {
       max: env.KEYTRAIL_EXPORTS_MAX,
       perOrg: env.KEYTRAIL_EXPORTS_PER_ORG,

@@ -7,6 +7,7 @@ import { Migrator, type MigrationResultSet } from 'kysely/migration';
 import type { DB } from '../../db/schema.ts';
 import { migrations } from '../../db/migrations/index.ts';
 import type { Logger } from './logger.ts';
+import { cancelBackend, connectTracked, trackedPool } from './db-scope.ts';
 
 export type Database = Kysely<DB>;
 
@@ -35,14 +36,19 @@ export function createDb(options: {
   poolSize: number;
   logger: Logger;
   applicationName?: string;
+  /** Every statement on this pool is cancelled by Postgres past this (unset: no deadline). */
+  statementTimeoutMs?: number;
 }): DbHandle {
+  // Day boundaries (::date, date_trunc) are UTC whatever the server's default time zone.
+  const settings = ['-c TimeZone=UTC'];
+  if (options.statementTimeoutMs)
+    settings.push(`-c statement_timeout=${options.statementTimeoutMs}`);
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize,
     connectionTimeoutMillis: POOL_WAIT_MS,
     application_name: options.applicationName ?? 'keytrail',
-    // Day boundaries (::date, date_trunc) are UTC whatever the server's default time zone.
-    options: '-c TimeZone=UTC',
+    options: settings.join(' '),
     types,
   });
   // An idle client losing its connection (Postgres restart) must not crash the process.
@@ -54,7 +60,8 @@ export function createDb(options: {
   pool.on('connect', (client) => client.on('error', () => undefined));
   const stats: QueryStats = { count: 0 };
   const db = new Kysely<DB>({
-    dialect: new PostgresDialect({ pool }),
+    // Checkouts are tracked per request: a request whose client left has its statements cancelled.
+    dialect: new PostgresDialect({ pool: trackedPool(pool) }),
     log: (event) => {
       if (event.level === 'query') stats.count += 1;
     },
@@ -114,15 +121,17 @@ export async function ping(db: Kysely<DB>): Promise<boolean> {
  * Streams `COPY (...) TO STDOUT` from a pooled connection. Postgres produces rows as the socket
  * takes them: a slow reader holds the query (wait event ClientWrite), so memory stays flat on
  * both sides. The connection goes back to the pool when the stream ends; if the stream is cut
- * short it is destroyed, since it is mid-COPY.
+ * short its statement is cancelled (a backend whose socket is gone would scan on until it next
+ * has a row to write) and the connection destroyed, since it is mid-COPY.
  */
 export async function copyOut(pool: pg.Pool, copySql: string): Promise<Readable> {
-  const client = await pool.connect();
+  const client = await connectTracked(pool);
   const stream = client.query(copyTo(copySql));
   let released = false;
   const release = (error?: Error) => {
     if (released) return;
     released = true;
+    if (error) void cancelBackend(client);
     client.release(error);
   };
   stream.once('end', () => release());
@@ -151,7 +160,7 @@ export async function rawTransaction<T>(
   handle: Pick<DbHandle, 'db' | 'pool' | 'stats'>,
   fn: (tx: RawTransaction) => Promise<T>,
 ): Promise<T> {
-  const client = await handle.pool.connect();
+  const client = await connectTracked(handle.pool);
   // The pool listens for errors on idle clients only: while this one is held, a backend that
   // goes away must not become an unhandled 'error' event (the next statement fails instead).
   let lost: Error | undefined;

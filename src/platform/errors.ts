@@ -8,11 +8,15 @@ export const ERROR_CODES = {
   insufficient_scope: { status: 403, title: 'The key lacks a required scope' },
   not_found: { status: 404, title: 'Resource not found' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  request_timeout: { status: 408, title: 'Request not received in time' },
+  headers_too_large: { status: 431, title: 'Request headers too large' },
+  malformed_request: { status: 400, title: 'Malformed HTTP request' },
   payload_too_large: { status: 413, title: 'Request body too large' },
   key_limit_reached: { status: 422, title: 'Active key limit reached' },
   unprocessable: { status: 422, title: 'Request cannot be processed' },
   rate_limited: { status: 429, title: 'Too many requests' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
+  query_timeout: { status: 503, title: 'Query deadline exceeded' },
   internal: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

@@ -15,6 +15,8 @@ export type QueueDefinition = {
    * plus one supervise pass. pg-boss's minimum is 10.
    */
   heartbeatSeconds?: number;
+  /** A job waiting (created or retry) longer than this is deleted by pg-boss (default 14 days). */
+  retentionSeconds?: number;
 };
 
 /**
@@ -79,18 +81,21 @@ export async function ensureQueues(
       notify: q.notify ?? false,
       ...(q.expireInSeconds && { expireInSeconds: q.expireInSeconds }),
       ...(q.heartbeatSeconds && { heartbeatSeconds: q.heartbeatSeconds }),
+      ...(q.retentionSeconds && { retentionSeconds: q.retentionSeconds }),
     });
     const existing = await boss.getQueue(q.name);
     if (!existing) throw new Error(`queue ${q.name} could not be created`);
     const stale =
       (q.expireInSeconds !== undefined && existing.expireInSeconds !== q.expireInSeconds) ||
       (q.heartbeatSeconds !== undefined && existing.heartbeatSeconds !== q.heartbeatSeconds) ||
+      (q.retentionSeconds !== undefined && existing.retentionSeconds !== q.retentionSeconds) ||
       existing.retryLimit !== (q.retryLimit ?? 10);
     if (stale) {
       await boss.updateQueue(q.name, {
         retryLimit: q.retryLimit ?? 10,
         ...(q.expireInSeconds !== undefined && { expireInSeconds: q.expireInSeconds }),
         ...(q.heartbeatSeconds !== undefined && { heartbeatSeconds: q.heartbeatSeconds }),
+        ...(q.retentionSeconds !== undefined && { retentionSeconds: q.retentionSeconds }),
       });
     }
   }

@@ -6,7 +6,7 @@ const closed = { allowLoopback: false, allowedNetworks: [] };
 describe('webhook address policy (SSRF)', () => {
   it('allows public unicast addresses only, by default', () => {
     for (const ok of ['8.8.8.8', '1.1.1.1', '2606:4700::1111'])
-      expect(refusal(ok, closed)).toBeNull();
+      expect(refusal(ok, closed, 443)).toBeNull();
     for (const bad of [
       '127.0.0.1',
       '127.1.2.3',
@@ -30,23 +30,24 @@ describe('webhook address policy (SSRF)', () => {
       '::a9fe:a9fe', // IPv4-compatible 169.254.169.254
       '100::1', // discard-only
     ]) {
-      expect(refusal(bad, closed), bad).toMatch(/not allowed/);
+      expect(refusal(bad, closed, 443), bad).toMatch(/not allowed/);
     }
   });
 
   it('lets the operator allow loopback, or chosen networks, and nothing beside them', () => {
     const loop = { allowLoopback: true, allowedNetworks: [] };
-    expect(refusal('127.0.0.1', loop)).toBeNull();
-    expect(refusal('::1', loop)).toBeNull();
-    expect(refusal('10.0.0.1', loop)).toMatch(/private/);
+    expect(refusal('127.0.0.1', loop, 443)).toBeNull();
+    expect(refusal('::1', loop, 443)).toBeNull();
+    expect(refusal('10.0.0.1', loop, 443)).toMatch(/private/);
     const nets = {
       allowLoopback: false,
       allowedNetworks: parseNetworks('10.20.0.0/16, fd12::/16'),
     };
-    expect(refusal('10.20.9.9', nets)).toBeNull();
-    expect(refusal('fd12::5', nets)).toBeNull();
-    expect(refusal('10.21.0.1', nets)).toMatch(/private/);
-    expect(refusal('127.0.0.1', nets)).toMatch(/loopback/);
+    expect(refusal('10.20.9.9', nets, 443)).toBeNull();
+    expect(refusal('fd12::5', nets, 443)).toBeNull();
+    expect(refusal('10.21.0.1', nets, 443)).toMatch(/private/);
+    expect(refusal('127.0.0.1', nets, 443)).toMatch(/loopback/);
+    expect(refusal('10.20.9.9', nets, 8443)).toBe('private address not allowed on port 8443');
     expect(() => parseNetworks('10.0.0.0/33')).toThrow(/not a CIDR/);
     expect(() => parseNetworks('example.com')).toThrow(/not a CIDR/);
     expect(parseNetworks('')).toEqual([]);
@@ -67,11 +68,16 @@ describe('webhook address policy (SSRF)', () => {
   });
 
   it('checks what a name resolves to at delivery time (DNS rebinding)', async () => {
-    await expect(resolveAllowed('localhost', closed)).rejects.toThrow(/loopback/);
+    const dns = { signal: AbortSignal.timeout(2_000), timeoutMs: 2_000 };
+    const at = (u: string) => new URL(u);
+    await expect(resolveAllowed(at('https://localhost/'), closed, dns)).rejects.toThrow(/loopback/);
+    await expect(resolveAllowed(at('https://a.localhost/'), closed, dns)).rejects.toThrow(
+      /loopback/,
+    );
     await expect(
-      resolveAllowed('localhost', { allowLoopback: true, allowedNetworks: [] }),
-    ).resolves.toEqual(expect.arrayContaining([expect.stringMatching(/^(127\.0\.0\.1|::1)$/)]));
-    await expect(resolveAllowed('[::1]', closed)).rejects.toThrow(/loopback/);
+      resolveAllowed(at('http://localhost:9/'), { allowLoopback: true, allowedNetworks: [] }, dns),
+    ).resolves.toEqual(['127.0.0.1', '::1']);
+    await expect(resolveAllowed(at('https://[::1]/'), closed, dns)).rejects.toThrow(/loopback/);
   });
 
   it('connects to the checked address only', async () => {

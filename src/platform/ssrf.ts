@@ -5,13 +5,20 @@
  * delivery against what the name resolves to then, and the connection goes to the address that
  * was checked: a name that re-resolves elsewhere (DNS rebinding) cannot slip through.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { resolveName, type DnsOptions } from './dns.ts';
+import { compileNetworks, portAllowed } from './networks.ts';
+
+export { parseNetworks } from './networks.ts';
 
 export type AddressPolicy = {
   allowLoopback: boolean;
-  /** CIDRs allowed although private, link-local or reserved (e.g. an internal receiver). */
+  /**
+   * Networks allowed although private, link-local or reserved (e.g. an internal receiver), each
+   * a CIDR with the ports it admits (`10.20.0.0/16:443+8443`, `[fd00::/8]:443`; 443 if none):
+   * see networks.ts.
+   */
   allowedNetworks: readonly string[];
 };
 
@@ -20,20 +27,6 @@ export class RefusedAddress extends Error {
 }
 
 type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
-
-function compile(policy: AddressPolicy): Cidr[] {
-  return policy.allowedNetworks.map((n) => ipaddr.parseCIDR(n));
-}
-
-/** Parses a list of CIDRs (configuration); throws with the one that is not. */
-export function parseNetworks(raw: string): string[] {
-  const list = raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  for (const n of list) if (!ipaddr.isValidCIDR(n)) throw new Error(`not a CIDR: ${n}`);
-  return list;
-}
 
 /** IPv6 unicast outside 2000::/3 (e.g. IPv4-compatible ::a.b.c.d) is not the public internet. */
 const GLOBAL_V6: Cidr = ipaddr.parseCIDR('2000::/3');
@@ -45,18 +38,27 @@ function rangeOf(ip: ipaddr.IPv4 | ipaddr.IPv6): string {
   return range;
 }
 
-/** Why an address may not be reached, or null when it may. */
-export function refusal(address: string, policy: AddressPolicy): string | null {
+/**
+ * Why an address may not be reached on `port`, or null when it may. Public and (allowed)
+ * loopback addresses take any port; an allowed network only the ports its entry names.
+ */
+export function refusal(address: string, policy: AddressPolicy, port: number): string | null {
   if (!ipaddr.isValid(address)) return `not an IP address: ${address}`;
   const ip = ipaddr.process(address);
   const range = rangeOf(ip);
   if (range === 'unicast') return null;
   if (range === 'loopback' && policy.allowLoopback) return null;
-  for (const [net, bits] of compile(policy)) {
-    if (net.kind() === ip.kind() && ip.match(net, bits)) return null;
-  }
+  const networks = compileNetworks(policy.allowedNetworks).filter(
+    ({ net, bits }) => net.kind() === ip.kind() && ip.match(net, bits),
+  );
+  if (networks.some((n) => portAllowed(n, port))) return null;
+  if (networks.length > 0) return `${range} address not allowed on port ${port}`;
   return `${range} address not allowed`;
 }
+
+/** The port a URL connects to. */
+export const portOf = (url: URL): number =>
+  url.port ? Number(url.port) : url.protocol === 'http:' ? 80 : 443;
 
 const LOOPBACK_NAMES = new Set(['localhost', 'localhost.']);
 const bare = (hostname: string) => hostname.replace(/^\[|\]$/g, '');
@@ -81,22 +83,30 @@ export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
     }
   } else if (url.protocol !== 'https:') return 'must use https';
   if (loopback && !policy.allowLoopback) return 'loopback addresses are not allowed';
-  return literal ? refusal(host, policy) : null;
+  return literal ? refusal(host, policy, portOf(url)) : null;
 }
 
+/** `localhost` and its subdomains are loopback (RFC 6761), answered without asking DNS. */
+const isLocalhost = (host: string) => LOOPBACK_NAMES.has(host) || /\.localhost\.?$/.test(host);
+
 /**
- * Resolves the URL's host and checks every address it has (one bad address refuses the name).
- * Returns the addresses to connect to. A refusal names the range, never the address: an org
- * admin must not learn what internal names resolve to.
+ * Resolves the URL's host and checks every address it has on the URL's port (one bad address
+ * refuses the name). Returns the addresses to connect to. A literal needs no lookup; a refusal
+ * names the range, never the address: an org admin must not learn what internal names resolve
+ * to. Throws RefusedAddress, or DnsError (dns.ts) when the name does not resolve in time.
  */
-export async function resolveAllowed(hostname: string, policy: AddressPolicy): Promise<string[]> {
-  const host = bare(hostname);
-  const addresses = isIP(host)
-    ? [host]
-    : (await dnsLookup(host, { all: true })).map((a) => a.address);
-  if (addresses.length === 0) throw new RefusedAddress(`${host} did not resolve`);
+export async function resolveAllowed(
+  url: URL,
+  policy: AddressPolicy,
+  dns: DnsOptions,
+): Promise<string[]> {
+  const host = bare(url.hostname).toLowerCase();
+  let addresses: string[];
+  if (isIP(host)) addresses = [host];
+  else if (isLocalhost(host)) addresses = ['127.0.0.1', '::1'];
+  else addresses = await resolveName(host, dns);
   for (const a of addresses) {
-    const why = refusal(a, policy);
+    const why = refusal(a, policy, portOf(url));
     if (why) throw new RefusedAddress(why);
   }
   return addresses;

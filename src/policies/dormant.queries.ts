@@ -4,6 +4,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
+import { ADMIN_SCOPE } from '../keys/keys.types.ts';
 import type { DormantAction, DormantRule, StoredPolicy } from './dormant.types.ts';
 
 type Db = Kysely<DB>;
@@ -17,6 +18,7 @@ export type DormantCandidate = {
   scopes: string[];
   created_at: Date;
   last_used_at: Date | null;
+  dormant_notified_at: Date | null;
 };
 
 export async function findPolicy(db: Db, orgId: string): Promise<StoredPolicy | undefined> {
@@ -83,6 +85,8 @@ export function dormantCandidates(
   o: {
     after?: DormantCandidate | undefined;
     ids?: readonly string[];
+    /** Keys the pass spares (the org's last admin key, the policy's author). */
+    exclude?: readonly string[];
     lock?: boolean;
     limit: number;
   },
@@ -92,7 +96,8 @@ export function dormantCandidates(
     ? sql`(${lastSeen}, k.id) > (${o.after.last_used_at ?? o.after.created_at}, ${o.after.id}::uuid)`
     : sql`true`;
   return sql<DormantCandidate>`
-    select k.id, k.org_id, k.name, k.prefix, k.environment, k.scopes, k.created_at, t.last_used_at
+    select k.id, k.org_id, k.name, k.prefix, k.environment, k.scopes, k.created_at, t.last_used_at,
+      k.dormant_notified_at
     from api_keys k
     left join api_key_usage_totals t on t.key_id = k.id and t.org_id = k.org_id
     where k.org_id = ${orgId}
@@ -108,6 +113,7 @@ export function dormantCandidates(
       }
       and ${after}
       and ${o.ids ? sql`k.id = any(${o.ids}::uuid[])` : sql`true`}
+      and ${o.exclude?.length ? sql`not (k.id = any(${o.exclude}::uuid[]))` : sql`true`}
     order by ${lastSeen}, k.id
     limit ${o.limit}
     ${o.lock ? sql`for update of k skip locked` : sql``}`;
@@ -140,12 +146,91 @@ export async function databaseNow(db: Db): Promise<Date> {
   return rows[0]?.now ?? new Date();
 }
 
-/** Whether a usage job queued before `before` (Postgres's clock) is still to be ingested. */
-export async function usagePendingBefore(db: Db, before: Date): Promise<boolean> {
-  const { rows } = await sql<{ pending: boolean }>`select exists (
-      select 1 from pgboss.job where name = 'usage.ingest'
-        and state in ('created', 'retry', 'active') and created_on < ${before}) as pending`.execute(
-    db,
-  );
-  return rows[0]?.pending ?? false;
+/**
+ * Usage jobs queued before `before` (Postgres's clock) and not ingested yet, with the orgs whose
+ * events each carries (null: unlisted, a batch of many orgs or one queued by an earlier
+ * version, so possibly anyone's). Read once per run: it reads every pending job's payload.
+ */
+export async function pendingUsageJobs(
+  db: Db,
+  before: Date,
+): Promise<{ id: string; orgs: string[] | null }[]> {
+  const { rows } = await sql<{ id: string; orgs: string[] | null }>`
+    select id, case when jsonb_typeof(data->'orgs') = 'array' then data->'orgs' end as orgs
+    from pgboss.job where name = 'usage.ingest'
+      and state in ('created', 'retry', 'active') and created_on < ${before}`.execute(db);
+  return rows;
+}
+
+/** Which of the usage jobs `ids` are still to be ingested (by primary key: no payload read). */
+export async function stillPending(db: Db, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const { rows } = await sql<{ id: string }>`
+    select id from pgboss.job where name = 'usage.ingest' and id = any(${ids}::uuid[])
+      and state in ('created', 'retry', 'active')`.execute(db);
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Row lock on one key (the policy's author, taken after the admin keys). */
+export async function lockKey(db: Db, keyId: string): Promise<void> {
+  await sql`select id from api_keys where id = ${keyId} for update`.execute(db);
+}
+
+/**
+ * The org's active `org:admin` keys, in id order; `rotating`: replaced by a rotation, active
+ * only until its overlap ends. `lock` takes them FOR UPDATE, before any other key lock of a
+ * revoking pass (always in this order: no deadlock), so passes and revocations by hand
+ * serialise on them and each counts the keys the others left.
+ */
+export function activeAdminKeys(orgId: string, now: Date, lock: boolean) {
+  return sql<{ id: string; rotating: boolean }>`
+    select k.id, exists (select 1 from api_keys s where s.rotated_from_id = k.id) as rotating
+    from api_keys k
+    where k.org_id = ${orgId} and ${ADMIN_SCOPE} = any(k.scopes)
+      and k.revoked_at is null and (k.expires_at is null or k.expires_at > ${now})
+    order by k.id
+    ${lock ? sql`for update of k` : sql``}`;
+}
+
+/**
+ * The key a policy was saved with as it is now, or the key that replaced it by rotation (same
+ * scopes by construction), newest first: rotating the author's key keeps the policy's
+ * authority. Undefined: no such key in the org.
+ */
+export async function authorKey(db: Db, orgId: string, keyId: string) {
+  const { rows } = await sql<{
+    id: string;
+    scopes: string[];
+    revoked_at: Date | null;
+    expires_at: Date | null;
+  }>`
+    with recursive chain as (
+      select id, scopes, revoked_at, expires_at, created_at, 0 as depth
+      from api_keys where org_id = ${orgId} and id = ${keyId}
+      union all
+      select s.id, s.scopes, s.revoked_at, s.expires_at, s.created_at, c.depth + 1
+      from chain c join api_keys s on s.rotated_from_id = c.id and s.org_id = ${orgId}
+      where c.depth < 100
+    )
+    select id, scopes, revoked_at, expires_at from chain
+    order by depth desc, created_at desc, id desc limit 1`.execute(db);
+  return rows[0];
+}
+
+/** Whether the downgrade for `reason` was audited since the policy was saved (`since`). */
+export async function downgradeAudited(
+  db: Db,
+  orgId: string,
+  since: Date,
+  reason: string,
+): Promise<boolean> {
+  const row = await db
+    .selectFrom('audit_events')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where('occurred_at', '>=', since)
+    .where('action', '=', 'policy.downgraded')
+    .where(sql<string>`details->>'reason'`, '=', reason)
+    .executeTakeFirst();
+  return row !== undefined;
 }

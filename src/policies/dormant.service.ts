@@ -7,30 +7,34 @@ import type { Database } from '../platform/db.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import { recordAudit, recordAudits, type AuditActor } from '../audit/audit.service.ts';
-import { notifyKeyChanged } from '../keys/keys.queries.ts';
+import { lockOrg, notifyKeyChanged } from '../keys/keys.queries.ts';
 import { ADMIN_SCOPE, type KeyIdentity } from '../keys/keys.types.ts';
+import { assertMayReplace, planOf, type ActionPlan } from './dormant.authority.ts';
 import * as q from './dormant.queries.ts';
+import { sparedKeys } from './dormant.spare.ts';
 import {
   MAX_AFTER_DAYS,
   MIN_AFTER_DAYS,
-  type DormantAction,
-  type DormantRule,
+  SPARE_REASONS,
+  type PolicyInput,
+  type PolicyView,
+  type SpareReason,
   type StoredPolicy,
 } from './dormant.types.ts';
+import { whenUsageComplete } from './usage-freshness.ts';
 
 const DAY_MS = 86_400_000;
 /** Keys acted on per transaction: bounded locks and audit inserts, whatever the org's size. */
 const CHUNK = 500;
-/** Time for a flushed batch's job to be inserted, past the flush interval. */
-const SEND_MARGIN_MS = 500;
 
-export type PolicyInput = Pick<
-  StoredPolicy,
-  'enabled' | 'after_days' | 'action' | 'exclude_environments' | 'exclude_scopes'
->;
-export type PolicyView = Omit<StoredPolicy, 'updated_at'> & { updated_at: Date | null };
-export type ActionPlan = { action: DormantAction; rule: DormantRule };
-export type ActResult = { acted: q.DormantCandidate[]; skipped: string | null };
+export { operatorPlan, type ActionPlan } from './dormant.authority.ts';
+export type { PolicyInput, PolicyView } from './dormant.types.ts';
+export type SparedKey = q.DormantCandidate & { reason: SpareReason };
+export type ActResult = {
+  acted: q.DormantCandidate[];
+  spared: SparedKey[];
+  skipped: string | null;
+};
 
 export type DormantPolicyDeps = {
   db: Database;
@@ -42,20 +46,6 @@ export type DormantPolicyDeps = {
   /** How long a run waits for usage to be complete up to its start before acting on nothing. */
   freshnessTimeoutMs: number;
 };
-
-/** The rule a policy (or `keys dormant` by hand) applies. */
-export function planOf(policy: PolicyInput & Pick<StoredPolicy, 'acting_scopes'>): ActionPlan {
-  return {
-    action: policy.action,
-    rule: {
-      afterDays: policy.after_days,
-      excludeEnvironments: policy.exclude_environments,
-      excludeScopes: policy.exclude_scopes,
-      // Notices are harmless; a revocation stays within what the policy's author could revoke.
-      coveredBy: policy.action === 'revoke' ? policy.acting_scopes : null,
-    },
-  };
-}
 
 export function createDormantPolicies(deps: DormantPolicyDeps) {
   const { db, clock } = deps;
@@ -83,7 +73,9 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
       acting_scopes: caller.scopes.includes(ADMIN_SCOPE) ? null : [...caller.scopes],
     };
     await db.transaction().execute(async (trx) => {
-      const before = await q.findPolicy(trx, orgId);
+      // Saves of one org's policy in turn: each checks the author of the policy it replaces.
+      await lockOrg(trx, orgId);
+      const before = await assertMayReplace(trx, caller, orgId, now);
       await q.savePolicy(trx, orgId, policy, { at: now, keyId: caller.id });
       await recordAudit(trx, {
         orgId,
@@ -101,89 +93,130 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     return get(orgId);
   }
 
-  /** Every key `plan` selects now, least recently used first (nothing is locked or changed). */
+  const atOf = (plan: ActionPlan, now: Date) => ({
+    now,
+    before: new Date(now.getTime() - plan.rule.afterDays * DAY_MS),
+  });
+
+  /**
+   * The dormant keys a revoking pass leaves alone (dormant.spare.ts). `lock`: the org's admin
+   * keys, then the author, are locked first, so concurrent passes and revocations by hand
+   * serialise on them and the last admin key is never revoked by two passes counting each other.
+   */
+  async function spares(
+    ex: Database,
+    orgId: string,
+    plan: ActionPlan,
+    at: { now: Date; before: Date },
+    lock: boolean,
+  ): Promise<SparedKey[]> {
+    if (plan.action !== 'revoke') return [];
+    const admins = (await q.activeAdminKeys(orgId, at.now, lock).execute(ex)).rows;
+    const author = plan.authorKeyId;
+    if (lock && author) await q.lockKey(ex, author);
+    const ids = [...new Set([...admins.map((a) => a.id), ...(author ? [author] : [])])];
+    if (ids.length === 0) return [];
+    const { rows } = await q
+      .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
+        ids,
+        limit: ids.length,
+      })
+      .execute(ex);
+    return sparedKeys(admins, rows, author).map((s) => ({ ...s.key, reason: s.reason }));
+  }
+
+  /** Every key `plan` selects now, least recently used first, and those it spares (no lock). */
   async function select(orgId: string, plan: ActionPlan, now = clock.now()) {
     const keys: q.DormantCandidate[] = [];
-    const at = { now, before: new Date(now.getTime() - plan.rule.afterDays * DAY_MS) };
+    const at = atOf(plan, now);
+    const spared = await spares(db, orgId, plan, at, false);
+    const exclude = spared.map((k) => k.id);
     for (;;) {
       const { rows } = await q
         .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
           limit: CHUNK,
+          exclude,
           ...(keys.length > 0 && { after: keys.at(-1) }),
         })
         .execute(db);
       keys.push(...rows);
-      if (rows.length < CHUNK) return keys;
+      if (rows.length < CHUNK) return { keys, spared };
     }
   }
 
-  /**
-   * Waits until every usage event that happened before now is ingested: a key used a moment
-   * ago must not look unused. Events reach the queue within one flush interval, so it waits
-   * that long, then for the jobs queued until then. Returns why not, after the timeout.
-   */
-  async function usageComplete(): Promise<string | null> {
-    const start = await q.databaseNow(db);
-    const flushed = new Date(start.getTime() + deps.flushIntervalMs + SEND_MARGIN_MS);
-    await new Promise((r) => setTimeout(r, deps.flushIntervalMs + SEND_MARGIN_MS));
-    const deadline = Date.now() + deps.freshnessTimeoutMs;
-    for (;;) {
-      if (!(await q.usagePendingBefore(db, flushed))) return null;
-      if (Date.now() >= deadline) {
-        return `usage events queued before ${flushed.toISOString()} are not ingested yet`;
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
+  /** The preview: what a run would do now. */
+  async function preview(orgId: string, now = clock.now()) {
+    const policy = await get(orgId);
+    const plan = await planOf(db, orgId, policy, now);
+    const chosen = policy.enabled ? await select(orgId, plan, now) : { keys: [], spared: [] };
+    return { policy, plan, ...chosen };
+  }
+
+  /** Spared keys get a `key.dormant` notice (details.spared) once per dormant spell. */
+  async function recordSpared(
+    trx: Database,
+    orgId: string,
+    plan: ActionPlan,
+    actor: AuditActor,
+    spared: SparedKey[],
+    now: Date,
+  ) {
+    const due = spared.filter(
+      (k) => !k.dormant_notified_at || k.dormant_notified_at < (k.last_used_at ?? k.created_at),
+    );
+    if (due.length === 0) return;
+    await q.markNotified(
+      trx,
+      due.map((k) => k.id),
+      now,
+    );
+    await recordAudits(
+      trx,
+      due.map((k) => ({
+        ...auditOf(orgId, plan, actor, k, 'key.dormant', now),
+        details: {
+          ...detailsOf(plan, k),
+          spared: k.reason,
+          spared_because: SPARE_REASONS[k.reason],
+        },
+      })),
+    );
   }
 
   /** One chunk: locks the keys the plan still selects, acts on them and audits each. */
   async function actOnChunk(orgId: string, plan: ActionPlan, actor: AuditActor) {
     const now = clock.now();
-    const at = { now, before: new Date(now.getTime() - plan.rule.afterDays * DAY_MS) };
+    const at = atOf(plan, now);
+    const rule = { ...plan.rule, action: plan.action };
     return db.transaction().execute(async (trx) => {
-      let { rows } = await q
-        .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
-          limit: CHUNK,
-          lock: true,
-        })
+      const spared = await spares(trx, orgId, plan, at, true);
+      await recordSpared(trx, orgId, plan, actor, spared, now);
+      const exclude = spared.map((k) => k.id);
+      const { rows } = await q
+        .dormantCandidates(orgId, rule, at, { limit: CHUNK, lock: true, exclude })
         .execute(trx);
-      if (rows.length === 0) return { acted: rows, locked: 0 };
+      if (rows.length === 0) return { acted: rows, spared, locked: 0 };
       // Again, in a fresh snapshot now that the keys are locked: a use ingested since the
       // locking statement began (the totals are not locked) spares its key.
       const locked = rows.map((k) => k.id);
       const still = await q
-        .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
-          limit: CHUNK,
-          ids: locked,
-        })
+        .dormantCandidates(orgId, rule, at, { limit: CHUNK, ids: locked })
         .execute(trx);
       const ids = still.rows.map((k) => k.id);
-      if (ids.length === 0) return { acted: [], locked: locked.length };
-      rows = still.rows;
-      const days = plan.rule.afterDays;
+      if (ids.length === 0) return { acted: [], spared, locked: locked.length };
       if (plan.action === 'revoke') {
-        await q.markRevokedByPolicy(trx, ids, now, `dormant: unused for ${days} days`);
+        const reason = `dormant: unused for ${plan.rule.afterDays} days`;
+        await q.markRevokedByPolicy(trx, ids, now, reason);
         for (const id of ids) await notifyKeyChanged(trx, id);
       } else {
         await q.markNotified(trx, ids, now);
       }
+      const action = plan.action === 'revoke' ? 'key.revoked' : 'key.dormant';
       await recordAudits(
         trx,
-        rows.map((k) => ({
-          orgId,
-          at: now,
-          actor,
-          action: plan.action === 'revoke' ? ('key.revoked' as const) : ('key.dormant' as const),
-          target: { type: 'api_key' as const, id: k.id },
-          details: {
-            reason: 'dormant',
-            prefix: k.prefix,
-            after_days: days,
-            last_used_at: k.last_used_at?.toISOString() ?? null,
-          },
-        })),
+        still.rows.map((k) => auditOf(orgId, plan, actor, k, action, now)),
       );
-      return { acted: rows, locked: locked.length };
+      return { acted: still.rows, spared, locked: locked.length };
     });
   }
 
@@ -194,43 +227,93 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     actor: AuditActor,
     o: { usageChecked?: boolean } = {},
   ): Promise<ActResult> {
-    const behind = o.usageChecked ? null : await usageComplete();
-    if (behind) return { acted: [], skipped: behind };
+    if (!o.usageChecked) {
+      const { reason } = await whenUsageComplete(freshness, [orgId], () => Promise.resolve());
+      if (reason) return { acted: [], spared: [], skipped: reason };
+    }
     const acted: q.DormantCandidate[] = [];
     // Until a pass locks nothing: a pass whose keys were all used meanwhile acts on none.
     for (;;) {
       const chunk = await actOnChunk(orgId, plan, actor);
       acted.push(...chunk.acted);
-      if (chunk.locked === 0) return { acted, skipped: null };
+      if (chunk.locked === 0) return { acted, spared: chunk.spared, skipped: null };
     }
   }
 
-  /** The daily run: every enabled policy, one org after another. */
+  /** A downgraded policy is audited once per saved version and reason (logged every run). */
+  async function noteDowngrade(orgId: string, policy: StoredPolicy, why: string) {
+    deps.logger.warn({ org_id: orgId, reason: why }, 'dormant-key policy downgraded');
+    if (await q.downgradeAudited(db, orgId, policy.updated_at, why)) return;
+    await recordAudit(db, {
+      orgId,
+      at: clock.now(),
+      actor: { type: 'policy' },
+      action: 'policy.downgraded',
+      target: { type: 'policy', id: null },
+      details: { policy: 'dormant-keys', from: 'revoke', to: 'notify', reason: why },
+    });
+  }
+
+  const freshness = {
+    db,
+    flushIntervalMs: deps.flushIntervalMs,
+    timeoutMs: deps.freshnessTimeoutMs,
+  };
+
+  /**
+   * The daily run: every enabled policy. Each org acts as soon as its own usage up to the run's
+   * start is ingested; an org whose usage is still behind at the timeout is skipped that day.
+   */
   async function runAll(): Promise<{ orgs: number; acted: number; skipped: number }> {
     const report = { orgs: 0, acted: 0, skipped: 0 };
     const orgs = await q.enabledPolicyOrgs(db);
     if (orgs.length === 0) return report;
-    // Once for the whole run: every org's keys are judged on usage complete up to its start.
-    const behind = await usageComplete();
-    if (behind) {
-      deps.logger.warn({ orgs: orgs.length, reason: behind }, 'dormant-key policies skipped');
-      return { ...report, skipped: orgs.length };
-    }
-    for (const orgId of orgs) {
+    const { behind, reason } = await whenUsageComplete(freshness, orgs, async (orgId) => {
       const policy = await q.findPolicy(db, orgId);
-      if (!policy?.enabled) continue;
-      const result = await act(orgId, planOf(policy), { type: 'policy' }, { usageChecked: true });
+      if (!policy?.enabled) return;
+      const plan = await planOf(db, orgId, policy, clock.now());
+      if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
+      const result = await act(orgId, plan, { type: 'policy' }, { usageChecked: true });
       report.orgs++;
       report.acted += result.acted.length;
-      if (result.skipped) {
-        report.skipped++;
-        deps.logger.warn({ org_id: orgId, reason: result.skipped }, 'dormant-key policy skipped');
-      }
+    });
+    for (const orgId of behind) {
+      report.skipped++;
+      deps.logger.warn({ org_id: orgId, reason }, 'dormant-key policy skipped');
     }
     return report;
   }
 
-  return { get, put, select, act, runAll, defaults };
+  return { get, put, select, preview, act, runAll, defaults };
+}
+
+/** The audit entry of one action on one key. */
+function auditOf(
+  orgId: string,
+  plan: ActionPlan,
+  actor: AuditActor,
+  k: q.DormantCandidate,
+  action: 'key.revoked' | 'key.dormant',
+  now: Date,
+) {
+  return {
+    orgId,
+    at: now,
+    actor,
+    action,
+    target: { type: 'api_key' as const, id: k.id },
+    details: detailsOf(plan, k),
+  };
+}
+
+function detailsOf(plan: ActionPlan, k: q.DormantCandidate): Record<string, unknown> {
+  return {
+    reason: 'dormant',
+    prefix: k.prefix,
+    after_days: plan.rule.afterDays,
+    last_used_at: k.last_used_at?.toISOString() ?? null,
+    ...(plan.downgraded && { downgraded: plan.downgraded }),
+  };
 }
 
 /** What the audit trail records of a policy. */

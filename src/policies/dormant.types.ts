@@ -18,6 +18,12 @@ export type StoredPolicy = {
   updated_by_key_id: string | null;
 };
 
+export type PolicyInput = Pick<
+  StoredPolicy,
+  'enabled' | 'after_days' | 'action' | 'exclude_environments' | 'exclude_scopes'
+>;
+export type PolicyView = Omit<StoredPolicy, 'updated_at'> & { updated_at: Date | null };
+
 /** What selects the keys a run acts on. */
 export type DormantRule = {
   afterDays: number;
@@ -26,3 +32,14 @@ export type DormantRule = {
   /** Only keys whose scopes are all in this list; null: every key. */
   coveredBy: string[] | null;
 };
+
+/**
+ * Why a revoking run leaves a dormant key alone: the org's last active `org:admin` key (SPEC §9:
+ * an org never locks itself out), or the key the policy acts for (revoking it would end the
+ * policy's authority).
+ */
+export const SPARE_REASONS = {
+  last_admin_key: "the org's last active org:admin key",
+  policy_author: 'the key that saved the policy: the policy acts with its authority',
+} as const;
+export type SpareReason = keyof typeof SPARE_REASONS;

@@ -129,6 +129,8 @@ function stringOf(schema: JsonSchema, name: string, fx: Fx): fc.Arbitrary<string
   }
   if (schema.format === 'date-time') return fc.oneof({ arbitrary: recentIso, weight: 3 }, anyIso);
   if (schema.format === 'ip') return fc.oneof(fc.ipV4(), fc.ipV6());
+  if (schema.format === 'ipv4') return fc.ipV4();
+  if (schema.format === 'ipv6') return fc.ipV6();
   if (name === 'key') return fc.constantFrom(fx.org.adminKey, fx.unknownKey, 'sk_live_short');
   if (schema.pattern) return fc.stringMatching(new RegExp(schema.pattern));
   const maxLength = Math.min(schema.maxLength ?? 40, 40);

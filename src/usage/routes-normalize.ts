@@ -1,4 +1,4 @@
-import { ROUTE_MAX } from './usage.types.ts';
+import { cleanText, ROUTE_MAX } from './usage.types.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const NUMERIC = /^\d+$/;
@@ -7,9 +7,8 @@ const LONG_HEX = /^[0-9a-f]{16,}$/i;
 const LONG_TOKEN = /^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{16,}$/;
 const MAX_SEGMENTS = 12;
 
-/** At most ROUTE_MAX code points: a cut never splits a character. */
-const cut = (route: string): string =>
-  route.length <= ROUTE_MAX ? route : Array.from(route).slice(0, ROUTE_MAX).join('');
+/** Storable as the worker checks it (isStorableText): at most ROUTE_MAX code points. */
+const cut = (route: string): string => cleanText(route, ROUTE_MAX);
 
 function isIdLike(segment: string): boolean {
   return (

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
+import { detachedFromRequest } from '../platform/db-scope.ts';
 import type { Logger } from '../platform/logger.ts';
 import { packEvents, type UsageJob } from './usage.jobs.ts';
 import type { UsageEvent } from './usage.types.ts';
@@ -60,7 +61,8 @@ export class UsageBuffer {
   #schedule(delayMs: number): void {
     if (this.#stopped) return;
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#tick(), delayMs);
+    // Not in the context of the request whose event filled the batch: the flusher outlives it.
+    this.#timer = detachedFromRequest(() => setTimeout(() => void this.#tick(), delayMs));
     this.#timer.unref();
   }
 

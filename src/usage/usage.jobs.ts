@@ -9,7 +9,15 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isUuid } from '../platform/ids.ts';
 import { emptyBatch, indexIn } from './usage.batch.ts';
-import { OUTCOMES, storedLatency, type UsageEvent } from './usage.types.ts';
+import {
+  isStorableText,
+  METHOD_MAX,
+  OUTCOMES,
+  ROUTE_MAX,
+  storedLatency,
+  USER_AGENT_MAX,
+  type UsageEvent,
+} from './usage.types.ts';
 
 const deflate = promisify(deflateRaw);
 
@@ -54,6 +62,22 @@ function validIps(v: unknown): boolean {
   return true;
 }
 
+/** The method column: few distinct values per batch, each checked once. */
+function validMethods(v: unknown): boolean {
+  if (!Array.isArray(v)) return false;
+  const seen = new Set<string>();
+  for (const m of v) {
+    if (seen.has(m as string)) continue;
+    if (typeof m !== 'string' || m.length === 0 || !isStorableText(m, METHOD_MAX)) return false;
+    seen.add(m);
+  }
+  return true;
+}
+
+/** A dictionary of stored text: the producers' own definition (isStorableText). */
+const texts = (name: string, max: number) =>
+  column<string>(name, (v) => typeof v === 'string' && isStorableText(v, max));
+
 export const usagePayloadSchema = z
   .object({
     v: z.literal(1),
@@ -63,12 +87,12 @@ export const usagePayloadSchema = z
       (v) =>
         Array.isArray(v) && v.length === 2 && v.every((id) => typeof id === 'string' && isUuid(id)),
     ),
-    routes: z.array(z.string().max(200)),
-    agents: z.array(z.string().max(256)),
+    routes: texts('routes', ROUTE_MAX),
+    agents: texts('agents', USER_AGENT_MAX),
     id: column<string>('id', (v) => typeof v === 'string' && isUuid(v)),
     k: column<number>('k', intIn(0)),
     t: column<number>('t', intIn(0)),
-    m: column<string>('m', (v) => typeof v === 'string' && v.length >= 1 && v.length <= 16),
+    m: z.custom<string[]>(validMethods, { message: 'invalid column m' }),
     r: column<number>('r', intIn(0)),
     s: column<number>('s', intIn(100, 599)),
     l: column<number>('l', (v) => typeof v === 'number' && v >= 0 && Number.isFinite(v)),
@@ -156,18 +180,24 @@ export function decodePayload(p: UsagePayload): UsageEvent[] {
  * `since`: the earliest `occurred_at` of the batch (epoch ms), readable without inflating the
  * payload: `data_as_of` is held back to it while the job is not ingested, so events that waited
  * in a buffer (the queue unreachable) or came late from a gateway count as not complete yet.
+ * `orgs`: the orgs whose events the batch carries, readable without inflating, so a dormant-key
+ * run waits only for its own org's jobs (one tenant's backlog holds back no one else). Left out
+ * past JOB_ORGS_MAX orgs (and by earlier versions): such a job counts as every org's.
  */
-export type UsageJob = { v: 2; n: number; z: string; since: number };
+export type UsageJob = { v: 2; n: number; z: string; since: number; orgs?: string[] };
+export const JOB_ORGS_MAX = 64;
 
 export async function packEvents(events: readonly UsageEvent[]): Promise<UsageJob> {
-  const json = JSON.stringify(encodePayload(events));
-  const z = await deflate(json, { level: 1 });
+  const payload = encodePayload(events);
+  const z = await deflate(JSON.stringify(payload), { level: 1 });
   const since = events.reduce((min, e) => Math.min(min, e.occurredAt), Number.POSITIVE_INFINITY);
+  const orgs = [...new Set(payload.keys.map(([, orgId]) => orgId))];
   return {
     v: 2,
     n: events.length,
     z: z.toString('base64'),
     since: Number.isFinite(since) ? since : Date.now(),
+    ...(orgs.length <= JOB_ORGS_MAX && { orgs }),
   };
 }
 
@@ -177,6 +207,7 @@ const packedSchema = z.object({
   n: z.number().int(),
   z: z.string(),
   since: z.number().optional(),
+  orgs: z.array(z.string()).optional(),
 });
 
 /**

@@ -355,19 +355,20 @@ export function upsertRoutes(rows: readonly RouteRow[]): RawBuilder<unknown> {
 }
 
 /** Key ids among `keyIds` that belong to `orgId` (reported events are validated with it). */
+/** The keys of `keyIds` in the org, with when each stopped working (reported events are checked). */
 export async function keysOfOrg(
   db: Db,
   orgId: string,
   keyIds: readonly string[],
-): Promise<Set<string>> {
-  if (keyIds.length === 0) return new Set();
+): Promise<Map<string, { revokedAt: Date | null; expiresAt: Date | null }>> {
+  if (keyIds.length === 0) return new Map();
   const rows = await db
     .selectFrom('api_keys')
-    .select('id')
+    .select(['id', 'revoked_at', 'expires_at'])
     .where('org_id', '=', orgId)
     .where('id', '=', sql<string>`any(${[...keyIds]}::uuid[])`)
     .execute();
-  return new Set(rows.map((r) => r.id));
+  return new Map(rows.map((r) => [r.id, { revokedAt: r.revoked_at, expiresAt: r.expires_at }]));
 }
 
 /** Year and month (1–12) of a partition named api_key_usage_events_YYYY_MM. */

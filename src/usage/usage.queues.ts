@@ -5,7 +5,9 @@ import { MAINTENANCE_QUEUE, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from '
 
 /** Every queue keytrail uses, dead-letter queues first so they exist when referenced. */
 export const QUEUES: readonly QueueDefinition[] = [
-  { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0 },
+  // Accepted events wait here for `keytrail ingest replay-dead`: kept as long as raw events are
+  // by default (90 days), not pg-boss's 14, after which it would delete them unseen.
+  { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0, retentionSeconds: 90 * 86_400 },
   { name: WEBHOOK_DEAD_LETTER_QUEUE, retryLimit: 3 },
   // A batch commits in well under a second. A worker that dies (SIGKILL, lost Postgres) stops
   // refreshing its jobs' heartbeat: they are retried (replay-safe) after at most 10 s plus one

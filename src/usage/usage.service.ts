@@ -8,7 +8,9 @@ import { UsageBuffer, type UsageSink } from './usage.buffer.ts';
 import { packEvents } from './usage.jobs.ts';
 import { keysOfOrg } from './usage.queries.ts';
 import { normalizePath } from './routes-normalize.ts';
-import { USER_AGENT_MAX, type Outcome, type UsageEvent } from './usage.types.ts';
+import { cleanText, USER_AGENT_MAX, type Outcome, type UsageEvent } from './usage.types.ts';
+
+export { cleanText };
 
 const DAY_MS = 86_400_000;
 export const REPORT_WINDOW = { pastMs: 7 * DAY_MS, futureMs: 5 * 60_000 };
@@ -27,24 +29,6 @@ export type ReportedEvent = {
   outcome?: Outcome | undefined;
 };
 
-/**
- * Text Postgres will store: no NUL characters, no lone surrogate halves, at most `max` code
- * points (so truncation never splits a character).
- */
-// eslint-disable-next-line no-control-regex
-const NEEDS_CLEANING = /[\u0000\uD800-\uDFFF]/;
-
-export function cleanText(value: string, max: number): string {
-  // The common case (plain text, short enough) costs one regex test and no allocation.
-  if (value.length <= max && !NEEDS_CLEANING.test(value)) return value;
-  // eslint-disable-next-line no-control-regex
-  const chars = Array.from(value.replace(/\u0000/g, ''));
-  return chars
-    .slice(0, max)
-    .filter((c) => !/^[\uD800-\uDFFF]$/.test(c))
-    .join('');
-}
-
 export const truncateAgent = (ua: string | undefined | null): string | null =>
   ua ? cleanText(ua, USER_AGENT_MAX) : null;
 
@@ -60,6 +44,27 @@ export function normalizeIp(ip: string | undefined | null): string | null {
   if (!ip.includes('%')) return isIP(ip) === 0 ? null : ip;
   // Zone ids (fe80::1%eth0) are valid for Node but not for Postgres inet: drop them.
   return normalizeIp(ip.slice(0, ip.indexOf('%')));
+}
+
+/**
+ * A `success` at a time the key no longer worked (revoked, or expired, at or before
+ * `occurred_at`) cannot have happened: refused, or a leaked events:write key could keep any key
+ * from ever looking dormant. Refusals (`revoked`, `expired`, `insufficient_scope`) are evidence
+ * of a dead key being tried and stay accepted.
+ */
+function impossibleUse(
+  key: { revokedAt: Date | null; expiresAt: Date | null },
+  e: ReportedEvent,
+): string | null {
+  if ((e.outcome ?? 'success') !== 'success') return null;
+  const t = e.occurredAt.getTime();
+  if (key.revokedAt && key.revokedAt.getTime() <= t) {
+    return 'success for a key revoked before occurred_at (report outcome revoked)';
+  }
+  if (key.expiresAt && key.expiresAt.getTime() <= t) {
+    return 'success for a key expired before occurred_at (report outcome expired)';
+  }
+  return null;
 }
 
 export function createUsageService(deps: {
@@ -104,8 +109,11 @@ export function createUsageService(deps: {
     const errors: FieldError[] = [];
     const owned = await keysOfOrg(db, orgId, [...new Set(events.map((e) => e.keyId))]);
     events.forEach((e, i) => {
-      if (!owned.has(e.keyId))
+      const key = owned.get(e.keyId);
+      if (!key)
         errors.push({ path: `body.events.${i}.key_id`, message: 'no such key in this org' });
+      const refused = key && impossibleUse(key, e);
+      if (refused) errors.push({ path: `body.events.${i}.outcome`, message: refused });
       const t = e.occurredAt.getTime();
       if (t < now - REPORT_WINDOW.pastMs || t > now + REPORT_WINDOW.futureMs) {
         errors.push({

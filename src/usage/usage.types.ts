@@ -20,6 +20,40 @@ export type UsageEvent = {
 
 export const USER_AGENT_MAX = 256;
 export const ROUTE_MAX = 200;
+export const METHOD_MAX = 16;
+
+// eslint-disable-next-line no-control-regex
+const NEEDS_CLEANING = /[\u0000\uD800-\uDFFF]/;
+
+/**
+ * The one definition of the text an event stores (method, route, user agent), used by the
+ * producers (cleanText) and by the worker's job schema alike, so a batch the API accepted
+ * cannot fail the worker's check: no NUL (Postgres text refuses it), no unpaired surrogate half
+ * (it would be stored as U+FFFD, not as sent), and at most `max` code points (characters, as
+ * Postgres counts them; `.length` counts UTF-16 units, two per emoji).
+ */
+export function isStorableText(value: string, max: number): boolean {
+  if (value.length <= max && !NEEDS_CLEANING.test(value)) return true;
+  if (value.includes('\u0000') || !value.isWellFormed()) return false;
+  let points = 0;
+  for (const _ of value) if (++points > max) return false;
+  return true;
+}
+
+/**
+ * `value` made storable (isStorableText): NUL characters and unpaired surrogate halves dropped,
+ * cut to `max` code points (a cut never splits a character).
+ */
+export function cleanText(value: string, max: number): string {
+  // The common case (plain text, short enough) costs one regex test and no allocation.
+  if (value.length <= max && !NEEDS_CLEANING.test(value)) return value;
+  // eslint-disable-next-line no-control-regex
+  const chars = Array.from(value.replace(/\u0000/g, ''));
+  return chars
+    .slice(0, max)
+    .filter((c) => !/^[\uD800-\uDFFF]$/.test(c))
+    .join('');
+}
 
 /** Latency as stored (real, 3 decimals): rollups and a rebuild from raw rows then agree exactly. */
 export const storedLatency = (ms: number): number => Math.fround(Math.round(ms * 1000) / 1000);

@@ -6,20 +6,24 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Webhook } from 'standardwebhooks';
-import {
-  pinnedLookup,
-  resolveAllowed,
-  RefusedAddress,
-  type AddressPolicy,
-} from '../platform/ssrf.ts';
+import type { WebhookConfig } from '../platform/config.ts';
+import { pinnedLookup, resolveAllowed, RefusedAddress } from '../platform/ssrf.ts';
+import { AttemptFailure, categorize, type WebhookErrorCategory } from './delivery-errors.ts';
 
-export type AttemptResult = { statusCode: number | null; latencyMs: number; error: string | null };
+export type AttemptResult = {
+  statusCode: number | null;
+  latencyMs: number;
+  /** Stored and shown to the org admin: a category only, never an address. */
+  error: WebhookErrorCategory | null;
+  /** Node's own message, for the worker's log (operators) only. */
+  detail: string | null;
+};
 
 export type Outgoing = {
   url: string;
   messageId: string;
   body: string;
-  /** Every secret that currently signs (a rotated one signs beside the new one for a while). */
+  /** Every secret that currently signs (rotated ones sign beside the new one for a while). */
   secrets: readonly string[];
   at: Date;
 };
@@ -38,51 +42,39 @@ export function signedHeaders(o: Outgoing): Record<string, string> {
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
-export async function attempt(
-  o: Outgoing,
-  policy: AddressPolicy,
-  timeoutMs: number,
-): Promise<AttemptResult> {
+export type AttemptOptions = Pick<WebhookConfig, 'addresses' | 'timeoutMs' | 'dnsServers'>;
+
+export async function attempt(o: Outgoing, c: AttemptOptions): Promise<AttemptResult> {
   const started = performance.now();
-  const done = (statusCode: number | null, error: string | null): AttemptResult => ({
+  const done = (statusCode: number | null, error: Error | null): AttemptResult => ({
     statusCode,
     latencyMs: Math.round(performance.now() - started),
-    error,
+    error: error && categorize(error),
+    detail: error && error.message,
   });
+  const asError = (e: unknown) =>
+    e instanceof Error ? e : new AttemptFailure('other', 'not an Error');
   const url = new URL(o.url);
-  // One deadline for all of it: resolving the name too (a slow resolver holds a libuv thread).
-  const signal = AbortSignal.timeout(timeoutMs);
+  // One deadline for all of it, resolving the name too (its queries are cancelled then).
+  const signal = AbortSignal.timeout(c.timeoutMs);
   let addresses: string[];
   try {
-    addresses = await beforeDeadline(resolveAllowed(url.hostname, policy), signal, timeoutMs);
+    const dns = { servers: c.dnsServers, signal, timeoutMs: c.timeoutMs };
+    addresses = await resolveAllowed(url, c.addresses, dns);
   } catch (error) {
-    const why =
-      error instanceof RefusedAddress || error instanceof DeadlineError
-        ? error.message
-        : `DNS: ${(error as { code?: string }).code ?? String(error)}`;
-    return done(null, why);
+    if (error instanceof RefusedAddress) {
+      return done(null, new AttemptFailure('address_not_allowed', error.message));
+    }
+    return done(null, new AttemptFailure('dns_failed', asError(error).message));
   }
   try {
-    const status = await post(url, addresses, signedHeaders(o), o.body, signal, timeoutMs);
+    const status = await post(url, addresses, signedHeaders(o), o.body, signal, c.timeoutMs);
     if (status >= 200 && status < 300) return done(status, null);
-    const error =
-      status >= 300 && status < 400 ? `redirect not followed (HTTP ${status})` : `HTTP ${status}`;
-    return done(status, error);
+    const category = status >= 300 && status < 400 ? 'redirect' : 'http_error';
+    return done(status, new AttemptFailure(category, `HTTP ${status}`));
   } catch (error) {
-    return done(null, error instanceof Error ? error.message : String(error));
+    return done(null, asError(error));
   }
-}
-
-class DeadlineError extends Error {}
-
-/** `work`, or a DeadlineError once `signal` fires. */
-function beforeDeadline<T>(work: Promise<T>, signal: AbortSignal, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const late = () => reject(new DeadlineError(`timed out after ${timeoutMs} ms`));
-    if (signal.aborted) late();
-    signal.addEventListener('abort', late, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', late));
-  });
 }
 
 function post(
@@ -103,7 +95,11 @@ function post(
       signal,
     });
     req.once('error', (error) =>
-      reject(error.name === 'AbortError' ? new Error(`timed out after ${timeoutMs} ms`) : error),
+      reject(
+        error.name === 'AbortError'
+          ? new AttemptFailure('timeout', `timed out after ${timeoutMs} ms`)
+          : error,
+      ),
     );
     req.once('response', (res) => {
       // Read (and drop) a bounded response body, so the status counts only once it is whole.

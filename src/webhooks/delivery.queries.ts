@@ -1,6 +1,7 @@
 /** SQL of the delivery worker: what a job delivers, and the record of each attempt. */
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
+import type { WebhookErrorCategory } from './delivery-errors.ts';
 
 type Db = Kysely<DB>;
 
@@ -16,8 +17,6 @@ export type DeliveryWork = {
   url: string;
   enabled: boolean;
   secret: Buffer;
-  previous_secret: Buffer | null;
-  previous_secret_expires_at: Date | null;
 };
 
 export async function loadDelivery(db: Db, deliveryId: string): Promise<DeliveryWork | undefined> {
@@ -37,8 +36,6 @@ export async function loadDelivery(db: Db, deliveryId: string): Promise<Delivery
       'e.url',
       'e.enabled',
       'e.secret',
-      'e.previous_secret',
-      'e.previous_secret_expires_at',
     ])
     .where('d.id', '=', deliveryId)
     .executeTakeFirst();
@@ -51,7 +48,7 @@ export async function insertAttempt(
     at: Date;
     statusCode: number | null;
     latencyMs: number;
-    error: string | null;
+    error: WebhookErrorCategory | null;
   },
 ): Promise<void> {
   await trx
@@ -61,7 +58,7 @@ export async function insertAttempt(
       attempted_at: a.at,
       status_code: a.statusCode,
       latency_ms: a.latencyMs,
-      error: a.error === null ? null : a.error.slice(0, 500),
+      error: a.error,
     })
     .execute();
 }

@@ -14,9 +14,11 @@ import { listen, type Listener } from '../platform/notify.ts';
 import type { PgBoss } from '../platform/queue.ts';
 import type { JobWithMetadata } from 'pg-boss';
 import { attempt, type AttemptResult } from './deliver.ts';
+import type { WebhookErrorCategory } from './delivery-errors.ts';
 import * as q from './delivery.queries.ts';
 import { claimQueued, markPending } from './outbox.queries.ts';
 import { redactedUrl, secretBox } from './secrets.ts';
+import { previousSecrets } from './secrets.queries.ts';
 import {
   WEBHOOK_DEAD_LETTER_QUEUE,
   WEBHOOK_DELIVERY_QUEUE,
@@ -44,7 +46,7 @@ function auditDisabled(
   w: q.DeliveryWork,
   at: Date,
   since: Date,
-  lastError: string,
+  lastError: WebhookErrorCategory,
 ): Promise<void> {
   return recordAudit(trx, {
     orgId: w.org_id,
@@ -57,7 +59,7 @@ function auditDisabled(
 }
 
 export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
-  const { db } = kt.database;
+  const { db } = kt.backgroundDatabase;
   const cfg = kt.config.webhooks;
   const box = secretBox(kt.config.keyPepper);
 
@@ -101,12 +103,10 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       .finally(() => (running = undefined));
   }
 
-  function secretsOf(w: q.DeliveryWork, now: Date): string[] {
-    const secrets = [box.open(w.secret)];
-    if (w.previous_secret && w.previous_secret_expires_at && w.previous_secret_expires_at > now) {
-      secrets.push(box.open(w.previous_secret));
-    }
-    return secrets;
+  /** The current secret and every rotated one whose overlap has not ended at `now`. */
+  async function secretsOf(w: q.DeliveryWork, now: Date): Promise<string[]> {
+    const previous = await previousSecrets(db, w.endpoint_id, now);
+    return [w.secret, ...previous].map((s) => box.open(s));
   }
 
   type Outcome = 'sent' | 'retried' | 'failed';
@@ -114,7 +114,8 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
   /** Records an attempt and what follows from it, in one transaction. */
   function record(w: q.DeliveryWork, result: AttemptResult, at: Date, last: boolean) {
     return db.transaction().execute(async (trx): Promise<Outcome> => {
-      await q.insertAttempt(trx, { deliveryId: w.id, at, ...result });
+      const { statusCode, latencyMs, error } = result;
+      await q.insertAttempt(trx, { deliveryId: w.id, at, statusCode, latencyMs, error });
       if (result.error === null) {
         await q.setDeliveryStatus(trx, w.id, { status: 'succeeded', at, attempted: true });
         await q.markEndpointHealthy(trx, w.endpoint_id);
@@ -152,11 +153,18 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       return;
     }
     const body = JSON.stringify(w.payload);
+    const secrets = await secretsOf(w, now);
     const result = await attempt(
-      { url: w.url, messageId: w.message_id, body, secrets: secretsOf(w, now), at: now },
-      cfg.addresses,
-      cfg.timeoutMs,
+      { url: w.url, messageId: w.message_id, body, secrets, at: now },
+      cfg,
     );
+    if (result.error !== null) {
+      // The raw detail (addresses, certificate names) is for operators, never the org's API.
+      kt.logger.info(
+        { delivery_id: w.id, url: redactedUrl(w.url), error: result.error, detail: result.detail },
+        'webhook attempt failed',
+      );
+    }
     const at = kt.clock.now();
     const outcome = await record(w, result, at, job.retryCount >= job.retryLimit);
     kt.metrics.webhookDeliveries.inc({ result: outcome });

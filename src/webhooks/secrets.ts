@@ -31,10 +31,13 @@ export function secretBox(pepper: string): SecretBox {
 }
 
 /**
- * An endpoint URL as the audit trail shows it: query strings often carry the receiver's own
- * token, and audit:read is a weaker scope than the org:admin the webhooks API needs.
+ * An endpoint URL as the audit trail and logs show it: scheme, host and port only. Paths
+ * (`/services/T…/B…/<token>`, Slack-style) and query strings often carry the receiver's own
+ * token, and audit:read is a weaker scope than the org:admin the webhooks API needs. Even the
+ * first path segment can be a token (some receivers put one there), so none of it is kept.
  */
 export function redactedUrl(url: string): string {
   const u = new URL(url);
-  return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  const path = u.pathname === '/' ? '/' : '/…';
+  return `${u.protocol}//${u.host}${path}${u.search ? '?…' : ''}`;
 }

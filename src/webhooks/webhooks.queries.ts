@@ -150,24 +150,6 @@ export async function updateEndpoint(
     .execute();
 }
 
-/** The new secret signs from now on; the previous one beside it until `previousUntil`. */
-export async function rotateSecret(
-  trx: Db,
-  id: string,
-  s: { secret: Buffer; previousUntil: Date; at: Date },
-): Promise<void> {
-  await trx
-    .updateTable('webhook_endpoints')
-    .set((eb) => ({
-      previous_secret: eb.ref('secret'),
-      previous_secret_expires_at: s.previousUntil,
-      secret: s.secret,
-      updated_at: s.at,
-    }))
-    .where('id', '=', id)
-    .execute();
-}
-
 export async function deleteEndpoint(trx: Db, id: string): Promise<void> {
   await trx.deleteFrom('webhook_endpoints').where('id', '=', id).execute();
 }

@@ -12,7 +12,9 @@ import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
 import type { AuditAction } from '../audit/audit.types.ts';
 import { lockOrg } from '../keys/keys.queries.ts';
 import type { KeyIdentity } from '../keys/keys.types.ts';
+import { storedCategory } from './delivery-errors.ts';
 import { generateSecret, redactedUrl, secretBox } from './secrets.ts';
+import { pruneAndListPrevious, rotateSecret } from './secrets.queries.ts';
 import * as q from './webhooks.queries.ts';
 import type { WebhookEndpoint, WebhookEventType } from './webhooks.types.ts';
 
@@ -22,6 +24,12 @@ export type EndpointInput = {
   description?: string | undefined;
   enabled?: boolean | undefined;
 };
+
+/**
+ * Rotated secrets signing beside the current one at most: each keeps its full overlap, so a
+ * rotation past this many within the overlap is refused rather than cutting one short.
+ */
+export const MAX_PREVIOUS_SECRETS = 4;
 
 const actorOf = (caller: KeyIdentity): AuditActor => ({ type: 'key', keyId: caller.id });
 const notFound = () => new AppError('not_found', { detail: 'webhook endpoint not found' });
@@ -145,14 +153,24 @@ export function createWebhooks(deps: {
       });
     },
 
-    /** A new secret, shown once; the previous one keeps signing beside it for a day. */
+    /**
+     * A new secret, shown once; the one it replaces keeps signing beside it for a day, as does
+     * every secret rotated away earlier until its own day ends.
+     */
     async rotateSecret(caller: KeyIdentity, orgId: string, id: string) {
       const at = clock.now();
       const secret = generateSecret();
       const previousUntil = new Date(at.getTime() + config.previousSecretMs);
       await db.transaction().execute(async (trx) => {
         await load(trx, orgId, id);
-        await q.rotateSecret(trx, id, { secret: box.seal(secret), previousUntil, at });
+        const signing = await pruneAndListPrevious(trx, id, at);
+        const first = signing[0];
+        if (first && signing.length >= MAX_PREVIOUS_SECRETS) {
+          throw new AppError('unprocessable', {
+            detail: `${signing.length} rotated secrets still sign (the limit): rotate again after ${first.toISOString()}`,
+          });
+        }
+        await rotateSecret(trx, id, { secret: box.seal(secret), previousUntil, at });
         await audited(trx, caller, {
           orgId,
           id,
@@ -175,7 +193,12 @@ export function createWebhooks(deps: {
         db,
         rows.map((r) => r.id),
       );
-      return rows.map((r) => ({ ...r, log: attempts.filter((a) => a.delivery_id === r.id) }));
+      // Rows stored before the categories (or by a newer version) read as one of them.
+      const log = (deliveryId: string) =>
+        attempts
+          .filter((a) => a.delivery_id === deliveryId)
+          .map((a) => ({ ...a, error: storedCategory(a.error) }));
+      return rows.map((r) => ({ ...r, log: log(r.id) }));
     },
 
     /** Sends a settled delivery again (same message, same webhook-id); audited. */

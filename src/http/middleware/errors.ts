@@ -2,7 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { AppError, isAppError } from '../../platform/errors.ts';
 import type { Logger } from '../../platform/logger.ts';
 import { sendProblem, toProblem } from '../problem.ts';
-import { requestId } from './request-context.ts';
+import { requestId, requestSignal } from './request-context.ts';
 
 /** body-parser error types → our codes. Everything else unknown is a 500. */
 const BODY_ERRORS: Record<string, AppError['code']> = {
@@ -49,6 +49,11 @@ function classify(error: unknown): AppError {
     });
   }
   const code = e?.code ?? '';
+  // query_canceled by the statement timeout of the statement's class. (A cancel because the
+  // client left is never answered, see errorHandler; any other cancel is unexpected.)
+  if (code === '57014' && /statement timeout/.test(e?.message ?? '')) {
+    return new AppError('query_timeout', { retryAfterSeconds: 5 });
+  }
   if (UNAVAILABLE_PG_CODES.has(code) || UNAVAILABLE_NODE_CODES.has(code)) {
     return new AppError('service_unavailable');
   }
@@ -74,6 +79,12 @@ export function errorHandler(logger: Logger) {
     // 'request.aborted'): nobody is left to answer, and nothing failed on this side.
     if ((error as { type?: unknown } | null)?.type === 'request.aborted') {
       logger.info({ request_id: id }, 'client left before sending its whole body');
+      res.destroy();
+      return;
+    }
+    // The client left mid-request and its statements were cancelled: nobody is left to answer.
+    if (requestSignal(res)?.aborted) {
+      logger.info({ request_id: id }, 'client left; its statements were cancelled');
       res.destroy();
       return;
     }

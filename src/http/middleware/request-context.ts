@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import { runInDbScope } from '../../platform/db-scope.ts';
 import { newId } from '../../platform/ids.ts';
 import { holdsKey } from '../safe-input.ts';
 
@@ -16,7 +17,20 @@ export function requestId(req: Request, res: Response): string {
   return id;
 }
 
+/** The request's abort signal: it fires when the client leaves before the answer is sent. */
+export const requestSignal = (res: Response): AbortSignal | undefined =>
+  res.locals.signal as AbortSignal | undefined;
+
+/**
+ * Gives the request its id and its database scope: when the client leaves before the answer is
+ * complete, every statement the request has running is cancelled (SPEC §9).
+ */
 export function requestContext(req: Request, res: Response, next: NextFunction): void {
   requestId(req, res);
-  next();
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  res.locals.signal = controller.signal;
+  runInDbScope(controller.signal, next);
 }

@@ -9,6 +9,7 @@ import { storable } from '../safe-input.ts';
 import { apiKeyJson, eventJson } from '../presenters.ts';
 import { KeyUsageQuery, OrgUsageQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { readShare } from '../middleware/read-share.ts';
 
 const DAY_MS = 86_400_000;
 const sortOrder = z.enum(['asc', 'desc']);
@@ -54,8 +55,9 @@ async function rotationJson(
 export function analyticsRoutes(kt: Keytrail): Router {
   const router = Router();
   const canRead = kt.requireKey({ orgParam: 'orgId', scopes: ['usage:read'] });
+  const share = readShare(kt);
 
-  router.get('/api/orgs/:orgId/api-keys/usage', canRead, async (req, res) => {
+  router.get('/api/orgs/:orgId/api-keys/usage', canRead, share, async (req, res) => {
     const query = parseInput(OrgUsageQuery, req.query, 'query');
     const order = query.order ?? (query.sort === 'name' ? 'asc' : 'desc');
     const cursor = query.cursor ? decodeCursor(query.cursor, usageCursor) : undefined;
@@ -103,7 +105,7 @@ export function analyticsRoutes(kt: Keytrail): Router {
     });
   });
 
-  router.get('/api/orgs/:orgId/api-keys/:keyId/usage', canRead, async (req, res) => {
+  router.get('/api/orgs/:orgId/api-keys/:keyId/usage', canRead, share, async (req, res) => {
     const keyId = req.params.keyId as string;
     if (!isUuid(keyId)) throw new AppError('not_found', { detail: 'API key not found' });
     const key = await kt.keys.get(req.params.orgId as string, keyId);

@@ -5,6 +5,7 @@ import { listAuditEvents } from '../../audit/audit.service.ts';
 import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
 import { AuditQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { readShare } from '../middleware/read-share.ts';
 
 const auditCursor = z.tuple([CursorTime, z.uuid()]);
 
@@ -13,10 +14,11 @@ export function auditRoutes(kt: Keytrail): Router {
   router.get(
     '/api/orgs/:orgId/audit-events',
     kt.requireKey({ orgParam: 'orgId', scopes: ['audit:read'] }),
+    readShare(kt),
     async (req, res) => {
       const query = parseInput(AuditQuery, req.query, 'query');
       const cursor = query.cursor ? decodeCursor(query.cursor, auditCursor) : undefined;
-      const rows = await listAuditEvents(kt.database.db, {
+      const rows = await listAuditEvents(kt.readsDatabase.db, {
         orgId: req.params.orgId as string,
         keyId: query.key_id,
         action: query.action,

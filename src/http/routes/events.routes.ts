@@ -8,6 +8,7 @@ import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
 import { eventJson, type EventLike } from '../presenters.ts';
 import { DEFAULT_EVENTS_WINDOW_MS, EventsQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { holdReadSlot } from '../middleware/read-share.ts';
 
 const eventCursor = z.tuple([CursorTime, z.uuid()]);
 type Format = 'json' | 'ndjson' | 'csv';
@@ -115,6 +116,7 @@ export function eventsRoutes(kt: Keytrail): Router {
       const filter = filterOf(req.params.orgId as string, query, kt.clock.now());
       const format = formatOf(req, query.format);
       if (format === 'json') {
+        await holdReadSlot(kt, filter.orgId, res);
         const cursor = query.cursor ? decodeCursor(query.cursor, eventCursor) : undefined;
         const after = cursor && { occurredAt: new Date(cursor[0]), eventId: cursor[1] };
         const rows = await kt.events.page(filter, after, query.limit + 1);

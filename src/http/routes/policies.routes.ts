@@ -1,7 +1,8 @@
 import { Router, type Request } from 'express';
 import type { Keytrail } from '../../keytrail.ts';
 import { AppError } from '../../platform/errors.ts';
-import { planOf, publicPolicy } from '../../policies/dormant.service.ts';
+import { publicPolicy } from '../../policies/dormant.service.ts';
+import { SPARE_REASONS } from '../../policies/dormant.types.ts';
 import { nextMaintenanceRun } from '../../usage/usage.jobs.ts';
 import { DormantPolicyBody } from '../policy.schemas.ts';
 import { OrgIdParams } from '../schemas.ts';
@@ -37,22 +38,27 @@ export function policiesRoutes(kt: Keytrail): Router {
   });
 
   router.get(`${BASE}/preview`, can('keys:read'), async (req, res) => {
-    const orgId = orgOf(req);
-    const policy = await policies.get(orgId);
     const now = kt.clock.now();
-    const keys = policy.enabled ? await policies.select(orgId, planOf(policy), now) : [];
+    const { policy, plan, keys, spared } = await policies.preview(orgOf(req), now);
+    const keyJson = (k: (typeof keys)[number]) => ({
+      key_id: k.id,
+      name: k.name,
+      prefix: k.prefix,
+      environment: k.environment,
+      scopes: k.scopes,
+      created_at: k.created_at.toISOString(),
+      last_used_at: k.last_used_at?.toISOString() ?? null,
+    });
     res.json({
       policy: publicPolicy(policy),
       next_run_at: policy.enabled ? nextMaintenanceRun(now).toISOString() : null,
-      action: policy.action,
-      keys: keys.map((k) => ({
-        key_id: k.id,
-        name: k.name,
-        prefix: k.prefix,
-        environment: k.environment,
-        scopes: k.scopes,
-        created_at: k.created_at.toISOString(),
-        last_used_at: k.last_used_at?.toISOString() ?? null,
+      action: plan.action,
+      downgraded: plan.downgraded,
+      keys: keys.map(keyJson),
+      spared: spared.map((k) => ({
+        ...keyJson(k),
+        reason: k.reason,
+        detail: SPARE_REASONS[k.reason],
       })),
     });
   });
