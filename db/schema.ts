@@ -181,6 +181,8 @@ export interface WebhookEndpoints {
   id: string;
   last_failure_at: Timestamp | null;
   org_id: string;
+  previous_secret: Buffer | null;
+  previous_secret_expires_at: Timestamp | null;
   secret: Buffer;
   updated_at: Timestamp;
   url: string;

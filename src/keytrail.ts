@@ -18,7 +18,7 @@ import { ExportSlots } from './usage/export-slots.ts';
 import { KeyedGate } from './platform/keyed-gate.ts';
 import { MissLimiter } from './keys/miss-limiter.ts';
 import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
-import { QUEUES } from './usage/usage.queues.ts';
+import { queuesFor } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 
@@ -79,17 +79,29 @@ const BACKGROUND_POOL_SIZE = 4;
 
 /** The pools of one instance, one per class of work (SPEC §9: no class starves another). */
 function createPools(config: Config, logger: Logger, deadlines: boolean) {
-  const pool = (applicationName: string, poolSize: number, statementTimeoutMs?: number) =>
+  const pool = (
+    applicationName: string,
+    poolSize: number,
+    statementTimeoutMs?: number,
+    connectionsPerRequest?: number,
+  ) =>
     createDb({
       url: config.databaseUrl,
       poolSize,
       logger,
       applicationName,
       statementTimeoutMs: deadlines ? statementTimeoutMs : undefined,
+      connectionsPerRequest,
     });
   return {
     database: pool('keytrail', config.dbPoolSize, config.statementTimeoutMs),
-    readsDatabase: pool('keytrail-reads', config.reads.poolSize, config.reads.statementTimeoutMs),
+    // One connection per read: the per-org share (readGate) then counts connections exactly.
+    readsDatabase: pool(
+      'keytrail-reads',
+      config.reads.poolSize,
+      config.reads.statementTimeoutMs,
+      1,
+    ),
     // Exports get a pool of their own, as large as their slots: a slow export never waits for,
     // or holds, a connection the rest of the API and the ingest need. A COPY is one statement
     // for the whole export: its deadline is the export's own limit.
@@ -112,7 +124,7 @@ function lazyQueue(config: Config, logger: Logger, maintenance: boolean) {
   const get = (): Promise<PgBoss> => {
     started ??= startQueue({ url: config.databaseUrl, logger, maintenance })
       .then(async (boss) => {
-        await ensureQueues(boss, QUEUES);
+        await ensureQueues(boss, queuesFor(config.retentionDays));
         return boss;
       })
       .catch((error: unknown) => {
@@ -137,7 +149,10 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const clock = options.clock ?? systemClock;
   const pools = createPools(config, logger, options.deadlines ?? true);
   const { database, readsDatabase, exportDatabase, ingestDatabase, backgroundDatabase } = pools;
+  // One slot is one connection of the reads pool (a gated read runs its statements one at a
+  // time), so the gate's total is the pool's size and no read ever waits inside the pool.
   const readGate = new KeyedGate({
+    total: config.reads.poolSize,
     perKey: config.reads.perOrg,
     queuePerKey: config.reads.queuePerOrg,
     waitMs: config.reads.waitMs,

@@ -1,6 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { cancelStats } from './platform/db-scope.ts';
 
 type Read = () => number;
+/** The dead-letter queue as last counted (src/usage/usage.dead-letter-gauge.ts). */
+type DeadLetterReading = { jobs: number; expiring: number; checkedAtMs: number };
 /** What pg.Pool tells about itself. */
 type PoolStats = { totalCount: number; idleCount: number; waitingCount: number };
 
@@ -25,8 +28,11 @@ export type Metrics = {
   expired: Counter;
   /** Ingest jobs this process sent to usage.ingest.dead, by reason. */
   ingestDeadLettered: Counter<'reason'>;
-  /** Registers the gauge of dead-lettered ingest jobs (once; later calls are ignored). */
-  observeDeadLetters(count: () => Promise<number>): void;
+  /**
+   * Sets where the dead-letter gauges read from: the last background count, never a query
+   * (a scrape must answer while Postgres does not). A later call replaces the source.
+   */
+  observeDeadLetters(read: () => DeadLetterReading | undefined): void;
   webhookDeliveries: Counter<'result'>;
   webhookLagSeconds: Histogram;
   /** Registers the sources read on each scrape. */
@@ -57,6 +63,7 @@ export type Metrics = {
 /** One registry per keytrail instance, so several instances can live in one process. */
 export function createMetrics(): Metrics {
   const registry = new Registry();
+  let deadLetters: () => DeadLetterReading | undefined = () => undefined;
   collectDefaultMetrics({ register: registry, prefix: 'keytrail_process_' });
   return {
     registry,
@@ -83,18 +90,34 @@ export function createMetrics(): Metrics {
       labelNames: ['reason'],
       registers: [registry],
     }),
-    observeDeadLetters(count) {
+    observeDeadLetters(read) {
+      deadLetters = read;
       if (registry.getSingleMetric('keytrail_usage_dead_letter_jobs')) return;
-      new Gauge({
-        name: 'keytrail_usage_dead_letter_jobs',
-        help: 'Usage ingest jobs waiting in usage.ingest.dead for `keytrail ingest replay-dead` (counted up to 10,000)',
-        registers: [registry],
-        async collect() {
-          // Postgres unreachable: keep the last value rather than fail the whole scrape.
-          const n = await count().catch(() => undefined);
-          if (n !== undefined) this.set(n);
-        },
-      });
+      const gauge = (name: string, help: string, value: (r: DeadLetterReading) => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: [registry],
+          collect() {
+            const r = deadLetters();
+            if (r) this.set(value(r));
+          },
+        });
+      gauge(
+        'keytrail_usage_dead_letter_jobs',
+        'Usage ingest jobs waiting in usage.ingest.dead for `keytrail ingest replay-dead`, as of the last check (10001: more than 10,000). The same in every process: aggregate with max()',
+        (r) => r.jobs,
+      );
+      gauge(
+        'keytrail_usage_dead_letter_expiring_jobs',
+        'Of keytrail_usage_dead_letter_jobs, the jobs pg-boss deletes within 7 days (their retention ends)',
+        (r) => r.expiring,
+      );
+      gauge(
+        'keytrail_usage_dead_letter_checked_timestamp_seconds',
+        'When the dead-letter count was last read successfully (refreshed every 30 s)',
+        (r) => r.checkedAtMs / 1000,
+      );
     },
     webhookDeliveries: new Counter({
       name: 'keytrail_webhook_deliveries_total',
@@ -200,6 +223,17 @@ export function createMetrics(): Metrics {
         collect() {
           this.set({ state: 'running' }, s.readGate.running);
           this.set({ state: 'waiting' }, s.readGate.waiting);
+        },
+      });
+      new Counter({
+        name: 'keytrail_db_cancels_total',
+        help: 'Statements of requests whose client left, cancelled (sent) or not (failed: left to their deadline)',
+        labelNames: ['result'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc({ result: 'sent' }, cancelStats.sent);
+          this.inc({ result: 'failed' }, cancelStats.failed);
         },
       });
       new Counter({

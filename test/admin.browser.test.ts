@@ -327,7 +327,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
 
   it('pages through 1,000 keys 50 at a time with scopes on every row', async () => {
     const big = await createOrg(app.client, 'Thousand');
-    await insertBulkKeys(app.kt.database.db, {
+    await insertBulkKeys(app.kt.backgroundDatabase.db, {
       orgId: big.orgId,
       names: Array.from({ length: 999 }, (_, i) => `bulk ${String(i).padStart(3, '0')}`),
       scopes: ['orders:read'],

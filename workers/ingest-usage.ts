@@ -9,8 +9,11 @@ import { QUEUES } from '../src/usage/usage.queues.ts';
 /** `last`: the job's last attempt; failing it sends the job to the dead-letter queue. */
 type Parsed = { id: string; last: boolean; payload: Batch };
 
-/** A job failing on this retry is dead-lettered by pg-boss (jobs are sent with no override). */
+/** The queue's limit, for a job fetched without metadata (tests feeding the handler directly). */
 const RETRY_LIMIT = QUEUES.find((q) => q.name === USAGE_INGEST_QUEUE)?.retryLimit ?? 10;
+
+/** A job as pg-boss hands it; the worker fetches with metadata, so retryLimit is the job's own. */
+type IngestJob = Job<unknown> & { retryLimit?: number };
 
 /**
  * The usage.ingest handler: parse every job of the batch, ingest all valid ones in one
@@ -34,14 +37,13 @@ export function ingestUsageHandler(deps: { ingester: Ingester; logger: Logger; m
     if (Number.isFinite(oldest)) metrics.ingestLagSeconds.set((Date.now() - oldest) / 1000);
   }
 
-  return async (jobs: Job<unknown>[]): Promise<JobResult[]> => {
+  return async (jobs: IngestJob[]): Promise<JobResult[]> => {
     const results: JobResult[] = [];
     const valid: Parsed[] = [];
     for (const job of jobs) {
       const unpacked = unpackJob(job.data);
       if ('payload' in unpacked) {
-        // A job's own limit when pg-boss gives it (fetched with metadata), else the queue's.
-        const limit = (job as { retryLimit?: number }).retryLimit ?? RETRY_LIMIT;
+        const limit = job.retryLimit ?? RETRY_LIMIT;
         valid.push({ id: job.id, last: job.retryCount >= limit, payload: unpacked.payload });
       } else {
         logger.error(

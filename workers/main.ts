@@ -3,7 +3,7 @@
  * a daily schedule), and stops gracefully. `keytrail serve` runs the same worker in-process.
  */
 import type { Keytrail } from '../src/keytrail.ts';
-import { countDeadIngestJobs } from '../src/usage/usage.dead-letters.ts';
+import { startDeadLetterGauge } from '../src/usage/usage.dead-letter-gauge.ts';
 import { createIngester } from '../src/usage/usage.ingest.ts';
 import {
   MAINTENANCE_CRON,
@@ -17,9 +17,12 @@ import { runMaintenance } from './maintenance.ts';
 
 export type Worker = { stop(): Promise<void> };
 
-export async function startWorker(kt: Keytrail): Promise<Worker> {
+/** `deadLetterRefreshMs`: how often the dead-letter gauge is recounted (tests shorten it). */
+export async function startWorker(
+  kt: Keytrail,
+  options: { deadLetterRefreshMs?: number } = {},
+): Promise<Worker> {
   const boss = await kt.queue();
-  kt.metrics.observeDeadLetters(() => countDeadIngestJobs(boss));
   // Start-up upkeep must not keep ingest from starting: a failed prune is logged and retried
   // by tomorrow's schedule.
   await runMaintenance(kt, { policies: false }).catch((error: unknown) =>
@@ -36,6 +39,8 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
       batchSize: kt.config.worker.batchJobs,
       localConcurrency: kt.config.worker.concurrency,
       perJobResults: true,
+      // Each job's own retry limit: the handler tells a job's last attempt by it.
+      includeMetadata: true,
       pollingIntervalSeconds: 0.5,
       notifyPollingIntervalSeconds: 5,
       // A full batch means more is waiting: fetch again at once instead of sleeping.
@@ -58,6 +63,13 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
     }
   });
   const webhooks = await startWebhookWorker(kt, boss);
+  // Started last: a start-up that fails above leaves no timer counting behind.
+  const deadLetters = startDeadLetterGauge({
+    db: kt.backgroundDatabase.db,
+    logger: kt.logger,
+    intervalMs: options.deadLetterRefreshMs,
+  });
+  kt.metrics.observeDeadLetters(() => deadLetters.read());
   kt.logger.info({ concurrency: kt.config.worker.concurrency }, 'usage worker started');
   return {
     async stop() {
@@ -65,6 +77,7 @@ export async function startWorker(kt: Keytrail): Promise<Worker> {
       await boss.offWork(MAINTENANCE_QUEUE, { id: maintenanceWorker, wait: true });
       await boss.offWork(KEY_WATCH_QUEUE, { id: watchWorker, wait: true });
       await webhooks.stop();
+      await deadLetters.stop();
     },
   };
 }

@@ -2,6 +2,7 @@ import type { Keytrail } from '../src/keytrail.ts';
 import { ensurePartitionsAhead } from '../src/usage/usage.partitions.ts';
 import { prune } from '../src/usage/usage.prune.ts';
 import {
+  pruneExpiredSecrets,
   pruneWebhookMessages,
   WEBHOOK_RETENTION_DAYS,
 } from '../src/webhooks/webhooks.retention.ts';
@@ -38,6 +39,7 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
   if (webhookMessages > 0) {
     kt.logger.info({ deleted: webhookMessages }, 'maintenance: old webhook messages deleted');
   }
+  await pruneExpiredSecrets(kt.backgroundDatabase.db, now);
   // Only from the daily schedule, never at start-up (ingest must not wait for it, and a policy
   // acts once a day). After the expiry audit: an expired key is never revoked as dormant.
   if (!o.policies) return;

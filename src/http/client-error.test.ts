@@ -1,9 +1,10 @@
+import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { answerClientError } from './server.ts';
 
 /** A socket that records what is written to it and whether it was destroyed. */
-function fakeSocket(options: { writable?: boolean; responseStarted?: boolean } = {}) {
+function fakeSocket(options: { writable?: boolean } = {}) {
   let written = '';
   const socket = new Duplex({
     read() {},
@@ -13,7 +14,6 @@ function fakeSocket(options: { writable?: boolean; responseStarted?: boolean } =
     },
   });
   if (options.writable === false) socket.end();
-  if (options.responseStarted) Object.assign(socket, { _httpMessage: { headersSent: true } });
   return { socket, written: () => written };
 }
 
@@ -29,16 +29,35 @@ describe('answerClientError', () => {
     expect(socket.destroyed).toBe(true);
   });
 
-  it('writes nothing to a reset connection, one no longer writable, or one mid-response', () => {
+  it('writes nothing to a reset connection or one no longer writable', () => {
     const cases = [
       { error: failure('ECONNRESET'), at: fakeSocket() },
       { error: failure('HPE_INVALID_METHOD'), at: fakeSocket({ writable: false }) },
-      { error: failure('HPE_INVALID_METHOD'), at: fakeSocket({ responseStarted: true }) },
     ];
     for (const { error, at } of cases) {
       answerClientError(error, at.socket);
       expect(at.written()).toBe('');
       expect(at.socket.destroyed).toBe(true);
+    }
+  });
+
+  it('lets an answer in flight finish, writing nothing, then closes', () => {
+    for (const headersSent of [false, true]) {
+      const { socket, written } = fakeSocket();
+      const response = Object.assign(new EventEmitter(), {
+        req: { complete: true },
+        headersSent,
+        shouldKeepAlive: true,
+        writableFinished: false,
+      });
+      Object.assign(socket, { _httpMessage: response });
+      answerClientError(failure('HPE_INVALID_METHOD'), socket);
+      answerClientError(failure('HPE_INVALID_METHOD'), socket);
+      expect(written()).toBe('');
+      expect(socket.destroyed).toBe(false);
+      expect(response.shouldKeepAlive).toBe(headersSent);
+      response.emit('close');
+      expect(socket.destroyed).toBe(true);
     }
   });
 });

@@ -124,7 +124,7 @@ const OPERATIONS: Op[] = [
     params: z.object(ORG),
     query: s.OrgUsageQuery,
     ok: { status: 200, schema: s.OrgUsageJson, description: 'A page of per-key usage' },
-    errors: [400, 401, 403, 404],
+    errors: [400, 401, 403, 404, 429, 503],
   },
   {
     method: 'get',
@@ -136,7 +136,7 @@ const OPERATIONS: Op[] = [
     params: z.object(KEY),
     query: s.KeyUsageQuery,
     ok: { status: 200, schema: s.KeyUsageJson, description: 'The key’s usage' },
-    errors: [400, 401, 403, 404],
+    errors: [400, 401, 403, 404, 429, 503],
   },
   {
     method: 'get',
@@ -149,7 +149,7 @@ const OPERATIONS: Op[] = [
     query: s.EventsQuery,
     ok: { status: 200, schema: s.EventsPageJson, description: 'A page of events (JSON)' },
     streams: true,
-    errors: [400, 401, 403, 404],
+    errors: [400, 401, 403, 404, 429, 503],
   },
   {
     method: 'get',
@@ -160,7 +160,7 @@ const OPERATIONS: Op[] = [
     params: z.object(ORG),
     query: s.AuditQuery,
     ok: { status: 200, schema: s.AuditPageJson, description: 'A page of audit events' },
-    errors: [400, 401, 403, 404],
+    errors: [400, 401, 403, 404, 429, 503],
   },
   {
     method: 'get',

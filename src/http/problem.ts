@@ -41,7 +41,7 @@ export function toProblem(error: AppError, requestId: string): Problem {
 function genericDetail(code: AppError['code'], status: number): string {
   // Fixed per code (nothing of the error's own text): what the caller can do about it.
   if (code === 'query_timeout') {
-    return 'The query ran past its deadline; narrow the time range or add filters, then retry.';
+    return 'The request ran past its deadline and was cancelled; retry shortly (for reads of usage or events, narrow the time range or add filters).';
   }
   return status === 503
     ? 'The service is temporarily unavailable; retry shortly.'

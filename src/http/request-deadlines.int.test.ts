@@ -47,30 +47,39 @@ async function lockTable(url: string, table: string) {
   };
 }
 
-/** Backends of `application` currently running a statement (waiting on the lock, here). */
-async function activeBackends(url: string, application: string): Promise<number> {
+/** Backends of `application` (pids): running a statement, or all of them. */
+async function backends(
+  url: string,
+  application: string,
+  which: 'active' | 'any' = 'active',
+): Promise<number[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const { rows } = await client.query<{ n: number }>(
-      `select count(*)::int as n from pg_stat_activity
-        where application_name = $1 and state = 'active' and datname = current_database()`,
-      [application],
+    const { rows } = await client.query<{ pid: number }>(
+      `select pid from pg_stat_activity
+        where application_name = $1 and datname = current_database()
+          and ($2 = 'any' or state = 'active')`,
+      [application, which],
     );
-    return rows[0]?.n ?? 0;
+    return rows.map((r) => r.pid);
   } finally {
     await client.end();
   }
 }
 
+const activeBackends = async (url: string, application: string) =>
+  (await backends(url, application)).length;
+
 const pagePath = (org: TestOrg, extra = '') =>
   `/api/orgs/${org.orgId}/usage-events?from=2020-01-01T00:00:00Z&route=/nothing${extra}`;
 
 /** Starts a request the test can abandon mid-flight (its socket closed, as a client leaving). */
-function abandonable(path: string, key: string) {
+function abandonable(path: string, key: string, init: RequestInit = {}) {
   const controller = new AbortController();
   const done = fetch(`${app().baseUrl}${path}`, {
-    headers: { authorization: `Bearer ${key}` },
+    ...init,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     signal: controller.signal,
   }).catch(() => 'aborted');
   return { leave: () => controller.abort(), done };
@@ -82,12 +91,18 @@ describe('a client that leaves', () => {
     const lock = await lockTable(url, 'api_key_usage_events');
     try {
       const request = abandonable(pagePath(quiet), quiet.adminKey);
-      await waitFor(async () => (await activeBackends(url, 'keytrail-reads')) === 1);
+      const [pid] = (await waitFor(async () => {
+        const pids = await backends(url, 'keytrail-reads');
+        return pids.length === 1 && pids;
+      })) as number[];
       request.leave();
       await request.done;
-      // The lock is still held: only a cancel ends the statement before its 60 s deadline.
-      await waitFor(async () => (await activeBackends(url, 'keytrail-reads')) === 0);
-      expect(app().logs.join('')).toContain('client left; its statements were cancelled');
+      // The lock is still held: only a cancel ends the statement before its 60 s deadline, and
+      // the cancelled connection is closed, not pooled (a late cancel must hit nobody else).
+      await waitFor(async () => !(await backends(url, 'keytrail-reads', 'any')).includes(pid ?? 0));
+      await waitFor(() =>
+        app().logs.join('').includes('client left; its statements were cancelled'),
+      );
     } finally {
       await lock.release();
     }
@@ -112,7 +127,61 @@ describe('a client that leaves', () => {
   });
 });
 
+describe('a client that leaves a request with a body', () => {
+  it('has the statement of its key change cancelled at once', async () => {
+    const url = app().kt.config.databaseUrl;
+    const k = await createKey(app().client, quiet);
+    const lock = await lockTable(url, 'api_keys');
+    try {
+      const request = abandonable(`/api/orgs/${quiet.orgId}/api-keys/${k.id}`, quiet.adminKey, {
+        method: 'PATCH',
+        body: JSON.stringify({ name: 'renamed' }),
+      });
+      const [pid] = (await waitFor(async () => {
+        const pids = await backends(url, 'keytrail');
+        return pids.length === 1 && pids;
+      })) as number[];
+      request.leave();
+      await request.done;
+      await waitFor(async () => !(await backends(url, 'keytrail', 'any')).includes(pid ?? 0));
+    } finally {
+      await lock.release();
+    }
+    const key = await app().client.get(`/api/orgs/${quiet.orgId}/api-keys/${k.id}`, {
+      key: quiet.adminKey,
+    });
+    expect(key.body.name).toBe('test key');
+  });
+});
+
 describe('one org hammering expensive reads', () => {
+  it('holds one read connection per request, so its key-usage reads leave others room', async () => {
+    const url = app().kt.config.databaseUrl;
+    const k = await createKey(app().client, hammer);
+    const lock = await lockTable(
+      url,
+      'api_key_usage_events, api_key_usage_hourly, api_key_usage_daily, api_key_usage_routes_daily',
+    );
+    // A key-usage answer is six queries, four of which block here: run at once, two such reads
+    // would take every connection of the reads pool.
+    const reads = Array.from({ length: 3 }, () =>
+      app().client.get(`/api/orgs/${hammer.orgId}/api-keys/${k.id}/usage`, {
+        key: hammer.adminKey,
+      }),
+    );
+    try {
+      await waitFor(async () => (await activeBackends(url, 'keytrail-reads')) === READS.perOrg);
+      const quietPage = app().client.get(pagePath(quiet), { key: quiet.adminKey });
+      await waitFor(async () => (await activeBackends(url, 'keytrail-reads')) === 3);
+      expect(app().kt.readsDatabase.pool.waitingCount).toBe(0);
+      await lock.release();
+      expect((await quietPage).status).toBe(200);
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
+    for (const res of await Promise.all(reads)) expect(res.status).toBe(200);
+  });
+
   it('runs at most its share while another org authenticates, changes keys and reads', async () => {
     const url = app().kt.config.databaseUrl;
     const lock = await lockTable(url, 'api_key_usage_events');
@@ -155,6 +224,7 @@ describe('one org hammering expensive reads', () => {
     for (const r of refused) expect(r.retryAfter).toBe('1');
     const metrics = (await app().client.get('/metrics')).text;
     expect(metrics).toMatch(/keytrail_reads_refused_total\{reason="queue_full"\} [1-9]/);
+    expect(metrics).toMatch(/keytrail_db_cancels_total\{result="sent"\} [1-9]/);
   });
 
   it('refuses a read beyond the queue with problem+json naming the share', async () => {
@@ -215,7 +285,7 @@ describe('statement deadlines', () => {
   let org: TestOrg;
   beforeAll(async () => {
     fast = await startTestApp(dbUrl(), {
-      config: { statementTimeoutMs: 300, reads: { ...READS, statementTimeoutMs: 500 } },
+      config: { statementTimeoutMs: 2_500, reads: { ...READS, statementTimeoutMs: 2_500 } },
     });
     org = await createOrg(fast.client, 'Deadlines');
   });

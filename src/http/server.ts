@@ -61,16 +61,37 @@ function parserErrorCode(error: NodeJS.ErrnoException): ErrorCode {
   }
 }
 
+type InFlight = {
+  req?: { complete?: boolean };
+  headersSent?: boolean;
+  shouldKeepAlive?: boolean;
+  writableFinished?: boolean;
+  once(event: 'close', listener: () => void): unknown;
+};
+
+const closing = new WeakSet<Duplex>();
+
 /**
  * A request the parser refused gets a problem document, as every other error does, instead of
  * Node's bare status line; then the connection closes (the parser cannot resume mid-stream).
- * Nothing is written when the client is gone, or when a response on this connection has started
- * (a pipelined request failing while the previous answer is written): Node's own default checks
- * the same `_httpMessage`.
+ * Nothing is written when the client is gone. When the error is in a later request pipelined
+ * behind one still being answered (its request complete, its response not finished), a 400
+ * written now would reach the client as that earlier request's answer: nothing is written, the
+ * answer in flight is sent with `Connection: close` (when its head is not out yet) and the
+ * connection is closed once it is done. Node's own default writes its 400 whenever the answer
+ * in flight has not started, and destroys the connection under it.
  */
 export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
-  const current = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (error.code === 'ECONNRESET' || !socket.writable || current?.headersSent) {
+  const current = (socket as { _httpMessage?: InFlight | null })._httpMessage;
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (current && !current.writableFinished && current.req?.complete !== false) {
+    closeAfter(current, socket);
+    return;
+  }
+  if (current?.headersSent) {
     socket.destroy();
     return;
   }
@@ -84,6 +105,16 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex):
     'Connection: close',
   ].join('\r\n');
   socket.end(`${head}\r\n\r\n${body}`, () => socket.destroy());
+}
+
+/** Lets the answer in flight finish, then closes; the parser may report the error again. */
+function closeAfter(current: InFlight, socket: Duplex): void {
+  if (closing.has(socket)) return;
+  closing.add(socket);
+  socket.pause();
+  if (!current.headersSent) current.shouldKeepAlive = false;
+  // 'close' follows 'finish' (the last byte written) or an aborted answer.
+  current.once('close', () => socket.destroy());
 }
 
 export function createHttpServer(app: ExpressLike): Server {

@@ -10,13 +10,24 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import net from 'node:net';
 import type pg from 'pg';
 
+type PoolUse = { inUse: number; waiters: (() => void)[] };
+
 type Scope = {
   signal: AbortSignal;
   held: Set<pg.PoolClient>;
   cancelled: WeakSet<pg.PoolClient>;
+  /** Checkouts asked for and not yet given or refused. */
+  pending: number;
+  /** Per pool with a per-request cap: connections held and checkouts waiting their turn. */
+  pools: Map<pg.Pool, PoolUse>;
+  /** Resolved when the scope holds no connection and asks for none. */
+  idleWaiters: (() => void)[];
 };
 
 const storage = new AsyncLocalStorage<Scope>();
+
+/** CancelRequests sent for abandoned requests, and those that could not be delivered. */
+export const cancelStats = { sent: 0, failed: 0 };
 
 /** Thrown when a request that has been abandoned asks for a connection. */
 export class RequestAbandonedError extends Error {
@@ -41,37 +52,81 @@ const CANCEL_REQUEST_CODE = 80877102;
  * connection is busy). Resolves when the server closes it; never rejects (a cancel that cannot
  * be sent leaves the statement to its timeout).
  */
-export function cancelBackend(client: pg.PoolClient): Promise<void> {
+export function cancelBackend(client: pg.PoolClient): Promise<boolean> {
   const target = client as unknown as CancelTarget;
-  if (target.processID === null || target.secretKey === null) return Promise.resolve();
+  if (target.processID === null || target.secretKey === null) return Promise.resolve(false);
   const message = Buffer.alloc(16);
   message.writeInt32BE(16, 0);
   message.writeInt32BE(CANCEL_REQUEST_CODE, 4);
   message.writeInt32BE(target.processID, 8);
   message.writeInt32BE(target.secretKey, 12);
   return new Promise((resolve) => {
+    let delivered = false;
     const socket = target.host.startsWith('/')
       ? net.connect(`${target.host}/.s.PGSQL.${target.port}`)
       : net.connect(target.port, target.host);
+    socket.unref(); // never holds a shutdown
     socket.setTimeout(5_000, () => socket.destroy());
-    socket.once('connect', () => socket.end(message));
+    socket.once('connect', () => socket.end(message, () => (delivered = true)));
     socket.once('error', () => undefined);
-    socket.once('close', () => resolve());
+    socket.once('close', () => {
+      if (delivered) cancelStats.sent += 1;
+      else cancelStats.failed += 1;
+      resolve(delivered);
+    });
   });
 }
 
 function abandon(scope: Scope): void {
   for (const client of scope.held) {
     scope.cancelled.add(client);
-    void cancelBackend(client);
+    // Runs inside an 'abort' listener: a throw here would be an uncaught exception.
+    try {
+      void cancelBackend(client);
+    } catch {
+      cancelStats.failed += 1;
+    }
   }
+}
+
+function settleIdle(scope: Scope): void {
+  if (scope.held.size > 0 || scope.pending > 0) return;
+  for (const resolve of scope.idleWaiters.splice(0)) resolve();
 }
 
 /** Runs `fn` (and everything it starts) in a scope that `signal` abandons. */
 export function runInDbScope<T>(signal: AbortSignal, fn: () => T): T {
-  const scope: Scope = { signal, held: new Set(), cancelled: new WeakSet() };
+  const scope: Scope = {
+    signal,
+    held: new Set(),
+    cancelled: new WeakSet(),
+    pending: 0,
+    pools: new Map(),
+    idleWaiters: [],
+  };
   signal.addEventListener('abort', () => abandon(scope), { once: true });
   return storage.run(scope, fn);
+}
+
+/**
+ * Captures the current request's scope; the function returned resolves once that request holds
+ * no pooled connection and waits for none: after an abandon, when its cancelled statements have
+ * really ended. (Captured here: event listeners do not run in the request's context.)
+ */
+export function scopeIdle(): () => Promise<void> {
+  const scope = storage.getStore();
+  return () => {
+    if (!scope || (scope.held.size === 0 && scope.pending === 0)) return Promise.resolve();
+    return new Promise((resolve) => scope.idleWaiters.push(resolve));
+  };
+}
+
+/** `fn`, bound to the current request's scope: for callbacks run from an emitter's event. */
+export function inCurrentScope<A extends unknown[]>(
+  fn: (...args: A) => void,
+): (...args: A) => void {
+  const scope = storage.getStore();
+  return scope ? (...args: A) => storage.run(scope, () => fn(...args)) : fn;
 }
 
 /**
@@ -82,14 +137,40 @@ export function detachedFromRequest<T>(fn: () => T): T {
   return storage.exit(fn);
 }
 
-/** Checks a connection out of `pool`, tracked by the current request's scope (if any). */
-export async function connectTracked(pool: pg.Pool): Promise<pg.PoolClient> {
+/** Waits until the scope holds fewer than `max` connections of `pool`, then counts one more. */
+async function takeTurn(scope: Scope, pool: pg.Pool, max: number): Promise<PoolUse> {
+  const use = scope.pools.get(pool) ?? { inUse: 0, waiters: [] };
+  scope.pools.set(pool, use);
+  if (use.inUse >= max) await new Promise<void>((resolve) => use.waiters.push(resolve));
+  use.inUse += 1;
+  return use;
+}
+
+/**
+ * Checks a connection out of `pool`, tracked by the current request's scope (if any). With
+ * `perRequest`, a request holds at most that many connections of the pool at once (its other
+ * statements wait their turn inside the request, not in the pool's queue).
+ */
+export async function connectTracked(pool: pg.Pool, perRequest?: number): Promise<pg.PoolClient> {
   const scope = storage.getStore();
-  if (scope?.signal.aborted) throw new RequestAbandonedError();
-  const client = await pool.connect();
-  if (!scope) return client;
+  if (!scope) return pool.connect();
+  if (scope.signal.aborted) throw new RequestAbandonedError();
+  scope.pending += 1;
+  let use: PoolUse | undefined;
+  let client: pg.PoolClient;
+  try {
+    if (perRequest) use = await takeTurn(scope, pool, perRequest);
+    client = await pool.connect();
+  } catch (error) {
+    giveTurn(use);
+    throw error;
+  } finally {
+    scope.pending -= 1;
+  }
   if (scope.signal.aborted) {
     client.release();
+    giveTurn(use);
+    settleIdle(scope);
     throw new RequestAbandonedError();
   }
   scope.held.add(client);
@@ -97,16 +178,25 @@ export async function connectTracked(pool: pg.Pool): Promise<pg.PoolClient> {
   const release = client.release.bind(client);
   client.release = (error?: Error | boolean) => {
     scope.held.delete(client);
-    const destroy = scope.cancelled.has(client) ? new Error('statement cancelled') : undefined;
-    release(error ?? destroy);
+    // Kysely releases with `false` when all went well: a cancelled connection is destroyed
+    // whatever the caller says, so a late CancelRequest never reaches another request.
+    release(scope.cancelled.has(client) ? new Error('statement cancelled') : error);
+    giveTurn(use);
+    settleIdle(scope);
   };
   return client;
 }
 
+function giveTurn(use: PoolUse | undefined): void {
+  if (!use) return;
+  use.inUse -= 1;
+  use.waiters.shift()?.();
+}
+
 /** The pool as Kysely's PostgresDialect sees it, its checkouts tracked per request. */
-export function trackedPool(pool: pg.Pool) {
+export function trackedPool(pool: pg.Pool, perRequest?: number) {
   return {
-    connect: () => connectTracked(pool),
+    connect: () => connectTracked(pool, perRequest),
     end: () => pool.end(),
     options: pool.options as object,
   };

@@ -38,6 +38,8 @@ export function createDb(options: {
   applicationName?: string;
   /** Every statement on this pool is cancelled by Postgres past this (unset: no deadline). */
   statementTimeoutMs?: number;
+  /** Connections of this pool one request holds at once (unset: as many as it asks for). */
+  connectionsPerRequest?: number;
 }): DbHandle {
   // Day boundaries (::date, date_trunc) are UTC whatever the server's default time zone.
   const settings = ['-c TimeZone=UTC'];
@@ -61,7 +63,7 @@ export function createDb(options: {
   const stats: QueryStats = { count: 0 };
   const db = new Kysely<DB>({
     // Checkouts are tracked per request: a request whose client left has its statements cancelled.
-    dialect: new PostgresDialect({ pool: trackedPool(pool) }),
+    dialect: new PostgresDialect({ pool: trackedPool(pool, options.connectionsPerRequest) }),
     log: (event) => {
       if (event.level === 'query') stats.count += 1;
     },

@@ -27,6 +27,30 @@ export class DnsError extends Error {
 /** Codes that mean "no such record", not "DNS failed": the other family may still answer. */
 const NO_RECORD = new Set(['ENODATA', 'ENOTFOUND']);
 
+/**
+ * How long the other family may still take once one has answered with addresses. A nameserver
+ * (or middlebox) that drops AAAA queries would otherwise hold every lookup until c-ares gives
+ * up, most of the deadline; the answer in hand is enough to go on with.
+ */
+export const OTHER_FAMILY_GRACE_MS = 300;
+
+/** A and AAAA, settled; the second cancelled shortly after the first answers with addresses. */
+async function bothFamilies(resolver: Resolver, host: string) {
+  const queries = [resolver.resolve4(host), resolver.resolve6(host)];
+  let grace: NodeJS.Timeout | undefined;
+  const answered = (addresses: string[]) => {
+    if (addresses.length > 0 && !grace) {
+      grace = setTimeout(() => resolver.cancel(), OTHER_FAMILY_GRACE_MS);
+    }
+  };
+  for (const query of queries) query.then(answered, () => undefined);
+  try {
+    return await Promise.allSettled(queries);
+  } finally {
+    clearTimeout(grace);
+  }
+}
+
 /** Every A and AAAA address of `host`; a DnsError when there is none or DNS fails. */
 export async function resolveName(host: string, o: DnsOptions): Promise<string[]> {
   if (o.signal.aborted) throw new DnsError('ECANCELLED', host);
@@ -38,7 +62,7 @@ export async function resolveName(host: string, o: DnsOptions): Promise<string[]
   const cancel = () => resolver.cancel();
   o.signal.addEventListener('abort', cancel, { once: true });
   try {
-    const answers = await Promise.allSettled([resolver.resolve4(host), resolver.resolve6(host)]);
+    const answers = await bothFamilies(resolver, host);
     const addresses = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
     if (addresses.length > 0) return addresses;
     const codes = answers.map((a) =>

@@ -1,9 +1,11 @@
 /**
- * A semaphore per key (an org): at most `perKey` holders at once, up to `queuePerKey` waiting in
- * arrival order, each for at most `waitMs`. Waiters hold nothing (no connection), so one key's
- * queue never takes what another key needs; a full queue or a wait past `waitMs` is refused.
+ * A fair semaphore per key (an org): at most `total` holders in all and `perKey` per key; up to
+ * `queuePerKey` more of a key wait, each for at most `waitMs`. A freed slot goes to the waiting
+ * key that holds the fewest slots (the earliest arrival among equals), so two busy orgs cannot
+ * keep a third one out. Waiters hold nothing (no connection); a full queue, a wait past
+ * `waitMs`, or an already aborted signal is refused.
  */
-export type GateLimits = { perKey: number; queuePerKey: number; waitMs: number };
+export type GateLimits = { total: number; perKey: number; queuePerKey: number; waitMs: number };
 
 export class GateRefusedError extends Error {
   override name = 'GateRefusedError';
@@ -14,92 +16,124 @@ export class GateRefusedError extends Error {
   }
 }
 
-type Waiter = { grant(): void };
-type Entry = { running: number; waiting: Waiter[] };
+type Waiter = { key: string; grant(): void };
 
 export class KeyedGate {
   readonly limits: GateLimits;
   readonly refused = { queue_full: 0, wait_timeout: 0 };
-  private readonly entries = new Map<string, Entry>();
+  private readonly runningByKey = new Map<string, number>();
+  private readonly waitingByKey = new Map<string, number>();
+  /** In arrival order. */
+  private readonly queue: Waiter[] = [];
+  private inUse = 0;
 
   constructor(limits: GateLimits) {
-    this.limits = limits;
+    this.limits = { ...limits, perKey: Math.min(limits.perKey, limits.total) };
   }
 
-  /** Holders across all keys. */
   get running(): number {
-    let n = 0;
-    for (const e of this.entries.values()) n += e.running;
-    return n;
+    return this.inUse;
   }
 
-  /** Waiters across all keys. */
   get waiting(): number {
-    let n = 0;
-    for (const e of this.entries.values()) n += e.waiting.length;
-    return n;
+    return this.queue.length;
   }
 
   /**
    * Resolves with an idempotent release once a slot is held. Rejects with GateRefusedError, or
-   * with `signal`'s reason when it aborts while waiting (the wait is then withdrawn).
+   * with `signal`'s reason when it aborts before a slot is given (the wait is then withdrawn).
    */
   acquire(key: string, signal?: AbortSignal): Promise<() => void> {
-    const entry = this.entries.get(key) ?? { running: 0, waiting: [] };
-    this.entries.set(key, entry);
-    if (entry.running < this.limits.perKey) {
-      entry.running += 1;
-      return Promise.resolve(this.releaser(key, entry));
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    // Waiters left in the queue are of keys at their own cap (the others were granted): a key
+    // with none waiting may go ahead when a slot is free.
+    if (this.canRun(key) && !this.waitingByKey.has(key)) {
+      this.take(key);
+      return Promise.resolve(this.releaser(key));
     }
-    if (entry.waiting.length >= this.limits.queuePerKey) {
+    if ((this.waitingByKey.get(key) ?? 0) >= this.limits.queuePerKey) {
       this.refused.queue_full += 1;
       return Promise.reject(new GateRefusedError('queue_full'));
     }
     return new Promise((resolve, reject) => {
-      const withdraw = () => {
+      const settle = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        const at = entry.waiting.indexOf(waiter);
-        if (at !== -1) entry.waiting.splice(at, 1);
-        this.forgetIfIdle(key, entry);
+        this.dequeue(waiter);
       };
       const onAbort = () => {
-        withdraw();
-        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+        settle();
+        reject(abortReason(signal));
+        this.grantNext();
       };
       const timer = setTimeout(() => {
-        withdraw();
+        settle();
         this.refused.wait_timeout += 1;
         reject(new GateRefusedError('wait_timeout'));
       }, this.limits.waitMs);
       const waiter: Waiter = {
+        key,
         grant: () => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve(this.releaser(key, entry));
+          settle();
+          this.take(key);
+          resolve(this.releaser(key));
         },
       };
-      entry.waiting.push(waiter);
+      this.queue.push(waiter);
+      this.waitingByKey.set(key, (this.waitingByKey.get(key) ?? 0) + 1);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  private releaser(key: string, entry: Entry): () => void {
+  private canRun(key: string): boolean {
+    return this.inUse < this.limits.total && (this.runningByKey.get(key) ?? 0) < this.limits.perKey;
+  }
+
+  private take(key: string): void {
+    this.inUse += 1;
+    this.runningByKey.set(key, (this.runningByKey.get(key) ?? 0) + 1);
+  }
+
+  private dequeue(waiter: Waiter): void {
+    const at = this.queue.indexOf(waiter);
+    if (at === -1) return;
+    this.queue.splice(at, 1);
+    const left = (this.waitingByKey.get(waiter.key) ?? 1) - 1;
+    if (left > 0) this.waitingByKey.set(waiter.key, left);
+    else this.waitingByKey.delete(waiter.key);
+  }
+
+  /** Grants free slots to the waiters of the keys holding the fewest (earliest first). */
+  private grantNext(): void {
+    while (this.inUse < this.limits.total) {
+      let best: Waiter | undefined;
+      let bestRunning = Infinity;
+      for (const w of this.queue) {
+        const running = this.runningByKey.get(w.key) ?? 0;
+        if (running < this.limits.perKey && running < bestRunning) {
+          best = w;
+          bestRunning = running;
+        }
+      }
+      if (!best) return;
+      best.grant();
+    }
+  }
+
+  private releaser(key: string): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const next = entry.waiting.shift();
-      // The slot passes straight to the next waiter: nobody arriving meanwhile can jump ahead.
-      if (next) next.grant();
-      else {
-        entry.running -= 1;
-        this.forgetIfIdle(key, entry);
-      }
+      this.inUse -= 1;
+      const left = (this.runningByKey.get(key) ?? 1) - 1;
+      if (left > 0) this.runningByKey.set(key, left);
+      else this.runningByKey.delete(key);
+      this.grantNext();
     };
   }
+}
 
-  private forgetIfIdle(key: string, entry: Entry): void {
-    if (entry.running === 0 && entry.waiting.length === 0) this.entries.delete(key);
-  }
+function abortReason(signal: AbortSignal | undefined): Error {
+  return signal?.reason instanceof Error ? signal.reason : new Error('aborted');
 }

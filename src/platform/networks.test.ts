@@ -36,4 +36,46 @@ describe('allowed networks with ports', () => {
       expect(() => parseNetworks(bad), bad).toThrow(/10\.0\.0\.0\/8|fd00|example|8443/);
     }
   });
+
+  it('refuses IPv4 other than four decimal octets (010.… would be octal, 8.…)', () => {
+    for (const bad of [
+      '010.20.0.0/16:443',
+      '0xa.0.0.0/8',
+      '10.0.0/8',
+      '10.0.0.0/08',
+      '[fe80::1%eth0/64]',
+    ]) {
+      expect(() => parseNetworks(bad), bad).toThrow(/not a CIDR.*four decimal octets/);
+    }
+    expect(parseNetworks('10.20.0.0/16:443, 10.0.0.0/8')).toEqual([
+      '10.20.0.0/16:443',
+      '10.0.0.0/8',
+    ]);
+  });
+
+  it('refuses IPv4-mapped networks, which never match, saying so', () => {
+    expect(() => parseNetworks('[::ffff:10.0.0.0/104]:443')).toThrow(/IPv4-mapped.*never match/);
+  });
+
+  it('refuses an entry covering loopback, or too broad, or link-local among other addresses', () => {
+    for (const [bad, why] of [
+      ['127.0.0.0/8', /loopback/],
+      ['127.0.0.1/32:8443', /loopback/],
+      ['0.0.0.0/8', /loopback or 0\.0\.0\.0/],
+      ['[::/8]:443', /loopback/],
+      ['::1/128', /loopback/],
+      ['0.0.0.0/0:*', /too broad/],
+      ['10.0.0.0/7', /too broad/],
+      ['fc00::/7', /too broad/],
+      ['169.0.0.0/8', /link-local 169\.254\.0\.0\/16/],
+      ['[fe00::/8]:443', /link-local fe80::\/10/],
+    ] as const) {
+      expect(() => parseNetworks(bad), bad).toThrow(why);
+    }
+    // Link-local listed on its own is the operator's explicit choice.
+    const p = policy('169.254.0.0/16, [fe80::/10]:443, 10.0.0.0/8, fd00::/8');
+    expect(refusal('169.254.169.254', p, 443)).toBeNull();
+    expect(refusal('fe80::1', p, 443)).toBeNull();
+    expect(refusal('fd00::1', p, 443)).toBeNull();
+  });
 });

@@ -1,5 +1,6 @@
 import { PgBoss } from 'pg-boss';
 import type { Logger } from './logger.ts';
+import { applyRetentionToWaitingJobs } from './queue.queries.ts';
 
 export type { PgBoss };
 export type QueueDefinition = {
@@ -15,7 +16,10 @@ export type QueueDefinition = {
    * plus one supervise pass. pg-boss's minimum is 10.
    */
   heartbeatSeconds?: number;
-  /** A job waiting (created or retry) longer than this is deleted by pg-boss (default 14 days). */
+  /**
+   * A job waiting (created or retry) longer than this is deleted by pg-boss, without a log line
+   * (default 14 days). A change also applies to the jobs already waiting (ensureQueues).
+   */
   retentionSeconds?: number;
 };
 
@@ -97,6 +101,9 @@ export async function ensureQueues(
         ...(q.heartbeatSeconds !== undefined && { heartbeatSeconds: q.heartbeatSeconds }),
         ...(q.retentionSeconds !== undefined && { retentionSeconds: q.retentionSeconds }),
       });
+    }
+    if (q.retentionSeconds !== undefined && existing.retentionSeconds !== q.retentionSeconds) {
+      await applyRetentionToWaitingJobs(boss, q.name, q.retentionSeconds);
     }
   }
 }

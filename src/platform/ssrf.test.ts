@@ -63,6 +63,11 @@ describe('webhook address policy (SSRF)', () => {
     expect(urlRefusal('http://[::1]:9/x', loop)).toBeNull();
     expect(urlRefusal('http://127.0.0.1:9/x', closed)).toMatch(/https/);
     expect(urlRefusal('https://localhost/x', closed)).toMatch(/loopback/);
+    // Subdomains of localhost are loopback at delivery; saving says so at once.
+    expect(urlRefusal('https://hook.localhost/x', closed)).toMatch(/loopback/);
+    expect(urlRefusal('https://a.b.LOCALHOST./x', closed)).toMatch(/loopback/);
+    expect(urlRefusal('http://hook.localhost:9/x', loop)).toBeNull();
+    expect(urlRefusal('https://localhost.example.com/x', closed)).toBeNull();
     expect(urlRefusal('https://2130706433/', closed)).toMatch(/loopback/); // 127.0.0.1 in decimal
     expect(urlRefusal('https://0x7f.1/', closed)).toMatch(/loopback/);
   });

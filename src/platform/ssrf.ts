@@ -63,6 +63,9 @@ export const portOf = (url: URL): number =>
 const LOOPBACK_NAMES = new Set(['localhost', 'localhost.']);
 const bare = (hostname: string) => hostname.replace(/^\[|\]$/g, '');
 
+/** `localhost` and its subdomains are loopback (RFC 6761), answered without asking DNS. */
+const isLocalhost = (host: string) => LOOPBACK_NAMES.has(host) || /\.localhost\.?$/.test(host);
+
 /** Why a URL cannot be an endpoint, or null. Names are resolved at delivery time, not here. */
 export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
   let url: URL;
@@ -75,8 +78,8 @@ export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
   if (url.hash) return 'must not have a fragment';
   const host = bare(url.hostname).toLowerCase();
   const literal = isIP(host) !== 0;
-  const loopback =
-    LOOPBACK_NAMES.has(host) || (literal && rangeOf(ipaddr.process(host)) === 'loopback');
+  // The same names delivery treats as loopback (resolveAllowed), so saving cannot disagree.
+  const loopback = isLocalhost(host) || (literal && rangeOf(ipaddr.process(host)) === 'loopback');
   if (url.protocol === 'http:') {
     if (!(loopback && policy.allowLoopback)) {
       return 'must use https (http only to loopback, with KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK=true)';
@@ -85,9 +88,6 @@ export function urlRefusal(raw: string, policy: AddressPolicy): string | null {
   if (loopback && !policy.allowLoopback) return 'loopback addresses are not allowed';
   return literal ? refusal(host, policy, portOf(url)) : null;
 }
-
-/** `localhost` and its subdomains are loopback (RFC 6761), answered without asking DNS. */
-const isLocalhost = (host: string) => LOOPBACK_NAMES.has(host) || /\.localhost\.?$/.test(host);
 
 /**
  * Resolves the URL's host and checks every address it has on the URL's port (one bad address

@@ -1,6 +1,7 @@
 /**
  * Local UDP "nameservers" for webhook DNS tests: one that swallows every query (a nameserver
- * that never answers), and one that answers A queries with fixed addresses (and AAAA with none).
+ * that never answers), and one that answers A queries with fixed addresses (and AAAA with none,
+ * or not at all).
  */
 import { createSocket, type RemoteInfo } from 'node:dgram';
 
@@ -40,11 +41,18 @@ function questionEnd(query: Buffer): number {
   return i + 5;
 }
 
-/** A nameserver answering every A query with `ipv4` (and AAAA with no record). */
-export function startAnsweringNameserver(ipv4: string): Promise<Nameserver> {
+/**
+ * A nameserver answering every A query with `ipv4`, and AAAA with no record (or, with
+ * `dropAaaa`, never: some nameservers and middleboxes drop AAAA queries).
+ */
+export function startAnsweringNameserver(
+  ipv4: string,
+  o: { dropAaaa?: boolean } = {},
+): Promise<Nameserver> {
   return start((query) => {
     const end = questionEnd(query);
     const isA = query.readUInt16BE(end - 4) === 1;
+    if (!isA && o.dropAaaa) return null;
     const header = Buffer.alloc(12);
     query.copy(header, 0, 0, 2); // the id
     header.writeUInt16BE(0x8180, 2); // a response, recursion desired and available, NOERROR

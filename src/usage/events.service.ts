@@ -12,7 +12,7 @@ import {
 export const EXPORT_BATCH = 5_000;
 
 /**
- * `db`: the main pool, for JSON pages (one short query each). `exports`: the export pool, for the
+ * `db`: the reads pool, for JSON pages (one query each, under the org's read share). `exports`: the export pool, for the
  * streamed CSV and NDJSON exports, which hold their connection for as long as the client reads.
  */
 export function createEventsService(db: Database, exports: { db: Database; pool: pg.Pool }) {

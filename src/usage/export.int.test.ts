@@ -72,7 +72,7 @@ beforeAll(async () => {
   bulk = await createOrg(app.client, 'Bulk');
   bulkReader = await createKey(app.client, bulk, { scopes: ['events:read'] });
   const bulkKeys = [await createKey(app.client, bulk), await createKey(app.client, bulk)];
-  await insertRawEvents(app.kt.database.db, {
+  await insertRawEvents(app.kt.backgroundDatabase.db, {
     orgId: bulk.orgId,
     keyIds: bulkKeys.map((k) => k.id),
     count: BULK,

@@ -3,11 +3,21 @@ import { WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_DELIVERY_QUEUE } from '../webhooks/w
 import { KEY_WATCH_QUEUE } from '../webhooks/watch.ts';
 import { MAINTENANCE_QUEUE, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from './usage.jobs.ts';
 
-/** Every queue keytrail uses, dead-letter queues first so they exist when referenced. */
-export const QUEUES: readonly QueueDefinition[] = [
-  // Accepted events wait here for `keytrail ingest replay-dead`: kept as long as raw events are
-  // by default (90 days), not pg-boss's 14, after which it would delete them unseen.
-  { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0, retentionSeconds: 90 * 86_400 },
+/**
+ * Every queue keytrail uses, dead-letter queues first so they exist when referenced.
+ * `retentionDays` is the raw-event retention (config.retentionDays): a dead-lettered ingest job
+ * waits for `keytrail ingest replay-dead` as long as its events could still be stored; past it,
+ * a replay would drop them as expired anyway. pg-boss deletes a job waiting longer, silently:
+ * the worker warns of the ones due within a week (usage.dead-letter-gauge.ts).
+ */
+export function queuesFor(retentionDays: number): readonly QueueDefinition[] {
+  return [
+    { name: USAGE_DEAD_LETTER_QUEUE, retryLimit: 0, retentionSeconds: retentionDays * 86_400 },
+    ...OTHER_QUEUES,
+  ];
+}
+
+const OTHER_QUEUES: readonly QueueDefinition[] = [
   { name: WEBHOOK_DEAD_LETTER_QUEUE, retryLimit: 3 },
   // A batch commits in well under a second. A worker that dies (SIGKILL, lost Postgres) stops
   // refreshing its jobs' heartbeat: they are retried (replay-safe) after at most 10 s plus one
@@ -36,3 +46,6 @@ export const QUEUES: readonly QueueDefinition[] = [
     heartbeatSeconds: 10,
   },
 ];
+
+/** The queues with the default raw-event retention (90 days): tests and benchmarks. */
+export const QUEUES = queuesFor(90);

@@ -1,13 +1,15 @@
 /**
  * Webhook hosts are resolved over DNS on the event loop (c-ares), not by getaddrinfo on libuv's
  * thread pool: a nameserver that never answers costs a delivery its deadline, and nothing else.
+ * Time bounds are loose (two shared cores under coverage): what is proven by an outcome (the
+ * error code, the order things settle in) is not also proven by a stopwatch.
  */
 import { pbkdf2, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { deflate } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveName } from '../platform/dns.ts';
+import { OTHER_FAMILY_GRACE_MS, resolveName } from '../platform/dns.ts';
 import {
   startAnsweringNameserver,
   startSilentNameserver,
@@ -33,6 +35,9 @@ async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void>
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+/** Slack for a loaded machine, added to any deadline a test bounds elapsed time by. */
+const SLACK_MS = 2_000;
 
 /** Work that needs libuv's thread pool: key derivation, compression and a file read, 4 each. */
 function threadPoolWork(): Promise<unknown> {
@@ -64,7 +69,7 @@ describe('webhook DNS', () => {
     const took = performance.now() - started;
     expect(result).toMatchObject({ statusCode: null, error: 'dns_failed' });
     expect(silent.queries()).toBeGreaterThan(before);
-    expect(took).toBeLessThan(600 + 250);
+    expect(took).toBeLessThan(600 + SLACK_MS);
   });
 
   it('cancels the queries when the deadline fires', async () => {
@@ -74,8 +79,9 @@ describe('webhook DNS', () => {
       signal: AbortSignal.timeout(200),
       timeoutMs: 20_000, // c-ares itself would wait far longer
     });
+    // Cancelled, not given up on by c-ares (ETIMEOUT, after ~15 s at this timeout).
     await expect(lookup).rejects.toMatchObject({ name: 'DnsError', code: 'ECANCELLED' });
-    expect(performance.now() - started).toBeLessThan(200 + 250);
+    expect(performance.now() - started).toBeLessThan(200 + SLACK_MS);
   });
 
   it('keeps the thread pool free while more lookups hang than it has threads', async () => {
@@ -84,18 +90,36 @@ describe('webhook DNS', () => {
     const hanging = Array.from({ length: 8 }, (_, i) =>
       attempt(outgoing(`https://hook-${i}.example.com/x`), {
         addresses: loopback,
-        timeoutMs: 4_000,
+        // Long enough that no lookup gives up while the thread-pool work runs, however slow.
+        timeoutMs: 10_000,
         dnsServers: [silent.server],
       }).finally(() => settled++),
     );
     // Every lookup has asked the nameserver (A and AAAA each) and waits for its answer.
     await until(() => silent.queries() - before >= 16);
-    const started = performance.now();
     await threadPoolWork();
-    expect(performance.now() - started).toBeLessThan(1_000);
+    // The thread pool's work finished while every lookup still hung: they held no thread.
     expect(settled).toBe(0);
     const results = await Promise.all(hanging);
     expect(results.map((r) => r.error)).toEqual(Array(8).fill('dns_failed'));
+  });
+
+  it('goes on with the A answer when the nameserver drops AAAA queries', async () => {
+    const ns = await startAnsweringNameserver('127.0.0.1', { dropAaaa: true });
+    try {
+      const deadlineMs = 10_000;
+      const started = performance.now();
+      const addresses = await resolveName('hook.test', {
+        servers: [ns.server],
+        signal: AbortSignal.timeout(deadlineMs),
+        timeoutMs: deadlineMs,
+      });
+      expect(addresses).toEqual(['127.0.0.1']);
+      // Waiting for the AAAA query to time out would take most of the deadline (~7.5 s).
+      expect(performance.now() - started).toBeLessThan(OTHER_FAMILY_GRACE_MS + SLACK_MS);
+    } finally {
+      await ns.close();
+    }
   });
 
   it('delivers to a name its nameserver resolves (A only; no AAAA record)', async () => {

@@ -104,7 +104,12 @@ describe('webhook errors, URLs and limits', { timeout: 60_000 }, () => {
     );
     expect((await auditOf(org, 'webhook.updated'))[0]?.details).toEqual({
       changes: {
-        url: { from: 'https://hooks.slack.com/…', to: 'https://hooks.example.com:8443/…?…' },
+        url: {
+          from: 'https://hooks.slack.com/…',
+          to: 'https://hooks.example.com:8443/…?…',
+          from_fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/),
+          to_fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/),
+        },
       },
     });
     await app.client.delete(`${hooks(org)}/${id}`, { key: org.adminKey });
@@ -115,6 +120,34 @@ describe('webhook errors, URLs and limits', { timeout: 60_000 }, () => {
       key: org.adminKey,
     });
     expect(all.text).not.toMatch(/sEcReTtOkEn|s3cret|services|\/in\//);
+  });
+
+  it('audits a change of the URL path alone, with fingerprints telling the two apart', async () => {
+    const org = await createOrg(app.client, 'Path only');
+    const slack = 'https://hooks.slack.com/services/A/B/tok';
+    const { id } = await subscribe(app.client, org, slack, ['key.created']);
+    const patch = (url: string) =>
+      app.client.patch(`${hooks(org)}/${id}`, { key: org.adminKey, body: { url } });
+    expect((await patch('https://hooks.slack.com/services/X/Y/attacker')).status).toBe(200);
+    expect((await patch(slack)).status).toBe(200);
+    const [back, away] = await auditOf(org, 'webhook.updated');
+    const created = (await auditOf(org, 'webhook.created'))[0]?.details;
+    const url = away?.details.changes as Record<string, Record<string, string>>;
+    expect(url.url).toEqual({
+      from: 'https://hooks.slack.com/…',
+      to: 'https://hooks.slack.com/…',
+      from_fingerprint: created?.url_fingerprint,
+      to_fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/),
+    });
+    expect(url.url?.to_fingerprint).not.toBe(url.url?.from_fingerprint);
+    // Back to the first URL: the same fingerprint as it had at creation.
+    const backUrl = (back?.details.changes as Record<string, Record<string, string>>).url;
+    expect(backUrl).toMatchObject({
+      from_fingerprint: url.url?.to_fingerprint,
+      to_fingerprint: created?.url_fingerprint,
+    });
+    const all = await app.client.get(`/api/orgs/${org.orgId}/audit-events`, { key: org.adminKey });
+    expect(all.text).not.toMatch(/attacker|services/);
   });
 
   it('allows a private network only on the ports its entry names', async () => {

@@ -24,6 +24,24 @@ describe('webhook error categories', () => {
     for (const [error, category] of cases) expect(categorize(error)).toBe(category);
   });
 
+  it('maps every certificate-verification and handshake code to tls_error', () => {
+    for (const code of [
+      'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+      'UNABLE_TO_GET_ISSUER_CERT',
+      'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+      'SELF_SIGNED_CERT_IN_CHAIN',
+      'DEPTH_ZERO_SELF_SIGNED_CERT',
+      'CERT_HAS_EXPIRED',
+      'INVALID_CA',
+      'INVALID_PURPOSE',
+      'PATH_LENGTH_EXCEEDED',
+      'EPROTO',
+      'ERR_TLS_CERT_ALTNAME_INVALID',
+    ]) {
+      expect(categorize(nodeError(code, 'unable to verify 10.20.0.7')), code).toBe('tls_error');
+    }
+  });
+
   it('reads a stored raw message (from before the categories) as other', () => {
     expect(storedCategory('connection_refused')).toBe('connection_refused');
     expect(storedCategory('connect ECONNREFUSED 10.20.0.7:8443')).toBe('other');

@@ -35,7 +35,33 @@ export class AttemptFailure extends Error {
   }
 }
 
+/**
+ * Certificate verification (OpenSSL's X509_V_ERR_* as Node names them) and handshake codes.
+ * Listed, not guessed from the name: several carry neither TLS nor CERT in it.
+ */
+const TLS_CODES = [
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'HOSTNAME_MISMATCH',
+  'EPROTO',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+];
+
 const BY_CODE: Record<string, WebhookErrorCategory> = {
+  ...Object.fromEntries(TLS_CODES.map((code) => [code, 'tls_error' as const])),
   ECONNREFUSED: 'connection_refused',
   ECONNRESET: 'connection_reset',
   EPIPE: 'connection_reset',
@@ -56,7 +82,7 @@ export function categorize(error: unknown): WebhookErrorCategory {
   if (typeof code === 'string') {
     const known = BY_CODE[code];
     if (known) return known;
-    // OpenSSL's codes (ERR_SSL_…, ERR_TLS_…, CERT_HAS_EXPIRED, DEPTH_ZERO_SELF_SIGNED_CERT …).
+    // Codes not listed above from the TLS layer (ERR_SSL_…, ERR_TLS_…).
     if (/SSL|TLS|CERT|ALTNAME/.test(code)) return 'tls_error';
   }
   if (typeof message === 'string' && message === 'socket hang up') return 'connection_reset';

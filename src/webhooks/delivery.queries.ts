@@ -17,9 +17,20 @@ export type DeliveryWork = {
   url: string;
   enabled: boolean;
   secret: Buffer;
+  /** Sealed rotated-away secrets still signing at the time asked for, latest expiry first. */
+  previous_secrets: Buffer[];
 };
 
-export async function loadDelivery(db: Db, deliveryId: string): Promise<DeliveryWork | undefined> {
+/**
+ * What a job delivers, with every secret that signs it at `at`: one statement, so the current
+ * secret and the previous ones come from one snapshot (a rotation committed between two reads
+ * would list the secret it replaced twice: as the current one and as a previous one).
+ */
+export async function loadDelivery(
+  db: Db,
+  deliveryId: string,
+  at: Date,
+): Promise<DeliveryWork | undefined> {
   return db
     .selectFrom('webhook_deliveries as d')
     .innerJoin('webhook_messages as m', 'm.id', 'd.message_id')
@@ -36,6 +47,9 @@ export async function loadDelivery(db: Db, deliveryId: string): Promise<Delivery
       'e.url',
       'e.enabled',
       'e.secret',
+      sql<Buffer[]>`array(select p.secret from webhook_previous_secrets p
+        where p.endpoint_id = e.id and p.expires_at > ${at}
+        order by p.expires_at desc)`.as('previous_secrets'),
     ])
     .where('d.id', '=', deliveryId)
     .executeTakeFirst();

@@ -18,7 +18,6 @@ import type { WebhookErrorCategory } from './delivery-errors.ts';
 import * as q from './delivery.queries.ts';
 import { claimQueued, markPending } from './outbox.queries.ts';
 import { redactedUrl, secretBox } from './secrets.ts';
-import { previousSecrets } from './secrets.queries.ts';
 import {
   WEBHOOK_DEAD_LETTER_QUEUE,
   WEBHOOK_DELIVERY_QUEUE,
@@ -103,11 +102,9 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       .finally(() => (running = undefined));
   }
 
-  /** The current secret and every rotated one whose overlap has not ended at `now`. */
-  async function secretsOf(w: q.DeliveryWork, now: Date): Promise<string[]> {
-    const previous = await previousSecrets(db, w.endpoint_id, now);
-    return [w.secret, ...previous].map((s) => box.open(s));
-  }
+  /** The current secret and every rotated one whose overlap had not ended when loaded. */
+  const secretsOf = (w: q.DeliveryWork): string[] =>
+    [w.secret, ...w.previous_secrets].map((s) => box.open(s));
 
   type Outcome = 'sent' | 'retried' | 'failed';
 
@@ -140,10 +137,10 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
     retryCount: number;
     retryLimit: number;
   }): Promise<void> {
-    const w = await q.loadDelivery(db, job.data.delivery_id);
+    const now = kt.clock.now();
+    const w = await q.loadDelivery(db, job.data.delivery_id, now);
     // Gone (its endpoint deleted), settled already, or handed to a newer job (a re-send).
     if (!w || w.status !== 'pending' || w.job_id !== job.id) return;
-    const now = kt.clock.now();
     if (!w.enabled) {
       await db
         .transaction()
@@ -153,7 +150,7 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       return;
     }
     const body = JSON.stringify(w.payload);
-    const secrets = await secretsOf(w, now);
+    const secrets = secretsOf(w);
     const result = await attempt(
       { url: w.url, messageId: w.message_id, body, secrets, at: now },
       cfg,

@@ -1,6 +1,6 @@
 /**
- * Migration 0010 on data written before it: previous secrets still signing move to their own
- * table, raw attempt errors become categories, and webhook URLs in audit details lose their
+ * Migration 0010 on data written before it: previous secrets still signing are copied to their
+ * own table (the old columns stay for the previous version's processes), raw attempt errors become categories, and webhook URLs in audit details lose their
  * paths and queries (tokens), and nothing else in the audit trail changes.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -76,6 +76,13 @@ describe('migration 0010_webhook_hardening', () => {
         const previous = await sql<{ endpoint_id: string; secret: Buffer }>`
           select endpoint_id, secret from webhook_previous_secrets`.execute(db);
         expect(previous.rows).toEqual([{ endpoint_id: ids.endpoint, secret: Buffer.from([2]) }]);
+        // Expand/contract: the previous version's processes, still running during a rolling
+        // upgrade, read the old columns; they stay until a later migration.
+        const legacy = await sql<{ previous_secret: Buffer }>`
+          select e.previous_secret, e.previous_secret_expires_at from webhook_endpoints e`.execute(
+          db,
+        );
+        expect(legacy.rows[0]?.previous_secret).toEqual(Buffer.from([2]));
         const errors = await sql<{ error: string }>`
           select error from webhook_attempts order by id`.execute(db);
         expect(errors.rows.map((r) => r.error)).toEqual([

@@ -2,8 +2,10 @@
  * Secret rotation (SPEC §10): every secret rotated away keeps signing deliveries for its own
  * 24 hours, however many rotations follow within them (up to a bound), then stops.
  */
+import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMaintenance } from '../../workers/maintenance.ts';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import { TestClock } from '../testing/clock.ts';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
@@ -93,6 +95,29 @@ describe('webhook secret rotation', { timeout: 60_000 }, () => {
     try {
       clock.advance(24 * HOUR + 60_000);
       await rotate(org, id);
+    } finally {
+      clock.offsetMs = 0;
+    }
+  });
+
+  it('deletes rotated secrets whose overlap has ended in the daily maintenance', async () => {
+    const org = await createOrg(app.client, 'Rotations pruned');
+    const { id } = await subscribe(app.client, org, r.url, ['key.created']);
+    const left = async () => {
+      const { rows } = await sql<{ expires_at: Date }>`select expires_at
+        from webhook_previous_secrets where endpoint_id = ${id}`.execute(app.kt.database.db);
+      return rows.map((row) => row.expires_at.getTime());
+    };
+    try {
+      await rotate(org, id);
+      clock.advance(12 * HOUR);
+      await rotate(org, id);
+      clock.advance(13 * HOUR);
+      await runMaintenance(app.kt, { policies: false });
+      // The first overlap ended an hour ago; the second has 11 hours to go.
+      const [second, ...more] = await left();
+      expect(more).toEqual([]);
+      expect((second ?? 0) - clock.now().getTime()).toBeGreaterThan(10 * HOUR);
     } finally {
       clock.offsetMs = 0;
     }

@@ -50,14 +50,14 @@ export async function rotateSecret(
     .execute();
 }
 
-/** The sealed previous secrets of an endpoint still signing at `at`. */
-export async function previousSecrets(db: Db, endpointId: string, at: Date): Promise<Buffer[]> {
-  const rows = await db
-    .selectFrom('webhook_previous_secrets')
-    .select('secret')
-    .where('endpoint_id', '=', endpointId)
-    .where('expires_at', '>', at)
-    .orderBy('expires_at', 'desc')
-    .execute();
-  return rows.map((r) => r.secret);
+/**
+ * Deletes every endpoint's previous secrets expired by `at` (daily maintenance): they no longer
+ * sign, and a rotation prunes only its own endpoint's. A handful of rows per endpoint at most.
+ */
+export async function deleteExpiredPrevious(db: Db, at: Date): Promise<number> {
+  const result = await db
+    .deleteFrom('webhook_previous_secrets')
+    .where('expires_at', '<=', at)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
 }

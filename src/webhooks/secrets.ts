@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 
 /**
  * Signing secrets: `whsec_` and 32 random bytes in base64, the Standard Webhooks format. They
@@ -40,4 +40,17 @@ export function redactedUrl(url: string): string {
   const u = new URL(url);
   const path = u.pathname === '/' ? '/' : '/…';
   return `${u.protocol}//${u.host}${path}${u.search ? '?…' : ''}`;
+}
+
+/**
+ * A short fingerprint of a full endpoint URL for the audit trail: two URLs the redacted form
+ * shows alike (a path-only change) read as different, and equal ones as equal. Keyed (HMAC under
+ * a key derived from the pepper): a plain hash of a low-entropy token path could be brute-forced
+ * by anyone with audit:read. 32 bits tell destinations apart; they do not identify one.
+ */
+export function urlFingerprinter(pepper: string): (url: string) => string {
+  const key = Buffer.from(
+    hkdfSync('sha256', pepper, '', 'keytrail webhook url fingerprint v1', 32),
+  );
+  return (url) => createHmac('sha256', key).update(url).digest('hex').slice(0, 8);
 }

@@ -104,7 +104,12 @@ describe('webhook endpoints', () => {
     expect(updated?.details).toEqual({
       changes: {
         // Paths and query strings (often the receiver's own token) stay out of the audit trail.
-        url: { from: 'https://hooks.example.com/…', to: 'https://hooks.example.com/…?…' },
+        url: {
+          from: 'https://hooks.example.com/…',
+          to: 'https://hooks.example.com/…?…',
+          from_fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/),
+          to_fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/),
+        },
         enabled: { from: true, to: false },
       },
     });

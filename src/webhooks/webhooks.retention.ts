@@ -1,4 +1,5 @@
 import type { Database } from '../platform/db.ts';
+import { deleteExpiredPrevious } from './secrets.queries.ts';
 import { pruneMessages } from './webhooks.queries.ts';
 
 /** Webhook messages, their deliveries and attempts are kept this long (then pruned daily). */
@@ -14,3 +15,7 @@ export async function pruneWebhookMessages(db: Database, before: Date): Promise<
     if (n < BATCH) return total;
   }
 }
+
+/** Deletes rotated-away secrets whose overlap ended by `now` (sealed, but no longer needed). */
+export const pruneExpiredSecrets = (db: Database, now: Date): Promise<number> =>
+  deleteExpiredPrevious(db, now);

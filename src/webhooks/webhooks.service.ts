@@ -13,7 +13,7 @@ import type { AuditAction } from '../audit/audit.types.ts';
 import { lockOrg } from '../keys/keys.queries.ts';
 import type { KeyIdentity } from '../keys/keys.types.ts';
 import { storedCategory } from './delivery-errors.ts';
-import { generateSecret, redactedUrl, secretBox } from './secrets.ts';
+import { generateSecret, redactedUrl, secretBox, urlFingerprinter } from './secrets.ts';
 import { pruneAndListPrevious, rotateSecret } from './secrets.queries.ts';
 import * as q from './webhooks.queries.ts';
 import type { WebhookEndpoint, WebhookEventType } from './webhooks.types.ts';
@@ -42,6 +42,7 @@ export function createWebhooks(deps: {
 }) {
   const { db, clock, config } = deps;
   const box = secretBox(deps.pepper);
+  const fingerprint = urlFingerprinter(deps.pepper);
 
   /** The URL as stored (WHATWG-normalised), or a 400 saying why it cannot be an endpoint. */
   function checkedUrl(url: string): string {
@@ -104,7 +105,12 @@ export function createWebhooks(deps: {
           id,
           action: 'webhook.created',
           at,
-          details: { url: redactedUrl(row.url), event_types: eventTypes, enabled: row.enabled },
+          details: {
+            url: redactedUrl(row.url),
+            url_fingerprint: fingerprint(row.url),
+            event_types: eventTypes,
+            enabled: row.enabled,
+          },
         });
         return load(trx, orgId, id);
       });
@@ -132,7 +138,7 @@ export function createWebhooks(deps: {
           id,
           action: 'webhook.updated',
           at,
-          details: { changes: changes(before, after) },
+          details: { changes: changes(before, after, fingerprint) },
         });
         return after;
       });
@@ -148,7 +154,7 @@ export function createWebhooks(deps: {
           id,
           action: 'webhook.deleted',
           at,
-          details: { url: redactedUrl(endpoint.url) },
+          details: { url: redactedUrl(endpoint.url), url_fingerprint: fingerprint(endpoint.url) },
         });
       });
     },
@@ -193,12 +199,14 @@ export function createWebhooks(deps: {
         db,
         rows.map((r) => r.id),
       );
-      // Rows stored before the categories (or by a newer version) read as one of them.
-      const log = (deliveryId: string) =>
-        attempts
-          .filter((a) => a.delivery_id === deliveryId)
-          .map((a) => ({ ...a, error: storedCategory(a.error) }));
-      return rows.map((r) => ({ ...r, log: log(r.id) }));
+      const byDelivery = new Map<string, ReturnType<typeof logEntry>[]>();
+      for (const a of attempts) {
+        const entry = logEntry(a);
+        const list = byDelivery.get(a.delivery_id);
+        if (list) list.push(entry);
+        else byDelivery.set(a.delivery_id, [entry]);
+      }
+      return rows.map((r) => ({ ...r, log: byDelivery.get(r.id) ?? [] }));
     },
 
     /** Sends a settled delivery again (same message, same webhook-id); audited. */
@@ -230,10 +238,28 @@ export function createWebhooks(deps: {
   };
 }
 
-function changes(before: WebhookEndpoint, after: WebhookEndpoint): Record<string, unknown> {
-  const out: Record<string, { from: unknown; to: unknown }> = {};
+/** Rows stored before the categories (or by a newer version) read as one of them. */
+const logEntry = (a: q.AttemptRow) => ({ ...a, error: storedCategory(a.error) });
+
+/**
+ * What an update changed. URLs are compared whole (a path-only change is a change) and shown
+ * redacted, with a keyed fingerprint of each side so an auditor can tell destinations apart.
+ */
+function changes(
+  before: WebhookEndpoint,
+  after: WebhookEndpoint,
+  fingerprint: (url: string) => string,
+): Record<string, unknown> {
+  const out: Record<string, { from: unknown; to: unknown; [more: string]: unknown }> = {};
+  if (before.url !== after.url) {
+    out.url = {
+      from: redactedUrl(before.url),
+      to: redactedUrl(after.url),
+      from_fingerprint: fingerprint(before.url),
+      to_fingerprint: fingerprint(after.url),
+    };
+  }
   const pairs: [string, unknown, unknown][] = [
-    ['url', redactedUrl(before.url), redactedUrl(after.url)],
     ['description', before.description, after.description],
     ['event_types', before.eventTypes, after.eventTypes],
     ['enabled', before.enabled, after.enabled],

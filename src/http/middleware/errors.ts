@@ -49,9 +49,11 @@ function classify(error: unknown): AppError {
     });
   }
   const code = e?.code ?? '';
-  // query_canceled by the statement timeout of the statement's class. (A cancel because the
-  // client left is never answered, see errorHandler; any other cancel is unexpected.)
-  if (code === '57014' && /statement timeout/.test(e?.message ?? '')) {
+  // query_canceled: by the statement timeout of the statement's class. A cancel because the
+  // client left is never answered (errorHandler); one sent by an operator (English message
+  // "due to user request") is unexpected. A server with non-English messages reports both as
+  // timeouts, which is the safer reading (retryable).
+  if (code === '57014' && !/user request/.test(e?.message ?? '')) {
     return new AppError('query_timeout', { retryAfterSeconds: 5 });
   }
   if (UNAVAILABLE_PG_CODES.has(code) || UNAVAILABLE_NODE_CODES.has(code)) {

@@ -10,6 +10,7 @@ import express, {
   type RequestHandler,
   type Response,
 } from 'express';
+import { inCurrentScope } from '../../platform/db-scope.ts';
 import { AppError } from '../../platform/errors.ts';
 
 const JSON_TYPES = ['application/json', 'application/*+json'];
@@ -88,7 +89,10 @@ export function jsonBody(limit: number): RequestHandler {
       !chunked &&
       length <= limit &&
       (encoding === undefined || encoding === 'identity');
-    if (plain) readPlain(req, length, next);
-    else general(req, res, next);
+    // The body's 'end' event runs outside the request's async context: the rest of the chain
+    // must get it back (its database scope: statements cancelled when the client leaves).
+    const resume = inCurrentScope(next) as NextFunction;
+    if (plain) readPlain(req, length, resume);
+    else general(req, res, resume);
   };
 }

@@ -1,6 +1,7 @@
 import type { RequestHandler, Response } from 'express';
 import type { Keytrail } from '../../keytrail.ts';
 import { AppError } from '../../platform/errors.ts';
+import { scopeIdle } from '../../platform/db-scope.ts';
 import { GateRefusedError } from '../../platform/keyed-gate.ts';
 import { requestSignal } from './request-context.ts';
 
@@ -12,8 +13,12 @@ import { requestSignal } from './request-context.ts';
 export async function holdReadSlot(kt: Keytrail, orgId: string, res: Response): Promise<void> {
   try {
     const release = await kt.readGate.acquire(orgId, requestSignal(res));
-    if (res.closed) release();
-    else res.once('close', release);
+    // The slot comes back when the response has closed and the request's statements have
+    // really ended (a cancelled one included), never while its connection is still busy.
+    const idle = scopeIdle();
+    const done = () => void idle().then(release);
+    if (res.closed) done();
+    else res.once('close', done);
   } catch (error) {
     if (!(error instanceof GateRefusedError)) throw error;
     throw new AppError('rate_limited', {
