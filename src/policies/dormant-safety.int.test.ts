@@ -4,33 +4,19 @@
  */
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorker, type Worker } from '../../workers/main.ts';
+import { describe, expect, it } from 'vitest';
+import { impatientPolicies, useTrackingApp } from '../../test/admin-app.ts';
 import { cliEnv, runInProcess } from '../testing/cli.ts';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
-import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import { waitFor } from '../testing/harness.ts';
 import { expectProblem } from '../testing/problem.ts';
 import { packEvents, USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
 import type { UsageEvent } from '../usage/usage.types.ts';
-import { createDormantPolicies, operatorPlan } from './dormant.service.ts';
+import { operatorPlan } from './dormant.service.ts';
 
-const dbUrl = useTestDatabase();
-let app: TestApp;
-let worker: Worker;
-beforeAll(async () => {
-  app = await startTestApp(dbUrl(), {
-    config: {
-      usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
-    },
-  });
-  worker = await startWorker(app.kt);
-});
-afterAll(async () => {
-  await worker.stop();
-  await app.close();
-});
+const tracked = useTrackingApp();
 
-const db = () => app.kt.database.db;
+const db = () => tracked.app.kt.database.db;
 const policyPath = (org: TestOrg) => `/api/orgs/${org.orgId}/policies/dormant-keys`;
 const REVOKE = { enabled: true, after_days: 7, action: 'revoke' };
 
@@ -71,12 +57,12 @@ async function audits(org: TestOrg, action: string) {
 }
 
 async function setPolicy(org: TestOrg, body: object, key = org.adminKey) {
-  const res = await app.client.put(policyPath(org), { key, body });
+  const res = await tracked.app.client.put(policyPath(org), { key, body });
   expect(res.status, JSON.stringify(res.body)).toBe(200);
 }
 
 const preview = async (org: TestOrg) => {
-  const res = await app.client.get(`${policyPath(org)}/preview`, { key: org.adminKey });
+  const res = await tracked.app.client.get(`${policyPath(org)}/preview`, { key: org.adminKey });
   expect(res.status).toBe(200);
   return res.body;
 };
@@ -84,7 +70,7 @@ const preview = async (org: TestOrg) => {
 /** A real tracked request with `key`, waited for until its use is in the totals. */
 async function use(key: string, keyId: string): Promise<void> {
   const before = Date.now();
-  expect((await app.client.get('/api/keys/self', { key })).status).toBe(200);
+  expect((await tracked.app.client.get('/api/keys/self', { key })).status).toBe(200);
   await waitFor(async () => {
     const { rows } = await sql<{ at: Date | null }>`select last_used_at as at
       from api_key_usage_totals where key_id = ${keyId}`.execute(db());
@@ -95,13 +81,16 @@ async function use(key: string, keyId: string): Promise<void> {
 
 describe('the last org:admin key', () => {
   it('is spared by keys dormant --revoke, previewed as spared, notified once', async () => {
-    const org = await createOrg(app.client, 'Last admin');
-    const second = await createKey(app.client, org, { name: 'admin 2', scopes: ['org:admin'] });
-    const idle = await createKey(app.client, org, { name: 'idle' });
+    const org = await createOrg(tracked.app.client, 'Last admin');
+    const second = await createKey(tracked.app.client, org, {
+      name: 'admin 2',
+      scopes: ['org:admin'],
+    });
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
     await ageOrg(org, 40);
     await usedLongAgo(org.adminKeyId, 2, 40);
     await setCreated([second.id], 35); // the most recently seen admin key: the one kept
-    const env = cliEnv(dbUrl());
+    const env = cliEnv(tracked.dbUrl());
     const args = ['keys', 'dormant', '--org', org.orgId, '--json', '--revoke'];
     const dry = JSON.parse((await runInProcess([...args, '--dry-run'], env)).stdout);
     expect(dry.keys.map((k: { id: string }) => k.id).sort()).toEqual(
@@ -133,18 +122,21 @@ describe('the last org:admin key', () => {
   });
 
   it('counts a revocation that commits while a pass waits, never leaving no admin key', async () => {
-    const org = await createOrg(app.client, 'Racing revocation');
-    const second = await createKey(app.client, org, { name: 'admin 2', scopes: ['org:admin'] });
+    const org = await createOrg(tracked.app.client, 'Racing revocation');
+    const second = await createKey(tracked.app.client, org, {
+      name: 'admin 2',
+      scopes: ['org:admin'],
+    });
     await ageOrg(org, 40);
     await usedLongAgo(org.adminKeyId, 1, 40);
     await setCreated([second.id], 35);
     // A revocation by hand of the key the pass would keep, not committed yet.
-    const other = new pg.Client({ connectionString: dbUrl() });
+    const other = new pg.Client({ connectionString: tracked.dbUrl() });
     await other.connect();
     try {
       await other.query('begin');
       await other.query('update api_keys set revoked_at = now() where id = $1', [second.id]);
-      const policies = app.kt.dormantPolicies;
+      const policies = tracked.app.kt.dormantPolicies;
       const plan = operatorPlan({ ...(await policies.get(org.orgId)), after_days: 7 });
       const run = policies.act(org.orgId, plan, { type: 'operator' }, { usageChecked: true });
       await waitFor(async () => {
@@ -166,9 +158,9 @@ describe('the last org:admin key', () => {
   });
 
   it('keeps the key that replaced a rotated one, not the one whose overlap runs out', async () => {
-    const org = await createOrg(app.client, 'Rotating admin');
+    const org = await createOrg(tracked.app.client, 'Rotating admin');
     await ageOrg(org, 40);
-    const rotated = await app.client.post(
+    const rotated = await tracked.app.client.post(
       `/api/orgs/${org.orgId}/api-keys/${org.adminKeyId}/rotate`,
       { key: org.adminKey, body: { overlap_seconds: 30 * 86_400 } },
     );
@@ -176,8 +168,11 @@ describe('the last org:admin key', () => {
     const successor = rotated.body.api_key.id as string;
     await setCreated([successor], 20); // never used since: dormant, older than the old key's use
     await use(org.adminKey, org.adminKeyId); // the old key is still in use during the overlap
-    const plan = operatorPlan({ ...(await app.kt.dormantPolicies.get(org.orgId)), after_days: 7 });
-    const result = await app.kt.dormantPolicies.act(
+    const plan = operatorPlan({
+      ...(await tracked.app.kt.dormantPolicies.get(org.orgId)),
+      after_days: 7,
+    });
+    const result = await tracked.app.kt.dormantPolicies.act(
       org.orgId,
       plan,
       { type: 'operator' },
@@ -190,9 +185,12 @@ describe('the last org:admin key', () => {
 
 describe('a policy’s authority', () => {
   it('spares the key that saved it, so it never revokes its own authority', async () => {
-    const org = await createOrg(app.client, 'Author spared');
-    const author = await createKey(app.client, org, { name: 'author', scopes: ['org:admin'] });
-    const idle = await createKey(app.client, org, { name: 'idle' });
+    const org = await createOrg(tracked.app.client, 'Author spared');
+    const author = await createKey(tracked.app.client, org, {
+      name: 'author',
+      scopes: ['org:admin'],
+    });
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
     await ageOrg(org, 10);
     await setPolicy(org, REVOKE, author.key);
     await usedLongAgo(author.id, 1, 10); // the author's only use is that save, long ago
@@ -203,7 +201,7 @@ describe('a policy’s authority', () => {
     expect(planned.spared).toEqual([
       expect.objectContaining({ key_id: author.id, reason: 'policy_author' }),
     ]);
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect(await statusOf(idle.id)).toBe('revoked');
     expect(await statusOf(author.id)).toBe('active');
     const notices = await audits(org, 'key.dormant');
@@ -213,19 +211,21 @@ describe('a policy’s authority', () => {
   });
 
   it('cannot be replaced by a key holding less than its author', async () => {
-    const org = await createOrg(app.client, 'Replace');
-    const writer = await createKey(app.client, org, { scopes: ['keys:write', 'keys:read'] });
+    const org = await createOrg(tracked.app.client, 'Replace');
+    const writer = await createKey(tracked.app.client, org, {
+      scopes: ['keys:write', 'keys:read'],
+    });
     await setPolicy(org, REVOKE);
     const disable = { enabled: false, after_days: 30, action: 'notify' };
-    const res = await app.client.put(policyPath(org), { key: writer.key, body: disable });
+    const res = await tracked.app.client.put(policyPath(org), { key: writer.key, body: disable });
     expectProblem(res, 403, 'insufficient_scope');
     expect(res.body.detail).toContain('org:admin');
-    expect((await app.client.get(policyPath(org), { key: org.adminKey })).body).toMatchObject(
-      REVOKE,
-    );
+    expect(
+      (await tracked.app.client.get(policyPath(org), { key: org.adminKey })).body,
+    ).toMatchObject(REVOKE);
     // Saved by a writer: an equal key may replace it, a narrower one may not, the admin may.
-    const other = await createOrg(app.client, 'Replace by peers');
-    const make = (scopes: string[]) => createKey(app.client, other, { scopes });
+    const other = await createOrg(tracked.app.client, 'Replace by peers');
+    const make = (scopes: string[]) => createKey(tracked.app.client, other, { scopes });
     const [first, peer, narrow] = await Promise.all([
       make(['keys:write', 'keys:read']),
       make(['keys:write', 'keys:read']),
@@ -234,7 +234,7 @@ describe('a policy’s authority', () => {
     await setPolicy(other, REVOKE, first.key);
     await setPolicy(other, { ...REVOKE, after_days: 8 }, peer.key);
     expectProblem(
-      await app.client.put(policyPath(other), { key: narrow.key, body: disable }),
+      await tracked.app.client.put(policyPath(other), { key: narrow.key, body: disable }),
       403,
       'insufficient_scope',
     );
@@ -242,59 +242,67 @@ describe('a policy’s authority', () => {
   });
 
   it('acts within what its author can do now: narrowed, then revoked', async () => {
-    const org = await createOrg(app.client, 'Authority now');
-    const writer = await createKey(app.client, org, {
+    const org = await createOrg(tracked.app.client, 'Authority now');
+    const writer = await createKey(tracked.app.client, org, {
       scopes: ['keys:write', 'keys:read', 'usage:read'],
     });
-    const usageKey = await createKey(app.client, org, { name: 'u', scopes: ['usage:read'] });
-    const readKey = await createKey(app.client, org, { name: 'r', scopes: ['keys:read'] });
+    const usageKey = await createKey(tracked.app.client, org, {
+      name: 'u',
+      scopes: ['usage:read'],
+    });
+    const readKey = await createKey(tracked.app.client, org, { name: 'r', scopes: ['keys:read'] });
     await ageOrg(org, 10);
     await use(org.adminKey, org.adminKeyId);
     await use(writer.key, writer.id);
     await setPolicy(org, REVOKE, writer.key);
     // Narrowed: the policy no longer reaches usage:read keys.
-    const patched = await app.client.patch(`/api/orgs/${org.orgId}/api-keys/${writer.id}`, {
+    const patched = await tracked.app.client.patch(`/api/orgs/${org.orgId}/api-keys/${writer.id}`, {
       key: org.adminKey,
       body: { scopes: ['keys:write', 'keys:read'] },
     });
     expect(patched.status).toBe(200);
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect(await statusOf(readKey.id)).toBe('revoked');
     expect(await statusOf(usageKey.id)).toBe('active');
     // Revoked: the policy notifies only, says why in the preview, audits the downgrade once.
-    await app.client.delete(`/api/orgs/${org.orgId}/api-keys/${writer.id}`, {
+    await tracked.app.client.delete(`/api/orgs/${org.orgId}/api-keys/${writer.id}`, {
       key: org.adminKey,
     });
     const planned = await preview(org);
     expect(planned).toMatchObject({ action: 'notify', spared: [] });
     expect(planned.downgraded).toContain('the author key was revoked');
-    await app.kt.dormantPolicies.runAll();
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect(await statusOf(usageKey.id)).toBe('active');
     expect((await audits(org, 'key.dormant')).map((a) => a.target_id)).toEqual([usageKey.id]);
     const downgrades = await audits(org, 'policy.downgraded');
     expect(downgrades).toHaveLength(1);
     expect(downgrades[0]).toMatchObject({ actor_type: 'policy', details: { to: 'notify' } });
     // The writer's authority is gone, so a lesser key may now replace the policy.
-    const reader = await createKey(app.client, org, { scopes: ['keys:write'] });
+    const reader = await createKey(tracked.app.client, org, { scopes: ['keys:write'] });
     await setPolicy(org, { ...REVOKE, enabled: false }, reader.key);
   });
 
   it('keeps its authority when its author key is rotated', async () => {
-    const org = await createOrg(app.client, 'Rotated author');
-    const writer = await createKey(app.client, org, { scopes: ['keys:write', 'keys:read'] });
-    const idle = await createKey(app.client, org, { name: 'idle', scopes: ['keys:read'] });
+    const org = await createOrg(tracked.app.client, 'Rotated author');
+    const writer = await createKey(tracked.app.client, org, {
+      scopes: ['keys:write', 'keys:read'],
+    });
+    const idle = await createKey(tracked.app.client, org, { name: 'idle', scopes: ['keys:read'] });
     await ageOrg(org, 10);
     await use(org.adminKey, org.adminKeyId);
     await setPolicy(org, REVOKE, writer.key);
-    const rotated = await app.client.post(`/api/orgs/${org.orgId}/api-keys/${writer.id}/rotate`, {
-      key: org.adminKey,
-      body: { overlap_seconds: 0 },
-    });
+    const rotated = await tracked.app.client.post(
+      `/api/orgs/${org.orgId}/api-keys/${writer.id}/rotate`,
+      {
+        key: org.adminKey,
+        body: { overlap_seconds: 0 },
+      },
+    );
     expect(rotated.status).toBe(201);
     await use(rotated.body.key, rotated.body.api_key.id);
     expect((await preview(org)).downgraded).toBeNull();
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect(await statusOf(idle.id)).toBe('revoked');
   });
 });
@@ -315,11 +323,11 @@ describe('usage freshness per org', () => {
   });
 
   it('runs an org without pending usage while another org’s backlog waits', async () => {
-    const quiet = await createOrg(app.client, 'Quiet');
-    const busy = await createOrg(app.client, 'Busy');
-    const flood = await createOrg(app.client, 'Flood');
-    const quietIdle = await createKey(app.client, quiet, { name: 'idle' });
-    const busyIdle = await createKey(app.client, busy, { name: 'idle' });
+    const quiet = await createOrg(tracked.app.client, 'Quiet');
+    const busy = await createOrg(tracked.app.client, 'Busy');
+    const flood = await createOrg(tracked.app.client, 'Flood');
+    const quietIdle = await createKey(tracked.app.client, quiet, { name: 'idle' });
+    const busyIdle = await createKey(tracked.app.client, busy, { name: 'idle' });
     for (const org of [quiet, busy, flood]) {
       await ageOrg(org, 10);
       await use(org.adminKey, org.adminKeyId);
@@ -328,7 +336,7 @@ describe('usage freshness per org', () => {
     await setPolicy(busy, REVOKE);
     // Queued and not ingested (they may start only in an hour): another tenant's flood, and a
     // use of busy's idle key that the run must not overlook.
-    const boss = await app.kt.queue();
+    const boss = await tracked.app.kt.queue();
     const jobs: (string | null)[] = [];
     for (let i = 0; i < 5; i++) {
       const events = Array.from({ length: 20 }, () => event(flood.orgId, flood.adminKeyId));
@@ -338,14 +346,7 @@ describe('usage freshness per org', () => {
     }
     const busyUse = await packEvents([event(busy.orgId, busyIdle.id)]);
     jobs.push(await boss.send(USAGE_INGEST_QUEUE, busyUse, { startAfter: 3600 }));
-    const policies = createDormantPolicies({
-      db: db(),
-      clock: app.kt.clock,
-      logger: app.kt.logger,
-      flushIntervalMs: 50,
-      defaultDays: 30,
-      freshnessTimeoutMs: 300,
-    });
+    const policies = impatientPolicies(tracked.app.kt);
     try {
       const report = await policies.runAll();
       expect(report.skipped).toBeGreaterThan(0);

@@ -1,32 +1,17 @@
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorker, type Worker } from '../../workers/main.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { impatientPolicies, useTrackingApp } from '../../test/admin-app.ts';
 import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
-import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import { waitFor } from '../testing/harness.ts';
 import { cliEnv, runInProcess } from '../testing/cli.ts';
 import { USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
-import { createDormantPolicies } from './dormant.service.ts';
 import { runMaintenance } from '../../workers/maintenance.ts';
 import { expectProblem } from '../testing/problem.ts';
 
-const dbUrl = useTestDatabase();
-let app: TestApp;
-let worker: Worker;
-beforeAll(async () => {
-  app = await startTestApp(dbUrl(), {
-    config: {
-      usage: { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 },
-    },
-  });
-  worker = await startWorker(app.kt);
-});
-afterAll(async () => {
-  await worker.stop();
-  await app.close();
-});
+const tracked = useTrackingApp();
 
 const policyPath = (org: TestOrg) => `/api/orgs/${org.orgId}/policies/dormant-keys`;
-const db = () => app.kt.database.db;
+const db = () => tracked.app.kt.database.db;
 
 /** Every key of the org was created `days` ago (and never used since, unless used later). */
 async function ageKeys(org: TestOrg, days: number): Promise<void> {
@@ -37,7 +22,7 @@ async function ageKeys(org: TestOrg, days: number): Promise<void> {
 /** A real tracked request with `key`, waited for until its use is in the totals. */
 async function use(key: string, keyId: string): Promise<void> {
   const before = Date.now();
-  expect((await app.client.get('/api/keys/self', { key })).status).toBe(200);
+  expect((await tracked.app.client.get('/api/keys/self', { key })).status).toBe(200);
   await waitFor(async () => {
     const { rows } = await sql<{ at: Date | null }>`select last_used_at as at
       from api_key_usage_totals where key_id = ${keyId}`.execute(db());
@@ -54,13 +39,13 @@ async function audits(org: TestOrg, action: string) {
 }
 
 async function setPolicy(org: TestOrg, body: object, key = org.adminKey) {
-  const res = await app.client.put(policyPath(org), { key, body });
+  const res = await tracked.app.client.put(policyPath(org), { key, body });
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body;
 }
 
 const previewIds = async (org: TestOrg): Promise<string[]> => {
-  const res = await app.client.get(`${policyPath(org)}/preview`, { key: org.adminKey });
+  const res = await tracked.app.client.get(`${policyPath(org)}/preview`, { key: org.adminKey });
   expect(res.status).toBe(200);
   return res.body.keys.map((k: { key_id: string }) => k.key_id).sort();
 };
@@ -68,11 +53,11 @@ const previewIds = async (org: TestOrg): Promise<string[]> => {
 describe('dormant-key policy endpoints', () => {
   let org: TestOrg;
   beforeAll(async () => {
-    org = await createOrg(app.client, 'Policy API');
+    org = await createOrg(tracked.app.client, 'Policy API');
   });
 
   it('is off by default, and PUT replaces it, audited', async () => {
-    const res = await app.client.get(policyPath(org), { key: org.adminKey });
+    const res = await tracked.app.client.get(policyPath(org), { key: org.adminKey });
     expect(res.body).toEqual({
       enabled: false,
       after_days: 30,
@@ -90,13 +75,15 @@ describe('dormant-key policy endpoints', () => {
     const saved = await setPolicy(org, body);
     expect(saved).toMatchObject({ ...body, exclude_scopes: [] });
     expect(new Date(saved.updated_at).getTime()).toBeGreaterThan(Date.now() - 60_000);
-    expect((await app.client.get(policyPath(org), { key: org.adminKey })).body).toEqual(saved);
+    expect((await tracked.app.client.get(policyPath(org), { key: org.adminKey })).body).toEqual(
+      saved,
+    );
     const [entry] = await audits(org, 'policy.updated');
     expect(entry?.details).toMatchObject({ policy: 'dormant-keys', from: null, to: body });
   });
 
   it('refuses bad policies with 400 and keeps the one it had', async () => {
-    const before = (await app.client.get(policyPath(org), { key: org.adminKey })).body;
+    const before = (await tracked.app.client.get(policyPath(org), { key: org.adminKey })).body;
     const good = { enabled: true, after_days: 30, action: 'notify' };
     for (const bad of [
       { ...good, after_days: 6 },
@@ -110,45 +97,51 @@ describe('dormant-key policy endpoints', () => {
       { after_days: 30, action: 'notify' },
       [],
     ]) {
-      const res = await app.client.put(policyPath(org), { key: org.adminKey, body: bad });
+      const res = await tracked.app.client.put(policyPath(org), { key: org.adminKey, body: bad });
       expectProblem(res, 400, 'validation_failed');
     }
-    expect((await app.client.get(policyPath(org), { key: org.adminKey })).body).toEqual(before);
+    expect((await tracked.app.client.get(policyPath(org), { key: org.adminKey })).body).toEqual(
+      before,
+    );
   });
 
   it('needs keys:read to read, keys:write to change, and hides other orgs', async () => {
-    const reader = await createKey(app.client, org, { scopes: ['keys:read'] });
-    const usageOnly = await createKey(app.client, org, { scopes: ['usage:read'] });
-    expect((await app.client.get(policyPath(org), { key: reader.key })).status).toBe(200);
-    expect((await app.client.get(`${policyPath(org)}/preview`, { key: reader.key })).status).toBe(
-      200,
-    );
+    const reader = await createKey(tracked.app.client, org, { scopes: ['keys:read'] });
+    const usageOnly = await createKey(tracked.app.client, org, { scopes: ['usage:read'] });
+    expect((await tracked.app.client.get(policyPath(org), { key: reader.key })).status).toBe(200);
+    expect(
+      (await tracked.app.client.get(`${policyPath(org)}/preview`, { key: reader.key })).status,
+    ).toBe(200);
     const body = { enabled: false, after_days: 30, action: 'notify' };
     expectProblem(
-      await app.client.put(policyPath(org), { key: reader.key, body }),
+      await tracked.app.client.put(policyPath(org), { key: reader.key, body }),
       403,
       'insufficient_scope',
     );
     expectProblem(
-      await app.client.get(policyPath(org), { key: usageOnly.key }),
+      await tracked.app.client.get(policyPath(org), { key: usageOnly.key }),
       403,
       'insufficient_scope',
     );
-    const other = await createOrg(app.client, 'Other');
-    expectProblem(await app.client.get(policyPath(org), { key: other.adminKey }), 404, 'not_found');
+    const other = await createOrg(tracked.app.client, 'Other');
     expectProblem(
-      await app.client.put(policyPath(org), { key: other.adminKey, body }),
+      await tracked.app.client.get(policyPath(org), { key: other.adminKey }),
       404,
       'not_found',
     );
-    expectProblem(await app.client.get(policyPath(org)), 401, 'unauthenticated');
+    expectProblem(
+      await tracked.app.client.put(policyPath(org), { key: other.adminKey, body }),
+      404,
+      'not_found',
+    );
+    expectProblem(await tracked.app.client.get(policyPath(org)), 401, 'unauthenticated');
   });
 });
 
 describe('the daily run', () => {
   it('revokes exactly the previewed keys, spares one used after the preview, audits each once', async () => {
-    const org = await createOrg(app.client, 'Revoking');
-    const make = (o: object) => createKey(app.client, org, { name: 'k', ...o });
+    const org = await createOrg(tracked.app.client, 'Revoking');
+    const make = (o: object) => createKey(tracked.app.client, org, { name: 'k', ...o });
     const [idle1, idle2, late, used, testEnv, billing] = await Promise.all([
       make({}),
       make({}),
@@ -170,7 +163,7 @@ describe('the daily run', () => {
     const preview = await previewIds(org);
     expect(preview).toEqual([idle1.id, idle2.id, late.id].sort());
     await use(late.key, late.id);
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     const revoked = await audits(org, 'key.revoked');
     expect(revoked.map((a) => a.target_id)).toEqual([idle1.id, idle2.id].sort());
     for (const a of revoked) {
@@ -178,27 +171,33 @@ describe('the daily run', () => {
       expect(a.details).toMatchObject({ reason: 'dormant', after_days: 7 });
     }
     // The revoked key is refused at once; the others still work.
-    expect((await app.client.get('/api/keys/self', { key: idle1.key })).status).toBe(401);
+    expect((await tracked.app.client.get('/api/keys/self', { key: idle1.key })).status).toBe(401);
     for (const k of [late, used, testEnv, billing])
-      expect((await app.client.get('/api/keys/self', { key: k.key })).status).toBe(200);
-    const res = await app.client.get(`/api/orgs/${org.orgId}/audit-events`, { key: org.adminKey });
+      expect((await tracked.app.client.get('/api/keys/self', { key: k.key })).status).toBe(200);
+    const res = await tracked.app.client.get(`/api/orgs/${org.orgId}/audit-events`, {
+      key: org.adminKey,
+    });
     const entry = res.body.data.find((e: any) => e.action === 'key.revoked');
     expect(entry.actor).toEqual({ type: 'policy', key_id: null });
     // Again: nothing left to do, nothing audited twice.
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect(await audits(org, 'key.revoked')).toHaveLength(2);
     expect(await previewIds(org)).toEqual([]);
   });
 
   it('notifies once per dormant spell, however many runs overlap', async () => {
-    const org = await createOrg(app.client, 'Notifying');
+    const org = await createOrg(tracked.app.client, 'Notifying');
     const keys: TestKey[] = [];
-    for (let i = 0; i < 30; i++) keys.push(await createKey(app.client, org, { name: `k${i}` }));
+    for (let i = 0; i < 30; i++)
+      keys.push(await createKey(tracked.app.client, org, { name: `k${i}` }));
     await ageKeys(org, 10);
     await use(org.adminKey, org.adminKeyId);
     await setPolicy(org, { enabled: true, after_days: 7, action: 'notify' });
     expect(await previewIds(org)).toHaveLength(30);
-    await Promise.all([app.kt.dormantPolicies.runAll(), app.kt.dormantPolicies.runAll()]);
+    await Promise.all([
+      tracked.app.kt.dormantPolicies.runAll(),
+      tracked.app.kt.dormantPolicies.runAll(),
+    ]);
     const notified = await audits(org, 'key.dormant');
     expect(notified.map((a) => a.target_id)).toEqual(keys.map((k) => k.id).sort());
     expect(notified.every((a) => a.actor_type === 'policy')).toBe(true);
@@ -214,59 +213,54 @@ describe('the daily run', () => {
     await sql`update api_key_usage_totals set last_used_at = now() - interval '8 days'
       where key_id = ${first.id}`.execute(db());
     expect(await previewIds(org)).toEqual([first.id]);
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect((await audits(org, 'key.dormant')).filter((a) => a.target_id === first.id)).toHaveLength(
       2,
     );
   });
 
   it('revokes only keys the policy’s author could revoke', async () => {
-    const org = await createOrg(app.client, 'Authority');
-    const writer = await createKey(app.client, org, { scopes: ['keys:write', 'keys:read'] });
-    const covered = await createKey(app.client, org, { scopes: ['keys:read'] });
+    const org = await createOrg(tracked.app.client, 'Authority');
+    const writer = await createKey(tracked.app.client, org, {
+      scopes: ['keys:write', 'keys:read'],
+    });
+    const covered = await createKey(tracked.app.client, org, { scopes: ['keys:read'] });
     await ageKeys(org, 10);
     await use(writer.key, writer.id);
     await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' }, writer.key);
     // The org:admin key is dormant too, but beyond a keys:write key's reach.
     expect(await previewIds(org)).toEqual([covered.id]);
-    await app.kt.dormantPolicies.runAll();
+    await tracked.app.kt.dormantPolicies.runAll();
     expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([covered.id]);
   });
 });
 
 describe('start-up maintenance', () => {
   it('leaves policies to the daily schedule', async () => {
-    const org = await createOrg(app.client, 'Start-up');
-    const idle = await createKey(app.client, org, { name: 'idle' });
+    const org = await createOrg(tracked.app.client, 'Start-up');
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
     await ageKeys(org, 10);
     await use(org.adminKey, org.adminKeyId);
     await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' });
-    await runMaintenance(app.kt, { policies: false });
+    await runMaintenance(tracked.app.kt, { policies: false });
     expect(await audits(org, 'key.revoked')).toEqual([]);
-    await runMaintenance(app.kt, { policies: true });
+    await runMaintenance(tracked.app.kt, { policies: true });
     expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([idle.id]);
   });
 });
 
 describe('a lagging usage pipeline', () => {
   it('makes the run act on nothing rather than on keys whose use is not ingested yet', async () => {
-    const org = await createOrg(app.client, 'Lagging');
-    const idle = await createKey(app.client, org, { name: 'idle' });
+    const org = await createOrg(tracked.app.client, 'Lagging');
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
     await ageKeys(org, 10);
     await use(org.adminKey, org.adminKeyId);
     await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' });
     expect(await previewIds(org)).toEqual([idle.id]);
     // A usage job queued now and not ingested (it may start only in an hour).
-    const boss = await app.kt.queue();
+    const boss = await tracked.app.kt.queue();
     const jobId = await boss.send(USAGE_INGEST_QUEUE, { v: 2, n: 0, z: '' }, { startAfter: 3600 });
-    const policies = createDormantPolicies({
-      db: db(),
-      clock: app.kt.clock,
-      logger: app.kt.logger,
-      flushIntervalMs: 50,
-      defaultDays: 30,
-      freshnessTimeoutMs: 300,
-    });
+    const policies = impatientPolicies(tracked.app.kt);
     try {
       const report = await policies.runAll();
       expect(report.acted).toBe(0);
@@ -282,11 +276,11 @@ describe('a lagging usage pipeline', () => {
 
 describe('keytrail keys dormant --revoke', () => {
   it('lists with --dry-run, revokes with --revoke (actor operator), refuses --dry-run alone', async () => {
-    const org = await createOrg(app.client, 'By hand');
-    const idle = await createKey(app.client, org, { name: 'idle' });
+    const org = await createOrg(tracked.app.client, 'By hand');
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
     await ageKeys(org, 40);
     await use(org.adminKey, org.adminKeyId);
-    const env = cliEnv(dbUrl());
+    const env = cliEnv(tracked.dbUrl());
     const args = ['keys', 'dormant', '--org', org.orgId, '--json'];
     const dry = await runInProcess([...args, '--revoke', '--dry-run'], env);
     expect(dry.code, dry.stderr).toBe(0);

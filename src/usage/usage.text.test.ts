@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { usageEvent } from '../testing/factories.ts';
 import { normalizePath, routeOf } from './routes-normalize.ts';
 import { encodePayload, unpackJob } from './usage.jobs.ts';
 import {
@@ -11,17 +12,14 @@ import {
 } from './usage.types.ts';
 
 const event = (over: Partial<UsageEvent>): UsageEvent => ({
-  eventId: '018f0000-0000-7000-8000-000000000001',
-  orgId: '018f0000-0000-7000-8000-0000000000aa',
-  keyId: '018f0000-0000-7000-8000-0000000000bb',
-  occurredAt: Date.UTC(2026, 10, 24),
-  method: 'GET',
-  route: '/r',
-  status: 200,
-  latencyMs: 1,
-  ip: null,
-  userAgent: null,
-  outcome: 'success',
+  ...usageEvent(
+    {
+      orgId: '018f0000-0000-7000-8000-0000000000aa',
+      keyId: '018f0000-0000-7000-8000-0000000000bb',
+      occurredAt: Date.UTC(2026, 10, 24),
+    },
+    1,
+  ),
   ...over,
 });
 
