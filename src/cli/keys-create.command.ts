@@ -35,8 +35,8 @@ export const createCommand: Command = {
 
 Creates a key in an existing org as the operator: any scope may be granted, including org:admin
 (the way back into an org whose admin keys are all gone). Scopes, name and expiry are checked
-as POST /api/orgs/:orgId/api-keys checks them, the org's key limit applies, and the creation is
-audited with actor operator. The key's plaintext is printed once: store it now.
+as POST /api/orgs/:orgId/api-keys checks them, the org's key limit applies (except to an
+org:admin key: break-glass works at the limit), and the creation is audited with actor operator. The key's plaintext is printed once: store it now.
 
 options:
   --org ID              the org's id (a UUID)

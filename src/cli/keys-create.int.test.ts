@@ -57,6 +57,22 @@ describe('keys create', () => {
     ]);
   });
 
+  it('creates an org:admin key at the org’s key limit, and only an org:admin key', async () => {
+    const org = await createOrg(t.app.client, 'At the limit');
+    await createKey(t.app.client, org, { scopes: ['keys:read'] });
+    const env = { ...t.env, KEYTRAIL_MAX_KEYS_PER_ORG: '2' };
+    const create = (scopes: string) =>
+      runInProcess(['keys', 'create', '--org', org.orgId, '--scopes', scopes, '--json'], env);
+    const refused = await create('keys:read');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('2 active keys (limit 2)');
+    const res = await create('org:admin');
+    expect(res.code, res.stderr).toBe(0);
+    const created = JSON.parse(res.stdout);
+    leakScanner.remember(created.key);
+    expect(created.api_key).toMatchObject({ scopes: ['org:admin'], status: 'active' });
+  });
+
   it('prints the key once in text, with several scopes and an expiry', async () => {
     const org = await createOrg(t.app.client, 'Texty');
     const expires = new Date(Date.now() + 86_400_000).toISOString();

@@ -192,7 +192,7 @@ const OPERATIONS: Op[] = [
     scope: 'keys:read',
     params: z.object(ORG),
     ok: { status: 200, schema: policy.DormantPreviewJson, description: 'The preview' },
-    errors: [401, 403, 404],
+    errors: [401, 403, 404, 429, 503],
   },
   {
     method: 'get',

@@ -6,7 +6,13 @@ import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
 import { generateKey, hashKey, type Environment } from './key-format.ts';
 import * as q from './keys.queries.ts';
 import type { KeyCache } from './key-cache.ts';
-import { ungrantableScopes, type ApiKey, type KeyIdentity, type KeyStatus } from './keys.types.ts';
+import {
+  ADMIN_SCOPE,
+  ungrantableScopes,
+  type ApiKey,
+  type KeyIdentity,
+  type KeyStatus,
+} from './keys.types.ts';
 
 export type IssuedKey = { plaintext: string; apiKey: ApiKey };
 export type KeysServiceDeps = {
@@ -65,10 +71,20 @@ export function createKeysService(deps: KeysServiceDeps) {
     return key;
   }
 
-  /** Serialises key creation per org so two concurrent creates cannot both pass the limit. */
-  async function assertBelowLimit(trx: Database, orgId: string, now: Date): Promise<void> {
+  /**
+   * Serialises key creation per org so two concurrent creates cannot both pass the limit.
+   * `exempt`: the operator's org:admin key, the way back into an org (a locked-out org at its
+   * limit must not need keys revoked, by an admin it no longer has, first).
+   */
+  async function assertBelowLimit(
+    trx: Database,
+    orgId: string,
+    now: Date,
+    exempt = false,
+  ): Promise<void> {
     if (!(await q.lockOrg(trx, orgId)))
       throw new AppError('not_found', { detail: 'org not found' });
+    if (exempt) return;
     const active = await q.countActiveKeys(trx, orgId, now);
     if (active >= deps.maxKeysPerOrg) {
       throw new AppError('key_limit_reached', {
@@ -136,8 +152,9 @@ export function createKeysService(deps: KeysServiceDeps) {
   async function createAs(actor: AuditActor, orgId: string, input: NewKeyInput) {
     const now = clock.now();
     assertFuture(input.expiresAt, now);
+    const exempt = actor.type === 'operator' && (input.scopes ?? []).includes(ADMIN_SCOPE);
     return db.transaction().execute(async (trx) => {
-      await assertBelowLimit(trx, orgId, now);
+      await assertBelowLimit(trx, orgId, now, exempt);
       const full = {
         name: input.name,
         environment: input.environment ?? 'live',
@@ -158,7 +175,8 @@ export function createKeysService(deps: KeysServiceDeps) {
 
     /**
      * `keytrail keys create`: the operator, who may grant any scope, e.g. a new org:admin key
-     * for an org that lost its own (SPEC §9). Audited with actor `operator`.
+     * for an org that lost its own (SPEC §9), even at the org's active-key limit (an org:admin
+     * key only). Audited with actor `operator`.
      */
     async createByOperator(orgId: string, input: NewKeyInput): Promise<IssuedKey> {
       return createAs({ type: 'operator' }, orgId, input);

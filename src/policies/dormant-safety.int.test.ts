@@ -10,9 +10,10 @@ import { cliEnv, runInProcess } from '../testing/cli.ts';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
 import { waitFor } from '../testing/harness.ts';
 import { expectProblem } from '../testing/problem.ts';
-import { packEvents, USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
+import { packEvents, USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
 import type { UsageEvent } from '../usage/usage.types.ts';
 import { operatorPlan } from './dormant.service.ts';
+import { whenUsageComplete } from './usage-freshness.ts';
 
 const tracked = useTrackingApp();
 
@@ -142,7 +143,8 @@ describe('the last org:admin key', () => {
       await waitFor(async () => {
         const { rows } = await sql<{ n: number }>`select count(*)::int as n
           from pg_stat_activity
-          where datname = current_database() and wait_event_type = 'Lock'`.execute(db());
+          where datname = current_database() and wait_event_type = 'Lock'
+            and query like '%rotated_from_id%for no key update%'`.execute(db());
         return (rows[0]?.n ?? 0) > 0;
       });
       await other.query('commit');
@@ -180,6 +182,29 @@ describe('the last org:admin key', () => {
     );
     expect(result.spared.map((k) => [k.id, k.reason])).toEqual([[successor, 'last_admin_key']]);
     expect(await statusOf(successor)).toBe('active');
+  });
+
+  it('keeps a dormant admin key when the only other one expires within the policy’s days', async () => {
+    const org = await createOrg(tracked.app.client, 'Expiring admin');
+    const breakGlass = await createKey(tracked.app.client, org, {
+      name: 'break-glass',
+      scopes: ['org:admin'],
+    });
+    await ageOrg(org, 40);
+    await use(org.adminKey, org.adminKeyId); // in daily use, but expiring in an hour
+    await sql`update api_keys set expires_at = now() + interval '1 hour'
+      where id = ${org.adminKeyId}`.execute(db());
+    const policies = tracked.app.kt.dormantPolicies;
+    const plan = operatorPlan({ ...(await policies.get(org.orgId)), after_days: 7 });
+    const result = await policies.act(
+      org.orgId,
+      plan,
+      { type: 'operator' },
+      { usageChecked: true },
+    );
+    expect(result.acted).toEqual([]);
+    expect(result.spared.map((k) => [k.id, k.reason])).toEqual([[breakGlass.id, 'last_admin_key']]);
+    expect(await statusOf(breakGlass.id)).toBe('active');
   });
 });
 
@@ -305,7 +330,76 @@ describe('a policy’s authority', () => {
     await tracked.app.kt.dormantPolicies.runAll();
     expect(await statusOf(idle.id)).toBe('revoked');
   });
+
+  it('keeps its authority through an active key of the rotation chain, not a revoked successor', async () => {
+    const org = await createOrg(tracked.app.client, 'Revoked successor');
+    const writer = await createKey(tracked.app.client, org, {
+      scopes: ['keys:write', 'keys:read'],
+    });
+    await setPolicy(org, REVOKE, writer.key);
+    const rotated = await tracked.app.client.post(
+      `/api/orgs/${org.orgId}/api-keys/${writer.id}/rotate`,
+      { key: org.adminKey, body: { overlap_seconds: 86_400 } },
+    );
+    expect(rotated.status).toBe(201);
+    const successor = rotated.body.api_key.id as string;
+    const gone = await tracked.app.client.delete(`/api/orgs/${org.orgId}/api-keys/${successor}`, {
+      key: org.adminKey,
+    });
+    expect(gone.status).toBe(200);
+    // The original is active until its overlap ends: the policy still acts with it.
+    expect(await preview(org)).toMatchObject({ action: 'revoke', downgraded: null });
+    await sql`update api_keys set expires_at = now() - interval '1 second'
+      where id = ${writer.id}`.execute(db());
+    expect((await preview(org)).downgraded).toContain('the author key was revoked');
+  });
+
+  it('stops revoking mid-run when its author is revoked after the run planned', async () => {
+    const org = await createOrg(tracked.app.client, 'Author revoked mid-run');
+    const writer = await createKey(tracked.app.client, org, {
+      scopes: ['keys:write', 'keys:read'],
+    });
+    const idle = await createKey(tracked.app.client, org, { name: 'idle', scopes: ['keys:read'] });
+    await ageOrg(org, 10);
+    await use(org.adminKey, org.adminKeyId);
+    await setPolicy(org, REVOKE, writer.key);
+    const policies = tracked.app.kt.dormantPolicies;
+    const { plan } = await policies.preview(org.orgId);
+    expect(plan).toMatchObject({ action: 'revoke', authorKeyId: writer.id });
+    await tracked.app.client.delete(`/api/orgs/${org.orgId}/api-keys/${writer.id}`, {
+      key: org.adminKey,
+    });
+    const downgrades: string[] = [];
+    const onDowngrade = (why: string) => {
+      downgrades.push(why);
+      return Promise.resolve();
+    };
+    const result = await policies.act(
+      org.orgId,
+      plan,
+      { type: 'policy' },
+      { usageChecked: true, onDowngrade },
+    );
+    expect(await statusOf(idle.id)).toBe('active');
+    expect(result.acted.map((k) => k.id)).toContain(idle.id); // notified instead
+    expect(downgrades).toEqual([expect.stringContaining('the author key was revoked')]);
+  });
 });
+
+/**
+ * Whether `org`'s usage up to its admin key's request at `since` is ingested: that use is in the
+ * totals (so every earlier event of the org was flushed, in order) and no queued job carries
+ * any of the org's events.
+ */
+async function usageIngested(org: TestOrg, since: number): Promise<boolean> {
+  const { rows } = await sql<{ used: boolean; pending: boolean }>`
+    select coalesce((select last_used_at >= ${new Date(since)} from api_key_usage_totals
+        where key_id = ${org.adminKeyId}), false) as used,
+      exists (select 1 from pgboss.job where name = ${USAGE_INGEST_QUEUE}
+        and state in ('created', 'retry', 'active') and data->'orgs' ? ${org.orgId}) as pending
+  `.execute(db());
+  return rows[0]?.used === true && rows[0].pending === false;
+}
 
 describe('usage freshness per org', () => {
   const event = (orgId: string, keyId: string): UsageEvent => ({
@@ -332,8 +426,12 @@ describe('usage freshness per org', () => {
       await ageOrg(org, 10);
       await use(org.adminKey, org.adminKeyId);
     }
+    const saved = Date.now();
     await setPolicy(quiet, REVOKE);
     await setPolicy(busy, REVOKE);
+    // The run gives up on a backlog fast (impatientPolicies): quiet's own usage, its policy save
+    // included, is ingested first, however loaded the machine.
+    await waitFor(() => usageIngested(quiet, saved));
     // Queued and not ingested (they may start only in an hour): another tenant's flood, and a
     // use of busy's idle key that the run must not overlook.
     const boss = await tracked.app.kt.queue();
@@ -355,6 +453,114 @@ describe('usage freshness per org', () => {
       expect(await audits(busy, 'key.revoked')).toEqual([]);
     } finally {
       await sql`delete from pgboss.job where id = any(${jobs}::uuid[])`.execute(db());
+    }
+  });
+
+  it('does not count an org fresh when its job fails for good while the run waits', async () => {
+    const [held, other] = [crypto.randomUUID(), crypto.randomUUID()];
+    const boss = await tracked.app.kt.queue();
+    const data = await packEvents([event(held, crypto.randomUUID())]);
+    const job = await boss.send(USAGE_INGEST_QUEUE, data, { startAfter: 3600 });
+    const fresh: string[] = [];
+    const deps = { db: db(), flushIntervalMs: 0, timeoutMs: 60_000 };
+    const done = whenUsageComplete(deps, [held, other], (orgId) => {
+      fresh.push(orgId);
+      return Promise.resolve();
+    });
+    try {
+      // `other` is run once the run has read the jobs queued before it; then the job dies.
+      await waitFor(() => fresh.includes(other));
+      await sql`update pgboss.job set state = 'failed' where id = ${job}`.execute(db());
+      const { skipped } = await done;
+      expect(fresh).toEqual([other]);
+      expect(skipped).toEqual([{ orgId: held, reason: expect.stringContaining('dead-lettered') }]);
+    } finally {
+      await sql`delete from pgboss.job where id = ${job}`.execute(db());
+    }
+  });
+
+  it('does not revoke for an org whose events wait in a dead-lettered job', async () => {
+    const org = await createOrg(tracked.app.client, 'Dead-lettered use');
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
+    await ageOrg(org, 10);
+    await use(org.adminKey, org.adminKeyId);
+    await setPolicy(org, REVOKE);
+    const boss = await tracked.app.kt.queue();
+    const dead = await packEvents([event(org.orgId, idle.id)]);
+    const job = await boss.send(USAGE_DEAD_LETTER_QUEUE, dead);
+    try {
+      const report = await tracked.app.kt.dormantPolicies.runAll();
+      expect(report.skipped).toBeGreaterThan(0);
+      expect(await statusOf(idle.id)).toBe('active');
+      expect((await preview(org)).keys.map((k: { key_id: string }) => k.key_id)).toEqual([idle.id]);
+    } finally {
+      await sql`delete from pgboss.job where id = ${job}`.execute(db());
+    }
+    await tracked.app.kt.dormantPolicies.runAll();
+    expect(await statusOf(idle.id)).toBe('revoked');
+  });
+});
+
+describe('the daily run', () => {
+  it('does not wait behind ingest’s foreign-key locks on the keys', async () => {
+    const org = await createOrg(tracked.app.client, 'Ingesting');
+    const idle = await createKey(tracked.app.client, org, { name: 'idle' });
+    await ageOrg(org, 40);
+    await usedLongAgo(org.adminKeyId, 1, 1);
+    // What an ingest transaction holds while its rollup rows reference the keys.
+    const ingest = new pg.Client({ connectionString: tracked.dbUrl() });
+    await ingest.connect();
+    let finished = false;
+    try {
+      await ingest.query('begin');
+      await ingest.query('select id from api_keys where org_id = $1 for key share', [org.orgId]);
+      const policies = tracked.app.kt.dormantPolicies;
+      const plan = operatorPlan({ ...(await policies.get(org.orgId)), after_days: 7 });
+      const run = policies
+        .act(org.orgId, plan, { type: 'operator' }, { usageChecked: true })
+        .finally(() => (finished = true));
+      const outcome = await waitFor(
+        async () => {
+          if (finished) return 'done';
+          const { rows } = await sql<{ n: number }>`select count(*)::int as n
+            from pg_stat_activity where datname = current_database()
+              and wait_event_type = 'Lock' and query like '%rotated_from_id%'`.execute(db());
+          return (rows[0]?.n ?? 0) > 0 ? 'blocked' : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
+      await ingest.query('commit');
+      expect((await run).acted.map((k) => k.id)).toEqual([idle.id]);
+      expect(outcome).toBe('done');
+    } finally {
+      await ingest.end();
+    }
+  });
+
+  it('runs every other org when one org’s run fails', async () => {
+    const failing = await createOrg(tracked.app.client, 'Failing');
+    const fine = await createOrg(tracked.app.client, 'Fine');
+    const idle = await Promise.all(
+      [failing, fine].map((org) => createKey(tracked.app.client, org, { name: 'idle' })),
+    );
+    for (const org of [failing, fine]) {
+      await ageOrg(org, 10);
+      await use(org.adminKey, org.adminKeyId);
+      await setPolicy(org, REVOKE);
+    }
+    await sql`create function fail_org_update() returns trigger language plpgsql as $$
+      begin raise exception 'this org fails'; end $$`.execute(db());
+    await sql`create trigger fail_org_update before update on api_keys for each row
+      when (old.org_id = ${sql.lit(failing.orgId)}::uuid)
+      execute function fail_org_update()`.execute(db());
+    try {
+      const report = await tracked.app.kt.dormantPolicies.runAll();
+      expect(report.skipped).toBeGreaterThan(0);
+      expect(await statusOf(idle[0]?.id ?? '')).toBe('active');
+      expect(await statusOf(idle[1]?.id ?? '')).toBe('revoked');
+    } finally {
+      await sql`drop trigger fail_org_update on api_keys`.execute(db());
+      await sql`drop function fail_org_update()`.execute(db());
     }
   });
 });

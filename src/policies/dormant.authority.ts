@@ -50,7 +50,7 @@ async function authorityOf(
   now: Date,
 ): Promise<Authority> {
   if (keyId === null) return { lost: 'the policy has no author key' };
-  const key = await q.authorKey(ex, orgId, keyId);
+  const key = await q.authorKey(ex, orgId, keyId, now);
   if (!key) return { lost: 'the author key no longer exists' };
   if (key.revoked_at) return { lost: 'the author key was revoked' };
   if (key.expires_at && key.expires_at <= now) return { lost: 'the author key expired' };
@@ -76,7 +76,7 @@ export async function planOf(
   });
   if (policy.action === 'notify') return notify(null);
   const authority = await authorityOf(ex, orgId, policy.updated_by_key_id, now);
-  if ('lost' in authority) return notify(`${authority.lost}: revoke runs as notify`);
+  if ('lost' in authority) return notify(downgradeOf(authority));
   return {
     action: 'revoke',
     rule: ruleOf(policy, authority.covers),
@@ -84,6 +84,37 @@ export async function planOf(
     downgraded: null,
   };
 }
+
+/**
+ * `plan` as its author's authority allows at `now`, read again inside a pass's transaction once
+ * the author key is locked: a revocation or narrowing that committed since the run began applies
+ * to the chunks that follow. The same plan when nothing changed.
+ */
+export async function recheckPlan(
+  trx: Database,
+  orgId: string,
+  plan: ActionPlan,
+  now: Date,
+): Promise<ActionPlan> {
+  if (plan.action !== 'revoke' || plan.authorKeyId === null) return plan;
+  const authority = await authorityOf(trx, orgId, plan.authorKeyId, now);
+  if ('lost' in authority) {
+    const rule = { ...plan.rule, coveredBy: null };
+    return { action: 'notify', rule, authorKeyId: null, downgraded: downgradeOf(authority) };
+  }
+  const same = (a: string[] | null, b: string[] | null) =>
+    a === b || (a !== null && b !== null && [...a].sort().join() === [...b].sort().join());
+  if (authority.keyId === plan.authorKeyId && same(authority.covers, plan.rule.coveredBy)) {
+    return plan;
+  }
+  return {
+    ...plan,
+    rule: { ...plan.rule, coveredBy: authority.covers },
+    authorKeyId: authority.keyId,
+  };
+}
+
+const downgradeOf = (a: { lost: string }) => `${a.lost}: revoke runs as notify`;
 
 /**
  * Replacing a policy needs the authority it acts with now: every scope of its author key (all

@@ -5,6 +5,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import { ADMIN_SCOPE } from '../keys/keys.types.ts';
+import { USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
 import type { DormantAction, DormantRule, StoredPolicy } from './dormant.types.ts';
 
 type Db = Kysely<DB>;
@@ -77,6 +78,9 @@ export async function enabledPolicyOrgs(db: Db): Promise<string[]> {
  * The keys `rule` acts on now: dormant, not excluded, and for `notify` not yet notified in this
  * dormant spell (a notice older than the key's last use belongs to an earlier spell). `lock`:
  * the rows are locked for this transaction, skipping rows another run holds (it acts on them).
+ * Every lock of a pass is FOR NO KEY UPDATE: it serialises with revocations and other passes
+ * (both update the row) but not with the FOR KEY SHARE that ingest's rollup inserts take through
+ * their foreign keys to api_keys, so ingest never waits behind a run (nor deadlocks with it).
  */
 export function dormantCandidates(
   orgId: string,
@@ -116,7 +120,7 @@ export function dormantCandidates(
       and ${o.exclude?.length ? sql`not (k.id = any(${o.exclude}::uuid[]))` : sql`true`}
     order by ${lastSeen}, k.id
     limit ${o.limit}
-    ${o.lock ? sql`for update of k skip locked` : sql``}`;
+    ${o.lock ? sql`for no key update of k skip locked` : sql``}`;
 }
 
 export async function markRevokedByPolicy(
@@ -148,56 +152,90 @@ export async function databaseNow(db: Db): Promise<Date> {
 
 /**
  * Usage jobs queued before `before` (Postgres's clock) and not ingested yet, with the orgs whose
- * events each carries (null: unlisted, a batch of many orgs or one queued by an earlier
- * version, so possibly anyone's). Read once per run: it reads every pending job's payload.
+ * events each carries (null: a job queued by an earlier version without the list, so possibly
+ * anyone's). Read once per run: it reads every pending job's payload.
  */
 export async function pendingUsageJobs(
   db: Db,
   before: Date,
 ): Promise<{ id: string; orgs: string[] | null }[]> {
   const { rows } = await sql<{ id: string; orgs: string[] | null }>`
-    select id, case when jsonb_typeof(data->'orgs') = 'array' then data->'orgs' end as orgs
-    from pgboss.job where name = 'usage.ingest'
+    select id, ${jobOrgs} as orgs
+    from pgboss.job where name = ${USAGE_INGEST_QUEUE}
       and state in ('created', 'retry', 'active') and created_on < ${before}`.execute(db);
   return rows;
 }
 
-/** Which of the usage jobs `ids` are still to be ingested (by primary key: no payload read). */
-export async function stillPending(db: Db, ids: readonly string[]): Promise<Set<string>> {
-  if (ids.length === 0) return new Set();
-  const { rows } = await sql<{ id: string }>`
-    select id from pgboss.job where name = 'usage.ingest' and id = any(${ids}::uuid[])
-      and state in ('created', 'retry', 'active')`.execute(db);
-  return new Set(rows.map((r) => r.id));
+const jobOrgs = sql`case when jsonb_typeof(data->'orgs') = 'array' then data->'orgs' end`;
+
+/**
+ * The orgs whose events wait in dead-lettered usage jobs (until `keytrail ingest replay-dead`),
+ * distinct; `all`: some job carries no orgs list, so it may hold anyone's. Read once per run
+ * (it reads the dead jobs' payloads; normally there are none). A job that fails for good during
+ * the run is seen through its state instead (usageJobStates).
+ */
+export async function deadLetteredOrgs(db: Db): Promise<{ all: boolean; orgs: string[] }> {
+  const { rows } = await sql<{ org: string | null }>`
+    select distinct o.org
+    from pgboss.job j
+    left join lateral jsonb_array_elements_text(${jobOrgs}) as o(org) on true
+    where j.name = ${USAGE_DEAD_LETTER_QUEUE} and j.state in ('created', 'retry', 'active')`.execute(
+    db,
+  );
+  return {
+    all: rows.some((r) => r.org === null),
+    orgs: rows.flatMap((r) => (r.org === null ? [] : [r.org])),
+  };
+}
+
+/**
+ * Which of the usage jobs `ids` are still to be ingested, and which failed for good (retries
+ * spent: pg-boss dead-lettered a copy, so their events wait for a replay). By primary key: no
+ * payload read.
+ */
+export async function usageJobStates(
+  db: Db,
+  ids: readonly string[],
+): Promise<{ pending: Set<string>; failed: Set<string> }> {
+  if (ids.length === 0) return { pending: new Set(), failed: new Set() };
+  const { rows } = await sql<{ id: string; state: string }>`
+    select id, state from pgboss.job where name = ${USAGE_INGEST_QUEUE} and id = any(${ids}::uuid[])
+      and state in ('created', 'retry', 'active', 'failed')`.execute(db);
+  const of = (failed: boolean) =>
+    new Set(rows.filter((r) => (r.state === 'failed') === failed).map((r) => r.id));
+  return { pending: of(false), failed: of(true) };
 }
 
 /** Row lock on one key (the policy's author, taken after the admin keys). */
 export async function lockKey(db: Db, keyId: string): Promise<void> {
-  await sql`select id from api_keys where id = ${keyId} for update`.execute(db);
+  await sql`select id from api_keys where id = ${keyId} for no key update`.execute(db);
 }
 
 /**
  * The org's active `org:admin` keys, in id order; `rotating`: replaced by a rotation, active
- * only until its overlap ends. `lock` takes them FOR UPDATE, before any other key lock of a
+ * only until its overlap ends. `lock` takes them FOR NO KEY UPDATE, before any other key lock of a
  * revoking pass (always in this order: no deadlock), so passes and revocations by hand
  * serialise on them and each counts the keys the others left.
  */
 export function activeAdminKeys(orgId: string, now: Date, lock: boolean) {
-  return sql<{ id: string; rotating: boolean }>`
-    select k.id, exists (select 1 from api_keys s where s.rotated_from_id = k.id) as rotating
+  return sql<{ id: string; rotating: boolean; expires_at: Date | null }>`
+    select k.id, k.expires_at,
+      exists (select 1 from api_keys s where s.rotated_from_id = k.id) as rotating
     from api_keys k
     where k.org_id = ${orgId} and ${ADMIN_SCOPE} = any(k.scopes)
       and k.revoked_at is null and (k.expires_at is null or k.expires_at > ${now})
     order by k.id
-    ${lock ? sql`for update of k` : sql``}`;
+    ${lock ? sql`for no key update of k` : sql``}`;
 }
 
 /**
- * The key a policy was saved with as it is now, or the key that replaced it by rotation (same
- * scopes by construction), newest first: rotating the author's key keeps the policy's
- * authority. Undefined: no such key in the org.
+ * The key a policy was saved with as it is now, or a key that replaced it by rotation (same
+ * scopes by construction): the newest active one of the chain, the original included, so
+ * rotating the author's key keeps the policy's authority and revoking one successor does not
+ * end it while another key of the chain is active. When none is active, the newest (its state
+ * says why the authority is lost). Undefined: no such key in the org.
  */
-export async function authorKey(db: Db, orgId: string, keyId: string) {
+export async function authorKey(db: Db, orgId: string, keyId: string, now: Date) {
   const { rows } = await sql<{
     id: string;
     scopes: string[];
@@ -213,7 +251,9 @@ export async function authorKey(db: Db, orgId: string, keyId: string) {
       where c.depth < 100
     )
     select id, scopes, revoked_at, expires_at from chain
-    order by depth desc, created_at desc, id desc limit 1`.execute(db);
+    order by (revoked_at is null and (expires_at is null or expires_at > ${now})) desc,
+      depth desc, created_at desc, id desc
+    limit 1`.execute(db);
   return rows[0];
 }
 

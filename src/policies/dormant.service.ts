@@ -9,7 +9,7 @@ import type { Logger } from '../platform/logger.ts';
 import { recordAudit, recordAudits, type AuditActor } from '../audit/audit.service.ts';
 import { lockOrg, notifyKeyChanged } from '../keys/keys.queries.ts';
 import { ADMIN_SCOPE, type KeyIdentity } from '../keys/keys.types.ts';
-import { assertMayReplace, planOf, type ActionPlan } from './dormant.authority.ts';
+import { assertMayReplace, planOf, recheckPlan, type ActionPlan } from './dormant.authority.ts';
 import * as q from './dormant.queries.ts';
 import { sparedKeys } from './dormant.spare.ts';
 import {
@@ -122,7 +122,10 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
         limit: ids.length,
       })
       .execute(ex);
-    return sparedKeys(admins, rows, author).map((s) => ({ ...s.key, reason: s.reason }));
+    // An admin key counts as staying only if it outlasts the policy's days from now, so at least
+    // past the next daily run (a key expiring within the hour would leave the org no admin).
+    const safeUntil = new Date(at.now.getTime() + plan.rule.afterDays * DAY_MS);
+    return sparedKeys(admins, rows, author, safeUntil).map((s) => ({ ...s.key, reason: s.reason }));
   }
 
   /** Every key `plan` selects now, least recently used first, and those it spares (no lock). */
@@ -183,19 +186,26 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     );
   }
 
-  /** One chunk: locks the keys the plan still selects, acts on them and audits each. */
+  /**
+   * One chunk: locks the keys the plan still selects, acts on them and audits each. With the
+   * author key locked, its authority is read again: when it changed since the plan was made (a
+   * revocation or narrowing committed mid-run), the chunk acts on nothing and returns the plan
+   * the remaining chunks follow.
+   */
   async function actOnChunk(orgId: string, plan: ActionPlan, actor: AuditActor) {
     const now = clock.now();
     const at = atOf(plan, now);
     const rule = { ...plan.rule, action: plan.action };
     return db.transaction().execute(async (trx) => {
       const spared = await spares(trx, orgId, plan, at, true);
+      const current = await recheckPlan(trx, orgId, plan, now);
+      if (current !== plan) return { acted: [], spared: [], locked: 0, plan: current };
       await recordSpared(trx, orgId, plan, actor, spared, now);
       const exclude = spared.map((k) => k.id);
       const { rows } = await q
         .dormantCandidates(orgId, rule, at, { limit: CHUNK, lock: true, exclude })
         .execute(trx);
-      if (rows.length === 0) return { acted: rows, spared, locked: 0 };
+      if (rows.length === 0) return { acted: rows, spared, locked: 0, plan };
       // Again, in a fresh snapshot now that the keys are locked: a use ingested since the
       // locking statement began (the totals are not locked) spares its key.
       const locked = rows.map((k) => k.id);
@@ -203,7 +213,7 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
         .dormantCandidates(orgId, rule, at, { limit: CHUNK, ids: locked })
         .execute(trx);
       const ids = still.rows.map((k) => k.id);
-      if (ids.length === 0) return { acted: [], spared, locked: locked.length };
+      if (ids.length === 0) return { acted: [], spared, locked: locked.length, plan };
       if (plan.action === 'revoke') {
         const reason = `dormant: unused for ${plan.rule.afterDays} days`;
         await q.markRevokedByPolicy(trx, ids, now, reason);
@@ -216,26 +226,35 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
         trx,
         still.rows.map((k) => auditOf(orgId, plan, actor, k, action, now)),
       );
-      return { acted: still.rows, spared, locked: locked.length };
+      return { acted: still.rows, spared, locked: locked.length, plan };
     });
   }
 
-  /** Acts on every key the plan selects now, once each, however many runs overlap. */
+  /**
+   * Acts on every key the plan selects now, once each, however many runs overlap. `onDowngrade`:
+   * the author lost the authority mid-run (the remaining chunks only notify).
+   */
   async function act(
     orgId: string,
-    plan: ActionPlan,
+    planned: ActionPlan,
     actor: AuditActor,
-    o: { usageChecked?: boolean } = {},
+    o: { usageChecked?: boolean; onDowngrade?: (why: string) => Promise<void> } = {},
   ): Promise<ActResult> {
     if (!o.usageChecked) {
-      const { reason } = await whenUsageComplete(freshness, [orgId], () => Promise.resolve());
-      if (reason) return { acted: [], spared: [], skipped: reason };
+      const { skipped } = await whenUsageComplete(freshness, [orgId], () => Promise.resolve());
+      if (skipped[0]) return { acted: [], spared: [], skipped: skipped[0].reason };
     }
     const acted: q.DormantCandidate[] = [];
+    let plan = planned;
     // Until a pass locks nothing: a pass whose keys were all used meanwhile acts on none.
     for (;;) {
       const chunk = await actOnChunk(orgId, plan, actor);
       acted.push(...chunk.acted);
+      if (chunk.plan !== plan) {
+        plan = chunk.plan;
+        if (plan.downgraded) await o.onDowngrade?.(plan.downgraded);
+        continue;
+      }
       if (chunk.locked === 0) return { acted, spared: chunk.spared, skipped: null };
     }
   }
@@ -262,26 +281,41 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
 
   /**
    * The daily run: every enabled policy. Each org acts as soon as its own usage up to the run's
-   * start is ingested; an org whose usage is still behind at the timeout is skipped that day.
+   * start is ingested; an org whose usage is still behind at the timeout, or has events in
+   * dead-lettered jobs, is skipped that day, and so is an org whose run fails (logged: one org's
+   * failure stops no other).
    */
   async function runAll(): Promise<{ orgs: number; acted: number; skipped: number }> {
     const report = { orgs: 0, acted: 0, skipped: 0 };
     const orgs = await q.enabledPolicyOrgs(db);
     if (orgs.length === 0) return report;
-    const { behind, reason } = await whenUsageComplete(freshness, orgs, async (orgId) => {
-      const policy = await q.findPolicy(db, orgId);
-      if (!policy?.enabled) return;
-      const plan = await planOf(db, orgId, policy, clock.now());
-      if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
-      const result = await act(orgId, plan, { type: 'policy' }, { usageChecked: true });
-      report.orgs++;
-      report.acted += result.acted.length;
+    const { skipped } = await whenUsageComplete(freshness, orgs, async (orgId) => {
+      try {
+        const acted = await runOrg(orgId);
+        if (acted === null) return;
+        report.acted += acted;
+        report.orgs++;
+      } catch (error) {
+        report.skipped++;
+        deps.logger.error({ org_id: orgId, err: error }, 'dormant-key policy run failed');
+      }
     });
-    for (const orgId of behind) {
+    for (const { orgId, reason } of skipped) {
       report.skipped++;
       deps.logger.warn({ org_id: orgId, reason }, 'dormant-key policy skipped');
     }
     return report;
+  }
+
+  /** One org's part of the daily run: how many keys it acted on (null: disabled meanwhile). */
+  async function runOrg(orgId: string): Promise<number | null> {
+    const policy = await q.findPolicy(db, orgId);
+    if (!policy?.enabled) return null;
+    const plan = await planOf(db, orgId, policy, clock.now());
+    if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
+    const onDowngrade = (why: string) => noteDowngrade(orgId, policy, why);
+    const result = await act(orgId, plan, { type: 'policy' }, { usageChecked: true, onDowngrade });
+    return result.acted.length;
   }
 
   return { get, put, select, preview, act, runAll, defaults };

@@ -14,16 +14,42 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export type FreshnessDeps = { db: Database; flushIntervalMs: number; timeoutMs: number };
 
+export type Skipped = { orgId: string; reason: string };
+
+const DEAD_LETTERED =
+  'usage events of the org wait in dead-lettered jobs (keytrail ingest replay-dead)';
+
 /**
  * Calls `fresh(org)` for each org as soon as its usage up to now is ingested: it first waits one
  * flush interval (an event reaches the queue within it), reads the jobs queued until then once,
- * and then polls only those jobs. Returns the orgs still behind at the timeout, and why.
+ * and then polls only those jobs. Returns the orgs skipped, and why: still behind at the timeout,
+ * or with events in dead-lettered jobs (only a replay ingests them, so waiting cannot help; a
+ * key whose only use is in one must not be judged unused).
  */
 export async function whenUsageComplete(
   deps: FreshnessDeps,
   orgIds: readonly string[],
   fresh: (orgId: string) => Promise<void>,
-): Promise<{ behind: string[]; reason: string | null }> {
+): Promise<{ skipped: Skipped[] }> {
+  const dead = await q.deadLetteredOrgs(deps.db);
+  const held = new Set(dead.all ? orgIds : dead.orgs);
+  const skipped = orgIds
+    .filter((o) => held.has(o))
+    .map((orgId) => ({ orgId, reason: DEAD_LETTERED }));
+  const behind = await whenIngested(
+    deps,
+    orgIds.filter((o) => !held.has(o)),
+    fresh,
+  );
+  return { skipped: [...skipped, ...behind] };
+}
+
+async function whenIngested(
+  deps: FreshnessDeps,
+  orgIds: readonly string[],
+  fresh: (orgId: string) => Promise<void>,
+): Promise<Skipped[]> {
+  if (orgIds.length === 0) return [];
   const start = await q.databaseNow(deps.db);
   const cutoff = new Date(start.getTime() + deps.flushIntervalMs + SEND_MARGIN_MS);
   await sleep(deps.flushIntervalMs + SEND_MARGIN_MS);
@@ -34,24 +60,28 @@ export async function whenUsageComplete(
     for (const org of job.orgs ?? []) byOrg.set(org, [...(byOrg.get(org) ?? []), job.id]);
   }
   let pending = new Set(jobs.map((j) => j.id));
+  // Jobs that failed for good while the run waited: dead-lettered, their events not ingested.
+  const failed = new Set<string>();
   const deadline = Date.now() + deps.timeoutMs;
   let waiting = [...orgIds];
+  const skipped: Skipped[] = [];
   for (;;) {
     const behind: string[] = [];
     for (const orgId of waiting) {
       const waitsFor = [...unlisted, ...(byOrg.get(orgId) ?? [])];
-      if (waitsFor.some((id) => pending.has(id))) behind.push(orgId);
+      if (waitsFor.some((id) => failed.has(id))) skipped.push({ orgId, reason: DEAD_LETTERED });
+      else if (waitsFor.some((id) => pending.has(id))) behind.push(orgId);
       else await fresh(orgId);
     }
     waiting = behind;
-    if (waiting.length === 0) return { behind: [], reason: null };
+    if (waiting.length === 0) return skipped;
     if (Date.now() >= deadline) {
-      return {
-        behind: waiting,
-        reason: `usage events queued before ${cutoff.toISOString()} are not ingested yet`,
-      };
+      const reason = `usage events queued before ${cutoff.toISOString()} are not ingested yet`;
+      return [...skipped, ...waiting.map((orgId) => ({ orgId, reason }))];
     }
     await sleep(POLL_MS);
-    pending = await q.stillPending(deps.db, [...pending]);
+    const now = await q.usageJobStates(deps.db, [...pending]);
+    pending = now.pending;
+    for (const id of now.failed) failed.add(id);
   }
 }

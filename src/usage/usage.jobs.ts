@@ -181,11 +181,11 @@ export function decodePayload(p: UsagePayload): UsageEvent[] {
  * payload: `data_as_of` is held back to it while the job is not ingested, so events that waited
  * in a buffer (the queue unreachable) or came late from a gateway count as not complete yet.
  * `orgs`: the orgs whose events the batch carries, readable without inflating, so a dormant-key
- * run waits only for its own org's jobs (one tenant's backlog holds back no one else). Left out
- * past JOB_ORGS_MAX orgs (and by earlier versions): such a job counts as every org's.
+ * run waits only for the jobs carrying its org's events (one tenant's backlog holds back no one
+ * else). Always written, whatever the number of orgs: a UUID per org is small next to the events
+ * (each carries its own id). Jobs queued by earlier versions lack it: they count as every org's.
  */
 export type UsageJob = { v: 2; n: number; z: string; since: number; orgs?: string[] };
-export const JOB_ORGS_MAX = 64;
 
 export async function packEvents(events: readonly UsageEvent[]): Promise<UsageJob> {
   const payload = encodePayload(events);
@@ -197,7 +197,7 @@ export async function packEvents(events: readonly UsageEvent[]): Promise<UsageJo
     n: events.length,
     z: z.toString('base64'),
     since: Number.isFinite(since) ? since : Date.now(),
-    ...(orgs.length <= JOB_ORGS_MAX && { orgs }),
+    orgs,
   };
 }
 

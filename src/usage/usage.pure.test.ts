@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { BUCKETS, LOWER_BOUNDS_MS, bucketOf, emptyHistogram, quantile } from './histogram.ts';
 import { normalizePath, routeOf } from './routes-normalize.ts';
-import { decodePayload, encodePayload, usagePayloadSchema } from './usage.jobs.ts';
+import {
+  decodePayload,
+  encodePayload,
+  packEvents,
+  unpackJob,
+  usagePayloadSchema,
+} from './usage.jobs.ts';
 import { aggregate, capRoutes } from './usage.aggregate.ts';
+import { usageEvent } from '../testing/factories.ts';
 import type { UsageEvent } from './usage.types.ts';
 import { partitionMonth, partitionName } from './usage.queries.ts';
 
@@ -76,6 +83,17 @@ describe('route normalisation', () => {
 });
 
 describe('job payload', () => {
+  it('lists every org of a batch, however many, and still unpacks', async () => {
+    // A full buffer batch (5,000 events), each of another org.
+    const events = Array.from({ length: 5000 }, (_, i) =>
+      usageEvent({ orgId: crypto.randomUUID(), keyId: crypto.randomUUID(), occurredAt: 1 }, i),
+    );
+    const job = await packEvents(events);
+    expect(new Set(job.orgs)).toEqual(new Set(events.map((e) => e.orgId)));
+    const unpacked = unpackJob(JSON.parse(JSON.stringify(job)));
+    expect('payload' in unpacked && unpacked.payload.id.length).toBe(5000);
+  });
+
   it('round-trips events through the columnar encoding and validates', () => {
     const events = [
       event(),

@@ -7,6 +7,7 @@ import { nextMaintenanceRun } from '../../usage/usage.jobs.ts';
 import { DormantPolicyBody } from '../policy.schemas.ts';
 import { OrgIdParams } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
+import { readShare } from '../middleware/read-share.ts';
 
 const BASE = '/api/orgs/:orgId/policies/dormant-keys';
 
@@ -37,7 +38,8 @@ export function policiesRoutes(kt: Keytrail): Router {
     res.json(publicPolicy(saved));
   });
 
-  router.get(`${BASE}/preview`, can('keys:read'), async (req, res) => {
+  // A preview reads every key's rollups: an expensive read, under the org's read share.
+  router.get(`${BASE}/preview`, can('keys:read'), readShare(kt), async (req, res) => {
     const now = kt.clock.now();
     const { policy, plan, keys, spared } = await policies.preview(orgOf(req), now);
     const keyJson = (k: (typeof keys)[number]) => ({
