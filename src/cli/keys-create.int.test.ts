@@ -10,6 +10,9 @@ import { leakScanner } from '../testing/leak-scan.ts';
 
 const t = useCliTestApp();
 const cli = (...args: string[]) => runInProcess(args, t.env);
+/** `keytrail keys create --org ORG …rest` */
+const createFor = (orgId: string, ...rest: string[]) =>
+  cli('keys', 'create', '--org', orgId, ...rest);
 
 describe('keys create', () => {
   it('gives a locked-out org a new org:admin key, audited with actor operator', async () => {
@@ -18,10 +21,7 @@ describe('keys create', () => {
       key: org.adminKey,
     });
     expect(revoked.status).toBe(200);
-    const res = await cli(
-      'keys',
-      'create',
-      '--org',
+    const res = await createFor(
       org.orgId,
       '--scopes',
       'org:admin',
@@ -76,10 +76,7 @@ describe('keys create', () => {
   it('prints the key once in text, with several scopes and an expiry', async () => {
     const org = await createOrg(t.app.client, 'Texty');
     const expires = new Date(Date.now() + 86_400_000).toISOString();
-    const res = await cli(
-      'keys',
-      'create',
-      '--org',
+    const res = await createFor(
       org.orgId,
       '--scopes',
       'keys:read, usage:read',
@@ -121,14 +118,7 @@ describe('keys create', () => {
   });
 
   it('reports an unknown org (exit 1) and creates nothing', async () => {
-    const res = await cli(
-      'keys',
-      'create',
-      '--org',
-      '018f0000-0000-7000-8000-000000000000',
-      '--scopes',
-      'org:admin',
-    );
+    const res = await createFor('018f0000-0000-7000-8000-000000000000', '--scopes', 'org:admin');
     expect(res).toMatchObject({ code: 1, stdout: '', stderr: 'keytrail: org not found\n' });
   });
 });

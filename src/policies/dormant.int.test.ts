@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { impatientPolicies, useTrackingApp } from '../../test/admin-app.ts';
+import { dormantFixtures, policyPath } from '../../test/dormant-fixtures.ts';
 import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
-import { waitFor } from '../testing/harness.ts';
 import { cliEnv, runInProcess } from '../testing/cli.ts';
 import { USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
 import { runMaintenance } from '../../workers/maintenance.ts';
@@ -10,26 +10,7 @@ import { expectProblem } from '../testing/problem.ts';
 
 const tracked = useTrackingApp();
 
-const policyPath = (org: TestOrg) => `/api/orgs/${org.orgId}/policies/dormant-keys`;
-const db = () => tracked.app.kt.database.db;
-
-/** Every key of the org was created `days` ago (and never used since, unless used later). */
-async function ageKeys(org: TestOrg, days: number): Promise<void> {
-  await sql`update api_keys set created_at = now() - make_interval(days => ${days})
-    where org_id = ${org.orgId}`.execute(db());
-}
-
-/** A real tracked request with `key`, waited for until its use is in the totals. */
-async function use(key: string, keyId: string): Promise<void> {
-  const before = Date.now();
-  expect((await tracked.app.client.get('/api/keys/self', { key })).status).toBe(200);
-  await waitFor(async () => {
-    const { rows } = await sql<{ at: Date | null }>`select last_used_at as at
-      from api_key_usage_totals where key_id = ${keyId}`.execute(db());
-    const at = rows[0]?.at;
-    return at && at.getTime() >= before - 1000 ? at : undefined;
-  });
-}
+const { db, ageOrg: ageKeys, use } = dormantFixtures(tracked);
 
 async function audits(org: TestOrg, action: string) {
   const { rows } = await sql<{ target_id: string; actor_type: string; details: any }>`

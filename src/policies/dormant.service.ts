@@ -1,51 +1,29 @@
 /**
  * Dormant-key policies (SPEC §10): per org, notify about or revoke keys unused for N days. The
  * daily run, the preview and `keys dormant --revoke` select keys with one rule (the org usage
- * page's dormant flag), and every action is audited in the transaction that takes it.
+ * page's dormant flag; dormant.select.ts), and every action is audited in the transaction that
+ * takes it (dormant.run.ts). This module saves and previews policies and composes the run.
  */
-import type { Database } from '../platform/db.ts';
-import type { Clock } from '../platform/clock.ts';
-import type { Logger } from '../platform/logger.ts';
-import { recordAudit, recordAudits, type AuditActor } from '../audit/audit.service.ts';
-import { lockOrg, notifyKeyChanged } from '../keys/keys.queries.ts';
+import { recordAudit } from '../audit/audit.service.ts';
+import { lockOrg } from '../keys/keys.queries.ts';
 import { ADMIN_SCOPE, type KeyIdentity } from '../keys/keys.types.ts';
-import { assertMayReplace, planOf, recheckPlan, type ActionPlan } from './dormant.authority.ts';
+import { assertMayReplace, planOf, type ActionPlan } from './dormant.authority.ts';
 import * as q from './dormant.queries.ts';
-import { sparedKeys } from './dormant.spare.ts';
+import { createDormantRun, type DormantRunDeps } from './dormant.run.ts';
+import { selectKeys } from './dormant.select.ts';
 import {
   MAX_AFTER_DAYS,
   MIN_AFTER_DAYS,
-  SPARE_REASONS,
   type PolicyInput,
   type PolicyView,
-  type SpareReason,
-  type StoredPolicy,
 } from './dormant.types.ts';
-import { whenUsageComplete } from './usage-freshness.ts';
-
-const DAY_MS = 86_400_000;
-/** Keys acted on per transaction: bounded locks and audit inserts, whatever the org's size. */
-const CHUNK = 500;
 
 export { operatorPlan, type ActionPlan } from './dormant.authority.ts';
+export type { ActResult } from './dormant.run.ts';
+export type { SparedKey } from './dormant.select.ts';
 export type { PolicyInput, PolicyView } from './dormant.types.ts';
-export type SparedKey = q.DormantCandidate & { reason: SpareReason };
-export type ActResult = {
-  acted: q.DormantCandidate[];
-  spared: SparedKey[];
-  skipped: string | null;
-};
 
-export type DormantPolicyDeps = {
-  db: Database;
-  clock: Clock;
-  logger: Logger;
-  /** The usage buffers' flush interval: an event reaches the queue within it. */
-  flushIntervalMs: number;
-  defaultDays: number;
-  /** How long a run waits for usage to be complete up to its start before acting on nothing. */
-  freshnessTimeoutMs: number;
-};
+export type DormantPolicyDeps = DormantRunDeps & { defaultDays: number };
 
 export function createDormantPolicies(deps: DormantPolicyDeps) {
   const { db, clock } = deps;
@@ -93,59 +71,9 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     return get(orgId);
   }
 
-  const atOf = (plan: ActionPlan, now: Date) => ({
-    now,
-    before: new Date(now.getTime() - plan.rule.afterDays * DAY_MS),
-  });
-
-  /**
-   * The dormant keys a revoking pass leaves alone (dormant.spare.ts). `lock`: the org's admin
-   * keys, then the author, are locked first, so concurrent passes and revocations by hand
-   * serialise on them and the last admin key is never revoked by two passes counting each other.
-   */
-  async function spares(
-    ex: Database,
-    orgId: string,
-    plan: ActionPlan,
-    at: { now: Date; before: Date },
-    lock: boolean,
-  ): Promise<SparedKey[]> {
-    if (plan.action !== 'revoke') return [];
-    const admins = (await q.activeAdminKeys(orgId, at.now, lock).execute(ex)).rows;
-    const author = plan.authorKeyId;
-    if (lock && author) await q.lockKey(ex, author);
-    const ids = [...new Set([...admins.map((a) => a.id), ...(author ? [author] : [])])];
-    if (ids.length === 0) return [];
-    const { rows } = await q
-      .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
-        ids,
-        limit: ids.length,
-      })
-      .execute(ex);
-    // An admin key counts as staying only if it outlasts the policy's days from now, so at least
-    // past the next daily run (a key expiring within the hour would leave the org no admin).
-    const safeUntil = new Date(at.now.getTime() + plan.rule.afterDays * DAY_MS);
-    return sparedKeys(admins, rows, author, safeUntil).map((s) => ({ ...s.key, reason: s.reason }));
-  }
-
   /** Every key `plan` selects now, least recently used first, and those it spares (no lock). */
-  async function select(orgId: string, plan: ActionPlan, now = clock.now()) {
-    const keys: q.DormantCandidate[] = [];
-    const at = atOf(plan, now);
-    const spared = await spares(db, orgId, plan, at, false);
-    const exclude = spared.map((k) => k.id);
-    for (;;) {
-      const { rows } = await q
-        .dormantCandidates(orgId, { ...plan.rule, action: plan.action }, at, {
-          limit: CHUNK,
-          exclude,
-          ...(keys.length > 0 && { after: keys.at(-1) }),
-        })
-        .execute(db);
-      keys.push(...rows);
-      if (rows.length < CHUNK) return { keys, spared };
-    }
-  }
+  const select = (orgId: string, plan: ActionPlan, now = clock.now()) =>
+    selectKeys(db, orgId, plan, now);
 
   /** The preview: what a run would do now. */
   async function preview(orgId: string, now = clock.now()) {
@@ -155,199 +83,7 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     return { policy, plan, ...chosen };
   }
 
-  /** Spared keys get a `key.dormant` notice (details.spared) once per dormant spell. */
-  async function recordSpared(
-    trx: Database,
-    orgId: string,
-    plan: ActionPlan,
-    actor: AuditActor,
-    spared: SparedKey[],
-    now: Date,
-  ) {
-    const due = spared.filter(
-      (k) => !k.dormant_notified_at || k.dormant_notified_at < (k.last_used_at ?? k.created_at),
-    );
-    if (due.length === 0) return;
-    await q.markNotified(
-      trx,
-      due.map((k) => k.id),
-      now,
-    );
-    await recordAudits(
-      trx,
-      due.map((k) => ({
-        ...auditOf(orgId, plan, actor, k, 'key.dormant', now),
-        details: {
-          ...detailsOf(plan, k),
-          spared: k.reason,
-          spared_because: SPARE_REASONS[k.reason],
-        },
-      })),
-    );
-  }
-
-  /**
-   * One chunk: locks the keys the plan still selects, acts on them and audits each. With the
-   * author key locked, its authority is read again: when it changed since the plan was made (a
-   * revocation or narrowing committed mid-run), the chunk acts on nothing and returns the plan
-   * the remaining chunks follow.
-   */
-  async function actOnChunk(orgId: string, plan: ActionPlan, actor: AuditActor) {
-    const now = clock.now();
-    const at = atOf(plan, now);
-    const rule = { ...plan.rule, action: plan.action };
-    return db.transaction().execute(async (trx) => {
-      const spared = await spares(trx, orgId, plan, at, true);
-      const current = await recheckPlan(trx, orgId, plan, now);
-      if (current !== plan) return { acted: [], spared: [], locked: 0, plan: current };
-      await recordSpared(trx, orgId, plan, actor, spared, now);
-      const exclude = spared.map((k) => k.id);
-      const { rows } = await q
-        .dormantCandidates(orgId, rule, at, { limit: CHUNK, lock: true, exclude })
-        .execute(trx);
-      if (rows.length === 0) return { acted: rows, spared, locked: 0, plan };
-      // Again, in a fresh snapshot now that the keys are locked: a use ingested since the
-      // locking statement began (the totals are not locked) spares its key.
-      const locked = rows.map((k) => k.id);
-      const still = await q
-        .dormantCandidates(orgId, rule, at, { limit: CHUNK, ids: locked })
-        .execute(trx);
-      const ids = still.rows.map((k) => k.id);
-      if (ids.length === 0) return { acted: [], spared, locked: locked.length, plan };
-      if (plan.action === 'revoke') {
-        const reason = `dormant: unused for ${plan.rule.afterDays} days`;
-        await q.markRevokedByPolicy(trx, ids, now, reason);
-        for (const id of ids) await notifyKeyChanged(trx, id);
-      } else {
-        await q.markNotified(trx, ids, now);
-      }
-      const action = plan.action === 'revoke' ? 'key.revoked' : 'key.dormant';
-      await recordAudits(
-        trx,
-        still.rows.map((k) => auditOf(orgId, plan, actor, k, action, now)),
-      );
-      return { acted: still.rows, spared, locked: locked.length, plan };
-    });
-  }
-
-  /**
-   * Acts on every key the plan selects now, once each, however many runs overlap. `onDowngrade`:
-   * the author lost the authority mid-run (the remaining chunks only notify).
-   */
-  async function act(
-    orgId: string,
-    planned: ActionPlan,
-    actor: AuditActor,
-    o: { usageChecked?: boolean; onDowngrade?: (why: string) => Promise<void> } = {},
-  ): Promise<ActResult> {
-    if (!o.usageChecked) {
-      const { skipped } = await whenUsageComplete(freshness, [orgId], () => Promise.resolve());
-      if (skipped[0]) return { acted: [], spared: [], skipped: skipped[0].reason };
-    }
-    const acted: q.DormantCandidate[] = [];
-    let plan = planned;
-    // Until a pass locks nothing: a pass whose keys were all used meanwhile acts on none.
-    for (;;) {
-      const chunk = await actOnChunk(orgId, plan, actor);
-      acted.push(...chunk.acted);
-      if (chunk.plan !== plan) {
-        plan = chunk.plan;
-        if (plan.downgraded) await o.onDowngrade?.(plan.downgraded);
-        continue;
-      }
-      if (chunk.locked === 0) return { acted, spared: chunk.spared, skipped: null };
-    }
-  }
-
-  /** A downgraded policy is audited once per saved version and reason (logged every run). */
-  async function noteDowngrade(orgId: string, policy: StoredPolicy, why: string) {
-    deps.logger.warn({ org_id: orgId, reason: why }, 'dormant-key policy downgraded');
-    if (await q.downgradeAudited(db, orgId, policy.updated_at, why)) return;
-    await recordAudit(db, {
-      orgId,
-      at: clock.now(),
-      actor: { type: 'policy' },
-      action: 'policy.downgraded',
-      target: { type: 'policy', id: null },
-      details: { policy: 'dormant-keys', from: 'revoke', to: 'notify', reason: why },
-    });
-  }
-
-  const freshness = {
-    db,
-    flushIntervalMs: deps.flushIntervalMs,
-    timeoutMs: deps.freshnessTimeoutMs,
-  };
-
-  /**
-   * The daily run: every enabled policy. Each org acts as soon as its own usage up to the run's
-   * start is ingested; an org whose usage is still behind at the timeout, or has events in
-   * dead-lettered jobs, is skipped that day, and so is an org whose run fails (logged: one org's
-   * failure stops no other).
-   */
-  async function runAll(): Promise<{ orgs: number; acted: number; skipped: number }> {
-    const report = { orgs: 0, acted: 0, skipped: 0 };
-    const orgs = await q.enabledPolicyOrgs(db);
-    if (orgs.length === 0) return report;
-    const { skipped } = await whenUsageComplete(freshness, orgs, async (orgId) => {
-      try {
-        const acted = await runOrg(orgId);
-        if (acted === null) return;
-        report.acted += acted;
-        report.orgs++;
-      } catch (error) {
-        report.skipped++;
-        deps.logger.error({ org_id: orgId, err: error }, 'dormant-key policy run failed');
-      }
-    });
-    for (const { orgId, reason } of skipped) {
-      report.skipped++;
-      deps.logger.warn({ org_id: orgId, reason }, 'dormant-key policy skipped');
-    }
-    return report;
-  }
-
-  /** One org's part of the daily run: how many keys it acted on (null: disabled meanwhile). */
-  async function runOrg(orgId: string): Promise<number | null> {
-    const policy = await q.findPolicy(db, orgId);
-    if (!policy?.enabled) return null;
-    const plan = await planOf(db, orgId, policy, clock.now());
-    if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
-    const onDowngrade = (why: string) => noteDowngrade(orgId, policy, why);
-    const result = await act(orgId, plan, { type: 'policy' }, { usageChecked: true, onDowngrade });
-    return result.acted.length;
-  }
-
-  return { get, put, select, preview, act, runAll, defaults };
-}
-
-/** The audit entry of one action on one key. */
-function auditOf(
-  orgId: string,
-  plan: ActionPlan,
-  actor: AuditActor,
-  k: q.DormantCandidate,
-  action: 'key.revoked' | 'key.dormant',
-  now: Date,
-) {
-  return {
-    orgId,
-    at: now,
-    actor,
-    action,
-    target: { type: 'api_key' as const, id: k.id },
-    details: detailsOf(plan, k),
-  };
-}
-
-function detailsOf(plan: ActionPlan, k: q.DormantCandidate): Record<string, unknown> {
-  return {
-    reason: 'dormant',
-    prefix: k.prefix,
-    after_days: plan.rule.afterDays,
-    last_used_at: k.last_used_at?.toISOString() ?? null,
-    ...(plan.downgraded && { downgraded: plan.downgraded }),
-  };
+  return { get, put, select, preview, ...createDormantRun(deps), defaults };
 }
 
 /** What the audit trail records of a policy. */
