@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { useTestApp } from '../testing/harness.ts';
 import { createKey, createOrg } from '../testing/factories.ts';
@@ -56,5 +58,40 @@ describe('audit trail of key changes', () => {
       .where('org_id', '=', org.orgId)
       .executeTakeFirstOrThrow();
     expect(Number(n.n)).toBe(2);
+  });
+});
+
+describe('webhook details in the audit trail', () => {
+  it('never shows a URL path or a raw error, even in rows an older version wrote', async () => {
+    const org = await createOrg(app().client, 'Legacy writer');
+    // As a process of the previous version writes them during an upgrade, after migration 0010.
+    const write = (action: string, details: object) =>
+      sql`insert into audit_events (id, org_id, actor_type, action, target_type, details)
+        values (${randomUUID()}, ${org.orgId}, 'system', ${action}, 'webhook',
+          ${JSON.stringify(details)}::jsonb)`.execute(app().kt.database.db);
+    await write('webhook.created', { url: 'https://hooks.slack.com/services/T1/B2/tok?x=1' });
+    await write('webhook.updated', {
+      changes: { url: { from: 'https://a.example/p/secret', to: 'https://b.example:8443/q' } },
+    });
+    await write('webhook.disabled', {
+      url: 'https://10.20.0.7:8443/hook',
+      last_error: 'connect ECONNREFUSED 10.20.0.7:8443',
+    });
+    const res = await app().client.get(`/api/orgs/${org.orgId}/audit-events`, {
+      key: org.adminKey,
+    });
+    expect(res.status).toBe(200);
+    const byAction = Object.fromEntries(
+      (res.body.data as { action: string; details: unknown }[]).map((e) => [e.action, e.details]),
+    );
+    expect(byAction['webhook.created']).toEqual({ url: 'https://hooks.slack.com/…?…' });
+    expect(byAction['webhook.updated']).toEqual({
+      changes: { url: { from: 'https://a.example/…', to: 'https://b.example:8443/…' } },
+    });
+    expect(byAction['webhook.disabled']).toEqual({
+      url: 'https://10.20.0.7:8443/…',
+      last_error: 'other',
+    });
+    expect(res.text).not.toMatch(/services|secret|ECONNREFUSED|tok/);
   });
 });

@@ -121,7 +121,8 @@ describe('GET /api/keys/self', () => {
   it('is documented in /openapi.json', async () => {
     const res = await app().client.get('/openapi.json');
     const op = res.body.paths['/api/keys/self'].get;
-    expect(Object.keys(op.responses)).toEqual(['200', '401', '503']);
+    // 429: the per-address limit on uncached keys; 503: Postgres (both on every keyed operation).
+    expect(Object.keys(op.responses)).toEqual(['200', '401', '429', '503']);
     const ref: string = op.responses['200'].content['application/json'].schema.$ref;
     const schema = res.body.components.schemas[ref.split('/').pop() as string];
     expect(Object.keys(schema.properties)).toEqual([

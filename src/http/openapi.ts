@@ -250,6 +250,22 @@ const STATUS_TEXT: Record<number, string> = Object.fromEntries(
     .map((e) => [e.status, e.title]),
 );
 
+/**
+ * An operation's declared errors and those every operation of its kind can answer: a body can
+ * be too large (413) or not JSON (415); an /api operation touches Postgres (503: unreachable, no
+ * pooled connection in 5 s, a statement past its deadline) and, when a key authenticates it,
+ * the per-address limit on uncached keys (429).
+ */
+function errorsOf(op: Op): number[] {
+  const all = new Set(op.errors ?? []);
+  if (op.body) for (const status of [413, 415]) all.add(status);
+  if (op.path.startsWith('/api/')) {
+    all.add(503);
+    if (op.operationId !== 'createOrg') all.add(429);
+  }
+  return [...all].sort((a, b) => a - b);
+}
+
 function register(registry: OpenAPIRegistry, op: Op): void {
   const problem = { 'application/problem+json': { schema: s.ProblemJson } };
   const responses: Record<string, { description: string; content?: object }> = {
@@ -264,7 +280,7 @@ function register(registry: OpenAPIRegistry, op: Op): void {
       },
     },
   };
-  for (const status of op.errors ?? []) {
+  for (const status of errorsOf(op)) {
     responses[status] = { description: STATUS_TEXT[status] ?? 'Error', content: problem };
   }
   registry.registerPath({
@@ -300,7 +316,8 @@ export function openApiDocument(): object {
     info: {
       title: 'keytrail',
       version: '0.1.0',
-      description: 'API keys with an event-sourced usage log on PostgreSQL.',
+      description:
+        'API keys with an event-sourced usage log on PostgreSQL. Any request the HTTP parser refuses (request line or headers too large, a malformed request, headers not received in time) is answered 431, 400 or 408 with a problem+json body, whatever its path.',
       license: { name: 'MIT', identifier: 'MIT' },
     },
     // Relative: the document is served by the API it describes, wherever that is mounted.

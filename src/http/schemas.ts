@@ -179,7 +179,19 @@ export const ReportEventsBody = z
   .meta({ id: 'ReportUsageEventsRequest' });
 
 export const ReportedJson = z
-  .object({ accepted: z.number().int() })
+  .object({
+    accepted: z.number().int(),
+    reclassified: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .meta({
+        description:
+          'Present when some `success` events named a key revoked or expired at or before their ' +
+          '`occurred_at`: stored with outcome `revoked` or `expired` (denied attempts), not as use.',
+      }),
+  })
   .meta({ id: 'ReportUsageEventsResult' });
 
 const Day = 86_400_000;

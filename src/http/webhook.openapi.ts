@@ -71,7 +71,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
     scope,
     params: z.object(ONE),
     ok: { status: 200, schema: w.RotatedSecretJson, description: 'The new secret' },
-    errors: [401, 403, 404],
+    errors: [401, 403, 404, 422],
   },
   {
     method: 'get',

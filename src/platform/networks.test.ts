@@ -66,14 +66,14 @@ describe('allowed networks with ports', () => {
       ['::1/128', /loopback/],
       ['0.0.0.0/0:*', /too broad/],
       ['10.0.0.0/7', /too broad/],
-      ['fc00::/7', /too broad/],
+      ['fc00::/6', /too broad/],
       ['169.0.0.0/8', /link-local 169\.254\.0\.0\/16/],
       ['[fe00::/8]:443', /link-local fe80::\/10/],
     ] as const) {
       expect(() => parseNetworks(bad), bad).toThrow(why);
     }
     // Link-local listed on its own is the operator's explicit choice.
-    const p = policy('169.254.0.0/16, [fe80::/10]:443, 10.0.0.0/8, fd00::/8');
+    const p = policy('169.254.0.0/16, [fe80::/10]:443, 10.0.0.0/8, fc00::/7');
     expect(refusal('169.254.169.254', p, 443)).toBeNull();
     expect(refusal('fe80::1', p, 443)).toBeNull();
     expect(refusal('fd00::1', p, 443)).toBeNull();

@@ -39,7 +39,8 @@ function canonical(cidr: string): boolean {
   return cidr.includes(':') ? /\/(?:0|[1-9]\d{0,2})$/.test(cidr) : DOTTED_QUAD.test(cidr);
 }
 
-const MIN_PREFIX = 8;
+/** The widest entry: an IPv4 /8 (10.0.0.0/8); for IPv6, unique-local fc00::/7 as a whole. */
+const MIN_PREFIX = { ipv4: 8, ipv6: 7 } as const;
 /** "This host" and loopback: reachable only through KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK. */
 const LOCAL = ['127.0.0.0/8', '0.0.0.0/8', '::1/128', '::/128'].map((c) => ipaddr.parseCIDR(c));
 /** Link-local (cloud metadata at 169.254.169.254): only in an entry of its own. */
@@ -53,7 +54,8 @@ function networkRefusal(n: AllowedNetwork): string | null {
   if (n.net.kind() === 'ipv6' && (n.net as ipaddr.IPv6).isIPv4MappedAddress()) {
     return 'is IPv4-mapped (::ffff:…): it can never match, delivery checks such addresses as IPv4; list the IPv4 network';
   }
-  if (n.bits < MIN_PREFIX) return `is too broad (at least /${MIN_PREFIX})`;
+  const min = MIN_PREFIX[n.net.kind()];
+  if (n.bits < min) return `is too broad (at least /${min})`;
   if (LOCAL.some((l) => overlaps(n, l))) {
     return 'covers loopback or 0.0.0.0 (that is KEYTRAIL_WEBHOOK_ALLOW_LOOPBACK, not an allowed network)';
   }

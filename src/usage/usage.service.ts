@@ -48,23 +48,55 @@ export function normalizeIp(ip: string | undefined | null): string | null {
 
 /**
  * A `success` at a time the key no longer worked (revoked, or expired, at or before
- * `occurred_at`) cannot have happened: refused, or a leaked events:write key could keep any key
- * from ever looking dormant. Refusals (`revoked`, `expired`, `insufficient_scope`) are evidence
- * of a dead key being tried and stay accepted.
+ * `occurred_at`) is stored as the refusal it must have been: counted as denied, never as use, so
+ * a leaked events:write key cannot keep a dead key from looking dormant. Not refused: a gateway
+ * that caches verify answers (keytrail's own cache lives up to 30 s) or whose clock runs a little
+ * ahead reports such events in good faith, and refusing one would lose the rest of its batch.
  */
-function impossibleUse(
-  key: { revokedAt: Date | null; expiresAt: Date | null },
+function reportedOutcome(
+  key: { revokedAt: Date | null; expiresAt: Date | null } | undefined,
   e: ReportedEvent,
-): string | null {
-  if ((e.outcome ?? 'success') !== 'success') return null;
+): Outcome {
+  const outcome = e.outcome ?? 'success';
+  if (outcome !== 'success' || !key) return outcome;
   const t = e.occurredAt.getTime();
-  if (key.revokedAt && key.revokedAt.getTime() <= t) {
-    return 'success for a key revoked before occurred_at (report outcome revoked)';
+  if (key.revokedAt && key.revokedAt.getTime() <= t) return 'revoked';
+  if (key.expiresAt && key.expiresAt.getTime() <= t) return 'expired';
+  return outcome;
+}
+
+/** What a 202 reports: `reclassified` only when some `success` was stored as a refusal. */
+export type ReportResult = { accepted: number; reclassified?: number };
+
+/** SPEC §5.4's 422s, all-or-nothing: a key outside the org, an occurred_at outside the window. */
+function assertReportable(
+  events: readonly ReportedEvent[],
+  owned: ReadonlyMap<string, unknown>,
+  now: number,
+): void {
+  const errors: FieldError[] = [];
+  events.forEach((e, i) => {
+    if (!owned.has(e.keyId))
+      errors.push({ path: `body.events.${i}.key_id`, message: 'no such key in this org' });
+    const t = e.occurredAt.getTime();
+    if (t < now - REPORT_WINDOW.pastMs || t > now + REPORT_WINDOW.futureMs) {
+      errors.push({
+        path: `body.events.${i}.occurred_at`,
+        message: 'outside [now - 7 days, now + 5 minutes]',
+      });
+    }
+  });
+  if (errors.length > 0) {
+    const named = errors
+      .slice(0, 5)
+      .map((e) => e.path)
+      .join(', ');
+    const more = errors.length > 5 ? ` and ${errors.length - 5} more` : '';
+    throw new AppError('unprocessable', {
+      detail: `batch rejected, nothing stored: ${named}${more}`,
+      errors: errors.slice(0, 100),
+    });
   }
-  if (key.expiresAt && key.expiresAt.getTime() <= t) {
-    return 'success for a key expired before occurred_at (report outcome expired)';
-  }
-  return null;
 }
 
 export function createUsageService(deps: {
@@ -101,60 +133,41 @@ export function createUsageService(deps: {
   }
 
   /**
-   * Reported events: validated all-or-nothing, then sent as one job straight to the queue so the
-   * 202 means the batch is durable. Event ids default to UUIDv7s derived from occurred_at.
+   * Reported events: validated all-or-nothing, each `success` of a dead key reclassified
+   * (reportedOutcome), then sent as one job straight to the queue so the 202 means the batch is
+   * durable. Event ids default to UUIDv7s derived from occurred_at.
    */
-  async function report(orgId: string, events: readonly ReportedEvent[]): Promise<number> {
+  async function report(orgId: string, events: readonly ReportedEvent[]): Promise<ReportResult> {
     const now = clock.now().getTime();
-    const errors: FieldError[] = [];
     const owned = await keysOfOrg(db, orgId, [...new Set(events.map((e) => e.keyId))]);
-    events.forEach((e, i) => {
-      const key = owned.get(e.keyId);
-      if (!key)
-        errors.push({ path: `body.events.${i}.key_id`, message: 'no such key in this org' });
-      const refused = key && impossibleUse(key, e);
-      if (refused) errors.push({ path: `body.events.${i}.outcome`, message: refused });
-      const t = e.occurredAt.getTime();
-      if (t < now - REPORT_WINDOW.pastMs || t > now + REPORT_WINDOW.futureMs) {
-        errors.push({
-          path: `body.events.${i}.occurred_at`,
-          message: 'outside [now - 7 days, now + 5 minutes]',
-        });
-      }
-    });
-    if (errors.length > 0) {
-      const named = errors
-        .slice(0, 5)
-        .map((e) => e.path)
-        .join(', ');
-      const more = errors.length > 5 ? ` and ${errors.length - 5} more` : '';
-      throw new AppError('unprocessable', {
-        detail: `batch rejected, nothing stored: ${named}${more}`,
-        errors: errors.slice(0, 100),
-      });
-    }
+    assertReportable(events, owned, now);
+    let reclassified = 0;
     const job = await packEvents(
-      events.map((e) => ({
-        eventId: e.eventId ?? uuidv7({ msecs: e.occurredAt.getTime() }),
-        orgId,
-        keyId: e.keyId,
-        occurredAt: e.occurredAt.getTime(),
-        method: e.method.toUpperCase(),
-        // Reported routes are normalised too: a gateway may send raw paths as routes.
-        route: normalizePath(cleanText(e.route ?? e.path ?? '/', 2000)),
-        status: e.status,
-        latencyMs: e.latencyMs,
-        ip: normalizeIp(e.ip),
-        userAgent: truncateAgent(e.userAgent),
-        outcome: e.outcome ?? 'success',
-      })),
+      events.map((e) => {
+        const outcome = reportedOutcome(owned.get(e.keyId), e);
+        if (outcome !== (e.outcome ?? 'success')) reclassified += 1;
+        return {
+          eventId: e.eventId ?? uuidv7({ msecs: e.occurredAt.getTime() }),
+          orgId,
+          keyId: e.keyId,
+          occurredAt: e.occurredAt.getTime(),
+          method: e.method.toUpperCase(),
+          // Reported routes are normalised too: a gateway may send raw paths as routes.
+          route: normalizePath(cleanText(e.route ?? e.path ?? '/', 2000)),
+          status: e.status,
+          latencyMs: e.latencyMs,
+          ip: normalizeIp(e.ip),
+          userAgent: truncateAgent(e.userAgent),
+          outcome,
+        };
+      }),
     );
     try {
       await sink(job);
     } catch (error) {
       throw new AppError('service_unavailable', { context: { err: String(error) } });
     }
-    return events.length;
+    return { accepted: events.length, ...(reclassified > 0 && { reclassified }) };
   }
 
   return { record, report, buffer, stop: (deadlineMs?: number) => buffer.stop(deadlineMs) };

@@ -65,6 +65,10 @@ describe('migration 0010_webhook_hardening', () => {
     const name = `keytrail_m10_${randomBytes(4).toString('hex')}`;
     await withDatabase(inject('serverUrl'), name, async (url) => {
       const pool = new pg.Pool({ connectionString: url, max: 1 });
+      // pool.end() lets a client finish ending after it resolves; the drop (with force) that
+      // follows may terminate that backend first, and the client's 'error' must not go unheard.
+      pool.on('error', () => undefined);
+      pool.on('connect', (client) => client.on('error', () => undefined));
       const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
       try {
         const to0009 = await createMigrator(db).migrateTo('0009_webhooks');

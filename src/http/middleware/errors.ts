@@ -91,7 +91,11 @@ export function errorHandler(logger: Logger) {
       return;
     }
     const appError = classify(error);
-    if (appError.status >= 500) {
+    // A deadline reached is the caller's wide read more often than a fault: one line, no stack
+    // (an org hammering wide ranges must not flood the error log).
+    if (appError.code === 'query_timeout') {
+      logger.warn({ request_id: id, method: req.method }, 'statement deadline reached');
+    } else if (appError.status >= 500) {
       logger.error({ err: error, request_id: id, context: appError.context }, 'request failed');
     }
     if (res.headersSent) {

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { Keytrail } from '../../keytrail.ts';
 import { listAuditEvents } from '../../audit/audit.service.ts';
+import { shownWebhookDetails } from '../../webhooks/audit-details.ts';
 import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
 import { AuditQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -34,7 +35,7 @@ export function auditRoutes(kt: Keytrail): Router {
           action: r.action,
           actor: { type: r.actor_type, key_id: r.actor_key_id },
           target: { type: r.target_type, id: r.target_id },
-          details: r.details,
+          details: shownWebhookDetails(r.action, r.details),
         })),
         next_cursor:
           rows.length > query.limit && last

@@ -11,7 +11,7 @@ export function usageRoutes(kt: Keytrail): Router {
     kt.requireKey({ orgParam: 'orgId', scopes: ['events:write'] }),
     async (req, res) => {
       const body = parseInput(ReportEventsBody, req.body ?? {}, 'body');
-      const accepted = await kt.usage.report(
+      const result = await kt.usage.report(
         req.params.orgId as string,
         body.events.map((e) => ({
           eventId: e.event_id,
@@ -27,7 +27,7 @@ export function usageRoutes(kt: Keytrail): Router {
           outcome: e.outcome,
         })),
       );
-      res.status(202).json({ accepted });
+      res.status(202).json(result);
     },
   );
 
