@@ -15,10 +15,11 @@ function exchange(bytes: Buffer | string, ...more: string[]): Promise<Raw[]> {
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
+    // A server that keeps the connection open and silent for 5 s: what came is the answer.
+    socket.setTimeout(5_000, () => {
       socket.destroy();
       resolve(parse(Buffer.concat(chunks).toString('utf8'), false));
-    }, 5_000);
+    });
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
       const next = more.shift();
@@ -29,7 +30,6 @@ function exchange(bytes: Buffer | string, ...more: string[]): Promise<Raw[]> {
       if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') reject(error);
     });
     socket.on('close', () => {
-      clearTimeout(timer);
       resolve(parse(Buffer.concat(chunks).toString('utf8'), true));
     });
     socket.write(bytes);

@@ -15,6 +15,7 @@ import {
   startSilentNameserver,
   type Nameserver,
 } from '../testing/nameserver.ts';
+import { waitFor } from '../testing/harness.ts';
 import { startReceiver } from '../testing/receiver.ts';
 import { attempt } from './deliver.ts';
 import { generateSecret } from './secrets.ts';
@@ -27,14 +28,6 @@ const outgoing = (url: string) => ({
   at: new Date(),
 });
 const loopback = { allowLoopback: true, allowedNetworks: [] };
-
-async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** Slack for a loaded machine, added to any deadline a test bounds elapsed time by. */
 const SLACK_MS = 2_000;
@@ -96,7 +89,7 @@ describe('webhook DNS', () => {
       }).finally(() => settled++),
     );
     // Every lookup has asked the nameserver (A and AAAA each) and waits for its answer.
-    await until(() => silent.queries() - before >= 16);
+    await waitFor(() => silent.queries() - before >= 16, { intervalMs: 5 });
     await threadPoolWork();
     // The thread pool's work finished while every lookup still hung: they held no thread.
     expect(settled).toBe(0);
