@@ -1,4 +1,4 @@
-import { databaseNow } from '../usage/dead-letters.queries.ts';
+import { databaseNow } from '../platform/db.ts';
 import {
   countDeadIngestJobs,
   DEAD_LETTER_COUNT_LIMIT,

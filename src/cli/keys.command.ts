@@ -19,7 +19,7 @@ type ListedKey = {
 };
 
 /** The lines naming the keys a revocation spared, and why. */
-export function sparedText(spared: readonly SparedKey[]): string {
+function sparedText(spared: readonly SparedKey[]): string {
   return spared.map((k) => `spared ${k.id} (${k.prefix}): ${SPARE_REASONS[k.reason]}\n`).join('');
 }
 

@@ -265,7 +265,7 @@ export function toConfig(
     reads: {
       poolSize: env.KEYTRAIL_READS_POOL_SIZE,
       statementTimeoutMs: env.KEYTRAIL_READ_TIMEOUT_MS,
-      perOrg: Math.min(env.KEYTRAIL_READS_PER_ORG, env.KEYTRAIL_READS_POOL_SIZE),
+      perOrg: env.KEYTRAIL_READS_PER_ORG, // at most the pool's size: KeyedGate clamps it
       queuePerOrg: READS_QUEUE_PER_ORG,
       waitMs: READS_WAIT_MS,
     },

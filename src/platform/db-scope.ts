@@ -15,7 +15,6 @@ type PoolUse = { inUse: number; waiters: (() => void)[] };
 type Scope = {
   signal: AbortSignal;
   held: Set<pg.PoolClient>;
-  cancelled: WeakSet<pg.PoolClient>;
   /** Checkouts asked for and not yet given or refused. */
   pending: number;
   /** Per pool with a per-request cap: connections held and checkouts waiting their turn. */
@@ -30,7 +29,7 @@ const storage = new AsyncLocalStorage<Scope>();
 export const cancelStats = { sent: 0, failed: 0 };
 
 /** Thrown when a request that has been abandoned asks for a connection. */
-export class RequestAbandonedError extends Error {
+class RequestAbandonedError extends Error {
   override name = 'RequestAbandonedError';
   constructor() {
     super('the client left; its statements were cancelled');
@@ -79,7 +78,6 @@ export function cancelBackend(client: pg.PoolClient): Promise<boolean> {
 
 function abandon(scope: Scope): void {
   for (const client of scope.held) {
-    scope.cancelled.add(client);
     // Runs inside an 'abort' listener: a throw here would be an uncaught exception.
     try {
       void cancelBackend(client);
@@ -99,7 +97,6 @@ export function runInDbScope<T>(signal: AbortSignal, fn: () => T): T {
   const scope: Scope = {
     signal,
     held: new Set(),
-    cancelled: new WeakSet(),
     pending: 0,
     pools: new Map(),
     idleWaiters: [],
@@ -178,9 +175,10 @@ export async function connectTracked(pool: pg.Pool, perRequest?: number): Promis
   const release = client.release.bind(client);
   client.release = (error?: Error | boolean) => {
     scope.held.delete(client);
-    // Kysely releases with `false` when all went well: a cancelled connection is destroyed
-    // whatever the caller says, so a late CancelRequest never reaches another request.
-    release(scope.cancelled.has(client) ? new Error('statement cancelled') : error);
+    // Held when the request was abandoned, so its statement was cancelled (a checkout after the
+    // abandon never gets here). Kysely releases with `false` when all went well: the connection
+    // is destroyed whatever the caller says, so a late CancelRequest never reaches another request.
+    release(scope.signal.aborted ? new Error('statement cancelled') : error);
     giveTurn(use);
     settleIdle(scope);
   };

@@ -113,6 +113,17 @@ export async function migrationsApplied(db: Kysely<any>): Promise<boolean> {
   return all.every((m) => m.executedAt !== undefined);
 }
 
+/**
+ * The database's clock: pg-boss stamps job times with it, so a cutoff compared with them must
+ * come from it too, not from the clock of the machine asking.
+ */
+export async function databaseNow(db: Kysely<DB>): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`select clock_timestamp() as now`.execute(db);
+  const now = rows[0]?.now;
+  if (!now) throw new Error('select clock_timestamp() returned no row');
+  return now;
+}
+
 /** Readiness probe: one round trip. */
 export async function ping(db: Kysely<DB>): Promise<boolean> {
   await sql`select 1`.execute(db);

@@ -67,7 +67,7 @@ function networkRefusal(n: AllowedNetwork): string | null {
 }
 
 /** One entry; throws saying what is wrong with it. */
-export function parseNetwork(entry: string): AllowedNetwork {
+function parseNetwork(entry: string): AllowedNetwork {
   const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(entry);
   const v4 = /^([^:[\]]+):(.*)$/.exec(entry);
   const [cidr, ports] = bracketed

@@ -57,7 +57,7 @@ export function refusal(address: string, policy: AddressPolicy, port: number): s
 }
 
 /** The port a URL connects to. */
-export const portOf = (url: URL): number =>
+const portOf = (url: URL): number =>
   url.port ? Number(url.port) : url.protocol === 'http:' ? 80 : 443;
 
 const LOOPBACK_NAMES = new Set(['localhost', 'localhost.']);

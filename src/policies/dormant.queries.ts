@@ -144,12 +144,6 @@ export async function markNotified(trx: Db, ids: readonly string[], at: Date): P
     .execute();
 }
 
-/** Postgres's clock: the queue's job times are in it. */
-export async function databaseNow(db: Db): Promise<Date> {
-  const { rows } = await sql<{ now: Date }>`select clock_timestamp() as now`.execute(db);
-  return rows[0]?.now ?? new Date();
-}
-
 /**
  * Usage jobs queued before `before` (Postgres's clock) and not ingested yet, with the orgs whose
  * events each carries (null: a job queued by an earlier version without the list, so possibly

@@ -3,14 +3,13 @@
  * usage still in the pipeline, and one org's backlog (a tenant's flood) must not hold back the
  * others. Each org waits only for the usage jobs queued before the run that may carry its events.
  */
-import type { Database } from '../platform/db.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { databaseNow, type Database } from '../platform/db.ts';
 import * as q from './dormant.queries.ts';
 
 /** Time for a flushed batch's job to be inserted, past the flush interval. */
 const SEND_MARGIN_MS = 500;
 const POLL_MS = 200;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export type FreshnessDeps = { db: Database; flushIntervalMs: number; timeoutMs: number };
 
@@ -50,14 +49,18 @@ async function whenIngested(
   fresh: (orgId: string) => Promise<void>,
 ): Promise<Skipped[]> {
   if (orgIds.length === 0) return [];
-  const start = await q.databaseNow(deps.db);
+  const start = await databaseNow(deps.db);
   const cutoff = new Date(start.getTime() + deps.flushIntervalMs + SEND_MARGIN_MS);
   await sleep(deps.flushIntervalMs + SEND_MARGIN_MS);
   const jobs = await q.pendingUsageJobs(deps.db, cutoff);
   const unlisted = jobs.filter((j) => j.orgs === null).map((j) => j.id);
   const byOrg = new Map<string, string[]>();
   for (const job of jobs) {
-    for (const org of job.orgs ?? []) byOrg.set(org, [...(byOrg.get(org) ?? []), job.id]);
+    for (const org of job.orgs ?? []) {
+      const ids = byOrg.get(org);
+      if (ids) ids.push(job.id);
+      else byOrg.set(org, [job.id]);
+    }
   }
   let pending = new Set(jobs.map((j) => j.id));
   // Jobs that failed for good while the run waited: dead-lettered, their events not ingested.
@@ -68,9 +71,11 @@ async function whenIngested(
   for (;;) {
     const behind: string[] = [];
     for (const orgId of waiting) {
-      const waitsFor = [...unlisted, ...(byOrg.get(orgId) ?? [])];
-      if (waitsFor.some((id) => failed.has(id))) skipped.push({ orgId, reason: DEAD_LETTERED });
-      else if (waitsFor.some((id) => pending.has(id))) behind.push(orgId);
+      const own = byOrg.get(orgId) ?? [];
+      const any = (ids: Set<string>) =>
+        unlisted.some((id) => ids.has(id)) || own.some((id) => ids.has(id));
+      if (any(failed)) skipped.push({ orgId, reason: DEAD_LETTERED });
+      else if (any(pending)) behind.push(orgId);
       else await fresh(orgId);
     }
     waiting = behind;

@@ -41,14 +41,3 @@ export async function countWaitingJobs(
     return rows[0] ?? { jobs: 0, expiring: 0 };
   });
 }
-
-/**
- * The database's clock: pg-boss stamps created_on with it, so a cutoff compared with created_on
- * must come from it too, not from the clock of the machine running the CLI.
- */
-export async function databaseNow(db: Kysely<DB>): Promise<Date> {
-  const { rows } = await sql<{ now: Date }>`select now() as now`.execute(db);
-  const now = rows[0]?.now;
-  if (!now) throw new Error('select now() returned no row');
-  return now;
-}

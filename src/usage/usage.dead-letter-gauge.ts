@@ -29,7 +29,7 @@ export type DeadLetterGauge = {
   stop(): Promise<void>;
 };
 
-export const EXPIRING_DAYS = 7;
+const EXPIRING_DAYS = 7;
 const REFRESH_MS = 30_000;
 const STATEMENT_TIMEOUT_MS = 2_000;
 const STOP_WAIT_MS = 5_000;

@@ -156,7 +156,8 @@ describe('aggregation', () => {
 
 describe('text and IPs from the outside', () => {
   it('drops NUL characters and never splits a character when truncating', async () => {
-    const { cleanText, normalizeIp } = await import('./usage.service.ts');
+    const { normalizeIp } = await import('./usage.service.ts');
+    const { cleanText } = await import('./usage.types.ts');
     expect(cleanText('a\u0000b', 10)).toBe('ab');
     expect(cleanText('😀😀😀', 2)).toBe('😀😀');
     expect(cleanText('x\uD800y', 10)).toBe('xy');

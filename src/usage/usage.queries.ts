@@ -354,7 +354,6 @@ export function upsertRoutes(rows: readonly RouteRow[]): RawBuilder<unknown> {
       latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms`;
 }
 
-/** Key ids among `keyIds` that belong to `orgId` (reported events are validated with it). */
 /** The keys of `keyIds` in the org, with when each stopped working (reported events are checked). */
 export async function keysOfOrg(
   db: Db,

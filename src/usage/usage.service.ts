@@ -10,8 +10,6 @@ import { keysOfOrg } from './usage.queries.ts';
 import { normalizePath } from './routes-normalize.ts';
 import { cleanText, USER_AGENT_MAX, type Outcome, type UsageEvent } from './usage.types.ts';
 
-export { cleanText };
-
 const DAY_MS = 86_400_000;
 export const REPORT_WINDOW = { pastMs: 7 * DAY_MS, futureMs: 5 * 60_000 };
 
