@@ -32,6 +32,7 @@ export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
 export interface ApiKeys {
+  allowed_ips: Generated<string[]>;
   created_at: Generated<Timestamp>;
   created_by_key_id: string | null;
   dormant_notified_at: Timestamp | null;
@@ -42,9 +43,12 @@ export interface ApiKeys {
   expiry_audited_at: Timestamp | null;
   id: string;
   key_hash: Buffer;
+  limits_id: string | null;
   name: string;
   org_id: string;
   prefix: string;
+  rate_limited_notified_at: Timestamp | null;
+  rate_limits: Json | null;
   revoked_at: Timestamp | null;
   revoked_reason: string | null;
   revoked_use_notified_at: Timestamp | null;
@@ -61,6 +65,7 @@ export interface ApiKeyUsageDaily {
   key_id: string;
   latency_hist: ArrayType<number>;
   latency_sum_ms: Generated<number>;
+  limited: Generated<number>;
   org_id: string;
   requests: Generated<number>;
 }
@@ -87,6 +92,7 @@ export interface ApiKeyUsageHourly {
   key_id: string;
   latency_hist: ArrayType<number>;
   latency_sum_ms: Generated<number>;
+  limited: Generated<number>;
   org_id: string;
   requests: Generated<number>;
 }
@@ -109,8 +115,10 @@ export interface ApiKeyUsageTotals {
   first_used_at: Timestamp | null;
   key_id: string;
   last_denied_at: Timestamp | null;
+  last_limited_at: Timestamp | null;
   last_used_at: Timestamp | null;
   last_used_ip: string | null;
+  limited_count: Generated<number>;
   org_id: string;
   request_count: Generated<number>;
 }
@@ -135,6 +143,13 @@ export interface DormantKeyPolicies {
   exclude_environments: Generated<string[]>;
   exclude_scopes: Generated<string[]>;
   org_id: string;
+  updated_at: Timestamp;
+  updated_by_key_id: string | null;
+}
+
+export interface OrgRateLimitDefaults {
+  org_id: string;
+  rate_limits: Json;
   updated_at: Timestamp;
   updated_by_key_id: string | null;
 }
@@ -212,6 +227,7 @@ export interface DB {
   api_keys: ApiKeys;
   audit_events: AuditEvents;
   dormant_key_policies: DormantKeyPolicies;
+  org_rate_limit_defaults: OrgRateLimitDefaults;
   orgs: Orgs;
   usage_prune_watermark: UsagePruneWatermark;
   webhook_attempts: WebhookAttempts;

@@ -3,6 +3,12 @@
  * the org equals what its raw events imply (so a count added twice or lost shows as a row).
  */
 import { sql, type QueryExecutorProvider } from 'kysely';
+import { LIMITED_OUTCOMES } from '../src/usage/usage.types.ts';
+
+const LIMITED = sql`${[...LIMITED_OUTCOMES]}::text[]`;
+/** Denied attempts (dead key, missing scope), apart from refusals by a limit. */
+const DENIED = sql`outcome <> 'success' and outcome <> all(${LIMITED})`;
+const LIMITED_ROW = sql`outcome = any(${LIMITED})`;
 
 export type RawIdentity = { rows: number; distinctRows: number; distinctIds: number };
 
@@ -15,7 +21,7 @@ export async function rawIdentity(db: QueryExecutorProvider, orgId: string): Pro
   return rows[0] ?? { rows: 0, distinctRows: 0, distinctIds: 0 };
 }
 
-/** Raw rows per key: success (by status class) and denied. */
+/** Raw rows per key: success (by status class) and denied (refusals by a limit apart). */
 export type KeyCounts = { requests: number; e4xx: number; e5xx: number; denied: number };
 
 export async function rawCountsByKey(
@@ -27,7 +33,7 @@ export async function rawCountsByKey(
       count(*) filter (where outcome = 'success')::int as requests,
       count(*) filter (where outcome = 'success' and status between 400 and 499)::int as "e4xx",
       count(*) filter (where outcome = 'success' and status >= 500)::int as "e5xx",
-      count(*) filter (where outcome <> 'success')::int as denied
+      count(*) filter (where ${DENIED})::int as denied
     from api_key_usage_events where org_id = ${orgId} group by key_id`.execute(db);
   return new Map(rows.map(({ key_id, ...c }) => [key_id, c]));
 }
@@ -49,19 +55,22 @@ export async function rollupMismatches(
         count(*) filter (where outcome = 'success') as requests,
         count(*) filter (where outcome = 'success' and status between 400 and 499) as e4,
         count(*) filter (where outcome = 'success' and status >= 500) as e5,
-        count(*) filter (where outcome <> 'success') as denied,
+        count(*) filter (where ${DENIED}) as denied,
+        count(*) filter (where ${LIMITED_ROW}) as limited,
+        max(occurred_at) filter (where ${LIMITED_ROW}) as last_limited,
         min(occurred_at) filter (where outcome = 'success') as first_used,
         max(occurred_at) filter (where outcome = 'success') as last_used
       from api_key_usage_events where org_id = ${orgId} group by key_id),
     t as (select * from api_key_usage_totals where org_id = ${orgId})
     select coalesce(raw.key_id, t.key_id) as key_id, raw.requests, t.request_count,
-      raw.e4, t.errors_4xx, raw.e5, t.errors_5xx, raw.denied, t.denied_count,
-      raw.first_used, t.first_used_at, raw.last_used, t.last_used_at
+      raw.e4, t.errors_4xx, raw.e5, t.errors_5xx, raw.denied, t.denied_count, raw.limited,
+      t.limited_count, raw.first_used, t.first_used_at, raw.last_used, t.last_used_at
     from raw full join t using (key_id)
-    where raw.key_id is null and (t.request_count + t.denied_count) > 0
+    where raw.key_id is null and (t.request_count + t.denied_count + t.limited_count) > 0
        or t.key_id is null
        or raw.requests <> t.request_count or raw.e4 <> t.errors_4xx or raw.e5 <> t.errors_5xx
-       or raw.denied <> t.denied_count
+       or raw.denied <> t.denied_count or raw.limited <> t.limited_count
+       or raw.last_limited is distinct from t.last_limited_at
        or raw.first_used is distinct from t.first_used_at
        or raw.last_used is distinct from t.last_used_at`.execute(db);
   for (const r of totals.rows) out.push(`totals ${JSON.stringify(r)}`);
@@ -84,18 +93,19 @@ export async function rollupMismatches(
           count(*) filter (where outcome = 'success')::int as requests,
           count(*) filter (where outcome = 'success' and status between 400 and 499)::int as e4,
           count(*) filter (where outcome = 'success' and status >= 500)::int as e5,
-          count(*) filter (where outcome <> 'success')::int as denied,
+          count(*) filter (where ${DENIED})::int as denied,
+          count(*) filter (where ${LIMITED_ROW})::int as limited,
           coalesce(sum(latency_ms::float8) filter (where outcome = 'success'), 0) as latency
         from api_key_usage_events where org_id = ${orgId} group by 1, 2),
       roll as (
         select key_id, ${sql.ref(period)} as period, requests::int, errors_4xx::int as e4,
-          errors_5xx::int as e5, denied::int, latency_sum_ms as latency,
+          errors_5xx::int as e5, denied::int, limited::int, latency_sum_ms as latency,
           (select sum(x) from unnest(latency_hist) x)::int as hist_sum
         from ${sql.table(table)} where org_id = ${orgId})
       select coalesce(raw.key_id, roll.key_id) as key_id,
         coalesce(raw.period, roll.period)::text as period,
-        case when raw.key_id is null then null else array[raw.requests, raw.e4, raw.e5, raw.denied] end as raw,
-        case when roll.key_id is null then null else array[roll.requests, roll.e4, roll.e5, roll.denied] end as roll,
+        case when raw.key_id is null then null else array[raw.requests, raw.e4, raw.e5, raw.denied, raw.limited] end as raw,
+        case when roll.key_id is null then null else array[roll.requests, roll.e4, roll.e5, roll.denied, roll.limited] end as roll,
         raw.latency as raw_latency, roll.latency as roll_latency, roll.hist_sum
       from raw full join roll on raw.key_id = roll.key_id and raw.period = roll.period`.execute(db);
     for (const r of rows) {

@@ -9,6 +9,7 @@ import * as m0007 from './0007_prune_watermark.ts';
 import * as m0008 from './0008_dormant_key_policies.ts';
 import * as m0009 from './0009_webhooks.ts';
 import * as m0010 from './0010_webhook_hardening.ts';
+import * as m0011 from './0011_key_limits.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0008_dormant_key_policies': m0008,
   '0009_webhooks': m0009,
   '0010_webhook_hardening': m0010,
+  '0011_key_limits': m0011,
 };

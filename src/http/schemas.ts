@@ -278,6 +278,10 @@ export const OrgUsageJson = z
         errors_5xx: z.number().int(),
         denied_count: z.number().int(),
         last_denied_at: NullableTime,
+        limited_count: z.number().int().meta({
+          description: 'Requests refused by a limit: rate limits, quota, allowed IPs (SPEC §11).',
+        }),
+        last_limited_at: NullableTime,
         requests_24h: z.number().int(),
         dormant: z.boolean(),
         spike: z.boolean(),
@@ -310,6 +314,12 @@ const WindowStats = {
   requests: z.number().int(),
   errors_4xx: z.number().int(),
   errors_5xx: z.number().int(),
+  denied: z.number().int().meta({
+    description: 'Attempts refused for the key itself: revoked, expired, missing scope.',
+  }),
+  limited: z.number().int().meta({
+    description: 'Requests refused by a limit: rate limits, quota, allowed IPs.',
+  }),
   avg_latency_ms: Rate,
 };
 
@@ -322,10 +332,12 @@ export const KeyUsageJson = z
       errors_4xx: z.number().int(),
       errors_5xx: z.number().int(),
       denied_count: z.number().int(),
+      limited_count: z.number().int(),
       first_used_at: NullableTime,
       last_used_at: NullableTime,
       last_used_ip: z.string().nullable(),
       last_denied_at: NullableTime,
+      last_limited_at: NullableTime,
     }),
     window: z.object({
       from: Timestamp,

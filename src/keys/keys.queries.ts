@@ -100,6 +100,10 @@ type KeyRow = Omit<
   | 'expiring_notice_days'
   | 'spike_since'
   | 'revoked_use_notified_at'
+  | 'rate_limits'
+  | 'allowed_ips'
+  | 'limits_id'
+  | 'rate_limited_notified_at'
 > & {
   last_used_at: Date | null;
   last_used_ip: string | null;

@@ -263,6 +263,61 @@ describe('key usage', () => {
     expect(res.body.today.requests).toBeGreaterThan(0);
   });
 
+  it('counts refusals by a limit as limited: in totals, the org rows and the trend, never as use', async () => {
+    const { org, writer } = await orgWithWriter('Limited');
+    const k = await createKey(app.client, org);
+    const hourStart = Math.floor(Date.now() / HOUR) * HOUR;
+    const used = hourStart - 2 * HOUR + 1000;
+    const refused = (outcome: string, n: number, from: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        key_id: k.id,
+        occurred_at: at(from + i * 1000),
+        status: outcome === 'ip_denied' ? 403 : 429,
+        outcome,
+      }));
+    await reportEvents(app.client, org, writer.key, [
+      { key_id: k.id, occurred_at: at(used) },
+      { key_id: k.id, occurred_at: at(used + 500), outcome: 'revoked', status: 401 },
+      ...refused('rate_limited', 3, hourStart - HOUR + 5000),
+      ...refused('quota_exceeded', 2, hourStart - HOUR + 9000),
+      ...refused('ip_denied', 1, hourStart - HOUR + 20_000),
+    ]);
+    await waitFor(async () => (await eventsStored(org.orgId)) === 8);
+    const res = await app.client.get(
+      `/api/orgs/${org.orgId}/api-keys/${k.id}/usage?granularity=hour`,
+      { key: org.adminKey },
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.totals).toMatchObject({
+      request_count: 1,
+      denied_count: 1,
+      limited_count: 6,
+      last_used_at: at(used),
+      last_limited_at: at(hourStart - HOUR + 20_000),
+    });
+    expect(res.body.window).toMatchObject({ requests: 1, denied: 1, limited: 6 });
+    const point = (start: number) =>
+      res.body.series.find((s: { start: string }) => s.start === at(start));
+    expect(point(hourStart - 2 * HOUR)).toMatchObject({ requests: 1, denied: 1, limited: 0 });
+    expect(point(hourStart - HOUR)).toMatchObject({ requests: 0, denied: 0, limited: 6 });
+    const row = rowOf((await usage(org, '?limit=500')).body, k);
+    expect(row).toMatchObject({
+      request_count: 1,
+      denied_count: 1,
+      limited_count: 6,
+      last_used_at: at(used),
+      last_limited_at: at(hourStart - HOUR + 20_000),
+    });
+    const events = await app.client.get(
+      `/api/orgs/${org.orgId}/usage-events?key_id=${k.id}&outcome=quota_exceeded`,
+      { key: org.adminKey },
+    );
+    expect(events.body.data.map((e: { outcome: string }) => e.outcome)).toEqual([
+      'quota_exceeded',
+      'quota_exceeded',
+    ]);
+  });
+
   it('lists the 20 latest events newest first across monthly partitions', async () => {
     const { org, writer } = await orgWithWriter('Recent');
     const k = await createKey(app.client, org);

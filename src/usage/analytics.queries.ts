@@ -28,6 +28,8 @@ export type KeyUsageRow = {
   errors_5xx: number;
   denied_count: number;
   last_denied_at: Date | null;
+  limited_count: number;
+  last_limited_at: Date | null;
   requests_24h: number;
   dormant: boolean;
   spike: boolean;
@@ -155,7 +157,8 @@ export async function orgUsage(
       select p.key_id, p.name, k.prefix, k.environment, p.status, p.created_at, p.last_used_at,
         host(t.last_used_ip) as last_used_ip, p.request_count,
         coalesce(t.errors_4xx, 0)::int8 as errors_4xx, coalesce(t.errors_5xx, 0)::int8 as errors_5xx,
-        coalesce(t.denied_count, 0)::int8 as denied_count, t.last_denied_at, p.dormant,
+        coalesce(t.denied_count, 0)::int8 as denied_count, t.last_denied_at,
+        coalesce(t.limited_count, 0)::int8 as limited_count, t.last_limited_at, p.dormant,
         w.last24 as requests_24h,
         (w.last24 >= ${p.spikeMin} and w.last24 >= ${p.spikeFactor}::float8 * w.prior7d / 7.0) as spike
       from (
@@ -186,6 +189,7 @@ export type PeriodUsage = {
   errors_4xx: number;
   errors_5xx: number;
   denied: number;
+  limited: number;
   latency_sum_ms: number;
   latency_hist: number[];
 };
@@ -200,11 +204,11 @@ export async function keyPeriods(
 ): Promise<PeriodUsage[]> {
   const query =
     granularity === 'hour'
-      ? sql<PeriodUsage>`select hour as start, requests, errors_4xx, errors_5xx, denied, latency_sum_ms,
-          latency_hist from api_key_usage_hourly where key_id = ${keyId} and hour >= ${from} and hour < ${to}
+      ? sql<PeriodUsage>`select hour as start, requests, errors_4xx, errors_5xx, denied, limited,
+          latency_sum_ms, latency_hist from api_key_usage_hourly where key_id = ${keyId} and hour >= ${from} and hour < ${to}
           order by hour`
       : sql<PeriodUsage>`select day::timestamptz as start, requests, errors_4xx, errors_5xx, denied,
-          latency_sum_ms, latency_hist from api_key_usage_daily
+          limited, latency_sum_ms, latency_hist from api_key_usage_daily
           where key_id = ${keyId} and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
           order by day`;
   const { rows } = await query.execute(db);
@@ -272,10 +276,12 @@ export type KeyTotals = {
   errors_4xx: number;
   errors_5xx: number;
   denied_count: number;
+  limited_count: number;
   first_used_at: Date | null;
   last_used_at: Date | null;
   last_used_ip: string | null;
   last_denied_at: Date | null;
+  last_limited_at: Date | null;
 };
 
 export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
@@ -286,10 +292,12 @@ export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
       'errors_4xx',
       'errors_5xx',
       'denied_count',
+      'limited_count',
       'first_used_at',
       'last_used_at',
       sql<string | null>`host(last_used_ip)`.as('last_used_ip'),
       'last_denied_at',
+      'last_limited_at',
     ])
     .where('key_id', '=', keyId)
     .executeTakeFirst();
@@ -299,10 +307,12 @@ export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
       errors_4xx: 0,
       errors_5xx: 0,
       denied_count: 0,
+      limited_count: 0,
       first_used_at: null,
       last_used_at: null,
       last_used_ip: null,
       last_denied_at: null,
+      last_limited_at: null,
     }
   );
 }

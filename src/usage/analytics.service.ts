@@ -13,7 +13,15 @@ export const MAX_HOURLY_DAYS = 14;
 export const DORMANT_PAGE = 1000;
 
 export type Granularity = 'day' | 'hour';
-type Agg = { requests: number; e4: number; e5: number; latencySum: number; hist: number[] };
+type Agg = {
+  requests: number;
+  e4: number;
+  e5: number;
+  denied: number;
+  limited: number;
+  latencySum: number;
+  hist: number[];
+};
 
 const round3 = (n: number | null): number | null =>
   n === null ? null : Math.round(n * 1000) / 1000;
@@ -23,6 +31,8 @@ function summarize(a: Agg) {
     requests: a.requests,
     errors_4xx: a.e4,
     errors_5xx: a.e5,
+    denied: a.denied,
+    limited: a.limited,
     error_rate: a.requests > 0 ? round3((a.e4 + a.e5) / a.requests) : null,
     avg_latency_ms: a.requests > 0 ? round3(a.latencySum / a.requests) : null,
     p50_latency_ms: round3(quantile(a.hist, 0.5)),
@@ -35,12 +45,22 @@ function add(a: Agg, r: q.PeriodUsage): Agg {
   a.requests += Number(r.requests);
   a.e4 += Number(r.errors_4xx);
   a.e5 += Number(r.errors_5xx);
+  a.denied += Number(r.denied);
+  a.limited += Number(r.limited);
   a.latencySum += r.latency_sum_ms;
   mergeInto(a.hist, r.latency_hist);
   return a;
 }
 
-const newAgg = (): Agg => ({ requests: 0, e4: 0, e5: 0, latencySum: 0, hist: emptyHistogram() });
+const newAgg = (): Agg => ({
+  requests: 0,
+  e4: 0,
+  e5: 0,
+  denied: 0,
+  limited: 0,
+  latencySum: 0,
+  hist: emptyHistogram(),
+});
 
 /** Validates and aligns a window to whole buckets: [floor(from), ceil(to)). */
 export function alignWindow(
@@ -157,6 +177,8 @@ export function createAnalyticsService(deps: {
         requests: s.requests,
         errors_4xx: s.errors_4xx,
         errors_5xx: s.errors_5xx,
+        denied: s.denied,
+        limited: s.limited,
         avg_latency_ms: s.avg_latency_ms,
         p95_latency_ms: s.p95_latency_ms,
       });

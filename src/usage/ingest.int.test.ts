@@ -41,7 +41,7 @@ function events(key: TestKey, count: number, startMs = Date.now() - 3_600_000): 
     latencyMs: Math.fround(((i * 37) % 900) / 3),
     ip: `10.2.0.${i % 250}`,
     userAgent: 'bench',
-    outcome: i % 50 === 0 ? 'revoked' : 'success',
+    outcome: i % 50 === 0 ? 'revoked' : i % 50 === 25 ? 'rate_limited' : 'success',
   }));
 }
 
@@ -81,7 +81,9 @@ describe('exactly-once ingest', () => {
     await handler([job]);
     const t = await totals(k.id);
     expect(t.request_count).toBe(successes(batch));
-    expect(t.denied_count).toBe(batch.length - successes(batch));
+    expect(t.denied_count).toBe(batch.filter((e) => e.outcome === 'revoked').length);
+    expect(t.limited_count).toBe(batch.filter((e) => e.outcome === 'rate_limited').length);
+    expect(t.limited_count).toBe(6);
     expect(await rowCount('api_key_usage_events', k.id)).toBe(300);
   });
 
@@ -402,7 +404,7 @@ describe('rollups rebuild', () => {
     const from = new Date(start).toISOString().slice(0, 10);
     const to = new Date().toISOString().slice(0, 10);
     const snapshot = async () =>
-      sql`select key_id, day, requests, errors_4xx, errors_5xx, denied, latency_hist from api_key_usage_daily
+      sql`select key_id, day, requests, errors_4xx, errors_5xx, denied, limited, latency_hist from api_key_usage_daily
           where key_id = ${k.id} order by day`.execute(app.kt.database.db);
     const before = await snapshot();
     const clean = await rebuildRollups(app.kt.database.db, from, to);

@@ -1,10 +1,11 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import { LOWER_BOUNDS_MS } from './histogram.ts';
-
 import { OTHER_ROUTE } from './usage.aggregate.ts';
+import { LIMITED_OUTCOMES } from './usage.types.ts';
 
 type Db = Kysely<DB>;
+const LIMITED = sql`${[...LIMITED_OUTCOMES]}::text[]`;
 export type RollupTable =
   'api_key_usage_hourly' | 'api_key_usage_daily' | 'api_key_usage_routes_daily';
 
@@ -52,7 +53,8 @@ export async function computeExpected(
         count(*) filter (where outcome = 'success') as requests,
         count(*) filter (where outcome = 'success' and status between 400 and 499) as errors_4xx,
         count(*) filter (where outcome = 'success' and status >= 500) as errors_5xx,
-        count(*) filter (where outcome <> 'success') as denied,
+        count(*) filter (where outcome <> 'success' and outcome <> all(${LIMITED})) as denied,
+        count(*) filter (where outcome = any(${LIMITED})) as limited,
         coalesce(sum(latency_ms::float8) filter (where outcome = 'success'), 0) as latency_sum_ms,
         hist.h as latency_hist
       from b join hist using (key_id, p)
@@ -93,8 +95,22 @@ const EXTRA_KEYS = {
   api_key_usage_routes_daily: ['method', 'route'],
 } as const;
 const VALUES = {
-  api_key_usage_hourly: ['requests', 'errors_4xx', 'errors_5xx', 'denied', 'latency_hist'],
-  api_key_usage_daily: ['requests', 'errors_4xx', 'errors_5xx', 'denied', 'latency_hist'],
+  api_key_usage_hourly: [
+    'requests',
+    'errors_4xx',
+    'errors_5xx',
+    'denied',
+    'limited',
+    'latency_hist',
+  ],
+  api_key_usage_daily: [
+    'requests',
+    'errors_4xx',
+    'errors_5xx',
+    'denied',
+    'limited',
+    'latency_hist',
+  ],
   api_key_usage_routes_daily: ['requests', 'errors'],
 } as const;
 
@@ -153,7 +169,9 @@ export async function replaceRollups(
     return;
   }
   await sql`insert into ${sql.table(table)}
-    (key_id, ${period}, org_id, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
-    select key_id, p, org_id, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist
+    (key_id, ${period}, org_id, requests, errors_4xx, errors_5xx, denied, limited, latency_sum_ms,
+     latency_hist)
+    select key_id, p, org_id, requests, errors_4xx, errors_5xx, denied, limited, latency_sum_ms,
+      latency_hist
     from ${sql.table(`expected_${table}`)}`.execute(db);
 }

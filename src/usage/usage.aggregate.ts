@@ -4,6 +4,7 @@
  */
 import { bucketOf, emptyHistogram } from './histogram.ts';
 import type { Batch } from './usage.batch.ts';
+import { LIMITED_INDEX } from './usage.types.ts';
 
 /** What every totals, hourly and daily row counts for its key. */
 type Counts = {
@@ -13,6 +14,8 @@ type Counts = {
   errors4xx: number;
   errors5xx: number;
   denied: number;
+  /** Refusals by a limit (rate, quota, allowed IPs): neither use nor denied attempts. */
+  limited: number;
 };
 
 export type TotalsRow = Counts & {
@@ -20,6 +23,7 @@ export type TotalsRow = Counts & {
   lastUsedAt: Date | null;
   lastUsedIp: string | null;
   lastDeniedAt: Date | null;
+  lastLimitedAt: Date | null;
 };
 
 export type PeriodRow = {
@@ -31,6 +35,7 @@ export type PeriodRow = {
   errors4xx: number;
   errors5xx: number;
   denied: number;
+  limited: number;
   latencySumMs: number;
   hist: number[];
 };
@@ -83,6 +88,7 @@ type TotalsAcc = Counts & {
   last: number;
   lastIp: string | null;
   lastDenied: number;
+  lastLimited: number;
 };
 
 const dateOr = (ms: number): Date | null => (Number.isFinite(ms) ? new Date(ms) : null);
@@ -97,14 +103,20 @@ function periodRow(keyId: string, orgId: string, period: string): PeriodRow {
     errors4xx: 0,
     errors5xx: 0,
     denied: 0,
+    limited: 0,
     latencySumMs: 0,
     hist,
   };
 }
 
-function countPeriod(row: PeriodRow, ok: boolean, status: number, latencyMs: number): void {
-  if (!ok) {
-    row.denied += 1;
+/** What an event is: 0 use, 1 a denied attempt, 2 a refusal by a limit. */
+type Kind = 0 | 1 | 2;
+const kindOf = (o: number | undefined): Kind => (o === 0 ? 0 : LIMITED_INDEX[o ?? 0] ? 2 : 1);
+
+function countPeriod(row: PeriodRow, kind: Kind, status: number, latencyMs: number): void {
+  if (kind !== 0) {
+    if (kind === 1) row.denied += 1;
+    else row.limited += 1;
     return;
   }
   row.requests += 1;
@@ -115,11 +127,16 @@ function countPeriod(row: PeriodRow, ok: boolean, status: number, latencyMs: num
   row.hist[b] = (row.hist[b] ?? 0) + 1;
 }
 
-function countTotals(row: TotalsAcc, b: Batch, i: number, ok: boolean): void {
+function countTotals(row: TotalsAcc, b: Batch, i: number, kind: Kind): void {
   const t = b.t[i] ?? 0;
-  if (!ok) {
+  if (kind === 1) {
     row.denied += 1;
     if (!(t < row.lastDenied)) row.lastDenied = t;
+    return;
+  }
+  if (kind === 2) {
+    row.limited += 1;
+    if (!(t < row.lastLimited)) row.lastLimited = t;
     return;
   }
   const status = b.s[i] ?? 0;
@@ -185,7 +202,7 @@ export function aggregate(
   for (let i = 0; i < n; i++) {
     const k = b.k[i] ?? 0;
     const t = b.t[i] ?? 0;
-    const ok = b.o[i] === 0;
+    const kind = kindOf(b.o[i]);
     const [keyId = '', orgId = ''] = b.keys[k] ?? [];
     const status = b.s[i] ?? 0;
     const latency = b.l[i] ?? 0;
@@ -199,23 +216,25 @@ export function aggregate(
         errors4xx: 0,
         errors5xx: 0,
         denied: 0,
+        limited: 0,
         first: NaN,
         last: NaN,
         lastIp: null,
         lastDenied: NaN,
+        lastLimited: NaN,
       };
       totals[k] = total;
     }
-    countTotals(total, b, i, ok);
+    countTotals(total, b, i, kind);
     const h = Math.floor(t / HOUR_MS) * nKeys + k;
     let hourRow = hourly.get(h);
     if (!hourRow) hourly.set(h, (hourRow = periodRow(keyId, orgId, hour)));
-    countPeriod(hourRow, ok, status, latency);
+    countPeriod(hourRow, kind, status, latency);
     const d = Math.floor(t / DAY_MS) * nKeys + k;
     let slot = days.get(d);
     if (!slot) days.set(d, (slot = { daily: periodRow(keyId, orgId, day), routes: new Map() }));
-    countPeriod(slot.daily, ok, status, latency);
-    if (!ok) continue;
+    countPeriod(slot.daily, kind, status, latency);
+    if (kind !== 0) continue;
     const m = b.m[i] ?? '';
     let mi = methods.get(m);
     if (mi === undefined) methods.set(m, (mi = methods.size));
@@ -233,10 +252,12 @@ export function aggregate(
         errors4xx: r.errors4xx,
         errors5xx: r.errors5xx,
         denied: r.denied,
+        limited: r.limited,
         firstUsedAt: dateOr(r.first),
         lastUsedAt: dateOr(r.last),
         lastUsedIp: r.lastIp,
         lastDeniedAt: dateOr(r.lastDenied),
+        lastLimitedAt: dateOr(r.lastLimited),
       })),
     hourly: [...hourly.values()].sort(byPeriod),
     daily: slots.map((s) => s.daily).sort(byPeriod),

@@ -5,7 +5,7 @@ import { aggregate } from './usage.aggregate.ts';
 import { mergePayloads, selectRows } from './usage.batch.ts';
 import { decodePayload, encodePayload, usagePayloadSchema } from './usage.jobs.ts';
 import { encodeEventsCopy, isoTimes } from './usage.queries.ts';
-import { OUTCOMES, type UsageEvent } from './usage.types.ts';
+import { LIMITED_OUTCOMES, OUTCOMES, type UsageEvent } from './usage.types.ts';
 
 const KEYS = [
   ['018f0000-0000-7000-8000-00000000000a', '018f0000-0000-7000-8000-0000000000f0'],
@@ -96,10 +96,24 @@ describe('batches in columns', () => {
         const ok = events.filter((e) => e.outcome === 'success');
         const sum = (rows: { requests: number }[]) => rows.reduce((n, x) => n + x.requests, 0);
         const denied = (rows: { denied: number }[]) => rows.reduce((n, x) => n + x.denied, 0);
+        const limited = (rows: { limited: number }[]) => rows.reduce((n, x) => n + x.limited, 0);
+        const isLimited = (e: UsageEvent) =>
+          (LIMITED_OUTCOMES as readonly string[]).includes(e.outcome);
+        const refusedByLimit = events.filter(isLimited).length;
         for (const rows of [r.totals, r.hourly, r.daily, r.routes])
           expect(sum(rows)).toBe(ok.length);
-        for (const rows of [r.totals, r.hourly, r.daily])
-          expect(denied(rows)).toBe(events.length - ok.length);
+        for (const rows of [r.totals, r.hourly, r.daily]) {
+          expect(denied(rows)).toBe(events.length - ok.length - refusedByLimit);
+          expect(limited(rows)).toBe(refusedByLimit);
+        }
+        // A refusal by a limit is neither use nor a denied attempt: it moves only its own mark.
+        for (const t of r.totals) {
+          const mine = events.filter((e) => e.keyId === t.keyId);
+          const lastOf = (list: UsageEvent[]) =>
+            list.length ? new Date(Math.max(...list.map((e) => e.occurredAt))) : null;
+          expect(t.lastLimitedAt).toEqual(lastOf(mine.filter(isLimited)));
+          expect(t.lastUsedAt).toEqual(lastOf(mine.filter((e) => e.outcome === 'success')));
+        }
         const five = ok.filter((e) => e.status >= 500).length;
         expect(r.daily.reduce((n, x) => n + x.errors5xx, 0)).toBe(five);
         expect(r.routes.reduce((n, x) => n + x.errors, 0)).toBe(

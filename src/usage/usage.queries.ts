@@ -279,25 +279,29 @@ export function upsertTotals(rows: readonly TotalsRow[]): RawBuilder<unknown> {
   // greatest/least ignore nulls; last_used_ip follows the latest successful event.
   return sql`
     insert into api_key_usage_totals as t
-      (key_id, org_id, request_count, errors_4xx, errors_5xx, denied_count,
-       first_used_at, last_used_at, last_used_ip, last_denied_at)
+      (key_id, org_id, request_count, errors_4xx, errors_5xx, denied_count, limited_count,
+       first_used_at, last_used_at, last_used_ip, last_denied_at, last_limited_at)
     select * from unnest(
       ${col((r) => r.keyId)}::uuid[], ${col((r) => r.orgId)}::uuid[], ${col((r) => r.requests)}::int8[],
       ${col((r) => r.errors4xx)}::int8[], ${col((r) => r.errors5xx)}::int8[], ${col((r) => r.denied)}::int8[],
+      ${col((r) => r.limited)}::int8[],
       ${col((r) => r.firstUsedAt)}::timestamptz[], ${col((r) => r.lastUsedAt)}::timestamptz[],
-      ${col((r) => r.lastUsedIp)}::inet[], ${col((r) => r.lastDeniedAt)}::timestamptz[])
+      ${col((r) => r.lastUsedIp)}::inet[], ${col((r) => r.lastDeniedAt)}::timestamptz[],
+      ${col((r) => r.lastLimitedAt)}::timestamptz[])
     on conflict (key_id) do update set
       request_count = t.request_count + excluded.request_count,
       errors_4xx = t.errors_4xx + excluded.errors_4xx,
       errors_5xx = t.errors_5xx + excluded.errors_5xx,
       denied_count = t.denied_count + excluded.denied_count,
+      limited_count = t.limited_count + excluded.limited_count,
       first_used_at = least(t.first_used_at, excluded.first_used_at),
       last_used_ip = case
         when excluded.last_used_at is not null
           and (t.last_used_at is null or excluded.last_used_at >= t.last_used_at)
         then excluded.last_used_ip else t.last_used_ip end,
       last_used_at = greatest(t.last_used_at, excluded.last_used_at),
-      last_denied_at = greatest(t.last_denied_at, excluded.last_denied_at)`;
+      last_denied_at = greatest(t.last_denied_at, excluded.last_denied_at),
+      last_limited_at = greatest(t.last_limited_at, excluded.last_limited_at)`;
 }
 
 const histLiteral = (h: readonly number[]): string => `{${h.join(',')}}`;
@@ -312,17 +316,20 @@ export function upsertPeriods(
   const periodType = table === 'api_key_usage_hourly' ? sql`timestamptz[]` : sql`date[]`;
   return sql`
     insert into ${sql.table(table)} as t
-      (key_id, ${period}, org_id, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
-    select k, p, o, n, e4, e5, d, ls, h::bigint[] from unnest(
+      (key_id, ${period}, org_id, requests, errors_4xx, errors_5xx, denied, limited, latency_sum_ms,
+       latency_hist)
+    select k, p, o, n, e4, e5, d, li, ls, h::bigint[] from unnest(
       ${col((r) => r.keyId)}::uuid[], ${col((r) => r.period)}::${periodType}, ${col((r) => r.orgId)}::uuid[],
       ${col((r) => r.requests)}::int8[], ${col((r) => r.errors4xx)}::int8[], ${col((r) => r.errors5xx)}::int8[],
-      ${col((r) => r.denied)}::int8[], ${col((r) => r.latencySumMs)}::float8[], ${col((r) => histLiteral(r.hist))}::text[]
-    ) as u(k, p, o, n, e4, e5, d, ls, h)
+      ${col((r) => r.denied)}::int8[], ${col((r) => r.limited)}::int8[], ${col((r) => r.latencySumMs)}::float8[],
+      ${col((r) => histLiteral(r.hist))}::text[]
+    ) as u(k, p, o, n, e4, e5, d, li, ls, h)
     on conflict (key_id, ${period}) do update set
       requests = t.requests + excluded.requests,
       errors_4xx = t.errors_4xx + excluded.errors_4xx,
       errors_5xx = t.errors_5xx + excluded.errors_5xx,
       denied = t.denied + excluded.denied,
+      limited = t.limited + excluded.limited,
       latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms,
       latency_hist = (select array_agg(a + b order by i)
                       from unnest(t.latency_hist, excluded.latency_hist) with ordinality as x(a, b, i))`;

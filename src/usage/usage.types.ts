@@ -1,6 +1,27 @@
-export const OUTCOMES = ['success', 'revoked', 'expired', 'insufficient_scope'] as const;
-/** `success`: authenticated. The others: a known key was refused (denied attempts). */
+/**
+ * `success`: authenticated. `revoked`, `expired`, `insufficient_scope`: a known key was refused
+ * (denied attempts). `rate_limited`, `quota_exceeded`, `ip_denied`: a working key was refused by
+ * one of its limits (SPEC §11), counted as `limited`. Appended, never reordered: jobs carry the
+ * index (a worker of the version before dead-letters an index it does not know, so roll workers
+ * out first).
+ */
+export const OUTCOMES = [
+  'success',
+  'revoked',
+  'expired',
+  'insufficient_scope',
+  'rate_limited',
+  'quota_exceeded',
+  'ip_denied',
+] as const;
 export type Outcome = (typeof OUTCOMES)[number];
+
+export const LIMITED_OUTCOMES = ['rate_limited', 'quota_exceeded', 'ip_denied'] as const;
+
+/** By outcome index (as jobs carry it): a refusal by a limit, not a denied attempt. */
+export const LIMITED_INDEX: readonly boolean[] = OUTCOMES.map((o) =>
+  (LIMITED_OUTCOMES as readonly string[]).includes(o),
+);
 
 /** One usage event, as recorded by the middleware or reported by a gateway. */
 export type UsageEvent = {

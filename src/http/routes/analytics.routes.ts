@@ -97,6 +97,7 @@ export function analyticsRoutes(kt: Keytrail): Router {
         created_at: r.created_at.toISOString(),
         last_used_at: iso(r.last_used_at),
         last_denied_at: iso(r.last_denied_at),
+        last_limited_at: iso(r.last_limited_at),
       })),
       next_cursor:
         result.hasMore && last
@@ -128,6 +129,7 @@ export function analyticsRoutes(kt: Keytrail): Router {
         first_used_at: iso(usage.totals.first_used_at),
         last_used_at: iso(usage.totals.last_used_at),
         last_denied_at: iso(usage.totals.last_denied_at),
+        last_limited_at: iso(usage.totals.last_limited_at),
       },
       window: {
         ...usage.window,
