@@ -1,14 +1,21 @@
 /**
  * The key page in a real headless Chromium against a real server, worker and Postgres: its
  * trend table, figures, top endpoints and recent events equal the API's for the same window;
- * the window picker asks for hours or days; a revoked key still being tried is a finding; the
- * page passes an axe scan and runs under the CSP without a console error.
+ * the window picker asks for hours or days; a revoked key still being tried is a finding; refusals
+ * (denied, and limited by rate, quota or IP) have their figures, series and labels; the page passes
+ * an axe scan and runs under the CSP without a console error.
  */
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seriousViolations, signInWith, watchConsole } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
-import { createKey, createOrg, type TestKey, type TestOrg } from '../src/testing/factories.ts';
+import {
+  createKey,
+  createOrg,
+  reportEvents,
+  type TestKey,
+  type TestOrg,
+} from '../src/testing/factories.ts';
 import { useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';
 import { formatNumber } from '../src/ui/format.ts';
 import { bucketLabel, formatLatency, formatRate } from '../src/ui/key/window.ts';
@@ -22,6 +29,8 @@ type Usage = {
     requests: number;
     errors_4xx: number;
     errors_5xx: number;
+    denied: number;
+    limited: number;
     p95_latency_ms: number | null;
   }[];
   top_endpoints: {
@@ -114,12 +123,14 @@ describe.skipIf(!chromiumAvailable())('admin UI key page', { timeout: 120_000 },
         formatNumber(s.requests, 'en-US'),
         formatNumber(s.errors_4xx, 'en-US'),
         formatNumber(s.errors_5xx, 'en-US'),
+        formatNumber(s.denied, 'en-US'),
+        formatNumber(s.limited, 'en-US'),
         formatLatency(s.p95_latency_ms, 'en-US'),
       ]);
     expect(trend).toEqual(expected);
     // Summed, not read off the current hour: the requests may straddle an hour boundary.
     const sum = (column: number) => trend.reduce((a, row) => a + Number(row[column]), 0);
-    expect([sum(1), sum(2), sum(3)]).toEqual([9, 2, 1]);
+    expect([sum(1), sum(2), sum(3), sum(4), sum(5)]).toEqual([9, 2, 1, 0, 0]);
 
     const figure = (label: string) =>
       page.locator('.usage dl dt', { hasText: label }).locator('xpath=following-sibling::dd[1]');
@@ -191,6 +202,90 @@ describe.skipIf(!chromiumAvailable())('admin UI key page', { timeout: 120_000 },
     expect(outcomes).toEqual(['Denied: revoked', 'Denied: revoked', 'Denied: revoked', 'OK']);
     // A revoked key cannot be rotated or revoked again: no such buttons.
     expect(await page.getByRole('button', { name: 'Rotate' }).count()).toBe(0);
+    expect(errors).toEqual([]);
+  });
+
+  it('shows refusals apart: Denied and Limited figures, their trend series, outcome labels', async () => {
+    const capped = await createKey(app.client, org, { name: 'capped', scopes: ['orders:read'] });
+    // Oldest first, a second apart, so the recent events read in a known order.
+    const start = Date.now() - 60_000;
+    const events = (
+      [
+        ['success', 200],
+        ['success', 200],
+        ['success', 200],
+        ['insufficient_scope', 403],
+        ['rate_limited', 429],
+        ['rate_limited', 429],
+        ['quota_exceeded', 429],
+        ['ip_denied', 403],
+      ] as const
+    ).map(([outcome, status], i) => ({
+      key_id: capped.id,
+      occurred_at: new Date(start + i * 1000).toISOString(),
+      outcome,
+      status,
+    }));
+    await reportEvents(app.client, org, org.adminKey, events);
+    await expect
+      .poll(
+        async () => {
+          const w = (await usageOf(capped.id, '?granularity=hour')).window;
+          return [w.requests, w.denied, w.limited];
+        },
+        { timeout: 20_000 },
+      )
+      .toEqual([3, 1, 4]);
+
+    const page = await openKey(capped.id);
+    const figure = (label: string) =>
+      page
+        .locator('.usage dl dt', { hasText: new RegExp(`^${label}$`) })
+        .locator('xpath=following-sibling::dd[1]');
+    expect(await figure('Denied').textContent()).toBe('1');
+    expect(await figure('Limited').textContent()).toBe('4');
+    // Refusals are not requests: the error rate is over the 3 successes only.
+    expect(await figure('Error rate').textContent()).toBe(formatRate(0, 'en-US'));
+
+    // The chart's legend and its table both carry the refusals' series.
+    const legend = await page.locator('.trend .legend li').allTextContents();
+    expect(legend.map((l) => l.trim())).toEqual([
+      'Requests (left axis)',
+      '4xx (right axis)',
+      '5xx (right axis)',
+      'Denied (right axis)',
+      'Limited (right axis)',
+    ]);
+    const trendRegion = page.getByRole('region', { name: 'Trend figures' });
+    expect(await trendRegion.getByRole('columnheader').allTextContents()).toEqual([
+      'Day (UTC)',
+      'Requests',
+      '4xx',
+      '5xx',
+      'Denied',
+      'Limited',
+      'p95 latency',
+    ]);
+    const trend = await rowsOf(page, 'Trend figures');
+    const sum = (column: number) => trend.reduce((a, row) => a + Number(row[column]), 0);
+    // Summed: the events may straddle midnight UTC.
+    expect([sum(1), sum(4), sum(5)]).toEqual([3, 1, 4]);
+
+    const outcomes = (await rowsOf(page, 'Recent events')).map((e) => e.at(-1));
+    expect(outcomes).toEqual([
+      'Limited: IP',
+      'Limited: quota',
+      'Limited: rate',
+      'Limited: rate',
+      'Denied: scope',
+      'OK',
+      'OK',
+      'OK',
+    ]);
+    const recent = page.getByRole('region', { name: 'Recent events' });
+    expect(await recent.locator('.badge-limited').count()).toBe(4);
+    expect(await recent.locator('.badge-denied').count()).toBe(1);
+    expect(await seriousViolations(page)).toEqual([]);
     expect(errors).toEqual([]);
   });
 

@@ -1,7 +1,7 @@
 /**
  * The admin UI (SPEC §7) in a real headless Chromium against a real server, worker and
- * Postgres: sign-in, the API Keys table (relative "Last used", sorting, the dormant filter,
- * cursor paging at 1,000 keys), the error states, where the key goes (and does not), the CSP,
+ * Postgres: sign-in, the API Keys table (relative "Last used", the "Limited" count, sorting, the
+ * dormant filter, cursor paging at 1,000 keys), the error states, where the key goes (and does not), the CSP,
  * and an axe-core scan of each page. Locators use roles and accessible names: they are the
  * page's contract.
  */
@@ -60,15 +60,37 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     });
     // "old" was last used 3 days ago: reported events may be up to 7 days old.
     const threeDaysAgo = new Date(Date.now() - 3 * DAY_MS - 3_600_000).toISOString();
+    // "busy" was also refused: once for a missing scope, 4 times by its limits (SPEC §11).
+    const aMinuteAgo = new Date(Date.now() - 60_000).toISOString();
+    const refusals = [
+      ['insufficient_scope', 403],
+      ['rate_limited', 429],
+      ['rate_limited', 429],
+      ['quota_exceeded', 429],
+      ['ip_denied', 403],
+    ] as const;
     await reportEvents(app.client, org, org.adminKey, [
       { key_id: keys.old.id, occurred_at: threeDaysAgo },
       { key_id: keys.old.id, occurred_at: threeDaysAgo },
+      ...refusals.map(([outcome, status]) => ({
+        key_id: keys.busy.id,
+        occurred_at: aMinuteAgo,
+        outcome,
+        status,
+      })),
     ]);
     await waitFor(
       async () => {
         const rows: any[] = (await usage('limit=50')).data;
-        const count = (k: TestKey) => rows.find((r) => r.key_id === k.id)?.request_count;
-        return count(keys.busy) === 3 && count(keys.old) === 2 && count(keys.revoked) === 1;
+        const row = (k: TestKey) => rows.find((r) => r.key_id === k.id);
+        const count = (k: TestKey) => row(k)?.request_count;
+        return (
+          count(keys.busy) === 3 &&
+          row(keys.busy)?.limited_count === 4 &&
+          row(keys.busy)?.denied_count === 1 &&
+          count(keys.old) === 2 &&
+          count(keys.revoked) === 1
+        );
       },
       { timeoutMs: 20_000 },
     );
@@ -165,6 +187,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
       'Created',
       'Last used',
       'Requests',
+      'Limited',
       'Last IP',
       'Status',
     ]);
@@ -196,6 +219,11 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     expect(await oldTime.textContent()).toBe('3 days ago');
     expect(await oldTime.getAttribute('datetime')).toBe(api(keys.old).last_used_at);
     expect(await cell('busy', 'Requests').textContent()).toBe('3');
+    // Refusals by a limit are counted apart from requests and from the one denied attempt.
+    expect(await cell('busy', 'Limited').textContent()).toBe('4');
+    expect(api(keys.busy).limited_count).toBe(4);
+    expect(await cell('never used', 'Limited').textContent()).toBe('0');
+    expect(await page.getByRole('columnheader', { name: 'Limited', exact: true }).count()).toBe(1);
     expect(await cell('busy', 'Scopes').textContent()).toBe('orders:readorders:write');
     expect(await row('revoked').getByText('Revoked', { exact: true }).count()).toBe(1);
     // The default order is the API's: last used, newest first, never-used keys last.
@@ -204,6 +232,28 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
     const firstNever = lastUsedTexts.indexOf('—');
     expect(firstNever).toBeGreaterThan(0);
     expect(lastUsedTexts.slice(firstNever).every((t) => t === '—')).toBe(true);
+  });
+
+  it('keeps the wider table usable on a narrow screen: it scrolls in its own region', async () => {
+    const page = await signIn();
+    await page.setViewportSize({ width: 360, height: 720 });
+    await shownNames(page);
+    const region = page.getByRole('region', { name: 'Table of keys' });
+    const [scrollWidth, clientWidth] = await region.evaluate((el) => [
+      el.scrollWidth,
+      el.clientWidth,
+    ]);
+    // The table is wider than the screen, its region scrolls it, and the page itself does not.
+    expect(scrollWidth).toBeGreaterThan(clientWidth);
+    expect(clientWidth).toBeLessThanOrEqual(360);
+    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(360);
+    // Scrolled to its far end, the Limited and Status columns are on screen.
+    await region.evaluate((el) => el.scrollTo({ left: el.scrollWidth }));
+    for (const name of ['Limited', 'Status']) {
+      const box = await page.getByRole('columnheader', { name, exact: true }).boundingBox();
+      expect(box?.x).toBeGreaterThanOrEqual(0);
+      expect(box && box.x + box.width).toBeLessThanOrEqual(360);
+    }
   });
 
   it('sorts by Requests through the API, and a second click flips the order', async () => {

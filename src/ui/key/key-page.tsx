@@ -1,7 +1,8 @@
 /**
  * One key's page: its fields and status, Rotate and Revoke, findings (an old key still in use
  * after a rotation, a revoked key still being tried), and its usage over a chosen window: totals,
- * error rate, latency percentiles, the trend (chart and table), top endpoints, recent events.
+ * refusals (denied, limited), error rate, latency percentiles, the trend (chart and table), top
+ * endpoints, recent events.
  */
 import './key.css';
 import '../keys/keys.css';
@@ -195,12 +196,15 @@ function UsageBody(props: { usage: KeyUsage; windowId: WindowId; busy: boolean; 
   const spec = windowSpec(props.windowId);
   const w = usage.window;
   const unit = spec.granularity === 'hour' ? 'hour' : 'day';
-  const quiet = w.requests === 0;
+  // Refusals are not requests: a key that was only refused still has a trend to show.
+  const quiet = w.requests === 0 && w.denied === 0 && w.limited === 0;
   return (
     <div aria-busy={busy}>
       <Fields
         fields={[
           [`Requests, ${spec.label}`, formatNumber(w.requests)],
+          ['Denied', formatNumber(w.denied)],
+          ['Limited', formatNumber(w.limited)],
           ['Error rate', formatRate(w.error_rate)],
           ['p50 latency', formatLatency(w.p50_latency_ms)],
           ['p95 latency', formatLatency(w.p95_latency_ms)],
@@ -215,7 +219,7 @@ function UsageBody(props: { usage: KeyUsage; windowId: WindowId; busy: boolean; 
         <TrendChart
           series={usage.series}
           granularity={spec.granularity}
-          caption={`Requests and errors per ${unit}, ${spec.phrase}`}
+          caption={`Requests, errors and refusals per ${unit}, ${spec.phrase}`}
         />
       )}
       <h3>Top endpoints</h3>

@@ -60,12 +60,24 @@ export function HeaderRow({ columns }: { columns: (string | [string, 'num'])[] }
   );
 }
 
-const OUTCOMES: Record<string, string> = {
-  success: 'OK',
-  revoked: 'Denied: revoked',
-  expired: 'Denied: expired',
-  insufficient_scope: 'Denied: scope',
+type Outcome = KeyUsage['recent_events'][number]['outcome'];
+
+/** Each outcome's label and badge: a key refused for itself, or a working key by its limits. */
+const OUTCOMES: Record<Outcome, [string, 'denied' | 'limited' | null]> = {
+  success: ['OK', null],
+  revoked: ['Denied: revoked', 'denied'],
+  expired: ['Denied: expired', 'denied'],
+  insufficient_scope: ['Denied: scope', 'denied'],
+  rate_limited: ['Limited: rate', 'limited'],
+  quota_exceeded: ['Limited: quota', 'limited'],
+  ip_denied: ['Limited: IP', 'limited'],
 };
+
+function OutcomeLabel({ outcome }: { outcome: Outcome }) {
+  // An outcome newer than this page is shown as the API names it, as a refusal.
+  const [label, kind] = OUTCOMES[outcome] ?? [outcome, 'denied'];
+  return kind ? <span class={`badge badge-${kind}`}>{label}</span> : <>{label}</>;
+}
 
 export function EventsTable({ events, now }: { events: KeyUsage['recent_events']; now: number }) {
   if (events.length === 0) return <p class="empty">No events yet.</p>;
@@ -93,11 +105,7 @@ export function EventsTable({ events, now }: { events: KeyUsage['recent_events']
               <td class="num">{formatLatency(e.latency_ms)}</td>
               <td>{e.ip ?? NEVER}</td>
               <td>
-                {e.outcome === 'success' ? (
-                  OUTCOMES.success
-                ) : (
-                  <span class="badge badge-denied">{OUTCOMES[e.outcome] ?? e.outcome}</span>
-                )}
+                <OutcomeLabel outcome={e.outcome} />
               </td>
             </tr>
           ))}

@@ -1,8 +1,8 @@
 /**
- * The trend of one key's window: a uPlot chart of requests (bars), 4xx and 5xx (lines) per
- * bucket, and the same figures as a data table, newest first (the current bucket is partial and
- * says so). The canvas has no DOM to read, so it is hidden from assistive
- * technology; the table is what screen readers (and tests) read.
+ * The trend of one key's window: a uPlot chart of requests (bars), 4xx and 5xx (lines) and the
+ * refusals, denied and limited (dashed lines), per bucket, and the same figures as a data table,
+ * newest first (the current bucket is partial and says so). The canvas has no DOM to read, so it
+ * is hidden from assistive technology; the table is what screen readers (and tests) read.
  */
 import 'uplot/dist/uPlot.min.css';
 import uPlot from 'uplot';
@@ -19,20 +19,24 @@ const HEIGHT = 240;
 const HOUR_S = 3600;
 const DAY_S = 86_400;
 // The same colours as the legend swatches in key.css (each ≥ 3:1 on white, as WCAG asks of
-// graphics). Requests are bars on the left axis; errors are lines on their own right axis, or a
-// day's 40 errors would lie flat under its 1,500 requests.
+// graphics). Requests are bars on the left axis; errors and refusals are lines on their own right
+// axis, or a day's 40 errors would lie flat under its 1,500 requests. Refusals are not requests
+// (SPEC §11): they are dashed, so they are told from errors by more than colour.
 const LINES = [
   { label: 'Requests', axis: 'left axis', stroke: '#0b57d0', fill: 'rgba(11, 87, 208, 0.35)' },
   { label: '4xx', axis: 'right axis', stroke: '#b25e00' },
   { label: '5xx', axis: 'right axis', stroke: '#c62828' },
+  { label: 'Denied', axis: 'right axis', stroke: '#6a1b9a', dash: [6, 3] },
+  { label: 'Limited', axis: 'right axis', stroke: '#00695c', dash: [2, 2] },
 ] as const;
+
+/** Each line's figure in a bucket, in the order of LINES. */
+const FIGURES = ['requests', 'errors_4xx', 'errors_5xx', 'denied', 'limited'] as const;
 
 function chartData(series: Series): uPlot.AlignedData {
   return [
     series.map((s) => Date.parse(s.start) / 1000),
-    series.map((s) => s.requests),
-    series.map((s) => s.errors_4xx),
-    series.map((s) => s.errors_5xx),
+    ...FIGURES.map((f) => series.map((s) => s[f])),
   ];
 }
 
@@ -106,6 +110,7 @@ function chartOptions(width: number, granularity: 'hour' | 'day', buckets: numbe
         scale: 'errors',
         stroke: l.stroke,
         width: 2,
+        ...('dash' in l && { dash: [...l.dash] }),
         points: { show: buckets <= 31, size: 5 },
       })),
     ],
@@ -155,9 +160,7 @@ export function TrendChart({ series, granularity, caption }: Props) {
           <HeaderRow
             columns={[
               period,
-              ['Requests', 'num'],
-              ['4xx', 'num'],
-              ['5xx', 'num'],
+              ...LINES.map((l): [string, 'num'] => [l.label, 'num']),
               ['p95 latency', 'num'],
             ]}
           />
@@ -169,9 +172,11 @@ export function TrendChart({ series, granularity, caption }: Props) {
                   <time dateTime={s.start}>{bucketLabel(s.start, granularity)}</time>
                   {i === 0 && <span class="muted"> (so far)</span>}
                 </th>
-                <td class="num">{formatNumber(s.requests)}</td>
-                <td class="num">{formatNumber(s.errors_4xx)}</td>
-                <td class="num">{formatNumber(s.errors_5xx)}</td>
+                {FIGURES.map((f) => (
+                  <td key={f} class="num">
+                    {formatNumber(s[f])}
+                  </td>
+                ))}
                 <td class="num">{formatLatency(s.p95_latency_ms)}</td>
               </tr>
             ))}

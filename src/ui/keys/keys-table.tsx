@@ -23,7 +23,7 @@ type Props = {
   onToggle: (row: UsageRow) => void;
 };
 
-const COLUMNS = 10;
+const COLUMNS = 11;
 
 const SORT_NAMES: Record<UsageSort, string> = {
   last_used_at: 'last used',
@@ -60,6 +60,9 @@ export function KeysTable(props: Props) {
             {sortable('Created', 'created_at')}
             {sortable('Last used', 'last_used_at')}
             {sortable('Requests', 'request_count')}
+            <th scope="col" class="num">
+              Limited
+            </th>
             <th scope="col">Last IP</th>
             <th scope="col">Status</th>
           </tr>
@@ -157,6 +160,8 @@ function KeyRow({ row, scopes, now, onAction, selected, onToggle }: RowProps) {
         <RelativeTime iso={row.last_used_at} now={now} />
       </td>
       <td class="num">{formatNumber(row.request_count)}</td>
+      {/* Refusals by the key's limits (SPEC §11): not requests, so counted apart. */}
+      <td class="num">{formatNumber(row.limited_count)}</td>
       <td class="ip">{row.last_used_ip ?? <span class="never">{NEVER}</span>}</td>
       <td>
         <StatusBadge status={row.status} />
