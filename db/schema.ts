@@ -48,7 +48,7 @@ export interface ApiKeys {
   org_id: string;
   prefix: string;
   rate_limited_notified_at: Timestamp | null;
-  rate_limits: Json | null;
+  rate_limits: Generated<Json>;
   revoked_at: Timestamp | null;
   revoked_reason: string | null;
   revoked_use_notified_at: Timestamp | null;
@@ -147,6 +147,23 @@ export interface DormantKeyPolicies {
   updated_by_key_id: string | null;
 }
 
+export interface KeyRateClaims {
+  claim_limit: number;
+  claimed: number;
+  expires_at: Timestamp;
+  last_grant: number;
+  policy: string;
+  returned: Generated<number>;
+  subject: string;
+  window_seconds: number;
+  window_start: Timestamp;
+}
+
+export interface LimitInstances {
+  instance_id: string;
+  seen_at: Timestamp;
+}
+
 export interface OrgRateLimitDefaults {
   org_id: string;
   rate_limits: Json;
@@ -227,6 +244,8 @@ export interface DB {
   api_keys: ApiKeys;
   audit_events: AuditEvents;
   dormant_key_policies: DormantKeyPolicies;
+  key_rate_claims: KeyRateClaims;
+  limit_instances: LimitInstances;
   org_rate_limit_defaults: OrgRateLimitDefaults;
   orgs: Orgs;
   usage_prune_watermark: UsagePruneWatermark;

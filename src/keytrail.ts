@@ -21,6 +21,10 @@ import { USAGE_INGEST_QUEUE } from './usage/usage.jobs.ts';
 import { queuesFor } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { createLimits, type Limits } from './limits/limits-sync.ts';
+import { createRateDefaults, orgNotice, type RateDefaults } from './keys/rate-defaults.service.ts';
+
+const ORG_NOTICE = orgNotice('');
 
 export type Keytrail = {
   config: Config;
@@ -36,6 +40,10 @@ export type Keytrail = {
   ingestDatabase: DbHandle;
   /** Maintenance, webhook deliveries and key watch (worker side, no request deadline). */
   backgroundDatabase: DbHandle;
+  /** Per-key rate limits (SPEC §11): in-memory decisions, credit claimed through `limitsDatabase`. */
+  limits: Limits;
+  limitsDatabase: DbHandle;
+  rateDefaults: RateDefaults;
   cache: KeyCache;
   /** Cache misses per client IP (each is a Postgres lookup). */
   missLimiter: MissLimiter;
@@ -76,6 +84,8 @@ export type KeytrailOptions = {
 /** A batch of ingest jobs takes well under a second; a statement past this is stuck. */
 const INGEST_STATEMENT_TIMEOUT_MS = 120_000;
 const BACKGROUND_POOL_SIZE = 4;
+const LIMITS_POOL_SIZE = 2;
+const LIMITS_STATEMENT_TIMEOUT_MS = 1_000;
 
 /** The pools of one instance, one per class of work (SPEC §9: no class starves another). */
 function createPools(config: Config, logger: Logger, deadlines: boolean) {
@@ -116,6 +126,9 @@ function createPools(config: Config, logger: Logger, deadlines: boolean) {
       INGEST_STATEMENT_TIMEOUT_MS,
     ),
     backgroundDatabase: pool('keytrail-background', BACKGROUND_POOL_SIZE),
+    // Rate-limit claims: a sync every few hundred ms and the waits of requests without credit.
+    // A short deadline: a Postgres that stalls means degraded mode, not stalled requests.
+    limitsDatabase: pool('keytrail-limits', LIMITS_POOL_SIZE, LIMITS_STATEMENT_TIMEOUT_MS),
   };
 }
 
@@ -149,6 +162,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const clock = options.clock ?? systemClock;
   const pools = createPools(config, logger, options.deadlines ?? true);
   const { database, readsDatabase, exportDatabase, ingestDatabase, backgroundDatabase } = pools;
+  const { limitsDatabase } = pools;
   // One slot is one connection of the reads pool (a gated read runs its statements one at a
   // time), so the gate's total is the pool's size and no read ever waits inside the pool.
   const readGate = new KeyedGate({
@@ -162,6 +176,8 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const deps = { db: database.db, clock, cache, pepper: config.keyPepper };
   const auth = createKeyAuthenticator(deps);
   const keys = createKeysService({ ...deps, maxKeysPerOrg: config.maxKeysPerOrg });
+  const rateDefaults = createRateDefaults({ db: database.db, clock, cache });
+  const limits = createLimits({ db: limitsDatabase.db, logger, syncMs: config.limits.syncMs });
   const orgs = createOrgsService({ db: database.db, clock, keys });
   const queue = lazyQueue(config, logger, options.queueMaintenance ?? false);
   const usage = createUsageService({
@@ -210,6 +226,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
       { name: 'export', pool: exportDatabase.pool },
       { name: 'ingest', pool: ingestDatabase.pool },
       { name: 'background', pool: backgroundDatabase.pool },
+      { name: 'limits', pool: limitsDatabase.pool },
     ],
     exportSlots,
     readGate,
@@ -218,7 +235,10 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     url: config.databaseUrl,
     channel: KEY_CHANGED_CHANNEL,
     logger,
-    onMessage: (keyId) => cache.invalidate(keyId),
+    onMessage: (id) => {
+      if (id.startsWith(ORG_NOTICE)) cache.invalidateOrg(id.slice(ORG_NOTICE.length));
+      else cache.invalidate(id);
+    },
     // Notifications missed while disconnected cannot be replayed: start from a clean cache.
     onReconnect: () => cache.clear(),
   });
@@ -231,6 +251,9 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     readGate,
     ingestDatabase,
     backgroundDatabase,
+    limits,
+    limitsDatabase,
+    rateDefaults,
     cache,
     auth,
     keys,
@@ -247,6 +270,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     queue: queue.get,
     missLimiter,
     requireKey: createRequireKey({
+      rate: limits.rate,
       misses: missLimiter,
       auth,
       logger,
@@ -261,6 +285,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     async close() {
       await usage.stop();
       await queue.stop();
+      await limits.close();
       await listener.close();
       for (const handle of Object.values(pools)) await handle.close();
     },

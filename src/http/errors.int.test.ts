@@ -169,6 +169,8 @@ describe('system endpoints', () => {
       'environment',
       'scopes',
       'expires_at',
+      'allowed_ips',
+      'rate_limits',
     ]);
     for (const path of [
       '/api/keys/verify',

@@ -121,8 +121,9 @@ describe('GET /api/keys/self', () => {
   it('is documented in /openapi.json', async () => {
     const res = await app().client.get('/openapi.json');
     const op = res.body.paths['/api/keys/self'].get;
-    // 429: the per-address limit on uncached keys; 503: Postgres (both on every keyed operation).
-    expect(Object.keys(op.responses)).toEqual(['200', '401', '429', '503']);
+    // On every keyed operation: 403, the key's allowed IPs; 429, the per-address limit on
+    // uncached keys and the key's rate limits; 503, Postgres.
+    expect(Object.keys(op.responses)).toEqual(['200', '401', '403', '429', '503']);
     const ref: string = op.responses['200'].content['application/json'].schema.$ref;
     const schema = res.body.components.schemas[ref.split('/').pop() as string];
     expect(Object.keys(schema.properties)).toEqual([

@@ -38,6 +38,8 @@ describe('key lifecycle', () => {
         'last_used_at',
         'last_used_ip',
         'request_count',
+        'allowed_ips',
+        'rate_limits',
       ].sort(),
     );
     expect(created.body).toMatchObject({

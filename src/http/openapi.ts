@@ -186,6 +186,27 @@ const OPERATIONS: Op[] = [
   },
   {
     method: 'get',
+    path: '/api/orgs/{orgId}/policies/rate-limits',
+    operationId: 'getDefaultRateLimits',
+    summary: 'The org’s default rate limits, for keys without rate limits of their own',
+    scope: 'keys:read',
+    params: z.object(ORG),
+    ok: { status: 200, schema: s.RateLimitsJson, description: 'The default ([] when none)' },
+    errors: [401, 403, 404],
+  },
+  {
+    method: 'put',
+    path: '/api/orgs/{orgId}/policies/rate-limits',
+    operationId: 'setDefaultRateLimits',
+    summary: 'Set the org’s default rate limits (audited); every instance applies them within 1 s',
+    scope: 'keys:write',
+    params: z.object(ORG),
+    body: s.RateLimitsBody,
+    ok: { status: 200, schema: s.RateLimitsJson, description: 'The default as saved' },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'get',
     path: '/api/orgs/{orgId}/policies/dormant-keys/preview',
     operationId: 'previewDormantKeyPolicy',
     summary: 'Exactly the keys the next daily run would act on, if run now',
@@ -261,7 +282,12 @@ function errorsOf(op: Op): number[] {
   if (op.body) for (const status of [413, 415]) all.add(status);
   if (op.path.startsWith('/api/')) {
     all.add(503);
-    if (op.operationId !== 'createOrg') all.add(429);
+    // Every keyed route: the per-address limit on uncached keys and the key's own rate limits
+    // (429), the key's allowed IPs (403).
+    if (op.operationId !== 'createOrg') {
+      all.add(429);
+      all.add(403);
+    }
   }
   return [...all].sort((a, b) => a - b);
 }

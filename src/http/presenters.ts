@@ -1,6 +1,7 @@
 import type { EventRow } from '../usage/events.queries.ts';
 import type { z } from 'zod';
 import type { ApiKey } from '../keys/keys.types.ts';
+import { policiesToJson } from '../limits/key-limits.ts';
 import type { IssuedKey } from '../keys/keys.service.ts';
 import type { Org } from '../orgs/orgs.types.ts';
 import type { ApiKeyJson, OrgJson } from './schemas.ts';
@@ -23,6 +24,8 @@ export function apiKeyJson(k: ApiKey): z.infer<typeof ApiKeyJson> {
     last_used_at: iso(k.lastUsedAt),
     last_used_ip: k.lastUsedIp,
     request_count: k.requestCount,
+    allowed_ips: k.allowedIps,
+    rate_limits: policiesToJson(k.rateLimits),
   };
 }
 

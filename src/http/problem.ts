@@ -10,6 +10,8 @@ export type Problem = {
   code: string;
   request_id: string;
   errors?: FieldError[];
+  /** 429 `rate_limited` of a key's own limits: the policies refused (the IETF draft's member). */
+  violated_policies?: string[];
 };
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';

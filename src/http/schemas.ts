@@ -9,6 +9,14 @@ import { OUTCOMES } from '../usage/usage.types.ts';
 import { AUDIT_ACTIONS } from '../audit/audit.types.ts';
 import { ORG_USAGE_SORTS } from '../usage/analytics.queries.ts';
 import { BoundedTime, FilterText, SafeText } from './safe-input.ts';
+import { parseAllowedIps } from '../limits/ip-allow.ts';
+import {
+  MAX_ALLOWED_IPS,
+  MAX_RATE_POLICIES,
+  POLICY_NAME_RE,
+  RATE_LIMIT_MAX,
+  WINDOW_SECONDS_MAX,
+} from '../limits/limits.types.ts';
 
 const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
 
@@ -18,6 +26,61 @@ export const Scopes = z.array(Scope).max(100);
 const Name = SafeText(200);
 export const Timestamp = z.iso.datetime({ offset: true });
 const FutureTime = BoundedTime.transform((s) => new Date(s));
+
+/** A key's allowed client addresses, canonical (`10.0.0.1` → `10.0.0.1/32`) once parsed. */
+const AllowedIps = z
+  .array(z.string().max(64))
+  .max(MAX_ALLOWED_IPS)
+  .transform((entries, ctx) => {
+    const parsed = parseAllowedIps(entries);
+    if (parsed.ok) return parsed.cidrs;
+    ctx.addIssue({ code: 'custom', path: [parsed.index], message: parsed.reason });
+    return z.NEVER;
+  })
+  .meta({
+    description:
+      'IPv4 or IPv6 networks (CIDR) or addresses the key may be used from, up to 100; [] = any. Matched against the client address as KEYTRAIL_TRUST_PROXY defines it; IPv4-mapped IPv6 clients match IPv4 entries.',
+    example: ['203.0.113.0/24', '2001:db8::/32'],
+  });
+
+export const RatePolicyJson = z
+  .strictObject({
+    name: z.string().regex(POLICY_NAME_RE, 'must match ^[a-z][a-z0-9_-]{0,31}$'),
+    limit: z.number().int().min(1).max(RATE_LIMIT_MAX),
+    window_seconds: z.number().int().min(1).max(WINDOW_SECONDS_MAX),
+  })
+  .meta({ id: 'RatePolicy' });
+
+/** Up to 3 policies, named apart; [] = none of the key's own (the org default applies, if any). */
+export const RateLimits = z
+  .array(RatePolicyJson)
+  .max(MAX_RATE_POLICIES)
+  .superRefine((policies, ctx) => {
+    policies.forEach((p, i) => {
+      if (policies.findIndex((q) => q.name === p.name) < i) {
+        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'policy names must differ' });
+      }
+    });
+  })
+  .transform((policies) =>
+    policies.map((p) => ({ name: p.name, limit: p.limit, windowSeconds: p.window_seconds })),
+  )
+  .meta({
+    description:
+      'At most `limit` requests per fixed window of `window_seconds` (aligned to the epoch, UTC), per policy; every policy must admit a request. [] = none of the key’s own: the org default applies, if any.',
+    example: [
+      { name: 'burst', limit: 100, window_seconds: 1 },
+      { name: 'daily', limit: 100000, window_seconds: 86400 },
+    ],
+  });
+
+export const RateLimitsBody = z
+  .strictObject({ rate_limits: RateLimits })
+  .meta({ id: 'RateLimitsRequest' });
+
+export const RateLimitsJson = z
+  .object({ rate_limits: z.array(RatePolicyJson) })
+  .meta({ id: 'RateLimitsDefault' });
 
 export const Limit = z.coerce.number().int().min(1).max(500).default(50);
 
@@ -32,6 +95,8 @@ export const CreateKeyBody = z
     environment: z.enum(ENVIRONMENTS).optional(),
     scopes: Scopes.optional(),
     expires_at: FutureTime.nullable().optional(),
+    allowed_ips: AllowedIps.optional(),
+    rate_limits: RateLimits.optional(),
   })
   .meta({ id: 'CreateApiKeyRequest' });
 
@@ -40,9 +105,11 @@ export const UpdateKeyBody = z
     name: Name.optional(),
     scopes: Scopes.optional(),
     expires_at: FutureTime.nullable().optional(),
+    allowed_ips: AllowedIps.optional(),
+    rate_limits: RateLimits.optional(),
   })
   .refine((b) => Object.keys(b).length > 0, {
-    message: 'give at least one of name, scopes, expires_at',
+    message: 'give at least one of name, scopes, expires_at, allowed_ips, rate_limits',
   })
   .meta({ id: 'UpdateApiKeyRequest' });
 
@@ -60,8 +127,18 @@ export const ListKeysQuery = z.strictObject({
 
 export const RevokeQuery = z.strictObject({ reason: SafeText(500).optional() });
 
+/** A client address as given (IPv4, or IPv6 without a zone id). */
+const ClientIp = z.union([z.ipv4().meta({ format: 'ipv4' }), z.ipv6().meta({ format: 'ipv6' })]);
+
 export const VerifyBody = z
-  .strictObject({ key: z.string().max(500), scopes: Scopes.optional() })
+  .strictObject({
+    key: z.string().max(500),
+    scopes: Scopes.optional(),
+    ip: ClientIp.optional().meta({
+      description:
+        "The original caller's address, checked against the key's allowed_ips (a key that has some, verified without ip, answers IP_NOT_ALLOWED) and recorded as the event's ip.",
+    }),
+  })
   .meta({ id: 'VerifyKeyRequest' });
 
 export const DemoStatusParams = z.object({ code: z.coerce.number().int().min(200).max(599) });
@@ -82,6 +159,12 @@ export const ApiKeyJson = z
     last_used_at: Timestamp.nullable(),
     last_used_ip: z.string().nullable(),
     request_count: z.number().int(),
+    allowed_ips: z.array(z.string()).meta({
+      description: 'Networks (canonical CIDR) the key may be used from; [] = any.',
+    }),
+    rate_limits: z.array(RatePolicyJson).meta({
+      description: 'The key’s own rate limits; [] = none of its own (the org default applies).',
+    }),
   })
   .meta({ id: 'ApiKey' });
 
@@ -117,6 +200,20 @@ export const VerifyResultJson = z
     environment: z.enum(ENVIRONMENTS).optional(),
     scopes: z.array(z.string()).optional(),
     expires_at: Timestamp.nullable().optional(),
+    ratelimits: z
+      .array(
+        z.object({
+          name: z.string(),
+          limit: z.number().int(),
+          remaining: z.number().int(),
+          reset_seconds: z.number().int(),
+        }),
+      )
+      .optional()
+      .meta({
+        description:
+          'The verified key’s rate limits after this check, when it has any and passed the key, address and scope checks: what is left of each window and the seconds until it ends.',
+      }),
   })
   .meta({ id: 'VerifyResult' });
 
@@ -163,10 +260,7 @@ const ReportedEvent = z
     route: z.string().min(1).max(2000).optional(),
     status: z.number().int().min(100).max(599),
     latency_ms: z.number().min(0).max(3_600_000),
-    ip: z
-      .union([z.ipv4().meta({ format: 'ipv4' }), z.ipv6().meta({ format: 'ipv6' })])
-      .nullable()
-      .optional(),
+    ip: ClientIp.nullable().optional(),
     user_agent: z.string().max(4096).nullable().optional(),
     outcome: z.enum(OUTCOMES).optional(),
   })

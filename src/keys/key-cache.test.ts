@@ -10,6 +10,7 @@ const record = (id: string): AuthRecord => ({
   scopes: [],
   expiresAt: null,
   revokedAt: null,
+  limits: null,
 });
 const newCache = () =>
   new KeyCache({ size: 100, ttlMs: 30_000, negativeTtlMs: 2_000, negativeSize: 100 });

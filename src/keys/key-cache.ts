@@ -97,6 +97,17 @@ export class KeyCache {
     this.#inflight.clear();
   }
 
+  /** Every cached key of `orgId` (its default rate limits changed): a scan, for a rare event. */
+  invalidateOrg(orgId: string): void {
+    this.#epoch += 1;
+    const stale: string[] = [];
+    for (const [hash, entry] of this.#cache.entries()) {
+      if (entry.value.orgId === orgId) stale.push(hash);
+    }
+    for (const hash of stale) this.#cache.delete(hash);
+    this.#inflight.clear();
+  }
+
   clear(): void {
     this.#epoch += 1;
     this.#cache.clear();

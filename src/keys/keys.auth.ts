@@ -67,13 +67,15 @@ export function createKeyAuthenticator(deps: {
   }
 
   /**
-   * The verify endpoint's decision. Another org's key is indistinguishable from no key.
-   * `known`: what `authenticateCached` already answered for this candidate, if it did.
+   * The verify endpoint's decision, in SPEC §11's order: key, allowed IP, scope. Another org's
+   * key is indistinguishable from no key. `ip`: the original caller's address (a key with
+   * allowed IPs verified without one is refused: fail closed). `known`: what
+   * `authenticateCached` already answered for this candidate, if it did.
    */
   async function verify(
     caller: KeyIdentity,
     candidate: string,
-    requiredScopes: readonly string[],
+    request: { scopes: readonly string[]; ip: string | undefined },
     known?: AuthOutcome,
   ): Promise<VerifyResult> {
     const outcome = known ?? (await authenticate(candidate));
@@ -81,7 +83,11 @@ export function createKeyAuthenticator(deps: {
     const { code, record } = outcome;
     if (record.orgId !== caller.orgId) return { valid: false, code: 'NOT_FOUND' };
     if (code !== 'VALID') return { valid: false, code, key: record };
-    if (missingScopes(record.scopes, requiredScopes).length > 0) {
+    const allowsIp = record.limits?.allowsIp;
+    if (allowsIp && !allowsIp(request.ip)) {
+      return { valid: false, code: 'IP_NOT_ALLOWED', key: record };
+    }
+    if (missingScopes(record.scopes, request.scopes).length > 0) {
       return { valid: false, code: 'INSUFFICIENT_SCOPE', key: record };
     }
     return { valid: true, code: 'VALID', key: record };

@@ -2,6 +2,8 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import type { ApiKeys, DB } from '../../db/schema.ts';
 import type { Environment } from './key-format.ts';
 import { statusOf, type ApiKey, type AuthRecord, type KeyStatus } from './keys.types.ts';
+import { compileLimits, policiesFromJson, policiesToJson } from '../limits/key-limits.ts';
+import type { RatePolicy } from '../limits/limits.types.ts';
 
 type Db = Kysely<DB>;
 
@@ -20,6 +22,10 @@ export type NewKeyRow = {
   rotatedFromId: string | null;
   createdByKeyId: string | null;
   createdAt: Date;
+  allowedIps: string[];
+  rateLimits: RatePolicy[];
+  /** What the key's limits count against: a rotated key shares its predecessor's. */
+  limitsId: string | null;
 };
 
 export async function insertKey(db: Db, row: NewKeyRow): Promise<void> {
@@ -37,28 +43,39 @@ export async function insertKey(db: Db, row: NewKeyRow): Promise<void> {
       rotated_from_id: row.rotatedFromId,
       created_by_key_id: row.createdByKeyId,
       created_at: row.createdAt,
+      allowed_ips: row.allowedIps,
+      rate_limits: JSON.stringify(policiesToJson(row.rateLimits)),
+      limits_id: row.limitsId,
     })
     .execute();
 }
 
-/** The authentication lookup: one unique-index probe. Returns the stored hash for the compare. */
+/**
+ * The authentication lookup: one unique-index probe, and the org's default rate limits by
+ * primary key. Returns the stored hash for the compare.
+ */
 export async function findAuthRecordByHash(
   db: Db,
   keyHash: Buffer,
 ): Promise<(AuthRecord & { keyHash: Buffer }) | null> {
   const row = await db
-    .selectFrom('api_keys')
+    .selectFrom('api_keys as k')
+    .leftJoin('org_rate_limit_defaults as d', 'd.org_id', 'k.org_id')
     .select([
-      'id',
-      'org_id',
-      'environment',
-      'prefix',
-      'scopes',
-      'expires_at',
-      'revoked_at',
-      'key_hash',
+      'k.id',
+      'k.org_id',
+      'k.environment',
+      'k.prefix',
+      'k.scopes',
+      'k.expires_at',
+      'k.revoked_at',
+      'k.key_hash',
+      'k.limits_id',
+      'k.rate_limits',
+      'd.rate_limits as org_rate_limits',
+      sql<string[]>`k.allowed_ips::text[]`.as('allowed_ips'),
     ])
-    .where('key_hash', '=', keyHash)
+    .where('k.key_hash', '=', keyHash)
     .executeTakeFirst();
   if (!row) return null;
   return {
@@ -70,6 +87,13 @@ export async function findAuthRecordByHash(
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
     keyHash: row.key_hash,
+    limits: compileLimits({
+      keyId: row.id,
+      limitsId: row.limits_id,
+      allowedIps: row.allowed_ips,
+      rateLimits: policiesFromJson(row.rate_limits),
+      orgRateLimits: policiesFromJson(row.org_rate_limits),
+    }),
   };
 }
 
@@ -85,6 +109,9 @@ const KEY_COLUMNS = [
   'k.revoked_at',
   'k.revoked_reason',
   'k.rotated_from_id',
+  'k.limits_id',
+  'k.rate_limits',
+  sql<string[]>`k.allowed_ips::text[]`.as('allowed_ips'),
   't.last_used_at',
   't.last_used_ip',
   't.request_count',
@@ -100,9 +127,6 @@ type KeyRow = Omit<
   | 'expiring_notice_days'
   | 'spike_since'
   | 'revoked_use_notified_at'
-  | 'rate_limits'
-  | 'allowed_ips'
-  | 'limits_id'
   | 'rate_limited_notified_at'
 > & {
   last_used_at: Date | null;
@@ -127,6 +151,9 @@ function toApiKey(row: KeyRow, now: Date): ApiKey {
     lastUsedAt: row.last_used_at,
     lastUsedIp: row.last_used_ip,
     requestCount: row.request_count ?? 0,
+    allowedIps: row.allowed_ips,
+    limitsId: row.limits_id ?? row.id,
+    rateLimits: policiesFromJson(row.rate_limits),
   };
 }
 
@@ -217,13 +244,23 @@ export async function countActiveKeys(db: Db, orgId: string, now: Date): Promise
 export async function updateKey(
   db: Db,
   keyId: string,
-  patch: { name?: string; scopes?: string[]; expiresAt?: Date | null },
+  patch: {
+    name?: string;
+    scopes?: string[];
+    expiresAt?: Date | null;
+    allowedIps?: string[];
+    rateLimits?: RatePolicy[];
+  },
 ): Promise<void> {
   await db
     .updateTable('api_keys')
     .set({
       ...(patch.name !== undefined && { name: patch.name }),
       ...(patch.scopes !== undefined && { scopes: patch.scopes }),
+      ...(patch.allowedIps !== undefined && { allowed_ips: patch.allowedIps }),
+      ...(patch.rateLimits !== undefined && {
+        rate_limits: JSON.stringify(policiesToJson(patch.rateLimits)),
+      }),
       // The audited expiry was the old expires_at: a new one can expire, and be audited, again.
       ...(patch.expiresAt !== undefined && {
         expires_at: patch.expiresAt,

@@ -6,6 +6,8 @@ import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
 import { generateKey, hashKey, type Environment } from './key-format.ts';
 import * as q from './keys.queries.ts';
 import type { KeyCache } from './key-cache.ts';
+import type { RatePolicy } from '../limits/limits.types.ts';
+import { policiesToJson } from '../limits/key-limits.ts';
 import {
   ADMIN_SCOPE,
   ungrantableScopes,
@@ -27,8 +29,16 @@ export type NewKeyInput = {
   environment?: Environment | undefined;
   scopes?: string[] | undefined;
   expiresAt?: Date | null | undefined;
+  allowedIps?: string[] | undefined;
+  rateLimits?: RatePolicy[] | undefined;
 };
-export type KeyPatch = { name?: string; scopes?: string[]; expiresAt?: Date | null };
+export type KeyPatch = {
+  name?: string;
+  scopes?: string[];
+  expiresAt?: Date | null;
+  allowedIps?: string[];
+  rateLimits?: RatePolicy[];
+};
 export type Cursor = { createdAt: Date; id: string };
 
 const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
@@ -96,7 +106,11 @@ export function createKeysService(deps: KeysServiceDeps) {
   /** Inserts a new key inside `trx` and audits it. The plaintext exists only in the result. */
   async function issueKey(
     trx: Database,
-    input: Required<NewKeyInput> & { orgId: string; rotatedFromId: string | null },
+    input: Required<NewKeyInput> & {
+      orgId: string;
+      rotatedFromId: string | null;
+      limitsId: string | null;
+    },
     actor: AuditActor,
     now: Date,
   ): Promise<IssuedKey> {
@@ -114,6 +128,9 @@ export function createKeysService(deps: KeysServiceDeps) {
       rotatedFromId: input.rotatedFromId,
       createdByKeyId: actor.type === 'key' ? actor.keyId : null,
       createdAt: now,
+      allowedIps: input.allowedIps,
+      rateLimits: input.rateLimits,
+      limitsId: input.limitsId,
     });
     await recordAudit(trx, {
       orgId: input.orgId,
@@ -128,6 +145,8 @@ export function createKeysService(deps: KeysServiceDeps) {
         scopes: input.scopes,
         expires_at: input.expiresAt,
         rotated_from_id: input.rotatedFromId,
+        ...(input.allowedIps.length > 0 && { allowed_ips: input.allowedIps }),
+        ...(input.rateLimits.length > 0 && { rate_limits: policiesToJson(input.rateLimits) }),
       },
     });
     const apiKey = await q.findKey(trx, input.orgId, id, now);
@@ -160,8 +179,10 @@ export function createKeysService(deps: KeysServiceDeps) {
         environment: input.environment ?? 'live',
         scopes: [...new Set(input.scopes ?? [])],
         expiresAt: input.expiresAt ?? null,
+        allowedIps: input.allowedIps ?? [],
+        rateLimits: input.rateLimits ?? [],
       };
-      return issueKey(trx, { ...full, orgId, rotatedFromId: null }, actor, now);
+      return issueKey(trx, { ...full, orgId, rotatedFromId: null, limitsId: null }, actor, now);
     });
   }
 
@@ -248,7 +269,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         }
         const next = await issueKey(
           trx,
-          { ...old, expiresAt: old.expiresAt, orgId, rotatedFromId: old.id },
+          { ...old, orgId, rotatedFromId: old.id, limitsId: old.limitsId },
           actorOf(caller),
           now,
         );
@@ -303,6 +324,15 @@ function changes(before: ApiKey, patch: KeyPatch): Record<string, unknown> {
   if (patch.scopes !== undefined) out.scopes = { from: before.scopes, to: patch.scopes };
   if (patch.expiresAt !== undefined) {
     out.expires_at = { from: before.expiresAt, to: patch.expiresAt };
+  }
+  if (patch.allowedIps !== undefined) {
+    out.allowed_ips = { from: before.allowedIps, to: patch.allowedIps };
+  }
+  if (patch.rateLimits !== undefined) {
+    out.rate_limits = {
+      from: policiesToJson(before.rateLimits),
+      to: policiesToJson(patch.rateLimits),
+    };
   }
   return { changes: out };
 }

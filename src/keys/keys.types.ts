@@ -1,4 +1,6 @@
 import type { Environment } from './key-format.ts';
+import type { KeyLimits } from '../limits/key-limits.ts';
+import type { RatePolicy } from '../limits/limits.types.ts';
 
 export const SCOPE_RE = /^[a-z][a-z0-9_.:-]{0,63}$/;
 export const MANAGEMENT_SCOPES = [
@@ -32,6 +34,12 @@ export type ApiKey = {
   lastUsedAt: Date | null;
   lastUsedIp: string | null;
   requestCount: number;
+  /** Client addresses (canonical CIDRs) the key works from; [] = any (SPEC §11). */
+  allowedIps: string[];
+  /** What the key's limits count against (its own id unless it was rotated from a key). */
+  limitsId: string;
+  /** The key's own rate limits; [] = none of its own (the org default applies, if any). */
+  rateLimits: RatePolicy[];
 };
 
 /** What authentication needs to decide, cached per instance. */
@@ -43,6 +51,8 @@ export type AuthRecord = {
   scopes: string[];
   expiresAt: Date | null;
   revokedAt: Date | null;
+  /** Compiled at load; null when the key has no limit (nothing to check per request). */
+  limits: KeyLimits | null;
 };
 
 /** The identity attached to a request once its key is verified. */
@@ -57,6 +67,8 @@ export const VERIFY_CODES = [
   'REVOKED',
   'INSUFFICIENT_SCOPE',
   'MALFORMED',
+  'IP_NOT_ALLOWED',
+  'RATE_LIMITED',
 ] as const;
 export type VerifyCode = (typeof VERIFY_CODES)[number];
 

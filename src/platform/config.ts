@@ -40,6 +40,8 @@ export const configSchema = z.object({
   KEYTRAIL_AUTH_MISS_RATE: positiveInt(100, 100_000),
   KEYTRAIL_AUTH_MISS_BURST: positiveInt(1000, 1_000_000),
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
+  /** Per-key rate limits: how often each instance claims credit and gives back what it left. */
+  KEYTRAIL_LIMITS_SYNC_MS: z.coerce.number().int().min(50).max(5_000).default(250),
   /** Deadline of every statement of authentication, key changes and other short requests. */
   KEYTRAIL_STATEMENT_TIMEOUT_MS: positiveInt(5_000, 600_000),
   /** Raw-event pages, analytics and audit reads: their pool, deadline and share per org. */
@@ -116,6 +118,7 @@ export type Config = {
   /** Per client IP: lookups that miss the cache (each costs Postgres a query). */
   authMisses: { perSecond: number; burst: number };
   dbPoolSize: number;
+  limits: { syncMs: number };
   /** Statement deadline of the request pool (authentication, key changes, short reads). */
   statementTimeoutMs: number;
   /**
@@ -261,6 +264,7 @@ export function toConfig(
     },
     authMisses: { perSecond: env.KEYTRAIL_AUTH_MISS_RATE, burst: env.KEYTRAIL_AUTH_MISS_BURST },
     dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
+    limits: { syncMs: env.KEYTRAIL_LIMITS_SYNC_MS },
     statementTimeoutMs: env.KEYTRAIL_STATEMENT_TIMEOUT_MS,
     reads: {
       poolSize: env.KEYTRAIL_READS_POOL_SIZE,

@@ -6,6 +6,7 @@ export const ERROR_CODES = {
   validation_failed: { status: 400, title: 'Request validation failed' },
   unauthenticated: { status: 401, title: 'Missing or invalid credentials' },
   insufficient_scope: { status: 403, title: 'The key lacks a required scope' },
+  ip_not_allowed: { status: 403, title: 'The key may not be used from this address' },
   not_found: { status: 404, title: 'Resource not found' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   request_timeout: { status: 408, title: 'Request not received in time' },

@@ -21,7 +21,14 @@ export type TestKey = { key: string; id: string; body: any };
 export async function createKey(
   client: TestClient,
   org: TestOrg,
-  body: { name?: string; scopes?: string[]; environment?: string; expires_at?: string | null } = {},
+  body: {
+    name?: string;
+    scopes?: string[];
+    environment?: string;
+    expires_at?: string | null;
+    allowed_ips?: string[];
+    rate_limits?: { name: string; limit: number; window_seconds: number }[];
+  } = {},
   asKey = org.adminKey,
 ): Promise<TestKey> {
   const res = await client.post(`/api/orgs/${org.orgId}/api-keys`, {

@@ -65,7 +65,12 @@ function logSink(lines: string[], leaks: string[]): Writable {
 /** A real keytrail on a real port against the given database. */
 export async function startTestApp(
   url: string,
-  options: { config?: Partial<Config>; clock?: Clock } = {},
+  options: {
+    config?: Partial<Config>;
+    clock?: Clock;
+    /** '::' takes IPv6 too: `client` (127.0.0.1) then arrives as ::ffff:127.0.0.1. */
+    listenHost?: string;
+  } = {},
 ): Promise<TestApp> {
   const logs: string[] = [];
   const leaks: string[] = [];
@@ -76,7 +81,9 @@ export async function startTestApp(
   });
   await kt.ready();
   const server: Server = createHttpServer(buildApp(kt));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) =>
+    server.listen(0, options.listenHost ?? '127.0.0.1', resolve),
+  );
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     kt,

@@ -3,7 +3,13 @@ import { AppError } from '../../platform/errors.ts';
 import type { Logger } from '../../platform/logger.ts';
 import type { KeyAuthenticator } from '../../keys/keys.auth.ts';
 import type { MissLimiter } from '../../keys/miss-limiter.ts';
-import { missingScopes, type AuthOutcome, type KeyIdentity } from '../../keys/keys.types.ts';
+import {
+  missingScopes,
+  type AuthOutcome,
+  type AuthRecord,
+  type KeyIdentity,
+} from '../../keys/keys.types.ts';
+import { ADMITTED, type RateLimiter } from '../../limits/rate-limiter.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
 import { sendProblem, toProblem } from '../problem.ts';
@@ -46,6 +52,26 @@ export function credentialFrom(req: Request): string | undefined {
 
 const invalidKey = () => new AppError('unauthenticated', { detail: 'the API key is not valid' });
 
+/** A key's own rate limit refused the request (the other 429s are the service's own). */
+export const rateLimited = (policy: string) =>
+  new AppError('rate_limited', {
+    detail: `the key's rate limit "${policy}" is used up for this window; retry after Retry-After seconds`,
+  });
+
+function admit(req: Request, record: AuthRecord, next: NextFunction): void {
+  req.apiKey = {
+    id: record.id,
+    orgId: record.orgId,
+    environment: record.environment,
+    scopes: record.scopes,
+  };
+  next();
+}
+
+/** The same for every refused address: it names neither the key's networks nor the address. */
+export const ipNotAllowed = () =>
+  new AppError('ip_not_allowed', { detail: 'this key may not be used from this address' });
+
 /** Too many lookups of uncached keys from this address (a key-guessing stream). */
 export const missesRefused = () =>
   new AppError('rate_limited', {
@@ -70,6 +96,8 @@ export function createRequireKey(deps: {
   record: RecordUsage | undefined;
   /** Bounds the cache misses (Postgres lookups) of each client IP. */
   misses: MissLimiter;
+  /** Keys' rate limits (SPEC §11). */
+  rate: RateLimiter;
 }) {
   const { record: recordUsage } = deps;
   const usage = recordUsage && { record: recordUsage, clock: deps.clock };
@@ -104,6 +132,13 @@ export function createRequireKey(deps: {
         deny(req, res, invalidKey(), 'Bearer error="invalid_token"');
         return;
       }
+      // Before the org check: an address the key may not be used from learns nothing more.
+      const limits = record.limits;
+      if (limits?.allowsIp && !limits.allowsIp(req.ip)) {
+        tracked = 'ip_denied';
+        sendProblem(res, toProblem(ipNotAllowed(), requestId(req, res)));
+        return;
+      }
       if (options.orgParam && req.params[options.orgParam] !== record.orgId) {
         sendProblem(res, toProblem(new AppError('not_found'), requestId(req, res)));
         return;
@@ -116,13 +151,25 @@ export function createRequireKey(deps: {
         deny(req, res, new AppError('insufficient_scope', { detail }), challenge);
         return;
       }
-      req.apiKey = {
-        id: record.id,
-        orgId: record.orgId,
-        environment: record.environment,
-        scopes: record.scopes,
-      };
-      next();
+      const rate = limits?.rate;
+      if (!limits || !rate) {
+        admit(req, record, next);
+        return;
+      }
+      const { subject } = limits;
+      deps.rate.decideThen(subject, rate, (verdict) => {
+        res.setHeader('RateLimit-Policy', rate.headers.policy);
+        res.setHeader('RateLimit', deps.rate.header(subject, rate));
+        if (verdict === ADMITTED) {
+          admit(req, record, next);
+          return;
+        }
+        tracked = 'rate_limited';
+        const policy = rate.policies[verdict]?.name ?? '';
+        res.setHeader('Retry-After', String(deps.rate.retryAfter(subject, rate, verdict)));
+        const problem = toProblem(rateLimited(policy), requestId(req, res));
+        sendProblem(res, { ...problem, violated_policies: [policy] });
+      });
     }
 
     // Not async: a cached key is decided without a promise; only a cache miss waits for Postgres.

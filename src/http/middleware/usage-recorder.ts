@@ -36,7 +36,8 @@ export function recordWhenDone(
   req: Request,
   res: Response,
   deps: { record: RecordUsage; clock: Clock },
-  who: { keyId: string; orgId: string; outcome: () => Outcome },
+  /** `ip`: the caller's address when a gateway reports it (verify), else the request's. */
+  who: { keyId: string; orgId: string; outcome: () => Outcome; ip?: string | undefined },
   start: RequestStart,
 ): void {
   const { occurredAt, started } = start;
@@ -50,7 +51,7 @@ export function recordWhenDone(
       route: routeOfRequest(req, res),
       status: res.writableFinished ? res.statusCode : CLIENT_CLOSED,
       latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
-      ip: normalizeIp(req.ip),
+      ip: normalizeIp(who.ip ?? req.ip),
       userAgent: truncateAgent(req.get('user-agent')),
       outcome: who.outcome(),
     });

@@ -40,6 +40,8 @@ export function keysRoutes(kt: Keytrail): Router {
       environment: body.environment,
       scopes: body.scopes,
       expiresAt: body.expires_at,
+      allowedIps: body.allowed_ips,
+      rateLimits: body.rate_limits,
     });
     res.status(201).json({ key: issued.plaintext, api_key: apiKeyJson(issued.apiKey) });
   });
@@ -72,6 +74,8 @@ export function keysRoutes(kt: Keytrail): Router {
       ...(body.name !== undefined && { name: body.name }),
       ...(body.scopes !== undefined && { scopes: body.scopes }),
       ...(body.expires_at !== undefined && { expiresAt: body.expires_at }),
+      ...(body.allowed_ips !== undefined && { allowedIps: body.allowed_ips }),
+      ...(body.rate_limits !== undefined && { rateLimits: body.rate_limits }),
     });
     res.json(apiKeyJson(updated));
   });

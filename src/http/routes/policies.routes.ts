@@ -5,11 +5,13 @@ import { publicPolicy } from '../../policies/dormant.service.ts';
 import { SPARE_REASONS } from '../../policies/dormant.types.ts';
 import { nextMaintenanceRun } from '../../usage/usage.jobs.ts';
 import { DormantPolicyBody } from '../policy.schemas.ts';
-import { OrgIdParams } from '../schemas.ts';
+import { OrgIdParams, RateLimitsBody } from '../schemas.ts';
+import { policiesToJson } from '../../limits/key-limits.ts';
 import { parseInput } from '../validate.ts';
 import { readShare } from '../middleware/read-share.ts';
 
 const BASE = '/api/orgs/:orgId/policies/dormant-keys';
+const RATE_LIMITS = '/api/orgs/:orgId/policies/rate-limits';
 
 function orgOf(req: Request): string {
   return parseInput(OrgIdParams, req.params, 'path').orgId;
@@ -39,6 +41,17 @@ export function policiesRoutes(kt: Keytrail): Router {
   });
 
   // A preview reads every key's rollups: an expensive read, under the org's read share.
+  router.get(RATE_LIMITS, can('keys:read'), async (req, res) => {
+    res.json({ rate_limits: policiesToJson(await kt.rateDefaults.get(orgOf(req))) });
+  });
+
+  router.put(RATE_LIMITS, can('keys:write'), async (req, res) => {
+    if (!req.apiKey) throw new AppError('unauthenticated');
+    const body = parseInput(RateLimitsBody, req.body ?? {}, 'body');
+    const saved = await kt.rateDefaults.put(req.apiKey, orgOf(req), body.rate_limits);
+    res.json({ rate_limits: policiesToJson(saved) });
+  });
+
   router.get(`${BASE}/preview`, can('keys:read'), readShare(kt), async (req, res) => {
     const now = kt.clock.now();
     const { policy, plan, keys, spared } = await policies.preview(orgOf(req), now);

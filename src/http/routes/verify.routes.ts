@@ -5,7 +5,8 @@ import { VerifyBody } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 import { missesRefused } from '../middleware/require-key.ts';
 import { recordWhenDone, requestStart } from '../middleware/usage-recorder.ts';
-import type { VerifyCode } from '../../keys/keys.types.ts';
+import type { AuthRecord, VerifyCode } from '../../keys/keys.types.ts';
+import { ADMITTED } from '../../limits/rate-limiter.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
 
 const VERIFY_OUTCOMES: Partial<Record<VerifyCode, Outcome>> = {
@@ -13,7 +14,23 @@ const VERIFY_OUTCOMES: Partial<Record<VerifyCode, Outcome>> = {
   REVOKED: 'revoked',
   EXPIRED: 'expired',
   INSUFFICIENT_SCOPE: 'insufficient_scope',
+  IP_NOT_ALLOWED: 'ip_denied',
+  RATE_LIMITED: 'rate_limited',
 };
+
+/** The verified key's rate limits, after the key, address and scope checks passed (SPEC §11). */
+async function rateLimited(kt: Keytrail, key: AuthRecord) {
+  const limits = key.limits;
+  const rate = limits?.rate;
+  if (!limits || !rate) return { refused: false, ratelimits: undefined };
+  const verdict = await new Promise<number>((resolve) =>
+    kt.limits.rate.decideThen(limits.subject, rate, resolve),
+  );
+  return {
+    refused: verdict !== ADMITTED,
+    ratelimits: kt.limits.rate.snapshot(limits.subject, rate),
+  };
+}
 
 export function verifyRoutes(kt: Keytrail): Router {
   const router = Router();
@@ -28,9 +45,16 @@ export function verifyRoutes(kt: Keytrail): Router {
       res.setHeader('retry-after', String(kt.missLimiter.retryAfterSeconds()));
       throw missesRefused();
     }
-    const result = await kt.auth.verify(req.apiKey, body.key, body.scopes ?? [], known);
+    let result = await kt.auth.verify(
+      req.apiKey,
+      body.key,
+      { scopes: body.scopes ?? [], ip: body.ip },
+      known,
+    );
     if (!cached && result.code === 'NOT_FOUND') kt.missLimiter.charge(req.ip);
     const key = result.key;
+    const rate = result.valid && key ? await rateLimited(kt, key) : undefined;
+    if (rate?.refused) result = { valid: false, code: 'RATE_LIMITED', key };
     // The verified key was used (or refused) through a gateway: that is usage of that key.
     if (key) {
       const outcome = VERIFY_OUTCOMES[result.code] ?? 'success';
@@ -38,7 +62,7 @@ export function verifyRoutes(kt: Keytrail): Router {
         req,
         res,
         { record: kt.usage.record, clock: kt.clock },
-        { keyId: key.id, orgId: key.orgId, outcome: () => outcome },
+        { keyId: key.id, orgId: key.orgId, outcome: () => outcome, ip: body.ip },
         start,
       );
     }
@@ -52,6 +76,7 @@ export function verifyRoutes(kt: Keytrail): Router {
         scopes: key.scopes,
         expires_at: key.expiresAt?.toISOString() ?? null,
       }),
+      ...(rate?.ratelimits && { ratelimits: rate.ratelimits }),
     });
   });
   return router;

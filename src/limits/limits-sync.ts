@@ -1,0 +1,85 @@
+/**
+ * Runs one instance's rate limiter: its claims go through a pool of their own (a short
+ * deadline, so a stalled Postgres turns into degraded mode, not into waiting requests), a sync
+ * every `syncMs`, the pruning of past windows, and the credit given back on a graceful stop.
+ */
+import type { Kysely } from 'kysely';
+import type { DB } from '../../db/schema.ts';
+import { detachedFromRequest } from '../platform/db-scope.ts';
+import { newId } from '../platform/ids.ts';
+import type { Logger } from '../platform/logger.ts';
+import { createRateLimiter, type ClaimItem, type RateLimiter } from './rate-limiter.ts';
+import { claimCredit, pruneClaims, releaseCredit } from './limits.queries.ts';
+
+const PRUNE_EVERY_MS = 10_000;
+const PRUNE_BATCH = 5_000;
+
+export type Limits = {
+  rate: RateLimiter;
+  instanceId: string;
+  /** Syncs until closed; starts by itself once a key with rate limits is first seen. */
+  start(): void;
+  /** Stops syncing and gives back the credit this instance holds. */
+  close(): Promise<void>;
+};
+
+export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: number }): Limits {
+  const { db, logger, syncMs } = deps;
+  const instanceId = newId();
+  let failing = false;
+  const claim = async (items: readonly ClaimItem[]) => {
+    try {
+      // Shared by every request of a tick: no one request's disconnect may cancel it.
+      const result = await detachedFromRequest(() => claimCredit(db, instanceId, items));
+      if (failing) logger.info('rate limit claims work again; limits are shared again');
+      failing = false;
+      return result;
+    } catch (error) {
+      if (!failing) {
+        logger.warn({ err: error }, 'rate limit claims failed; each instance admits its share');
+      }
+      failing = true;
+      throw error;
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const rate = createRateLimiter({ claim, syncMs, onUse: () => start() });
+  let running: Promise<void> | null = null;
+  let lastPrune = Date.now();
+
+  const tick = () => {
+    if (running) return;
+    running = (async () => {
+      await rate.sync();
+      if (Date.now() - lastPrune < PRUNE_EVERY_MS) return;
+      lastPrune = Date.now();
+      await pruneClaims(db, PRUNE_BATCH).catch((error: unknown) => {
+        logger.warn({ err: error }, 'pruning past rate-limit windows failed');
+      });
+    })().finally(() => {
+      running = null;
+    });
+  };
+
+  let closed = false;
+  function start(): void {
+    if (timer || closed) return;
+    timer = setInterval(tick, syncMs);
+    timer.unref();
+  }
+
+  return {
+    rate,
+    instanceId,
+    start,
+    async close() {
+      closed = true;
+      clearInterval(timer);
+      timer = undefined;
+      await running;
+      await releaseCredit(db, instanceId, rate.releaseAll()).catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not give back rate-limit credit on stop');
+      });
+    },
+  };
+}
