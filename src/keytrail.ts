@@ -22,6 +22,7 @@ import { queuesFor } from './usage/usage.queues.ts';
 import { createRequireKey, type RequireKey } from './http/middleware/require-key.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createLimits, type Limits } from './limits/limits-sync.ts';
+import { registerLimitMetrics } from './limits/limits.metrics.ts';
 import { createRateDefaults, orgNotice, type RateDefaults } from './keys/rate-defaults.service.ts';
 
 const ORG_NOTICE = orgNotice('');
@@ -231,6 +232,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     exportSlots,
     readGate,
   });
+  registerLimitMetrics(metrics.registry, limits);
   const listener: Listener = listen({
     url: config.databaseUrl,
     channel: KEY_CHANGED_CHANNEL,
@@ -270,7 +272,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     queue: queue.get,
     missLimiter,
     requireKey: createRequireKey({
-      rate: limits.rate,
+      limits,
       misses: missLimiter,
       auth,
       logger,

@@ -104,6 +104,28 @@ describe('rate limits in requireKey', () => {
     expect(after).toEqual([200, 200, 200, 429]);
   });
 
+  it('counts decisions, claims and the sync in /metrics, without key ids', async () => {
+    const k = await createKey(a.client, org, { rate_limits: [policy('metered', 1, MONTH)] });
+    expect((await demo(k.key)).status).toBe(200);
+    expect((await demo(k.key)).status).toBe(429);
+    const metrics = (await a.client.get('/metrics')).text;
+    const value = (line: string) =>
+      Number(
+        metrics
+          .split('\n')
+          .find((l) => l.startsWith(line))
+          ?.split(' ')[1],
+      );
+    expect(value('keytrail_limit_decisions_total{outcome="admitted"}')).toBeGreaterThanOrEqual(1);
+    expect(value('keytrail_limit_decisions_total{outcome="rate_limited"}')).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(value('keytrail_limits_claims_total{result="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(value('keytrail_limits_degraded')).toBe(0);
+    expect(value('keytrail_limits_subjects')).toBeGreaterThanOrEqual(1);
+    expect(metrics).not.toContain(k.id);
+  });
+
   it('sends no rate-limit fields for a key without limits', async () => {
     const k = await createKey(a.client, org);
     const res = await demo(k.key);

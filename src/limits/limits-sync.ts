@@ -16,6 +16,8 @@ const PRUNE_BATCH = 5_000;
 
 export type Limits = {
   rate: RateLimiter;
+  /** Decisions made outside the rate limiter, for the metrics. */
+  decisions: { ipDenied: number };
   instanceId: string;
   /** Syncs until closed; starts by itself once a key with rate limits is first seen. */
   start(): void;
@@ -70,6 +72,7 @@ export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: num
 
   return {
     rate,
+    decisions: { ipDenied: 0 },
     instanceId,
     start,
     async close() {

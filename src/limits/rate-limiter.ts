@@ -90,6 +90,8 @@ export type RateLimiterStats = {
   failures: number;
   /** Epoch ms of the last claim statement that succeeded (0: none yet). */
   lastSuccessAt: number;
+  /** The last claim statement failed: this instance decides on its own share. */
+  degraded: boolean;
 };
 
 /** Syncs without demand before unspent credit goes back, and before a state is forgotten. */
@@ -163,6 +165,7 @@ export function createRateLimiter(options: {
     statements: 0,
     failures: 0,
     lastSuccessAt: 0,
+    degraded: false,
   };
   let offsetMs = 0;
   let instances = 1;
@@ -280,6 +283,7 @@ export function createRateLimiter(options: {
       result = await options.claim(all);
     } catch {
       stats.failures += 1;
+      stats.degraded = true;
       for (const item of items) if (item.want > 0) grantLocally(item);
       return;
     }
@@ -287,6 +291,7 @@ export function createRateLimiter(options: {
     offsetMs = result.dbNow - (sentAt + receivedAt) / 2;
     instances = Math.max(1, result.instances);
     stats.lastSuccessAt = receivedAt;
+    stats.degraded = false;
     for (const g of result.grants) apply(g);
   }
 

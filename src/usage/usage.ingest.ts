@@ -17,7 +17,7 @@ import {
 import { identity, rowCount, selectRows, type Batch } from './usage.batch.ts';
 import { decodePayload, encodePayload } from './usage.jobs.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
-import { markRevokedKeyUse, type DeniedUse } from '../webhooks/hygiene.queries.ts';
+import { markRateLimited, markRevokedKeyUse, type DeniedUse } from '../webhooks/hygiene.queries.ts';
 import { writeOutbox } from '../webhooks/outbox.queries.ts';
 import { noticeEvents } from '../webhooks/watch.ts';
 
@@ -66,15 +66,14 @@ async function storeNew(tx: RawTransaction, batch: Batch): Promise<Batch> {
   });
 }
 
-const REVOKED = OUTCOMES.indexOf('revoked');
-const EXPIRED = OUTCOMES.indexOf('expired');
+const DEAD_KEY = new Set([OUTCOMES.indexOf('revoked'), OUTCOMES.indexOf('expired')]);
+const RATE_LIMITED = new Set([OUTCOMES.indexOf('rate_limited')]);
 
-/** The latest denied attempt of each revoked or expired key in the batch (usually none). */
-function deniedUses(batch: Batch): DeniedUse[] {
+/** The latest event of each key in the batch whose outcome is one of `outcomes` (usually none). */
+function latestUses(batch: Batch, outcomes: ReadonlySet<number>): DeniedUse[] {
   const latest = new Map<number, number>();
   for (let i = 0; i < batch.o.length; i++) {
-    const o = batch.o[i];
-    if (o !== REVOKED && o !== EXPIRED) continue;
+    if (!outcomes.has(batch.o[i] ?? 0)) continue;
     const k = batch.k[i] ?? 0;
     const seen = latest.get(k);
     if (seen === undefined || (batch.t[seen] ?? 0) < (batch.t[i] ?? 0)) latest.set(k, i);
@@ -88,15 +87,26 @@ function deniedUses(batch: Batch): DeniedUse[] {
 }
 
 /**
- * `key.revoked_key_used` (a leaked key still in use): in the ingest transaction, at most once
- * an hour per key, from the events this transaction stored (a replayed batch adds nothing).
+ * Notices of what the stored events show, in the ingest transaction and so from the events this
+ * transaction stored (a replayed batch adds nothing), each at most once an hour per key:
+ * `key.revoked_key_used` (a leaked key still in use) and `key.rate_limited` (a key refused by
+ * its own rate limits).
  */
-async function noticeRevokedKeyUse(tx: RawTransaction, stored: Batch): Promise<void> {
-  const uses = deniedUses(stored);
-  if (uses.length === 0) return;
-  const notices = await tx.run(markRevokedKeyUse(uses));
-  if (notices.length === 0) return;
-  await tx.run(writeOutbox(noticeEvents('key.revoked_key_used', notices, new Date())));
+async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
+  const dead = latestUses(stored, DEAD_KEY);
+  if (dead.length > 0) {
+    const notices = await tx.run(markRevokedKeyUse(dead));
+    if (notices.length > 0) {
+      await tx.run(writeOutbox(noticeEvents('key.revoked_key_used', notices, new Date())));
+    }
+  }
+  const limited = latestUses(stored, RATE_LIMITED);
+  if (limited.length > 0) {
+    const notices = await tx.run(markRateLimited(limited));
+    if (notices.length > 0) {
+      await tx.run(writeOutbox(noticeEvents('key.rate_limited', notices, new Date())));
+    }
+  }
 }
 
 /**
@@ -185,7 +195,7 @@ export function createIngester(
         const known = await tx.run(storedRoutes(pairs));
         await tx.run(upsertRoutes(capRoutes(rollups.routes, known, routeCap)));
       }
-      await noticeRevokedKeyUse(tx, stored);
+      await noticeUses(tx, stored);
       return { inserted: rowCount(stored), expired: rowCount(batch) - rowCount(events) };
     });
   }

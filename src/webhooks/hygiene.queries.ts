@@ -100,3 +100,23 @@ export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice
     returning k.id, k.org_id, jsonb_build_object('outcome', u.outcome, 'ip', u.ip,
       'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
 }
+
+/**
+ * Keys refused by their own rate limits (`rate_limited` events), noticed at most once an hour
+ * per key, like markRevokedKeyUse: the mark and the returned rows are one statement of the
+ * ingest transaction. Only a key still working is noticed (a dead key's refusals are its own).
+ */
+export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> {
+  return sql<Notice>`
+    with u as (
+      select * from unnest(${uses.map((u) => u.keyId)}::uuid[], ${uses.map((u) => u.ip)}::text[],
+        ${uses.map((u) => u.at)}::timestamptz[]) as u(key_id, ip, at)
+    )
+    update api_keys k set rate_limited_notified_at = now()
+    from u
+    where k.id = u.key_id
+      and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
+      and (k.rate_limited_notified_at is null or k.rate_limited_notified_at <= now() - interval '1 hour')
+    returning k.id, k.org_id, jsonb_build_object('ip', u.ip,
+      'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
+}

@@ -167,4 +167,35 @@ describe('notices', { timeout: 60_000 }, () => {
       timeoutMs: 15_000,
     });
   });
+
+  it('sends key.rate_limited for a key refused by its rate limits, at most once an hour', async () => {
+    const sub = await org('Throttled', ['key.rate_limited']);
+    const o = sub.org;
+    const k = await createKey(app.client, o, {
+      rate_limits: [{ name: 'tight', limit: 1, window_seconds: 2_678_400 }],
+    });
+    const self = () => app.client.get('/api/keys/self', { key: k.key });
+    expect((await self()).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await self()).status).toBe(429);
+    await waitFor(() => got(sub, 'key.rate_limited', k.id).length === 1, { timeoutMs: 15_000 });
+    expect(got(sub, 'key.rate_limited', k.id)[0]?.data).toMatchObject({
+      key: { id: k.id, status: 'active' },
+      actor: { type: 'system' },
+      details: { ip: '127.0.0.1' },
+    });
+    const limited = async () =>
+      (
+        await sql<{ n: number }>`select coalesce(limited_count, 0)::int as n
+          from api_key_usage_totals where key_id = ${k.id}`.execute(app.kt.database.db)
+      ).rows[0]?.n ?? 0;
+    const before = await limited();
+    for (let i = 0; i < 2; i++) expect((await self()).status).toBe(429);
+    await waitFor(async () => (await limited()) >= before + 2);
+    await observeFor(1_000);
+    expect(got(sub, 'key.rate_limited', k.id)).toHaveLength(1);
+    await sql`update api_keys set rate_limited_notified_at = now() - interval '61 minutes'
+      where id = ${k.id}`.execute(app.kt.database.db);
+    expect((await self()).status).toBe(429);
+    await waitFor(() => got(sub, 'key.rate_limited', k.id).length === 2, { timeoutMs: 15_000 });
+  });
 });

@@ -11,6 +11,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'key.dormant',
   'key.spike',
   'key.revoked_key_used',
+  'key.rate_limited',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

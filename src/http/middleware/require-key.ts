@@ -9,7 +9,8 @@ import {
   type AuthRecord,
   type KeyIdentity,
 } from '../../keys/keys.types.ts';
-import { ADMITTED, type RateLimiter } from '../../limits/rate-limiter.ts';
+import { ADMITTED } from '../../limits/rate-limiter.ts';
+import type { Limits } from '../../limits/limits-sync.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
 import { sendProblem, toProblem } from '../problem.ts';
@@ -96,9 +97,10 @@ export function createRequireKey(deps: {
   record: RecordUsage | undefined;
   /** Bounds the cache misses (Postgres lookups) of each client IP. */
   misses: MissLimiter;
-  /** Keys' rate limits (SPEC §11). */
-  rate: RateLimiter;
+  /** Keys' limits (SPEC §11). */
+  limits: Limits;
 }) {
+  const rateLimiter = deps.limits.rate;
   const { record: recordUsage } = deps;
   const usage = recordUsage && { record: recordUsage, clock: deps.clock };
   return function requireKey(options: RequireKeyOptions = {}): RequestHandler {
@@ -136,6 +138,7 @@ export function createRequireKey(deps: {
       const limits = record.limits;
       if (limits?.allowsIp && !limits.allowsIp(req.ip)) {
         tracked = 'ip_denied';
+        deps.limits.decisions.ipDenied += 1;
         sendProblem(res, toProblem(ipNotAllowed(), requestId(req, res)));
         return;
       }
@@ -157,16 +160,16 @@ export function createRequireKey(deps: {
         return;
       }
       const { subject } = limits;
-      deps.rate.decideThen(subject, rate, (verdict) => {
+      rateLimiter.decideThen(subject, rate, (verdict) => {
         res.setHeader('RateLimit-Policy', rate.headers.policy);
-        res.setHeader('RateLimit', deps.rate.header(subject, rate));
+        res.setHeader('RateLimit', rateLimiter.header(subject, rate));
         if (verdict === ADMITTED) {
           admit(req, record, next);
           return;
         }
         tracked = 'rate_limited';
         const policy = rate.policies[verdict]?.name ?? '';
-        res.setHeader('Retry-After', String(deps.rate.retryAfter(subject, rate, verdict)));
+        res.setHeader('Retry-After', String(rateLimiter.retryAfter(subject, rate, verdict)));
         const problem = toProblem(rateLimited(policy), requestId(req, res));
         sendProblem(res, { ...problem, violated_policies: [policy] });
       });

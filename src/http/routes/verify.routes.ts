@@ -55,6 +55,7 @@ export function verifyRoutes(kt: Keytrail): Router {
     const key = result.key;
     const rate = result.valid && key ? await rateLimited(kt, key) : undefined;
     if (rate?.refused) result = { valid: false, code: 'RATE_LIMITED', key };
+    if (result.code === 'IP_NOT_ALLOWED') kt.limits.decisions.ipDenied += 1;
     // The verified key was used (or refused) through a gateway: that is usage of that key.
     if (key) {
       const outcome = VERIFY_OUTCOMES[result.code] ?? 'success';
