@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { parseList } from 'structured-headers';
 import { startWorker, type Worker } from '../../workers/main.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
@@ -169,6 +170,42 @@ describe('rate limits in requireKey', () => {
     const { rows } = await sql<{ status: number }>`select status from api_key_usage_events
       where key_id = ${k.id} and outcome = 'rate_limited'`.execute(a.kt.database.db);
     expect(rows).toEqual([{ status: 429 }]);
+  });
+});
+
+describe('degraded: claims failing', () => {
+  it('admits each instance its share of the window, then shares again once claims work', async () => {
+    const k = await createKey(a.client, org, { rate_limits: [policy('cut', 8, MONTH)] });
+    // Claims cannot take the table: each waits out the limits pool's 1 s deadline and fails.
+    const blocker = new pg.Client({ connectionString: dbUrl() });
+    await blocker.connect();
+    const metric = async (name: string) =>
+      Number(
+        (await a.client.get('/metrics')).text
+          .split('\n')
+          .find((l) => l.startsWith(`${name} `))
+          ?.split(' ')[1],
+      );
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table key_rate_claims in access exclusive mode');
+      const statuses = [];
+      for (let i = 0; i < 10; i += 1) statuses.push((await demo(k.key)).status);
+      // The instance count as last seen (no claim answers while the table is locked).
+      const share = Math.floor(8 / a.kt.limits.rate.instances);
+      expect(share).toBeGreaterThanOrEqual(1);
+      expect(statuses).toEqual([
+        ...Array.from({ length: share }, () => 200),
+        ...Array.from({ length: 10 - share }, () => 429),
+      ]);
+      expect(await metric('keytrail_limits_degraded')).toBe(1);
+    } finally {
+      await blocker.query('rollback');
+      await blocker.end();
+    }
+    await waitFor(async () => (await metric('keytrail_limits_degraded')) === 0, {
+      timeoutMs: 5_000,
+    });
   });
 });
 
