@@ -155,6 +155,7 @@ export interface KeyRateClaims {
   policy: string;
   returned: Generated<number>;
   subject: string;
+  used: Generated<number>;
   window_seconds: number;
   window_start: Timestamp;
 }

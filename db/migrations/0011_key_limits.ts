@@ -52,6 +52,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       claim_limit bigint not null,
       claimed bigint not null check (claimed >= 0),
       returned bigint not null default 0,
+      -- Admitted by instances on their own share while claims failed, charged when they came back.
+      used bigint not null default 0,
       last_grant bigint not null,
       expires_at timestamptz not null,
       primary key (subject, policy, window_seconds, window_start)

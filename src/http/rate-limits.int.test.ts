@@ -154,6 +154,38 @@ describe('rate limits in requireKey', () => {
     expect(total).toBe(10);
   });
 
+  it('changes the policies of a key and of its rotation together; a key cannot change its own', async () => {
+    const k = await createKey(a.client, org, {
+      scopes: ['keys:write', 'keys:read'],
+      rate_limits: [policy('own', 5, MONTH)],
+    });
+    const rotated = await a.client.post(`${keysPath()}/${k.id}/rotate`, {
+      key: org.adminKey,
+      body: { overlap_seconds: 600 },
+    });
+    const next = rotated.body.api_key.id as string;
+    const patched = await a.client.patch(`${keysPath()}/${next}`, {
+      key: org.adminKey,
+      body: { rate_limits: [policy('own', 50, MONTH)] },
+    });
+    expect(patched.body.rate_limits).toEqual([policy('own', 50, MONTH)]);
+    const old = await a.client.get(`${keysPath()}/${k.id}`, { key: org.adminKey });
+    expect(old.body.rate_limits).toEqual([policy('own', 50, MONTH)]);
+    for (const body of [{ rate_limits: [] }, { allowed_ips: ['0.0.0.0/0'] }]) {
+      const self = await a.client.patch(`${keysPath()}/${k.id}`, { key: k.key, body });
+      expect(self.status).toBe(403);
+      expect(self.body.detail).toContain('cannot change its own limits');
+      // Nor those of its successor, which it shares.
+      const sibling = await a.client.patch(`${keysPath()}/${next}`, { key: k.key, body });
+      expect(sibling.status).toBe(403);
+    }
+    const renamed = await a.client.patch(`${keysPath()}/${k.id}`, {
+      key: k.key,
+      body: { name: 'renamed by itself' },
+    });
+    expect(renamed.status).toBe(200);
+  });
+
   it('records refusals as rate_limited events: limited, never use', async () => {
     const k = await createKey(a.client, org, { rate_limits: [policy('one', 1, MONTH)] });
     expect((await demo(k.key)).status).toBe(200);
@@ -189,14 +221,24 @@ describe('degraded: claims failing', () => {
     try {
       await blocker.query('begin');
       await blocker.query('lock table key_rate_claims in access exclusive mode');
-      const statuses = [];
+      // First 503 (claims failing for a moment: no decision), then, degraded, the share.
+      const statuses: number[] = [];
+      await waitFor(
+        async () => {
+          statuses.push((await demo(k.key)).status);
+          return statuses.includes(200);
+        },
+        { timeoutMs: 10_000 },
+      );
       for (let i = 0; i < 10; i += 1) statuses.push((await demo(k.key)).status);
+      const first = statuses.indexOf(200);
+      expect(statuses.slice(0, first).every((s) => s === 503)).toBe(true);
       // The instance count as last seen (no claim answers while the table is locked).
       const share = Math.floor(8 / a.kt.limits.rate.instances);
       expect(share).toBeGreaterThanOrEqual(1);
-      expect(statuses).toEqual([
+      expect(statuses.slice(first)).toEqual([
         ...Array.from({ length: share }, () => 200),
-        ...Array.from({ length: 10 - share }, () => 429),
+        ...Array.from({ length: statuses.length - first - share }, () => 429),
       ]);
       expect(await metric('keytrail_limits_degraded')).toBe(1);
     } finally {

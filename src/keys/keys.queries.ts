@@ -249,7 +249,6 @@ export async function updateKey(
     scopes?: string[];
     expiresAt?: Date | null;
     allowedIps?: string[];
-    rateLimits?: RatePolicy[];
   },
 ): Promise<void> {
   await db
@@ -258,9 +257,6 @@ export async function updateKey(
       ...(patch.name !== undefined && { name: patch.name }),
       ...(patch.scopes !== undefined && { scopes: patch.scopes }),
       ...(patch.allowedIps !== undefined && { allowed_ips: patch.allowedIps }),
-      ...(patch.rateLimits !== undefined && {
-        rate_limits: JSON.stringify(policiesToJson(patch.rateLimits)),
-      }),
       // The audited expiry was the old expires_at: a new one can expire, and be audited, again.
       ...(patch.expiresAt !== undefined && {
         expires_at: patch.expiresAt,
@@ -338,4 +334,34 @@ export async function lockOrg(db: Db, orgId: string): Promise<boolean> {
     .forUpdate()
     .executeTakeFirst();
   return row !== undefined;
+}
+
+/**
+ * Rate limits belong to what they count against: a key and the keys rotated from it or to it
+ * (one `limits_id`) share their windows, so they share their policies too. Returns the keys set.
+ */
+export async function setRateLimits(
+  db: Db,
+  orgId: string,
+  limitsId: string,
+  policies: readonly RatePolicy[],
+): Promise<string[]> {
+  const rows = await db
+    .updateTable('api_keys')
+    .set({ rate_limits: JSON.stringify(policiesToJson(policies)) })
+    .where('org_id', '=', orgId)
+    .where(sql<boolean>`coalesce(limits_id, id) = ${limitsId}`)
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+/** What a key's limits count against: its limits_id, or its own id. */
+export async function limitsSubjectOf(db: Db, keyId: string): Promise<string | null> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select(sql<string>`coalesce(limits_id, id)`.as('subject'))
+    .where('id', '=', keyId)
+    .executeTakeFirst();
+  return row?.subject ?? null;
 }

@@ -72,6 +72,23 @@ function assertCovers(caller: KeyIdentity, target: ApiKey): void {
   }
 }
 
+/**
+ * A key may not change the limits it is itself held to (its own, or those it shares with the
+ * keys of its rotation): a capped key holding keys:write could otherwise lift its own cap.
+ */
+async function assertNotOwnLimits(
+  trx: Database,
+  caller: KeyIdentity,
+  target: ApiKey,
+  patch: KeyPatch,
+): Promise<void> {
+  if (patch.rateLimits === undefined && patch.allowedIps === undefined) return;
+  if ((await q.limitsSubjectOf(trx, caller.id)) !== target.limitsId) return;
+  throw new AppError('insufficient_scope', {
+    detail: 'a key cannot change its own limits (allowed_ips, rate_limits); use another key',
+  });
+}
+
 export function createKeysService(deps: KeysServiceDeps) {
   const { db, clock, cache } = deps;
 
@@ -241,8 +258,14 @@ export function createKeysService(deps: KeysServiceDeps) {
         const reactivates =
           before.status === 'expired' && patch.expiresAt !== undefined && before.revokedAt === null;
         if (reactivates) await assertBelowLimit(trx, orgId, now);
-        await q.updateKey(trx, keyId, patch);
+        await assertNotOwnLimits(trx, caller, before, patch);
+        const { rateLimits, ...rest } = patch;
+        if (Object.keys(rest).length > 0) await q.updateKey(trx, keyId, rest);
         await announce(trx, keyId);
+        if (rateLimits !== undefined) {
+          const shared = await q.setRateLimits(trx, orgId, before.limitsId, rateLimits);
+          for (const id of shared) if (id !== keyId) await announce(trx, id);
+        }
         await recordAudit(trx, {
           orgId,
           at: now,

@@ -8,7 +8,8 @@ import type { DB } from '../../db/schema.ts';
 import { detachedFromRequest } from '../platform/db-scope.ts';
 import { newId } from '../platform/ids.ts';
 import type { Logger } from '../platform/logger.ts';
-import { createRateLimiter, type ClaimItem, type RateLimiter } from './rate-limiter.ts';
+import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
+import type { ClaimItem } from './rate-state.ts';
 import { claimCredit, pruneClaims, releaseCredit } from './limits.queries.ts';
 
 const PRUNE_EVERY_MS = 10_000;
@@ -28,11 +29,13 @@ export type Limits = {
 export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: number }): Limits {
   const { db, logger, syncMs } = deps;
   const instanceId = newId();
+  // An instance counts while its heartbeat (every sync) is this fresh: three syncs, at least 2 s.
+  const liveMs = Math.max(2_000, 3 * syncMs);
   let failing = false;
   const claim = async (items: readonly ClaimItem[]) => {
     try {
       // Shared by every request of a tick: no one request's disconnect may cancel it.
-      const result = await detachedFromRequest(() => claimCredit(db, instanceId, items));
+      const result = await detachedFromRequest(() => claimCredit(db, instanceId, items, liveMs));
       if (failing) logger.info('rate limit claims work again; limits are shared again');
       failing = false;
       return result;
@@ -80,7 +83,7 @@ export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: num
       clearInterval(timer);
       timer = undefined;
       await running;
-      await releaseCredit(db, instanceId, rate.releaseAll()).catch((error: unknown) => {
+      await releaseCredit(db, instanceId, await rate.releaseAll()).catch((error: unknown) => {
         logger.warn({ err: error }, 'could not give back rate-limit credit on stop');
       });
     },

@@ -1,23 +1,25 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
-import type { ClaimItem, ClaimResult } from './rate-limiter.ts';
+import type { ClaimItem, ClaimResult } from './rate-state.ts';
 
 type Db = Kysely<DB>;
 
-/** An instance unseen for this long no longer counts in the shares (degraded mode, want caps). */
-const LIVE_INSTANCE = sql`interval '2 seconds'`;
-
 /**
- * One round trip per sync: the instance's heartbeat, and every claim and return of credit,
- * atomically per row. A row's `claimed` never exceeds its `claim_limit` (the `least`), whatever
- * instances claim at once: the row lock serialises them, and each UPDATE's SET reads the row
- * as it was, so `last_grant` is exactly what this claim added. Items are unique per row and
- * sorted by it: concurrent syncs lock rows in one order and cannot deadlock.
+ * One round trip per sync: the instance's heartbeat, and every claim, return and charge of
+ * credit, atomically per row. Per item: `kept` is what stays claimed once this instance's return
+ * is taken off and its charge (`used`, admitted on its own share while claims failed) added;
+ * `after` adds the claim, never past the limit and never below `kept` (a lowered limit grants
+ * nothing more). The row lock serialises instances and each SET reads the row as it was, so
+ * `last_grant` is exactly what this claim added. Items name distinct rows (mergeItems) and are
+ * sorted: concurrent statements lock rows in one order. An item for a window that is over, or
+ * more than one window ahead, on the database clock is not applied (`current` false): an
+ * instance whose clock estimate is off learns the offset from this answer and asks again.
  */
 export async function claimCredit(
   db: Db,
   instanceId: string,
   items: readonly ClaimItem[],
+  liveMs: number,
 ): Promise<ClaimResult> {
   const sorted = [...items].sort(
     (a, b) =>
@@ -27,10 +29,8 @@ export async function claimCredit(
       a.windowStart - b.windowStart,
   );
   const col = <T>(f: (i: ClaimItem) => T) => sorted.map(f);
-  // What stays claimed once this instance's return is taken off, and after its new claim: never
-  // past the limit, and never below what others hold (a lowered limit grants nothing more).
-  const kept = sql`greatest(0, c.claimed - excluded.returned)`;
-  const after = sql`greatest(${kept}, least(${kept} + excluded.claimed, excluded.claim_limit))`;
+  const kept = sql`greatest(0, c.claimed - excluded.returned) + excluded.used`;
+  const after = sql`greatest(${kept}, least(${kept} + excluded.last_grant, excluded.claim_limit))`;
   const { rows } = await sql<{
     kind: 'grant' | 'now';
     subject: string | null;
@@ -39,6 +39,7 @@ export async function claimCredit(
     window_start: Date;
     granted: string | null;
     claimed: string | null;
+    current: boolean | null;
     instances: number | null;
   }>`
     with me as (
@@ -46,31 +47,37 @@ export async function claimCredit(
       on conflict (instance_id) do update set seen_at = now()
       returning 1
     ), u as (
-      select * from unnest(
+      select u.*, ws + make_interval(secs => w) > now()
+          and ws <= now() + make_interval(secs => w) as current
+      from unnest(
         ${col((i) => i.subject)}::uuid[], ${col((i) => i.policy)}::text[],
         ${col((i) => i.windowSeconds)}::int4[], ${col((i) => new Date(i.windowStart))}::timestamptz[],
-        ${col((i) => i.limit)}::int8[], ${col((i) => i.want)}::int8[], ${col((i) => i.back)}::int8[]
-      ) with ordinality as u(subject, policy, w, ws, lim, want, back, n)
+        ${col((i) => i.limit)}::int8[], ${col((i) => i.want)}::int8[], ${col((i) => i.back)}::int8[],
+        ${col((i) => i.used)}::int8[]
+      ) with ordinality as u(subject, policy, w, ws, lim, want, back, used, n)
     ), c as (
       insert into key_rate_claims as c (subject, policy, window_seconds, window_start,
-        claim_limit, claimed, returned, last_grant, expires_at)
-      select subject, policy, w, ws, lim, least(want, lim), back, least(want, lim),
-        ws + make_interval(secs => 2 * w)
-      from u order by n
+        claim_limit, claimed, returned, used, last_grant, expires_at)
+      select subject, policy, w, ws, lim, used + least(want, greatest(0, lim - used)), back, used,
+        least(want, greatest(0, lim - used)), ws + make_interval(secs => 2 * w)
+      from u where current order by n
       on conflict (subject, policy, window_seconds, window_start) do update set
         claim_limit = excluded.claim_limit,
         claimed = ${after},
         returned = c.returned + excluded.returned,
-        last_grant = ${after} - ${kept}
+        used = c.used + excluded.used,
+        last_grant = ${after} - (${kept})
       returning subject, policy, window_seconds, window_start, last_grant, claimed
     )
     select 'grant' as kind, subject, policy, window_seconds, window_start,
-      last_grant::text as granted, claimed::text as claimed, null::int as instances
+      last_grant::text as granted, claimed::text as claimed, true as current, null::int as instances
     from c
     union all
-    select 'now', null, null, null, now(), null, null,
+    select 'grant', subject, policy, w, ws, '0', null, false, null from u where not current
+    union all
+    select 'now', null, null, null, clock_timestamp(), null, null, null,
       (select count(*)::int from limit_instances
-        where seen_at > now() - ${LIVE_INSTANCE} and instance_id <> ${instanceId}) + 1
+        where seen_at > now() - make_interval(secs => ${liveMs / 1000}) and instance_id <> ${instanceId}) + 1
     from me`.execute(db);
   const nowRow = rows.find((r) => r.kind === 'now');
   return {
@@ -84,7 +91,8 @@ export async function claimCredit(
         windowSeconds: r.window_seconds ?? 0,
         windowStart: r.window_start.getTime(),
         granted: Number(r.granted),
-        claimed: Number(r.claimed),
+        claimed: Number(r.claimed ?? 0),
+        current: r.current === true,
       })),
   };
 }
@@ -104,6 +112,6 @@ export async function releaseCredit(
   instanceId: string,
   items: readonly ClaimItem[],
 ): Promise<void> {
-  if (items.length > 0) await claimCredit(db, instanceId, items);
+  if (items.length > 0) await claimCredit(db, instanceId, items, 0);
   await sql`delete from limit_instances where instance_id = ${instanceId}`.execute(db);
 }

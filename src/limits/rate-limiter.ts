@@ -8,70 +8,32 @@
  * the instance's recent demand, ahead of need, by one batched statement per sync (`syncMs`);
  * unused credit goes back when the instance falls idle, so traffic that moves to another
  * instance finds it. Only a request that finds no credit, in a window not known to be spent,
- * waits: for one claim, batched with every other such request of that tick (the first request
- * of a window on an instance, or a key too sparse to claim ahead for).
+ * waits: for one claim, batched with every other such request (one claim statement for misses
+ * in flight at a time).
  *
- * Degraded (the claim statement fails): each instance admits its share of each window, the
- * limit ÷ the instances last seen, on its own count.
+ * Claims failing: for a moment (under `degradeAfterMs`) a request without credit gets
+ * UNAVAILABLE (503). Past it the instance is degraded: each instance admits its share of each
+ * window, the limit ÷ the instances last seen, on its own; when claims work again, what it
+ * admitted that way is charged to the window, past any cap, so the others see it.
  */
 import type { RateLimits } from './key-limits.ts';
-import type { RatePolicy } from './limits.types.ts';
 import { rateLimitHeader } from './headers.ts';
-import { windowStartOf } from './window.ts';
-
-export type ClaimItem = {
-  subject: string;
-  policy: string;
-  windowSeconds: number;
-  windowStart: number;
-  limit: number;
-  /** Credit asked for. */
-  want: number;
-  /** Unspent credit given back (zeroed here before it is sent: never spent twice). */
-  back: number;
-};
-export type ClaimGrant = {
-  subject: string;
-  policy: string;
-  windowSeconds: number;
-  windowStart: number;
-  granted: number;
-  /** Claimed by every instance for that window, after this grant. */
-  claimed: number;
-};
-export type ClaimResult = { grants: ClaimGrant[]; dbNow: number; instances: number };
-export type Claimer = (items: readonly ClaimItem[]) => Promise<ClaimResult>;
-
-type PolicyState = {
-  readonly name: string;
-  readonly windowSeconds: number;
-  readonly widthMs: number;
-  limit: number;
-  /** The window that credit, spent and claimed belong to. */
-  start: number;
-  credit: number;
-  spent: number;
-  /** Claimed by every instance for `start`, as last seen. */
-  claimed: number;
-  /** A claim for `start` got nothing: refused without waiting until a sync finds credit. */
-  exhausted: boolean;
-  /** Credit this instance granted itself (Postgres unreachable): never given back. */
-  local: boolean;
-  nextStart: number;
-  nextCredit: number;
-  nextClaimed: number;
-  /** Requests that wanted this policy since the last sync. */
-  demand: number;
-  idleSyncs: number;
-  lastGrant: number;
-  /** A claim for the current window is in flight. */
-  pending: Promise<void> | null;
-  /** Requests waiting for that claim: what it asks for. */
-  waiting: number;
-};
+import {
+  itemOf,
+  localUse,
+  mergeItems,
+  newState,
+  roll,
+  type ClaimGrant,
+  type ClaimItem,
+  type ClaimResult,
+  type Claimer,
+  type PolicyState,
+} from './rate-state.ts';
 
 type Group = {
-  policies: readonly RatePolicy[];
+  /** The policies' identity by value (names, limits, windows): the `RateLimit-Policy` value. */
+  key: string;
   states: PolicyState[];
   /** Per policy, refilled in place for the `RateLimit` field. */
   remaining: Float64Array;
@@ -81,6 +43,8 @@ type Group = {
 /** `decide`'s answers besides a refusing policy's index. */
 export const ADMITTED = -1;
 export const NEEDS_CREDIT = -2;
+/** Claims fail and the instance is not degraded yet: no decision (503, retry in a second). */
+export const UNAVAILABLE = -3;
 
 export type RateLimiterStats = {
   admitted: number;
@@ -90,7 +54,7 @@ export type RateLimiterStats = {
   failures: number;
   /** Epoch ms of the last claim statement that succeeded (0: none yet). */
   lastSuccessAt: number;
-  /** The last claim statement failed: this instance decides on its own share. */
+  /** Claims have failed for `degradeAfterMs`: each instance decides on its own share. */
   degraded: boolean;
 };
 
@@ -100,63 +64,17 @@ const IDLE_FORGET_SYNCS = 40;
 /** Claims one request may wait for before it is refused for want of credit. */
 const MAX_WAITS = 8;
 
-function newState(p: RatePolicy): PolicyState {
-  return {
-    name: p.name,
-    windowSeconds: p.windowSeconds,
-    widthMs: p.windowSeconds * 1000,
-    limit: p.limit,
-    start: 0,
-    credit: 0,
-    spent: 0,
-    claimed: 0,
-    exhausted: false,
-    local: false,
-    nextStart: 0,
-    nextCredit: 0,
-    nextClaimed: 0,
-    demand: 0,
-    idleSyncs: 0,
-    lastGrant: 0,
-    pending: null,
-    waiting: 0,
-  };
-}
-
-/** Moves to the window of `now`; credit of a past window is worthless and dropped. */
-function roll(st: PolicyState, now: number): void {
-  const ws = windowStartOf(now, st.widthMs);
-  if (ws <= st.start) return;
-  const next = ws === st.nextStart;
-  st.start = ws;
-  st.credit = next ? st.nextCredit : 0;
-  st.claimed = next ? st.nextClaimed : 0;
-  st.spent = 0;
-  st.exhausted = false;
-  st.local = false;
-  st.nextStart = 0;
-  st.nextCredit = 0;
-  st.nextClaimed = 0;
-}
-
-const itemOf = (subject: string, st: PolicyState, want: number, back: number, next = false) => ({
-  subject,
-  policy: st.name,
-  windowSeconds: st.windowSeconds,
-  windowStart: next ? st.start + st.widthMs : st.start,
-  limit: st.limit,
-  want,
-  back,
-});
-
 export function createRateLimiter(options: {
   claim: Claimer;
   syncMs: number;
   now?: () => number;
+  /** Claims failing this long make the instance degraded (default: 2 syncs, at least 1 s). */
+  degradeAfterMs?: number;
   /** Called when a subject is first seen: the sync need only run once limits are in use. */
   onUse?: () => void;
 }) {
   const clockNow = options.now ?? Date.now;
+  const degradeAfterMs = options.degradeAfterMs ?? Math.max(1000, 2 * options.syncMs);
   const groups = new Map<string, Group>();
   const stats: RateLimiterStats = {
     admitted: 0,
@@ -169,10 +87,13 @@ export function createRateLimiter(options: {
   };
   let offsetMs = 0;
   let instances = 1;
-  /** Credit of states dropped by a reload (their policy changed), owed back. */
+  /** When the current streak of failed claims began (0: claims work). */
+  let failingSince = 0;
+  /** Returns and charges owed by states a reload dropped or cut, sent with the next statement. */
   let owed: ClaimItem[] = [];
   let misses: { subject: string; st: PolicyState }[] = [];
   let missFlush: Promise<void> | null = null;
+  let missInFlight: Promise<void> | null = null;
 
   /** Now on the database clock: every instance agrees on where windows start. */
   const now = () => Math.floor(clockNow() + offsetMs);
@@ -180,32 +101,48 @@ export function createRateLimiter(options: {
     Math.max(1, Math.min(want, Math.ceil(st.limit / instances)));
 
   function groupOf(subject: string, rate: RateLimits): Group {
-    let group = groups.get(subject);
-    if (group && group.policies === rate.policies) return group;
-    const old = group?.states ?? [];
+    const group = groups.get(subject);
+    if (group && group.key === rate.headers.policy) return group;
+    return rebuild(subject, rate, group);
+  }
+
+  /** New policies for a subject: a kept policy keeps its state; credit past a cut goes back. */
+  function rebuild(subject: string, rate: RateLimits, old: Group | undefined): Group {
+    const before = old?.states ?? [];
     const states = rate.policies.map((p) => {
-      const kept = old.find((s) => s.name === p.name && s.windowSeconds === p.windowSeconds);
+      const kept = before.find((s) => s.name === p.name && s.windowSeconds === p.windowSeconds);
       if (!kept) return newState(p);
-      // A new limit: what the window had left is to be asked again, not assumed spent.
-      if (kept.limit !== p.limit) kept.exhausted = false;
+      if (p.limit < kept.limit) giveBack(subject, kept);
+      // A new limit: what the window has left is to be asked again, not assumed spent.
+      if (p.limit !== kept.limit) kept.exhausted = false;
       kept.limit = p.limit;
       return kept;
     });
-    for (const s of old) {
-      if (states.includes(s) || s.local || s.credit <= 0) continue;
-      owed.push(itemOf(subject, s, 0, s.credit));
-      s.credit = 0;
-    }
-    if (!group) options.onUse?.();
+    for (const s of before) if (!states.includes(s)) giveBack(subject, s);
+    if (!old) options.onUse?.();
     const n = states.length;
-    group = {
-      policies: rate.policies,
+    const group = {
+      key: rate.headers.policy,
       states,
       remaining: new Float64Array(n),
       reset: new Float64Array(n),
     };
     groups.set(subject, group);
     return group;
+  }
+
+  /** Everything the state holds goes back (local credit is dropped, its use charged). */
+  function giveBack(subject: string, st: PolicyState): void {
+    const local = localUse(st);
+    const claimed = st.credit - local.unspent;
+    if (claimed > 0 || local.spent > 0) {
+      owed.push(itemOf(subject, st, { back: claimed, used: local.spent }));
+    }
+    if (st.nextCredit > 0) owed.push(itemOf(subject, st, { back: st.nextCredit, next: true }));
+    st.credit = 0;
+    st.localGranted = 0;
+    st.nextCredit = 0;
+    st.nextStart = 0;
   }
 
   /**
@@ -238,9 +175,16 @@ export function createRateLimiter(options: {
     return ADMITTED;
   }
 
-  /** Claims credit for each policy of `subject` that has none, batched with this tick's others. */
+  /**
+   * Claims credit for each policy of `subject` that has none, batched with other misses. While
+   * degraded, grants this instance's own share at once (no claim: it would wait to fail).
+   */
   function credit(subject: string, rate: RateLimits): Promise<unknown> {
     const { states } = groupOf(subject, rate);
+    if (stats.degraded) {
+      for (const st of states) if (st.credit < 1 && !st.exhausted) grantLocally(st);
+      return Promise.resolve();
+    }
     stats.waits += 1;
     const waits: Promise<void>[] = [];
     for (const st of states) {
@@ -248,8 +192,7 @@ export function createRateLimiter(options: {
       st.waiting += 1;
       if (!st.pending) {
         misses.push({ subject, st });
-        missFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flushMisses);
-        const pending = missFlush.finally(() => {
+        const pending = scheduleMisses().finally(() => {
           if (st.pending === pending) st.pending = null;
         });
         st.pending = pending;
@@ -259,40 +202,70 @@ export function createRateLimiter(options: {
     return Promise.all(waits);
   }
 
-  function flushMisses(): Promise<void> {
-    const taken = misses;
-    misses = [];
-    missFlush = null;
-    return send(
-      taken.map(({ subject, st }) => {
-        const first = Math.ceil(st.limit / (8 * instances));
-        const want = clampWant(Math.max(st.waiting, st.lastGrant, first), st);
-        st.waiting = 0;
-        return itemOf(subject, st, want, 0);
-      }),
-    );
+  /** One miss statement in flight; the next collects every miss that arrived meanwhile. */
+  function scheduleMisses(): Promise<void> {
+    missFlush ??= (async () => {
+      await (missInFlight ?? new Promise<void>((resolve) => setImmediate(resolve)));
+      missFlush = null;
+      const taken = misses;
+      misses = [];
+      missInFlight = send(
+        taken.map(({ subject, st }) => {
+          const first = Math.ceil(st.limit / (8 * instances));
+          const want = clampWant(Math.max(st.waiting, st.lastGrant, first), st);
+          st.waiting = 0;
+          return itemOf(subject, st, { want });
+        }),
+      );
+      await missInFlight;
+      missInFlight = null;
+    })();
+    return missFlush;
   }
 
   async function send(items: ClaimItem[]): Promise<void> {
-    const all = owed.length > 0 ? [...owed, ...items] : items;
-    owed = [];
-    const sentAt = clockNow();
+    const all = mergeItems([...owed.splice(0), ...items]);
     stats.statements += 1;
     let result: ClaimResult;
     try {
       result = await options.claim(all);
     } catch {
-      stats.failures += 1;
-      stats.degraded = true;
-      for (const item of items) if (item.want > 0) grantLocally(item);
+      // Charges not made are owed still (sent twice they would only under-admit); returns are
+      // not: a return that did reach Postgres, sent again, would hand out credit twice.
+      for (const i of all) if (i.used > 0) owed.push({ ...i, want: 0, back: 0 });
+      failed();
       return;
     }
-    const receivedAt = clockNow();
-    offsetMs = result.dbNow - (sentAt + receivedAt) / 2;
+    // dbNow is taken as the statement ends: the offset's error is the answer's way back.
+    offsetMs = result.dbNow - clockNow();
     instances = Math.max(1, result.instances);
-    stats.lastSuccessAt = receivedAt;
+    stats.lastSuccessAt = clockNow();
+    failingSince = 0;
+    if (stats.degraded) owed.push(...recoveryCharges());
     stats.degraded = false;
     for (const g of result.grants) apply(g);
+  }
+
+  /** Back from degraded: local credit is dropped and what it admitted charged to its window. */
+  function recoveryCharges(): ClaimItem[] {
+    const items: ClaimItem[] = [];
+    for (const [subject, group] of groups) {
+      for (const st of group.states) {
+        if (st.localGranted === 0) continue;
+        const local = localUse(st);
+        if (local.spent > 0) items.push(itemOf(subject, st, { used: local.spent }));
+        st.credit -= local.unspent;
+        st.localGranted = 0;
+      }
+    }
+    return items;
+  }
+
+  function failed(): void {
+    stats.failures += 1;
+    const t = clockNow();
+    if (failingSince === 0) failingSince = t;
+    stats.degraded = t - failingSince >= degradeAfterMs;
   }
 
   function stateOf(item: { subject: string; policy: string; windowSeconds: number }) {
@@ -303,7 +276,7 @@ export function createRateLimiter(options: {
 
   function apply(g: ClaimGrant): void {
     const st = stateOf(g);
-    if (!st) return;
+    if (!st || !g.current) return;
     roll(st, now());
     if (g.windowStart === st.start) {
       st.credit += g.granted;
@@ -317,14 +290,12 @@ export function createRateLimiter(options: {
     }
   }
 
-  /** Postgres unreachable: this instance's share of the window, on its own count. */
-  function grantLocally(item: ClaimItem): void {
-    const st = stateOf(item);
-    if (!st || item.windowStart !== st.start) return;
+  /** Degraded: this instance's share of the window, on its own count. */
+  function grantLocally(st: PolicyState): void {
     const mine = Math.floor(st.limit / instances) - st.spent - st.credit;
     if (mine > 0) {
       st.credit += mine;
-      st.local = true;
+      st.localGranted += mine;
     }
     st.exhausted = st.credit < 1;
   }
@@ -344,20 +315,23 @@ export function createRateLimiter(options: {
           st.idleSyncs = 0;
           const low = st.credit < Math.max(1, st.lastGrant / 2);
           if (!st.pending && (st.exhausted || low)) {
-            items.push(itemOf(subject, st, clampWant(2 * demand + 1, st), 0));
+            items.push(itemOf(subject, st, { want: clampWant(2 * demand + 1, st) }));
           }
           // The window ends before the next sync: claim into the next one now, no wait then.
           if (st.start + st.widthMs <= soon && st.nextStart !== st.start + st.widthMs) {
             st.nextStart = st.start + st.widthMs;
-            items.push(itemOf(subject, st, clampWant(2 * demand + 1, st), 0, true));
+            items.push(itemOf(subject, st, { want: clampWant(2 * demand + 1, st), next: true }));
           }
-        } else if ((st.idleSyncs += 1) >= IDLE_RETURN_SYNCS && st.credit > 0 && !st.local) {
-          items.push(itemOf(subject, st, 0, st.credit));
-          st.credit = 0;
+        } else if ((st.idleSyncs += 1) >= IDLE_RETURN_SYNCS && !stats.degraded) {
+          const back = st.credit - localUse(st).unspent;
+          if (back > 0) {
+            items.push(itemOf(subject, st, { back }));
+            st.credit -= back;
+          }
         }
-        if (st.credit > 0 || st.nextCredit > 0 || st.pending || st.idleSyncs < IDLE_FORGET_SYNCS) {
-          live = true;
-        }
+        // While degraded a state is kept whole: forgetting it would forget what it admitted.
+        if (stats.degraded || st.credit > 0 || st.nextCredit > 0 || st.pending) live = true;
+        if (st.idleSyncs < IDLE_FORGET_SYNCS) live = true;
       }
       if (!live) groups.delete(subject);
     }
@@ -368,41 +342,20 @@ export function createRateLimiter(options: {
   const sync = (): Promise<void> => send(syncItems());
 
   /** Credit held for every policy of every subject, given back (a graceful stop). */
-  function releaseAll(): ClaimItem[] {
-    const items: ClaimItem[] = [];
-    for (const [subject, group] of groups) {
-      for (const st of group.states) {
-        if (st.credit > 0 && !st.local) items.push(itemOf(subject, st, 0, st.credit));
-        if (st.nextCredit > 0) items.push(itemOf(subject, st, 0, st.nextCredit, true));
-        st.credit = 0;
-        st.nextCredit = 0;
-      }
-    }
+  async function releaseAll(): Promise<ClaimItem[]> {
+    await missFlush;
+    await missInFlight;
+    for (const [subject, group] of groups) for (const st of group.states) giveBack(subject, st);
     groups.clear();
-    return [...owed.splice(0), ...items];
+    return mergeItems(owed.splice(0));
   }
 
   /**
-   * The `RateLimit` field value for `subject` as of its last decision: per policy, what is left
-   * of the window (claimed by nobody, plus this instance's unspent credit) and its seconds to go.
-   */
-  function header(subject: string, rate: RateLimits): string {
-    const group = groupOf(subject, rate);
-    const t = now();
-    for (let i = 0; i < group.states.length; i += 1) {
-      const st = group.states[i]!;
-      const left = Math.max(0, st.limit - st.claimed) + st.credit;
-      group.remaining[i] = Math.min(st.limit, Math.max(0, Math.floor(left)));
-      group.reset[i] = Math.max(1, Math.ceil((st.start + st.widthMs - t) / 1000));
-    }
-    return rateLimitHeader(rate.headers, group.remaining, group.reset);
-  }
-
-  /**
-   * `decide`, waiting for credit when it must, then `done(ADMITTED)` or `done(index of a
-   * refusing policy)`. Synchronous when no wait is needed, so a request with credit in hand is
-   * decided without a promise. Each wait ends with credit or with the window known spent; a
-   * request outrun by others for the credit that came waits again, up to MAX_WAITS times.
+   * `decide`, waiting for credit when it must, then `done(ADMITTED)`, `done(UNAVAILABLE)` or
+   * `done(index of a refusing policy)`. Synchronous when no wait is needed, so a request with
+   * credit in hand is decided without a promise. Each wait ends with credit, with the window
+   * known spent, or with claims failing; a request outrun by others for the credit that came
+   * waits again, up to MAX_WAITS times, then is refused as if the window were spent.
    */
   function decideThen(
     subject: string,
@@ -411,28 +364,55 @@ export function createRateLimiter(options: {
     attempt = 0,
   ): void {
     const verdict = decide(subject, rate);
-    if (verdict !== NEEDS_CREDIT) {
-      done(verdict);
-      return;
-    }
+    if (verdict !== NEEDS_CREDIT) return settle(done, verdict);
+    if (attempt > 0 && failingSince !== 0 && !stats.degraded) return settle(done, UNAVAILABLE);
     if (attempt >= MAX_WAITS) {
       stats.refused += 1;
       const { states } = groupOf(subject, rate);
-      done(
+      return settle(
+        done,
         Math.max(
           0,
           states.findIndex((st) => st.credit < 1),
         ),
       );
-      return;
     }
     void credit(subject, rate).then(() => decideThen(subject, rate, done, attempt + 1));
   }
 
-  /** Seconds until policy `index` of `subject` starts a new window (≥ 1): `Retry-After`. */
+  /** A throw in the caller's callback must not become an unhandled rejection here. */
+  function settle(done: (verdict: number) => void, verdict: number): void {
+    try {
+      done(verdict);
+    } catch {
+      // The caller's own failure (a response already gone); nothing of the limiter's.
+    }
+  }
+
+  /**
+   * The `RateLimit` field value for `subject`: per policy, what is left of the window (claimed
+   * by nobody, plus this instance's unspent credit) and its seconds to go.
+   */
+  function header(subject: string, rate: RateLimits): string {
+    const group = groupOf(subject, rate);
+    const t = now();
+    for (let i = 0; i < group.states.length; i += 1) {
+      const st = group.states[i]!;
+      roll(st, t);
+      const left = Math.max(0, st.limit - st.claimed) + st.credit;
+      group.remaining[i] = Math.min(st.limit, Math.max(0, Math.floor(left)));
+      group.reset[i] = Math.max(1, Math.ceil((st.start + st.widthMs - t) / 1000));
+    }
+    return rateLimitHeader(rate.headers, group.remaining, group.reset);
+  }
+
+  /**
+   * `Retry-After` for a refusal by policy `index`: the seconds until its window ends (≥ 1); 1
+   * when the window is not known spent (refused after waiting: others held the credit).
+   */
   function retryAfter(subject: string, rate: RateLimits, index: number): number {
     const st = groupOf(subject, rate).states[index];
-    if (!st) return 1;
+    if (!st?.exhausted) return 1;
     return Math.max(1, Math.ceil((st.start + st.widthMs - now()) / 1000));
   }
 

@@ -9,7 +9,7 @@ import {
   type AuthRecord,
   type KeyIdentity,
 } from '../../keys/keys.types.ts';
-import { ADMITTED } from '../../limits/rate-limiter.ts';
+import { ADMITTED, UNAVAILABLE } from '../../limits/rate-limiter.ts';
 import type { Limits } from '../../limits/limits-sync.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
@@ -165,6 +165,12 @@ export function createRequireKey(deps: {
         res.setHeader('RateLimit', rateLimiter.header(subject, rate));
         if (verdict === ADMITTED) {
           admit(req, record, next);
+          return;
+        }
+        if (verdict === UNAVAILABLE) {
+          // Claims failing for a moment: no decision yet (degraded mode takes over shortly).
+          res.setHeader('Retry-After', '1');
+          sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
           return;
         }
         tracked = 'rate_limited';

@@ -6,7 +6,7 @@ import { parseInput } from '../validate.ts';
 import { missesRefused } from '../middleware/require-key.ts';
 import { recordWhenDone, requestStart } from '../middleware/usage-recorder.ts';
 import type { AuthRecord, VerifyCode } from '../../keys/keys.types.ts';
-import { ADMITTED } from '../../limits/rate-limiter.ts';
+import { ADMITTED, UNAVAILABLE } from '../../limits/rate-limiter.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
 
 const VERIFY_OUTCOMES: Partial<Record<VerifyCode, Outcome>> = {
@@ -26,6 +26,9 @@ async function rateLimited(kt: Keytrail, key: AuthRecord) {
   const verdict = await new Promise<number>((resolve) =>
     kt.limits.rate.decideThen(limits.subject, rate, resolve),
   );
+  if (verdict === UNAVAILABLE) {
+    throw new AppError('service_unavailable', { retryAfterSeconds: 1 });
+  }
   return {
     refused: verdict !== ADMITTED,
     ratelimits: kt.limits.rate.snapshot(limits.subject, rate),
