@@ -90,7 +90,7 @@ export function createRateLimiter(options: {
   /** When the current streak of failed claims began (0: claims work). */
   let failingSince = 0;
   /** Returns and charges owed by states a reload dropped or cut, sent with the next statement. */
-  let owed: ClaimItem[] = [];
+  const owed: ClaimItem[] = [];
   let misses: { subject: string; st: PolicyState }[] = [];
   let missFlush: Promise<void> | null = null;
   let missInFlight: Promise<void> | null = null;
