@@ -147,6 +147,30 @@ export interface DormantKeyPolicies {
   updated_by_key_id: string | null;
 }
 
+export interface KeyQuotaLeases {
+  generation: number;
+  held: number;
+  instance_id: string;
+  period_start: Timestamp | null;
+  seq: Generated<number>;
+  subject: string;
+  updated_at: Timestamp;
+}
+
+export interface KeyQuotas {
+  exhausted_noticed_for: Timestamp | null;
+  generation: Generated<number>;
+  low_noticed_for: Timestamp | null;
+  org_id: string;
+  period_start: Timestamp | null;
+  pool: number;
+  quota_limit: number;
+  refill_amount: number | null;
+  refill_interval: string | null;
+  subject: string;
+  updated_at: Timestamp;
+}
+
 export interface KeyRateClaims {
   claim_limit: number;
   claimed: number;
@@ -245,6 +269,8 @@ export interface DB {
   api_keys: ApiKeys;
   audit_events: AuditEvents;
   dormant_key_policies: DormantKeyPolicies;
+  key_quota_leases: KeyQuotaLeases;
+  key_quotas: KeyQuotas;
   key_rate_claims: KeyRateClaims;
   limit_instances: LimitInstances;
   org_rate_limit_defaults: OrgRateLimitDefaults;

@@ -61,6 +61,37 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`create index key_rate_claims_expires_at_idx on key_rate_claims (expires_at)`.execute(
     db,
   );
+  // Quotas: one row per limits subject. `pool` is what no instance holds; instances take credit
+  // from it in chunks (a lease per instance: `held` is never below what that instance may still
+  // spend) and give back what they do not use. A refill (UTC day or month) resets the pool
+  // lazily, at the first take of a new period; credit of an old period dies with it.
+  await sql`
+    create table key_quotas (
+      subject uuid primary key,
+      org_id uuid not null references orgs (id) on delete cascade,
+      quota_limit bigint not null check (quota_limit between 1 and 1000000000000),
+      refill_interval text check (refill_interval in ('day', 'month')),
+      refill_amount bigint check (refill_amount between 1 and 1000000000000),
+      period_start timestamptz,
+      pool bigint not null check (pool >= 0),
+      generation integer not null default 0,
+      low_noticed_for timestamptz,
+      exhausted_noticed_for timestamptz,
+      updated_at timestamptz not null,
+      check ((refill_interval is null) = (refill_amount is null))
+    )`.execute(db);
+  await sql`create index key_quotas_org_id_idx on key_quotas (org_id)`.execute(db);
+  await sql`
+    create table key_quota_leases (
+      subject uuid not null references key_quotas (subject) on delete cascade,
+      instance_id uuid not null,
+      generation integer not null,
+      period_start timestamptz,
+      held bigint not null check (held >= 0),
+      seq integer not null default 0,
+      updated_at timestamptz not null,
+      primary key (subject, instance_id)
+    )`.execute(db);
   await sql`
     alter table api_key_usage_totals
       add column limited_count bigint not null default 0,
@@ -79,7 +110,8 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`alter table api_key_usage_totals drop column limited_count, drop column last_limited_at`.execute(
     db,
   );
-  await sql`drop table org_rate_limit_defaults, key_rate_claims, limit_instances`.execute(db);
+  await sql`drop table key_quota_leases, key_quotas, org_rate_limit_defaults, key_rate_claims,
+    limit_instances`.execute(db);
   await sql`alter table api_keys drop column rate_limits, drop column allowed_ips,
     drop column limits_id, drop column rate_limited_notified_at`.execute(db);
 }

@@ -171,6 +171,7 @@ describe('system endpoints', () => {
       'expires_at',
       'allowed_ips',
       'rate_limits',
+      'quota',
     ]);
     for (const path of [
       '/api/keys/verify',

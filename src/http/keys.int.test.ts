@@ -40,6 +40,7 @@ describe('key lifecycle', () => {
         'request_count',
         'allowed_ips',
         'rate_limits',
+        'quota',
       ].sort(),
     );
     expect(created.body).toMatchObject({

@@ -26,6 +26,7 @@ export function apiKeyJson(k: ApiKey): z.infer<typeof ApiKeyJson> {
     request_count: k.requestCount,
     allowed_ips: k.allowedIps,
     rate_limits: policiesToJson(k.rateLimits),
+    quota: k.quota,
   };
 }
 

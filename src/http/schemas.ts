@@ -11,8 +11,10 @@ import { ORG_USAGE_SORTS } from '../usage/analytics.queries.ts';
 import { BoundedTime, FilterText, SafeText } from './safe-input.ts';
 import { parseAllowedIps } from '../limits/ip-allow.ts';
 import {
+  COST_MAX,
   MAX_ALLOWED_IPS,
   MAX_RATE_POLICIES,
+  QUOTA_MAX,
   POLICY_NAME_RE,
   RATE_LIMIT_MAX,
   WINDOW_SECONDS_MAX,
@@ -74,6 +76,50 @@ export const RateLimits = z
     ],
   });
 
+const QuotaRefill = z
+  .strictObject({
+    interval: z.enum(['day', 'month']),
+    amount: z.number().int().min(1).max(QUOTA_MAX),
+  })
+  .meta({
+    description:
+      'Resets `remaining` to `amount` at the start of each UTC day or month; null: never.',
+  });
+
+const QuotaCreate = z
+  .strictObject({
+    limit: z.number().int().min(1).max(QUOTA_MAX),
+    refill: QuotaRefill.nullable().optional(),
+  })
+  .transform((q) => ({ limit: q.limit, refill: q.refill ?? null }))
+  .meta({
+    description:
+      'A budget of requests, shared with the keys of the key’s rotation; `remaining` starts at `limit`. Each accepted request costs 1 (verify’s `cost`).',
+  });
+
+const QuotaUpdate = z
+  .strictObject({
+    limit: z.number().int().min(1).max(QUOTA_MAX).optional(),
+    refill: QuotaRefill.nullable().optional(),
+    remaining: z.number().int().min(0).max(QUOTA_MAX).optional(),
+  })
+  .refine((q) => Object.keys(q).length > 0, { message: 'give limit, refill or remaining' })
+  .meta({
+    description:
+      'Changes the quota (limit, refill) or sets what remains from now on; null removes it.',
+  });
+
+export const QuotaJson = z
+  .object({
+    limit: z.number().int(),
+    remaining: z.number().int().meta({
+      description:
+        'What no instance holds: it lags what instances took in chunks, never shows more than is left.',
+    }),
+    refill: z.object({ interval: z.enum(['day', 'month']), amount: z.number().int() }).nullable(),
+  })
+  .meta({ id: 'Quota' });
+
 export const RateLimitsBody = z
   .strictObject({ rate_limits: RateLimits })
   .meta({ id: 'RateLimitsRequest' });
@@ -97,6 +143,7 @@ export const CreateKeyBody = z
     expires_at: FutureTime.nullable().optional(),
     allowed_ips: AllowedIps.optional(),
     rate_limits: RateLimits.optional(),
+    quota: QuotaCreate.nullable().optional(),
   })
   .meta({ id: 'CreateApiKeyRequest' });
 
@@ -107,9 +154,10 @@ export const UpdateKeyBody = z
     expires_at: FutureTime.nullable().optional(),
     allowed_ips: AllowedIps.optional(),
     rate_limits: RateLimits.optional(),
+    quota: QuotaUpdate.nullable().optional(),
   })
   .refine((b) => Object.keys(b).length > 0, {
-    message: 'give at least one of name, scopes, expires_at, allowed_ips, rate_limits',
+    message: 'give at least one of name, scopes, expires_at, allowed_ips, rate_limits, quota',
   })
   .meta({ id: 'UpdateApiKeyRequest' });
 
@@ -134,6 +182,10 @@ export const VerifyBody = z
   .strictObject({
     key: z.string().max(500),
     scopes: Scopes.optional(),
+    cost: z.number().int().min(0).max(COST_MAX).optional().meta({
+      description:
+        'What this verification charges the key’s quota (default 1; 0 checks without spending). Rate limits count the verification as one request whatever the cost.',
+    }),
     ip: ClientIp.optional().meta({
       description:
         "The original caller's address, checked against the key's allowed_ips (a key that has some, verified without ip, answers IP_NOT_ALLOWED) and recorded as the event's ip.",
@@ -165,6 +217,7 @@ export const ApiKeyJson = z
     rate_limits: z.array(RatePolicyJson).meta({
       description: 'The key’s own rate limits; [] = none of its own (the org default applies).',
     }),
+    quota: QuotaJson.nullable(),
   })
   .meta({ id: 'ApiKey' });
 
@@ -214,6 +267,10 @@ export const VerifyResultJson = z
         description:
           'The verified key’s rate limits after this check, when it has any and passed the key, address and scope checks: what is left of each window and the seconds until it ends.',
       }),
+    quota: z.object({ remaining: z.number().int() }).optional().meta({
+      description:
+        'The verified key’s quota after this check, when it has one: what this instance sees left (the pool as of its last take plus the credit it holds).',
+    }),
   })
   .meta({ id: 'VerifyResult' });
 

@@ -7,6 +7,11 @@ import type { RatePolicy } from '../limits/limits.types.ts';
 
 type Db = Kysely<DB>;
 
+/** The refill period `now()` falls in, for a quota row `kq` (null: no refill). */
+const CURRENT_PERIOD = sql`case kq.refill_interval
+  when 'day' then date_trunc('day', now(), 'UTC')
+  when 'month' then date_trunc('month', now(), 'UTC') end`;
+
 /** Channel on which every change to a key's authentication state is announced. */
 export const KEY_CHANGED_CHANNEL = 'keytrail_key_changed';
 
@@ -61,7 +66,11 @@ export async function findAuthRecordByHash(
   const row = await db
     .selectFrom('api_keys as k')
     .leftJoin('org_rate_limit_defaults as d', 'd.org_id', 'k.org_id')
+    .leftJoin('key_quotas as kq', (join) =>
+      join.on(sql<boolean>`kq.subject = coalesce(k.limits_id, k.id)`),
+    )
     .select([
+      'kq.generation as quota_generation',
       'k.id',
       'k.org_id',
       'k.environment',
@@ -93,6 +102,7 @@ export async function findAuthRecordByHash(
       allowedIps: row.allowed_ips,
       rateLimits: policiesFromJson(row.rate_limits),
       orgRateLimits: policiesFromJson(row.org_rate_limits),
+      quotaGeneration: row.quota_generation,
     }),
   };
 }
@@ -132,6 +142,10 @@ type KeyRow = Omit<
   last_used_at: Date | null;
   last_used_ip: string | null;
   request_count: number | null;
+  quota_limit: number | null;
+  refill_interval: string | null;
+  refill_amount: number | null;
+  quota_remaining: string | null;
 };
 
 function toApiKey(row: KeyRow, now: Date): ApiKey {
@@ -154,6 +168,20 @@ function toApiKey(row: KeyRow, now: Date): ApiKey {
     allowedIps: row.allowed_ips,
     limitsId: row.limits_id ?? row.id,
     rateLimits: policiesFromJson(row.rate_limits),
+    quota:
+      row.quota_limit === null
+        ? null
+        : {
+            limit: Number(row.quota_limit),
+            remaining: Number(row.quota_remaining),
+            refill:
+              row.refill_interval === null
+                ? null
+                : {
+                    interval: row.refill_interval as 'day' | 'month',
+                    amount: Number(row.refill_amount),
+                  },
+          },
   };
 }
 
@@ -161,7 +189,20 @@ function keysWithTotals(db: Db) {
   return db
     .selectFrom('api_keys as k')
     .leftJoin('api_key_usage_totals as t', 't.key_id', 'k.id')
-    .select(KEY_COLUMNS);
+    .leftJoin('key_quotas as kq', (join) =>
+      join.on(sql<boolean>`kq.subject = coalesce(k.limits_id, k.id)`),
+    )
+    .select(KEY_COLUMNS)
+    .select([
+      'kq.quota_limit',
+      'kq.refill_interval',
+      'kq.refill_amount',
+      // What no instance holds; a period that began since the last take reads as refilled.
+      sql<string | null>`case when kq.refill_interval is not null and ${CURRENT_PERIOD}
+        > coalesce(kq.period_start, '-infinity') then kq.refill_amount else kq.pool end`.as(
+        'quota_remaining',
+      ),
+    ]);
 }
 
 /** Scoped by org: a key of another org reads as absent. */
@@ -364,4 +405,15 @@ export async function limitsSubjectOf(db: Db, keyId: string): Promise<string | n
     .where('id', '=', keyId)
     .executeTakeFirst();
   return row?.subject ?? null;
+}
+
+/** The keys sharing a limits subject (a key and its rotations). */
+export async function keysOfSubject(db: Db, orgId: string, limitsId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where(sql<boolean>`coalesce(limits_id, id) = ${limitsId}`)
+    .execute();
+  return rows.map((r) => r.id);
 }

@@ -6,7 +6,9 @@ import { recordAudit, type AuditActor } from '../audit/audit.service.ts';
 import { generateKey, hashKey, type Environment } from './key-format.ts';
 import * as q from './keys.queries.ts';
 import type { KeyCache } from './key-cache.ts';
-import type { RatePolicy } from '../limits/limits.types.ts';
+import type { QuotaConfig, RatePolicy } from '../limits/limits.types.ts';
+import { saveQuota } from '../limits/quota.queries.ts';
+import { applyLimits, assertNotOwnLimits, limitsChanges, type LimitsPatch } from './keys.limits.ts';
 import { policiesToJson } from '../limits/key-limits.ts';
 import {
   ADMIN_SCOPE,
@@ -31,13 +33,12 @@ export type NewKeyInput = {
   expiresAt?: Date | null | undefined;
   allowedIps?: string[] | undefined;
   rateLimits?: RatePolicy[] | undefined;
+  quota?: QuotaConfig | null | undefined;
 };
-export type KeyPatch = {
+export type KeyPatch = LimitsPatch & {
   name?: string;
   scopes?: string[];
   expiresAt?: Date | null;
-  allowedIps?: string[];
-  rateLimits?: RatePolicy[];
 };
 export type Cursor = { createdAt: Date; id: string };
 
@@ -70,23 +71,6 @@ function assertCovers(caller: KeyIdentity, target: ApiKey): void {
       detail: 'the calling key cannot manage a key with scopes it does not hold',
     });
   }
-}
-
-/**
- * A key may not change the limits it is itself held to (its own, or those it shares with the
- * keys of its rotation): a capped key holding keys:write could otherwise lift its own cap.
- */
-async function assertNotOwnLimits(
-  trx: Database,
-  caller: KeyIdentity,
-  target: ApiKey,
-  patch: KeyPatch,
-): Promise<void> {
-  if (patch.rateLimits === undefined && patch.allowedIps === undefined) return;
-  if ((await q.limitsSubjectOf(trx, caller.id)) !== target.limitsId) return;
-  throw new AppError('insufficient_scope', {
-    detail: 'a key cannot change its own limits (allowed_ips, rate_limits); use another key',
-  });
 }
 
 export function createKeysService(deps: KeysServiceDeps) {
@@ -149,6 +133,10 @@ export function createKeysService(deps: KeysServiceDeps) {
       rateLimits: input.rateLimits,
       limitsId: input.limitsId,
     });
+    // A rotated key shares its predecessor's quota row; a new key's quota is its own.
+    if (input.quota && input.limitsId === null) {
+      await saveQuota(trx, input.orgId, id, input.quota, undefined);
+    }
     await recordAudit(trx, {
       orgId: input.orgId,
       at: now,
@@ -164,6 +152,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         rotated_from_id: input.rotatedFromId,
         ...(input.allowedIps.length > 0 && { allowed_ips: input.allowedIps }),
         ...(input.rateLimits.length > 0 && { rate_limits: policiesToJson(input.rateLimits) }),
+        ...(input.quota && { quota: input.quota }),
       },
     });
     const apiKey = await q.findKey(trx, input.orgId, id, now);
@@ -198,6 +187,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         expiresAt: input.expiresAt ?? null,
         allowedIps: input.allowedIps ?? [],
         rateLimits: input.rateLimits ?? [],
+        quota: input.quota ?? null,
       };
       return issueKey(trx, { ...full, orgId, rotatedFromId: null, limitsId: null }, actor, now);
     });
@@ -259,13 +249,10 @@ export function createKeysService(deps: KeysServiceDeps) {
           before.status === 'expired' && patch.expiresAt !== undefined && before.revokedAt === null;
         if (reactivates) await assertBelowLimit(trx, orgId, now);
         await assertNotOwnLimits(trx, caller, before, patch);
-        const { rateLimits, ...rest } = patch;
+        const { rateLimits: _r, quota: _q, ...rest } = patch;
         if (Object.keys(rest).length > 0) await q.updateKey(trx, keyId, rest);
         await announce(trx, keyId);
-        if (rateLimits !== undefined) {
-          const shared = await q.setRateLimits(trx, orgId, before.limitsId, rateLimits);
-          for (const id of shared) if (id !== keyId) await announce(trx, id);
-        }
+        for (const id of await applyLimits(trx, orgId, before, patch)) await announce(trx, id);
         await recordAudit(trx, {
           orgId,
           at: now,
@@ -348,16 +335,7 @@ function changes(before: ApiKey, patch: KeyPatch): Record<string, unknown> {
   if (patch.expiresAt !== undefined) {
     out.expires_at = { from: before.expiresAt, to: patch.expiresAt };
   }
-  if (patch.allowedIps !== undefined) {
-    out.allowed_ips = { from: before.allowedIps, to: patch.allowedIps };
-  }
-  if (patch.rateLimits !== undefined) {
-    out.rate_limits = {
-      from: policiesToJson(before.rateLimits),
-      to: policiesToJson(patch.rateLimits),
-    };
-  }
-  return { changes: out };
+  return { changes: { ...out, ...limitsChanges(before, patch) } };
 }
 
 export type KeysService = ReturnType<typeof createKeysService>;

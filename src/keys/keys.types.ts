@@ -1,6 +1,6 @@
 import type { Environment } from './key-format.ts';
 import type { KeyLimits } from '../limits/key-limits.ts';
-import type { RatePolicy } from '../limits/limits.types.ts';
+import type { QuotaConfig, RatePolicy } from '../limits/limits.types.ts';
 
 export const SCOPE_RE = /^[a-z][a-z0-9_.:-]{0,63}$/;
 export const MANAGEMENT_SCOPES = [
@@ -40,6 +40,8 @@ export type ApiKey = {
   limitsId: string;
   /** The key's own rate limits; [] = none of its own (the org default applies, if any). */
   rateLimits: RatePolicy[];
+  /** Shared with the keys of its rotation; `remaining` never shows more than is left. */
+  quota: (QuotaConfig & { remaining: number }) | null;
 };
 
 /** What authentication needs to decide, cached per instance. */
@@ -69,6 +71,7 @@ export const VERIFY_CODES = [
   'MALFORMED',
   'IP_NOT_ALLOWED',
   'RATE_LIMITED',
+  'QUOTA_EXCEEDED',
 ] as const;
 export type VerifyCode = (typeof VERIFY_CODES)[number];
 

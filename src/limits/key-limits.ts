@@ -5,6 +5,7 @@
 import { compileRateHeaders, type RateHeaders } from './headers.ts';
 import { compileAllowedIps, type IpMatcher } from './ip-allow.ts';
 import type { RatePolicy } from './limits.types.ts';
+import type { QuotaLimits } from './quota-credit.ts';
 
 export type RateLimits = {
   readonly policies: readonly RatePolicy[];
@@ -22,6 +23,8 @@ export type KeyLimits = {
   allowsIp: IpMatcher | null;
   /** The key's own rate limits, else the org default; null: none. */
   rate: RateLimits | null;
+  /** The subject's quota (its generation as loaded); null: none. */
+  quota: QuotaLimits | null;
 };
 
 /** The stored configuration of one key. */
@@ -32,16 +35,20 @@ export type KeyLimitsConfig = {
   /** The key's own policies; [] follows the org default. */
   rateLimits: readonly RatePolicy[];
   orgRateLimits: readonly RatePolicy[];
+  /** The quota's generation, when the subject has a quota. */
+  quotaGeneration: number | null;
 };
 
 /** Null when the key has no limit at all: the request path then checks nothing. */
 export function compileLimits(config: KeyLimitsConfig): KeyLimits | null {
   const policies = config.rateLimits.length > 0 ? config.rateLimits : config.orgRateLimits;
-  if (config.allowedIps.length === 0 && policies.length === 0) return null;
+  const quota = config.quotaGeneration === null ? null : { generation: config.quotaGeneration };
+  if (config.allowedIps.length === 0 && policies.length === 0 && !quota) return null;
   return {
     subject: config.limitsId ?? config.keyId,
     allowsIp: config.allowedIps.length > 0 ? compileAllowedIps(config.allowedIps) : null,
     rate: policies.length > 0 ? { policies, headers: compileRateHeaders(policies) } : null,
+    quota,
   };
 }
 

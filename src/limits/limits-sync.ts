@@ -11,12 +11,18 @@ import type { Logger } from '../platform/logger.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
 import type { ClaimItem } from './rate-state.ts';
 import { claimCredit, pruneClaims, releaseCredit } from './limits.queries.ts';
+import { createQuotaCredit, type QuotaCredit } from './quota-credit.ts';
+import { debitQuota, reportQuota, returnQuota, takeQuota } from './quota.queries.ts';
+import { createLimiter, type Limiter } from './limiter.ts';
 
 const PRUNE_EVERY_MS = 10_000;
 const PRUNE_BATCH = 5_000;
 
 export type Limits = {
   rate: RateLimiter;
+  quota: QuotaCredit;
+  /** Rate limits and quota in one decision. */
+  limiter: Limiter;
   /** Decisions made outside the rate limiter, for the metrics. */
   decisions: { ipDenied: number };
   instanceId: string;
@@ -26,7 +32,13 @@ export type Limits = {
   close(): Promise<void>;
 };
 
-export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: number }): Limits {
+export function createLimits(deps: {
+  db: Kysely<DB>;
+  logger: Logger;
+  syncMs: number;
+  /** Quotas: admit (and debit later) rather than refuse while takes fail. */
+  quotaFailOpen: boolean;
+}): Limits {
   const { db, logger, syncMs } = deps;
   const instanceId = newId();
   // An instance counts while its heartbeat (every sync) is this fresh: three syncs, at least 2 s.
@@ -49,6 +61,20 @@ export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: num
   };
   let timer: NodeJS.Timeout | undefined;
   const rate = createRateLimiter({ claim, syncMs, onUse: () => start() });
+  const quota = createQuotaCredit({
+    now: rate.now,
+    failOpen: deps.quotaFailOpen,
+    store: {
+      take: (items) => {
+        start();
+        return detachedFromRequest(() => takeQuota(db, instanceId, items));
+      },
+      report: (items) => detachedFromRequest(() => reportQuota(db, instanceId, items)),
+      giveBack: (items) => detachedFromRequest(() => returnQuota(db, instanceId, items)),
+      debit: (items) => detachedFromRequest(() => debitQuota(db, items)),
+    },
+  });
+  const limiter = createLimiter(rate, quota);
   let running: Promise<void> | null = null;
   let lastPrune = Date.now();
 
@@ -56,6 +82,7 @@ export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: num
     if (running) return;
     running = (async () => {
       await rate.sync();
+      await quota.sync();
       if (Date.now() - lastPrune < PRUNE_EVERY_MS) return;
       lastPrune = Date.now();
       await pruneClaims(db, PRUNE_BATCH).catch((error: unknown) => {
@@ -75,6 +102,8 @@ export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: num
 
   return {
     rate,
+    quota,
+    limiter,
     decisions: { ipDenied: 0 },
     instanceId,
     start,
@@ -85,6 +114,9 @@ export function createLimits(deps: { db: Kysely<DB>; logger: Logger; syncMs: num
       await running;
       await releaseCredit(db, instanceId, await rate.releaseAll()).catch((error: unknown) => {
         logger.warn({ err: error }, 'could not give back rate-limit credit on stop');
+      });
+      await quota.releaseAll().catch((error: unknown) => {
+        logger.warn({ err: error }, 'could not give back quota credit on stop');
       });
     },
   };

@@ -8,16 +8,49 @@ import type { Limits } from './limits-sync.ts';
  */
 export function registerLimitMetrics(registry: Registry, limits: Limits): void {
   const { stats } = limits.rate;
+  const { decisions } = limits.limiter;
   new Counter({
     name: 'keytrail_limit_decisions_total',
-    help: 'Requests of keys with limits, by decision: admitted, rate_limited, ip_denied',
+    help: 'Requests of keys with limits, by decision: admitted, rate_limited, quota_exceeded, ip_denied, unavailable (503: claims failing)',
     labelNames: ['outcome'],
     registers: [registry],
     collect() {
       this.reset();
-      this.inc({ outcome: 'admitted' }, stats.admitted);
-      this.inc({ outcome: 'rate_limited' }, stats.refused);
+      this.inc({ outcome: 'admitted' }, decisions.admitted);
+      this.inc({ outcome: 'rate_limited' }, decisions.rateLimited);
+      this.inc({ outcome: 'quota_exceeded' }, decisions.quotaExceeded);
       this.inc({ outcome: 'ip_denied' }, limits.decisions.ipDenied);
+      this.inc({ outcome: 'unavailable' }, decisions.unavailable);
+    },
+  });
+  const quota = limits.quota.stats;
+  new Counter({
+    name: 'keytrail_quota_takes_total',
+    help: 'Quota take statements (credit moved from a pool to this instance), by result',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'ok' }, quota.takes - quota.takeFailures);
+      this.inc({ result: 'failed' }, quota.takeFailures);
+    },
+  });
+  new Counter({
+    name: 'keytrail_quota_credit_taken_total',
+    help: 'Quota credit this instance took from pools (spent, given back, or stranded by a crash)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(quota.taken);
+    },
+  });
+  new Counter({
+    name: 'keytrail_quota_fail_open_total',
+    help: 'Requests admitted without quota credit while takes failed (KEYTRAIL_QUOTA_FAIL_OPEN)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(quota.failOpen);
     },
   });
   new Counter({
@@ -58,10 +91,10 @@ export function registerLimitMetrics(registry: Registry, limits: Limits): void {
   });
   new Gauge({
     name: 'keytrail_limits_subjects',
-    help: 'Keys (with their rotations) whose rate-limit windows this instance tracks',
+    help: 'Rate-limit and quota states this instance tracks (per key with its rotations)',
     registers: [registry],
     collect() {
-      this.set(limits.rate.size);
+      this.set(limits.rate.size + limits.quota.size);
     },
   });
 }

@@ -146,11 +146,10 @@ export function createRateLimiter(options: {
   }
 
   /**
-   * The request path, synchronous: ADMITTED (every policy charged one), NEEDS_CREDIT (await
-   * `credit()`, then decide again), or the index of a policy that refuses. A refused request
-   * charges nothing.
+   * The request path, synchronous, charging nothing: ADMITTED (every policy holds credit),
+   * NEEDS_CREDIT (await `credit()`, then check again), or the index of a policy that refuses.
    */
-  function decide(subject: string, rate: RateLimits): number {
+  function check(subject: string, rate: RateLimits): number {
     const t = now();
     const { states } = groupOf(subject, rate);
     let result = ADMITTED;
@@ -159,20 +158,31 @@ export function createRateLimiter(options: {
       roll(st, t);
       st.demand += 1;
       if (st.credit >= 1) continue;
-      if (st.exhausted) {
-        stats.refused += 1;
-        return i;
-      }
+      if (st.exhausted) return i;
       result = NEEDS_CREDIT;
     }
-    if (result === NEEDS_CREDIT) return result;
-    for (let i = 0; i < states.length; i += 1) {
-      const st = states[i]!;
+    return result;
+  }
+
+  /** Charges one to every policy: only after `check` said ADMITTED (and any quota agreed). */
+  function charge(subject: string): void {
+    const group = groups.get(subject);
+    if (!group) return;
+    for (let i = 0; i < group.states.length; i += 1) {
+      const st = group.states[i]!;
       st.credit -= 1;
       st.spent += 1;
     }
-    stats.admitted += 1;
-    return ADMITTED;
+  }
+
+  /** `check`, then `charge` when every policy admits; counted in the stats. */
+  function decide(subject: string, rate: RateLimits): number {
+    const verdict = check(subject, rate);
+    if (verdict === ADMITTED) {
+      charge(subject);
+      stats.admitted += 1;
+    } else if (verdict >= 0) stats.refused += 1;
+    return verdict;
   }
 
   /**
@@ -429,8 +439,14 @@ export function createRateLimiter(options: {
   }
 
   return {
+    check,
+    charge,
     decide,
     decideThen,
+    /** Claims fail and the instance is not degraded yet: a request without credit gets 503. */
+    get unsure() {
+      return failingSince !== 0 && !stats.degraded;
+    },
     credit,
     header,
     retryAfter,

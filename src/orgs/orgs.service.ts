@@ -27,6 +27,7 @@ export function createOrgsService(deps: { db: Database; clock: Clock; keys: Keys
             rotatedFromId: null,
             allowedIps: [],
             rateLimits: [],
+            quota: null,
             limitsId: null,
           },
           { type: 'operator' },

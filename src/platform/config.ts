@@ -42,6 +42,8 @@ export const configSchema = z.object({
   KEYTRAIL_DB_POOL_SIZE: positiveInt(10, 200),
   /** Per-key rate limits: how often each instance claims credit and gives back what it left. */
   KEYTRAIL_LIMITS_SYNC_MS: z.coerce.number().int().min(50).max(5_000).default(250),
+  /** Quotas while Postgres cannot be reached: admit and debit later (true), or 503 (false). */
+  KEYTRAIL_QUOTA_FAIL_OPEN: z.stringbool().default(false),
   /** Deadline of every statement of authentication, key changes and other short requests. */
   KEYTRAIL_STATEMENT_TIMEOUT_MS: positiveInt(5_000, 600_000),
   /** Raw-event pages, analytics and audit reads: their pool, deadline and share per org. */
@@ -118,7 +120,7 @@ export type Config = {
   /** Per client IP: lookups that miss the cache (each costs Postgres a query). */
   authMisses: { perSecond: number; burst: number };
   dbPoolSize: number;
-  limits: { syncMs: number };
+  limits: { syncMs: number; quotaFailOpen: boolean };
   /** Statement deadline of the request pool (authentication, key changes, short reads). */
   statementTimeoutMs: number;
   /**
@@ -264,7 +266,10 @@ export function toConfig(
     },
     authMisses: { perSecond: env.KEYTRAIL_AUTH_MISS_RATE, burst: env.KEYTRAIL_AUTH_MISS_BURST },
     dbPoolSize: env.KEYTRAIL_DB_POOL_SIZE,
-    limits: { syncMs: env.KEYTRAIL_LIMITS_SYNC_MS },
+    limits: {
+      syncMs: env.KEYTRAIL_LIMITS_SYNC_MS,
+      quotaFailOpen: env.KEYTRAIL_QUOTA_FAIL_OPEN,
+    },
     statementTimeoutMs: env.KEYTRAIL_STATEMENT_TIMEOUT_MS,
     reads: {
       poolSize: env.KEYTRAIL_READS_POOL_SIZE,

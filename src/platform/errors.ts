@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   key_limit_reached: { status: 422, title: 'Active key limit reached' },
   unprocessable: { status: 422, title: 'Request cannot be processed' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  quota_exceeded: { status: 429, title: 'The key has used up its quota' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
   query_timeout: { status: 503, title: 'Query deadline exceeded' },
   internal: { status: 500, title: 'Internal server error' },

@@ -9,7 +9,8 @@ import {
   type AuthRecord,
   type KeyIdentity,
 } from '../../keys/keys.types.ts';
-import { ADMITTED, UNAVAILABLE } from '../../limits/rate-limiter.ts';
+import { ADMITTED } from '../../limits/rate-limiter.ts';
+import { refuse, setRateFields } from './limit-answers.ts';
 import type { Limits } from '../../limits/limits-sync.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
@@ -53,12 +54,6 @@ export function credentialFrom(req: Request): string | undefined {
 
 const invalidKey = () => new AppError('unauthenticated', { detail: 'the API key is not valid' });
 
-/** A key's own rate limit refused the request (the other 429s are the service's own). */
-export const rateLimited = (policy: string) =>
-  new AppError('rate_limited', {
-    detail: `the key's rate limit "${policy}" is used up for this window; retry after Retry-After seconds`,
-  });
-
 function admit(req: Request, record: AuthRecord, next: NextFunction): void {
   req.apiKey = {
     id: record.id,
@@ -100,7 +95,6 @@ export function createRequireKey(deps: {
   /** Keys' limits (SPEC §11). */
   limits: Limits;
 }) {
-  const rateLimiter = deps.limits.rate;
   const { record: recordUsage } = deps;
   const usage = recordUsage && { record: recordUsage, clock: deps.clock };
   return function requireKey(options: RequireKeyOptions = {}): RequestHandler {
@@ -154,30 +148,17 @@ export function createRequireKey(deps: {
         deny(req, res, new AppError('insufficient_scope', { detail }), challenge);
         return;
       }
-      const rate = limits?.rate;
-      if (!limits || !rate) {
+      if (!limits || (!limits.rate && !limits.quota)) {
         admit(req, record, next);
         return;
       }
-      const { subject } = limits;
-      rateLimiter.decideThen(subject, rate, (verdict) => {
-        res.setHeader('RateLimit-Policy', rate.headers.policy);
-        res.setHeader('RateLimit', rateLimiter.header(subject, rate));
+      deps.limits.limiter.decideThen(limits, 1, (verdict) => {
+        setRateFields(res, deps.limits, limits);
         if (verdict === ADMITTED) {
           admit(req, record, next);
           return;
         }
-        if (verdict === UNAVAILABLE) {
-          // Claims failing for a moment: no decision yet (degraded mode takes over shortly).
-          res.setHeader('Retry-After', '1');
-          sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
-          return;
-        }
-        tracked = 'rate_limited';
-        const policy = rate.policies[verdict]?.name ?? '';
-        res.setHeader('Retry-After', String(rateLimiter.retryAfter(subject, rate, verdict)));
-        const problem = toProblem(rateLimited(policy), requestId(req, res));
-        sendProblem(res, { ...problem, violated_policies: [policy] });
+        tracked = refuse(req, res, deps.limits, limits, verdict) ?? tracked;
       });
     }
 

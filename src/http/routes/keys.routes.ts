@@ -42,6 +42,7 @@ export function keysRoutes(kt: Keytrail): Router {
       expiresAt: body.expires_at,
       allowedIps: body.allowed_ips,
       rateLimits: body.rate_limits,
+      quota: body.quota,
     });
     res.status(201).json({ key: issued.plaintext, api_key: apiKeyJson(issued.apiKey) });
   });
@@ -76,6 +77,7 @@ export function keysRoutes(kt: Keytrail): Router {
       ...(body.expires_at !== undefined && { expiresAt: body.expires_at }),
       ...(body.allowed_ips !== undefined && { allowedIps: body.allowed_ips }),
       ...(body.rate_limits !== undefined && { rateLimits: body.rate_limits }),
+      ...(body.quota !== undefined && { quota: body.quota }),
     });
     res.json(apiKeyJson(updated));
   });

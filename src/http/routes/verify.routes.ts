@@ -7,6 +7,7 @@ import { missesRefused } from '../middleware/require-key.ts';
 import { recordWhenDone, requestStart } from '../middleware/usage-recorder.ts';
 import type { AuthRecord, VerifyCode } from '../../keys/keys.types.ts';
 import { ADMITTED, UNAVAILABLE } from '../../limits/rate-limiter.ts';
+import { QUOTA_EXCEEDED } from '../../limits/limiter.ts';
 import type { Outcome } from '../../usage/usage.types.ts';
 
 const VERIFY_OUTCOMES: Partial<Record<VerifyCode, Outcome>> = {
@@ -16,22 +17,28 @@ const VERIFY_OUTCOMES: Partial<Record<VerifyCode, Outcome>> = {
   INSUFFICIENT_SCOPE: 'insufficient_scope',
   IP_NOT_ALLOWED: 'ip_denied',
   RATE_LIMITED: 'rate_limited',
+  QUOTA_EXCEEDED: 'quota_exceeded',
 };
 
-/** The verified key's rate limits, after the key, address and scope checks passed (SPEC §11). */
-async function rateLimited(kt: Keytrail, key: AuthRecord) {
+/**
+ * The verified key's rate limits and quota, after the key, address and scope checks passed
+ * (SPEC §11); `cost` is what the quota is charged. Null: a valid key without such limits.
+ */
+async function limitsOf(kt: Keytrail, key: AuthRecord, cost: number) {
   const limits = key.limits;
-  const rate = limits?.rate;
-  if (!limits || !rate) return { refused: false, ratelimits: undefined };
+  if (!limits || (!limits.rate && !limits.quota)) return null;
   const verdict = await new Promise<number>((resolve) =>
-    kt.limits.rate.decideThen(limits.subject, rate, resolve),
+    kt.limits.limiter.decideThen(limits, cost, resolve),
   );
   if (verdict === UNAVAILABLE) {
     throw new AppError('service_unavailable', { retryAfterSeconds: 1 });
   }
+  const code: VerifyCode | null =
+    verdict === ADMITTED ? null : verdict === QUOTA_EXCEEDED ? 'QUOTA_EXCEEDED' : 'RATE_LIMITED';
   return {
-    refused: verdict !== ADMITTED,
-    ratelimits: kt.limits.rate.snapshot(limits.subject, rate),
+    code,
+    ratelimits: limits.rate ? kt.limits.rate.snapshot(limits.subject, limits.rate) : undefined,
+    quota: limits.quota ? { remaining: kt.limits.quota.remaining(limits.subject) } : undefined,
   };
 }
 
@@ -56,8 +63,8 @@ export function verifyRoutes(kt: Keytrail): Router {
     );
     if (!cached && result.code === 'NOT_FOUND') kt.missLimiter.charge(req.ip);
     const key = result.key;
-    const rate = result.valid && key ? await rateLimited(kt, key) : undefined;
-    if (rate?.refused) result = { valid: false, code: 'RATE_LIMITED', key };
+    const limited = result.valid && key ? await limitsOf(kt, key, body.cost ?? 1) : null;
+    if (limited?.code) result = { valid: false, code: limited.code, key };
     if (result.code === 'IP_NOT_ALLOWED') kt.limits.decisions.ipDenied += 1;
     // The verified key was used (or refused) through a gateway: that is usage of that key.
     if (key) {
@@ -80,7 +87,8 @@ export function verifyRoutes(kt: Keytrail): Router {
         scopes: key.scopes,
         expires_at: key.expiresAt?.toISOString() ?? null,
       }),
-      ...(rate?.ratelimits && { ratelimits: rate.ratelimits }),
+      ...(limited?.ratelimits && { ratelimits: limited.ratelimits }),
+      ...(limited?.quota && { quota: limited.quota }),
     });
   });
   return router;

@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { startWorker, type Worker } from '../../workers/main.ts';
+import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import type { TestClient } from '../testing/client.ts';
+import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
+
+// SPEC §11 quotas through requireKey and verify; `a` and `b` are two instances on one database.
+const dbUrl = useTestDatabase();
+let a: TestApp;
+let b: TestApp;
+let worker: Worker;
+let org: TestOrg;
+
+const tracking = { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 };
+
+beforeAll(async () => {
+  a = await startTestApp(dbUrl(), { config: { usage: tracking } });
+  b = await startTestApp(dbUrl());
+  worker = await startWorker(a.kt);
+  org = await createOrg(a.client, 'Quotas');
+});
+afterAll(async () => {
+  await worker.stop();
+  await a.close();
+  await b.close();
+});
+
+const keysPath = () => `/api/orgs/${org.orgId}/api-keys`;
+const demo = (key: string, client: TestClient = a.client) =>
+  client.get('/v1/demo/orders/1', { key });
+const withQuota = (quota: unknown, extra: Record<string, unknown> = {}) =>
+  a.client.post(keysPath(), { key: org.adminKey, body: { name: 'metered', quota, ...extra } });
+const pool = async (subject: string) =>
+  Number(
+    (
+      await sql<{
+        pool: string;
+      }>`select pool::text from key_quotas where subject = ${subject}`.execute(a.kt.database.db)
+    ).rows[0]?.pool,
+  );
+
+describe('quotas in requireKey', () => {
+  it('admits exactly the quota, then 429 quota_exceeded, and shows what remains', async () => {
+    const created = await withQuota({ limit: 5 });
+    expect(created.status).toBe(201);
+    expect(created.body.api_key.quota).toEqual({ limit: 5, remaining: 5, refill: null });
+    const key = created.body.key as string;
+    const statuses = [];
+    for (let i = 0; i < 7; i += 1) statuses.push((await demo(key)).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]);
+    const refused = await demo(key);
+    expect(refused.body).toMatchObject({ code: 'quota_exceeded', violated_policies: ['quota'] });
+    expect(refused.headers.get('content-type')).toContain('application/problem+json');
+    // No refill: no time after which a retry would work.
+    expect(refused.headers.get('retry-after')).toBeNull();
+    const got = await a.client.get(`${keysPath()}/${created.body.api_key.id}`, {
+      key: org.adminKey,
+    });
+    expect(got.body.quota).toEqual({ limit: 5, remaining: 0, refill: null });
+  });
+
+  it('admits exactly the quota with concurrent requests through two instances', async () => {
+    const created = await withQuota({ limit: 40 });
+    const key = created.body.key as string;
+    const results = await Promise.all(
+      Array.from({ length: 120 }, (_, i) => demo(key, i % 2 === 0 ? a.client : b.client)),
+    );
+    const admitted = results.filter((r) => r.status === 200).length;
+    expect(admitted).toBeLessThanOrEqual(40);
+    // Credit one instance took and had no request left for is spent by its next requests.
+    let total = admitted;
+    for (let i = 0; i < 60; i += 1) {
+      if ((await demo(key, i % 2 === 0 ? a.client : b.client)).status === 200) total += 1;
+    }
+    expect(total).toBe(40);
+  });
+
+  it('charges nothing for a request a rate limit refuses', async () => {
+    const created = await withQuota(
+      { limit: 100 },
+      { rate_limits: [{ name: 'tight', limit: 2, window_seconds: 2_678_400 }] },
+    );
+    const key = created.body.key as string;
+    const statuses = [];
+    for (let i = 0; i < 6; i += 1) statuses.push((await demo(key)).status);
+    expect(statuses).toEqual([200, 200, 429, 429, 429, 429]);
+    await a.kt.limits.quota.releaseAll();
+    expect(await pool(created.body.api_key.id)).toBe(98);
+  });
+
+  it('sets remaining by PATCH, removes the quota with null, and refills on a new period', async () => {
+    const created = await withQuota({ limit: 3, refill: { interval: 'day', amount: 4 } });
+    const id = created.body.api_key.id as string;
+    const key = created.body.key as string;
+    expect(created.body.api_key.quota).toEqual({
+      limit: 3,
+      remaining: 3,
+      refill: { interval: 'day', amount: 4 },
+    });
+    for (let i = 0; i < 3; i += 1) expect((await demo(key)).status).toBe(200);
+    expect((await demo(key)).status).toBe(429);
+    const patch = (quota: unknown) =>
+      a.client.patch(`${keysPath()}/${id}`, { key: org.adminKey, body: { quota } });
+    expect((await patch({ remaining: 2 })).body.quota).toMatchObject({ remaining: 2 });
+    expect((await demo(key)).status).toBe(200);
+    expect((await demo(key)).status).toBe(200);
+    expect((await demo(key)).status).toBe(429);
+    // A new UTC day: the pool refills to the amount at the first take of the period.
+    await sql`update key_quotas set period_start = period_start - interval '1 day'
+      where subject = ${id}`.execute(a.kt.database.db);
+    const refilled = await a.client.get(`${keysPath()}/${id}`, { key: org.adminKey });
+    expect(refilled.body.quota.remaining).toBe(4);
+    await waitFor(async () => (await demo(key)).status === 200, { timeoutMs: 3_000 });
+    expect((await patch(null)).body.quota).toBeNull();
+    for (let i = 0; i < 6; i += 1) expect((await demo(key)).status).toBe(200);
+  });
+
+  it('refuses bad quotas with a 400 naming the field', async () => {
+    for (const [quota, field] of [
+      [{ limit: 0 }, 'body.quota.limit'],
+      [{ limit: 1.5 }, 'body.quota.limit'],
+      [{ limit: 10, refill: { interval: 'week', amount: 1 } }, 'body.quota.refill.interval'],
+      [{ limit: 10, refill: { interval: 'day', amount: 0 } }, 'body.quota.refill.amount'],
+      [{ limit: 10, remaining: 5 }, 'body.quota'],
+      [{}, 'body.quota.limit'],
+    ] as const) {
+      const res = await withQuota(quota);
+      expect(res.status, JSON.stringify(quota)).toBe(400);
+      expect(res.body.errors.map((e: { path: string }) => e.path)).toContain(field);
+    }
+    const plain = await createKey(a.client, org);
+    const noQuota = await a.client.patch(`${keysPath()}/${plain.id}`, {
+      key: org.adminKey,
+      body: { quota: { remaining: 5 } },
+    });
+    expect(noQuota.status).toBe(400);
+  });
+
+  it('is shared by a key and its rotation, and records refusals as limited', async () => {
+    const created = await withQuota({ limit: 2 });
+    const rotated = await a.client.post(`${keysPath()}/${created.body.api_key.id}/rotate`, {
+      key: org.adminKey,
+      body: { overlap_seconds: 600 },
+    });
+    expect(rotated.body.api_key.quota).toMatchObject({ limit: 2 });
+    expect((await demo(created.body.key)).status).toBe(200);
+    expect((await demo(rotated.body.key)).status).toBe(200);
+    expect((await demo(created.body.key)).status).toBe(429);
+    expect((await demo(rotated.body.key)).status).toBe(429);
+    const id = created.body.api_key.id as string;
+    await waitFor(async () => {
+      const row = await a.kt.database.db
+        .selectFrom('api_key_usage_totals')
+        .select(['limited_count'])
+        .where('key_id', '=', id)
+        .executeTakeFirst();
+      return row?.limited_count === 1;
+    });
+  });
+
+  it('gives back held credit on a graceful stop', async () => {
+    const extra = await startTestApp(dbUrl());
+    const created = await withQuota({ limit: 1000 });
+    const id = created.body.api_key.id as string;
+    for (let i = 0; i < 20; i += 1)
+      expect((await demo(created.body.key, extra.client)).status).toBe(200);
+    await extra.close();
+    expect(await pool(id)).toBe(980);
+  });
+});
+
+describe('verify with a quota', () => {
+  it('charges cost (0 checks without spending) and answers QUOTA_EXCEEDED past it', async () => {
+    const gateway = await createKey(a.client, org, { scopes: ['keys:verify'] });
+    const created = await withQuota({ limit: 10 });
+    const verify = (cost?: number) =>
+      a.client.post('/api/keys/verify', {
+        key: gateway.key,
+        body: { key: created.body.key, ...(cost !== undefined && { cost }) },
+      });
+    expect((await verify(3)).body).toMatchObject({ valid: true, quota: { remaining: 7 } });
+    expect((await verify(0)).body).toMatchObject({ valid: true, quota: { remaining: 7 } });
+    expect((await verify(8)).body).toMatchObject({
+      valid: false,
+      code: 'QUOTA_EXCEEDED',
+      quota: { remaining: 7 },
+    });
+    expect((await verify()).body).toMatchObject({ valid: true, quota: { remaining: 6 } });
+    expect((await verify(6)).body).toMatchObject({ valid: true, quota: { remaining: 0 } });
+    expect((await verify(1001)).status).toBe(400);
+    expect((await verify(-1)).status).toBe(400);
+  });
+});

@@ -1,0 +1,323 @@
+/**
+ * Quotas decided in process memory, never over-admitted (docs/adr/0012 §4). An instance spends
+ * only credit it took from the quota's pool (`takeQuota`: atomically, in chunks sized by its
+ * demand, batched for every subject of a tick); its lease's `held` is reported down as it spends
+ * and its unspent credit goes back when it falls idle or stops. A crash strands the credit held
+ * then (never handed out twice). Credit of a refill period dies at the period's end; credit of a
+ * voided lease (a PATCH of `remaining`) dies with the next key reload.
+ *
+ * Takes failing: a request without credit gets UNAVAILABLE (503), or, with fail-open, is admitted
+ * and its cost debited from the pool once takes work again.
+ */
+import type { Take } from './quota.queries.ts';
+
+export type QuotaLimits = { readonly generation: number };
+
+export type QuotaStore = {
+  take(items: readonly { subject: string; want: number }[]): Promise<Take[]>;
+  report(items: readonly { subject: string; unspent: number; seq: number }[]): Promise<void>;
+  giveBack(
+    items: readonly {
+      subject: string;
+      back: number;
+      generation: number;
+      periodStart: Date | null;
+    }[],
+  ): Promise<void>;
+  debit(items: readonly { subject: string; amount: number }[]): Promise<void>;
+};
+
+type QuotaState = {
+  held: number;
+  generation: number;
+  periodStart: Date | null;
+  /** Epoch ms (database clock) when the held credit's period ends. */
+  periodEnd: number;
+  seq: number;
+  /** A take got nothing: refused without waiting until a sync finds credit. */
+  exhausted: boolean;
+  /** Pool and limit as of the last take (verify's estimate of what remains). */
+  pool: number;
+  limit: number;
+  lastTake: number;
+  demand: number;
+  waiting: number;
+  idleSyncs: number;
+  /** Fail-open admissions not yet debited from the pool. */
+  owed: number;
+  /** The compiled quota last seen: a new one (a key reload after a change) asks again. */
+  config: QuotaLimits;
+  reported: number;
+  pending: Promise<void> | null;
+};
+
+export const QUOTA_OK = -1;
+export const QUOTA_NEEDS_CREDIT = -2;
+export const QUOTA_UNAVAILABLE = -3;
+export const QUOTA_REFUSED = 0;
+
+const IDLE_RETURN_SYNCS = 4;
+const IDLE_FORGET_SYNCS = 40;
+/** At most this much credit per take: a crash strands no more than this per instance. */
+const MAX_CHUNK = 1000;
+
+const periodEndOf = (start: Date | null, refill: 'day' | 'month' | null): number => {
+  if (!start || !refill) return Number.POSITIVE_INFINITY;
+  if (refill === 'day') return start.getTime() + 86_400_000;
+  return Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1);
+};
+
+export function createQuotaCredit(options: {
+  store: QuotaStore;
+  /** The database clock (the rate limiter's). */
+  now: () => number;
+  failOpen: boolean;
+}) {
+  const { store, now, failOpen } = options;
+  const states = new Map<string, QuotaState>();
+  const stats = { takes: 0, takeFailures: 0, failures: 0, failOpen: 0, taken: 0 };
+  let failing = false;
+  let misses: { subject: string; st: QuotaState }[] = [];
+  let flush: Promise<void> | null = null;
+
+  function stateOf(subject: string, quota: QuotaLimits): QuotaState {
+    let st = states.get(subject);
+    if (!st) {
+      st = {
+        held: 0,
+        generation: quota.generation,
+        periodStart: null,
+        periodEnd: Number.POSITIVE_INFINITY,
+        seq: 0,
+        exhausted: false,
+        pool: 0,
+        limit: 0,
+        lastTake: 0,
+        demand: 0,
+        waiting: 0,
+        idleSyncs: 0,
+        owed: 0,
+        reported: 0,
+        pending: null,
+        config: quota,
+      };
+      states.set(subject, st);
+    }
+    if (quota !== st.config) {
+      st.config = quota;
+      st.exhausted = false;
+    }
+    // A PATCH of `remaining` voided the leases: what this instance held is gone.
+    if (quota.generation > st.generation) {
+      st.generation = quota.generation;
+      st.held = 0;
+      st.exhausted = false;
+    }
+    if (now() >= st.periodEnd) {
+      st.held = 0;
+      st.exhausted = false;
+      st.periodEnd = Number.POSITIVE_INFINITY;
+    }
+    return st;
+  }
+
+  /** Synchronous: QUOTA_OK (may charge), QUOTA_NEEDS_CREDIT, QUOTA_UNAVAILABLE or QUOTA_REFUSED. */
+  function check(subject: string, quota: QuotaLimits, cost: number): number {
+    const st = stateOf(subject, quota);
+    st.demand += cost;
+    if (st.held >= cost) return QUOTA_OK;
+    if (st.exhausted) return QUOTA_REFUSED;
+    if (failing) return failOpen ? QUOTA_OK : QUOTA_UNAVAILABLE;
+    return QUOTA_NEEDS_CREDIT;
+  }
+
+  function charge(subject: string, cost: number): void {
+    const st = states.get(subject);
+    if (!st || cost === 0) return;
+    if (st.held >= cost) st.held -= cost;
+    else {
+      // Fail-open: admitted without credit, debited once takes work again.
+      st.owed += cost - st.held;
+      st.held = 0;
+      stats.failOpen += 1;
+    }
+  }
+
+  /** Takes credit for `subject` (batched with this tick's other misses). */
+  function credit(subject: string, quota: QuotaLimits, cost: number): Promise<void> {
+    const st = stateOf(subject, quota);
+    st.waiting += Math.max(1, cost);
+    if (!st.pending) {
+      misses.push({ subject, st });
+      flush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(takeMisses);
+      const pending = flush.finally(() => {
+        if (st.pending === pending) st.pending = null;
+      });
+      st.pending = pending;
+    }
+    return st.pending;
+  }
+
+  async function takeMisses(): Promise<void> {
+    const taken = misses;
+    misses = [];
+    flush = null;
+    await take(
+      taken.map(({ subject, st }) => {
+        const want = chunk(st, st.waiting);
+        st.waiting = 0;
+        return { subject, want };
+      }),
+    );
+  }
+
+  /** What to take: the demand seen, at least `need`, at most a 16th of the pool and MAX_CHUNK. */
+  function chunk(st: QuotaState, need: number): number {
+    const cap = Math.max(need, Math.min(MAX_CHUNK, Math.floor(st.pool / 16)));
+    return Math.max(need, Math.min(cap, 2 * st.demand + 1));
+  }
+
+  async function take(items: { subject: string; want: number }[]): Promise<void> {
+    if (items.length === 0) return;
+    stats.takes += 1;
+    let takes: Take[];
+    try {
+      takes = await store.take(items);
+    } catch {
+      stats.takeFailures += 1;
+      failing = true;
+      return;
+    }
+    failing = false;
+    const answered = new Set<string>();
+    for (const t of takes) {
+      answered.add(t.subject);
+      apply(t);
+    }
+    // No row: the quota was removed meanwhile (the key's next reload drops it).
+    for (const { subject } of items) if (!answered.has(subject)) states.delete(subject);
+  }
+
+  function apply(t: Take): void {
+    const st = states.get(t.subject);
+    if (!st) return;
+    if (t.generation > st.generation) {
+      st.generation = t.generation;
+      st.held = 0;
+    }
+    const periodChanged =
+      (st.periodStart?.getTime() ?? null) !== (t.periodStart?.getTime() ?? null);
+    if (periodChanged) st.held = 0;
+    st.periodStart = t.periodStart;
+    st.periodEnd = periodEndOf(t.periodStart, t.refill);
+    st.held += t.got;
+    st.seq = t.seq;
+    st.pool = t.pool;
+    st.limit = t.limit;
+    stats.taken += t.got;
+    if (t.got > 0) st.lastTake = t.got;
+    st.exhausted = t.got === 0 && t.pool === 0;
+  }
+
+  /** At a sync: report held down, take ahead for busy subjects, give back idle credit. */
+  async function sync(): Promise<void> {
+    const reports: { subject: string; unspent: number; seq: number }[] = [];
+    const backs: Parameters<QuotaStore['giveBack']>[0][number][] = [];
+    const debits: { subject: string; amount: number }[] = [];
+    const ahead: { subject: string; want: number }[] = [];
+    const t = now();
+    for (const [subject, st] of states) {
+      if (t >= st.periodEnd) {
+        st.held = 0;
+        st.periodEnd = Number.POSITIVE_INFINITY;
+      }
+      const demand = st.demand;
+      st.demand = 0;
+      if (st.owed > 0 && !failing) {
+        debits.push({ subject, amount: st.owed });
+        st.owed = 0;
+      }
+      if (demand > 0) {
+        st.idleSyncs = 0;
+        // An exhausted state asks again for one: another instance may have given some back.
+        if (!st.pending && (st.exhausted || st.held < Math.max(1, st.lastTake / 2))) {
+          ahead.push({ subject, want: st.exhausted ? 1 : chunk(st, 1) });
+        }
+      } else if ((st.idleSyncs += 1) >= IDLE_RETURN_SYNCS && st.held > 0 && !failing) {
+        backs.push(backOf(subject, st));
+      }
+      if (st.held !== st.reported && st.seq > 0) {
+        reports.push({ subject, unspent: st.held, seq: st.seq });
+        st.reported = st.held;
+      }
+      if (st.idleSyncs >= IDLE_FORGET_SYNCS && st.held === 0 && st.owed === 0 && !st.pending) {
+        states.delete(subject);
+      }
+    }
+    await settle(store.report(reports));
+    await settle(store.giveBack(backs));
+    await settle(store.debit(debits), () => {
+      for (const d of debits) {
+        const st = states.get(d.subject);
+        if (st) st.owed += d.amount;
+      }
+    });
+    await take(ahead);
+  }
+
+  /** The state's whole credit, given back: zeroed here first, so it is never spent twice. */
+  function backOf(subject: string, st: QuotaState) {
+    const item = { subject, back: st.held, generation: st.generation, periodStart: st.periodStart };
+    st.held = 0;
+    st.reported = -1;
+    return item;
+  }
+
+  async function settle(work: Promise<void>, onFailure?: () => void): Promise<void> {
+    try {
+      await work;
+    } catch {
+      stats.failures += 1;
+      onFailure?.();
+    }
+  }
+
+  /** Every held credit, given back (a graceful stop). */
+  async function releaseAll(): Promise<void> {
+    await flush;
+    const backs = [...states].filter(([, st]) => st.held > 0).map(([s, st]) => backOf(s, st));
+    states.clear();
+    await store.giveBack(backs);
+  }
+
+  /** Seconds until the quota refills (its period ends), or null when it never refills. */
+  function retryAfter(subject: string): number | null {
+    const end = states.get(subject)?.periodEnd ?? Number.POSITIVE_INFINITY;
+    return Number.isFinite(end) ? Math.max(1, Math.ceil((end - now()) / 1000)) : null;
+  }
+
+  /** What this instance believes remains (verify): the pool as last seen plus its own credit. */
+  function remaining(subject: string): number {
+    const st = states.get(subject);
+    return st ? st.pool + st.held : 0;
+  }
+
+  return {
+    check,
+    charge,
+    credit,
+    sync,
+    releaseAll,
+    remaining,
+    retryAfter,
+    stats,
+    get size() {
+      return states.size;
+    },
+    get failing() {
+      return failing;
+    },
+  };
+}
+
+export type QuotaCredit = ReturnType<typeof createQuotaCredit>;
