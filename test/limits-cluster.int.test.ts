@@ -72,7 +72,7 @@ async function hammer(
 /** Until every instance has refused `n` times in a row: all credit is spent, none is held. */
 const allRefusing = (n: number) => (_t: Tally, streak: number[]) => streak.every((s) => s >= n);
 
-describe('rate limits across processes', { timeout: 120_000 }, () => {
+describe('limits across processes', { timeout: 120_000 }, () => {
   for (const n of [2, 4]) {
     it(`admits exactly the limit through ${n} instances, large and small`, async () => {
       for (const limit of [600, 7]) {
@@ -116,6 +116,34 @@ describe('rate limits across processes', { timeout: 120_000 }, () => {
     // what the killed instance held is lost for this window, never handed out twice.
     expect(tally.admitted).toBeLessThanOrEqual(400);
     expect(tally.admitted).toBeGreaterThan(100);
+  });
+
+  it('admits exactly a quota through 4 instances, and never more with one SIGKILLed mid-run', async () => {
+    const quota = (limit: number) =>
+      app.client.post(`/api/orgs/${org.orgId}/api-keys`, {
+        key: org.adminKey,
+        body: { name: 'metered', quota: { limit } },
+      });
+    const exact = await quota(300);
+    const tally = await hammer(exact.body.key, serves, 16, allRefusing(3));
+    expect(tally.other + tally.failed).toBe(0);
+    expect(tally.admitted).toBe(300);
+    for (let round = 0; round < 2; round += 1) {
+      const extra = await spawnServe(dbUrl());
+      const k = await quota(400);
+      let killed = false;
+      const run = await hammer(k.body.key, [...serves.slice(0, 2), extra], 12, (t) => {
+        if (!killed && t.admitted >= 60 + 80 * round) {
+          killed = true;
+          extra.child.kill('SIGKILL');
+        }
+        return killed && t.refused >= 200;
+      });
+      await extra.exited;
+      // What the killed instance held is stranded (never handed out twice): at most the quota.
+      expect(run.admitted).toBeLessThanOrEqual(400);
+      expect(run.admitted).toBeGreaterThanOrEqual(60 + 80 * round);
+    }
   });
 
   it('applies a changed limit on every instance within 1 s', async () => {
