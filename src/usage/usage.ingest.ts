@@ -17,7 +17,13 @@ import {
 import { identity, rowCount, selectRows, type Batch } from './usage.batch.ts';
 import { decodePayload, encodePayload } from './usage.jobs.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
-import { markRateLimited, markRevokedKeyUse, type DeniedUse } from '../webhooks/hygiene.queries.ts';
+import {
+  markQuotaExhausted,
+  markQuotaLow,
+  markRateLimited,
+  markRevokedKeyUse,
+  type DeniedUse,
+} from '../webhooks/hygiene.queries.ts';
 import { writeOutbox } from '../webhooks/outbox.queries.ts';
 import { noticeEvents } from '../webhooks/watch.ts';
 
@@ -68,6 +74,8 @@ async function storeNew(tx: RawTransaction, batch: Batch): Promise<Batch> {
 
 const DEAD_KEY = new Set([OUTCOMES.indexOf('revoked'), OUTCOMES.indexOf('expired')]);
 const RATE_LIMITED = new Set([OUTCOMES.indexOf('rate_limited')]);
+const QUOTA_EXCEEDED = new Set([OUTCOMES.indexOf('quota_exceeded')]);
+const SUCCESS = new Set([OUTCOMES.indexOf('success')]);
 
 /** The latest event of each key in the batch whose outcome is one of `outcomes` (usually none). */
 function latestUses(batch: Batch, outcomes: ReadonlySet<number>): DeniedUse[] {
@@ -105,6 +113,23 @@ async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
     const notices = await tx.run(markRateLimited(limited));
     if (notices.length > 0) {
       await tx.run(writeOutbox(noticeEvents('key.rate_limited', notices, new Date())));
+    }
+  }
+  await noticeQuotas(tx, stored);
+}
+
+/** `key.quota_low` after use, `key.quota_exhausted` after a refusal: once per period each. */
+async function noticeQuotas(tx: RawTransaction, stored: Batch): Promise<void> {
+  const used = latestUses(stored, SUCCESS).map((u) => u.keyId);
+  if (used.length > 0) {
+    const low = await tx.run(markQuotaLow(used));
+    if (low.length > 0) await tx.run(writeOutbox(noticeEvents('key.quota_low', low, new Date())));
+  }
+  const refused = latestUses(stored, QUOTA_EXCEEDED).map((u) => u.keyId);
+  if (refused.length > 0) {
+    const out = await tx.run(markQuotaExhausted(refused));
+    if (out.length > 0) {
+      await tx.run(writeOutbox(noticeEvents('key.quota_exhausted', out, new Date())));
     }
   }
 }

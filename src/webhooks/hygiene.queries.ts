@@ -120,3 +120,43 @@ export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> 
     returning k.id, k.org_id, jsonb_build_object('ip', u.ip,
       'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
 }
+
+/** A batch's keys with a quota, one row per quota (its subject), with what is left of it. */
+function quotasOf(keyIds: readonly string[]): RawBuilder<unknown> {
+  return sql`
+    select distinct on (q.subject) q.subject, k.id as key_id, k.org_id, q.quota_limit,
+      q.pool + coalesce((select sum(l.held) from key_quota_leases l where l.subject = q.subject
+        and l.generation = q.generation and l.period_start is not distinct from q.period_start), 0)
+        as remaining,
+      coalesce(q.period_start, 'epoch') as period
+    from api_keys k
+    join key_quotas q on q.subject = coalesce(k.limits_id, k.id)
+    where k.id = any(${[...new Set(keyIds)]}::uuid[])
+    order by q.subject, k.id`;
+}
+
+/**
+ * `key.quota_low`: a quota of the batch's keys with under 10 % of its limit left, noticed once
+ * per refill period (once for a quota without refill, until a PATCH lifts it again). What is
+ * left counts the pool and what instances hold (never below the truth: never early).
+ */
+export function markQuotaLow(keyIds: readonly string[]): RawBuilder<Notice> {
+  return sql<Notice>`
+    with q as (${quotasOf(keyIds)})
+    update key_quotas k set low_noticed_for = q.period
+    from q
+    where k.subject = q.subject and q.remaining * 10 < q.quota_limit
+      and k.low_noticed_for is distinct from q.period
+    returning q.key_id as id, q.org_id,
+      jsonb_build_object('limit', q.quota_limit, 'remaining', q.remaining) as details`;
+}
+
+/** `key.quota_exhausted`: a quota that refused a request (a stored quota_exceeded event), once per period. */
+export function markQuotaExhausted(keyIds: readonly string[]): RawBuilder<Notice> {
+  return sql<Notice>`
+    with q as (${quotasOf(keyIds)})
+    update key_quotas k set exhausted_noticed_for = q.period
+    from q
+    where k.subject = q.subject and k.exhausted_noticed_for is distinct from q.period
+    returning q.key_id as id, q.org_id, jsonb_build_object('limit', q.quota_limit) as details`;
+}

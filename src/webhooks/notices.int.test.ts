@@ -168,6 +168,33 @@ describe('notices', { timeout: 60_000 }, () => {
     });
   });
 
+  it('sends key.quota_low under 10 % left and key.quota_exhausted on a refusal, once each', async () => {
+    const sub = await org('Metered', ['key.quota_low', 'key.quota_exhausted']);
+    const o = sub.org;
+    const created = await app.client.post(`/api/orgs/${o.orgId}/api-keys`, {
+      key: o.adminKey,
+      body: { name: 'metered', quota: { limit: 20 } },
+    });
+    const k = { id: created.body.api_key.id as string, key: created.body.key as string };
+    const self = () => app.client.get('/api/keys/self', { key: k.key });
+    for (let i = 0; i < 17; i++) expect((await self()).status).toBe(200);
+    await observeFor(1_000);
+    expect(got(sub, 'key.quota_low', k.id)).toHaveLength(0);
+    // The instance reports what it holds every sync; a use after that sees under 10 % left.
+    for (let i = 0; i < 2; i++) expect((await self()).status).toBe(200);
+    await waitFor(() => got(sub, 'key.quota_low', k.id).length === 1, { timeoutMs: 15_000 });
+    expect(got(sub, 'key.quota_low', k.id)[0]?.data.details).toMatchObject({ limit: 20 });
+    expect((await self()).status).toBe(200);
+    expect((await self()).status).toBe(429);
+    expect((await self()).status).toBe(429);
+    await waitFor(() => got(sub, 'key.quota_exhausted', k.id).length === 1, {
+      timeoutMs: 15_000,
+    });
+    await observeFor(1_000);
+    expect(got(sub, 'key.quota_low', k.id)).toHaveLength(1);
+    expect(got(sub, 'key.quota_exhausted', k.id)).toHaveLength(1);
+  });
+
   it('sends key.rate_limited for a key refused by its rate limits, at most once an hour', async () => {
     const sub = await org('Throttled', ['key.rate_limited']);
     const o = sub.org;

@@ -12,6 +12,8 @@ export const WEBHOOK_EVENT_TYPES = [
   'key.spike',
   'key.revoked_key_used',
   'key.rate_limited',
+  'key.quota_low',
+  'key.quota_exhausted',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
