@@ -89,6 +89,18 @@ try {
   const { adminKey } = await untracked.orgs.create('bench-pipeline');
   const auth = { authorization: `Bearer ${adminKey.plaintext}` };
   const demo: Req = { method: 'GET', url: '/v1/demo/orders/1', headers: auth };
+  // A key with a rate limit it never reaches (10⁹ a month): the limits' cost on every request.
+  const { apiKey: admin } = adminKey;
+  const limitedKey = await untracked.keys.create(
+    { id: admin.id, orgId: admin.orgId, environment: admin.environment, scopes: admin.scopes },
+    admin.orgId,
+    {
+      name: 'limited',
+      scopes: ['orders:read'],
+      rateLimits: [{ name: 'huge', limit: 1e9, windowSeconds: 2_678_400 }],
+    },
+  );
+  const limited: Req = { ...demo, headers: { authorization: `Bearer ${limitedKey.plaintext}` } };
   const verify: Req = {
     method: 'POST',
     url: '/api/keys/verify',
@@ -107,8 +119,14 @@ try {
     ['+json body parser', layered(untracked, 3), demo],
     ['+requireKey, untracked', layered(untracked, 4), demo],
     ['+requireKey, tracked', layered(tracked, 5), demo],
+    ['+requireKey, limited key, untracked', layered(untracked, 4), limited],
     ['serve app: demo route', served(buildApp(tracked)), demo],
     ['serve app: verify', served(buildApp(tracked)), verify],
+    [
+      'serve app: verify, limited key',
+      served(buildApp(tracked)),
+      { ...verify, body: JSON.stringify({ key: limitedKey.plaintext }) },
+    ],
     ['serve app, prototypes set late: demo', buildApp(tracked), demo],
   ];
   // BENCH_ONLY=<regex>: only the variants whose name matches (to profile one).

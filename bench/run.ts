@@ -13,6 +13,7 @@ import { serveScenario } from './serve.ts';
 import { scalingScenario } from './scaling.ts';
 import { uiScenario } from './ui.ts';
 import { isolationScenario } from './isolation.ts';
+import { limitsScenario } from './limits.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
@@ -26,6 +27,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   scaling: scalingScenario,
   ui: uiScenario,
   isolation: isolationScenario,
+  limits: limitsScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));

@@ -18,6 +18,7 @@
  */
 import type { RateLimits } from './key-limits.ts';
 import { rateLimitHeader } from './headers.ts';
+import { secondsLeft } from './window.ts';
 import {
   itemOf,
   localUse,
@@ -285,8 +286,16 @@ export function createRateLimiter(options: {
   }
 
   function apply(g: ClaimGrant): void {
+    if (!g.current) return;
     const st = stateOf(g);
-    if (!st || !g.current) return;
+    if (!st) {
+      // Its state is gone (a reload dropped it, or the instance is stopping): give it back.
+      if (g.granted > 0) {
+        owed.push({ ...g, limit: 0, want: 0, back: g.granted, used: 0 });
+        void send([]);
+      }
+      return;
+    }
     roll(st, now());
     if (g.windowStart === st.start) {
       st.credit += g.granted;
@@ -411,7 +420,7 @@ export function createRateLimiter(options: {
       roll(st, t);
       const left = Math.max(0, st.limit - st.claimed) + st.credit;
       group.remaining[i] = Math.min(st.limit, Math.max(0, Math.floor(left)));
-      group.reset[i] = Math.max(1, Math.ceil((st.start + st.widthMs - t) / 1000));
+      group.reset[i] = secondsLeft(st.start, st.widthMs, t);
     }
     return rateLimitHeader(rate.headers, group.remaining, group.reset);
   }
@@ -423,7 +432,7 @@ export function createRateLimiter(options: {
   function retryAfter(subject: string, rate: RateLimits, index: number): number {
     const st = groupOf(subject, rate).states[index];
     if (!st?.exhausted) return 1;
-    return Math.max(1, Math.ceil((st.start + st.widthMs - now()) / 1000));
+    return secondsLeft(st.start, st.widthMs, now());
   }
 
   /** Per policy: limit, remaining and seconds to reset (verify's `ratelimits`). */

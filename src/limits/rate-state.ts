@@ -85,10 +85,18 @@ export function newState(p: RatePolicy): PolicyState {
   };
 }
 
-/** Moves to the window of `now`; credit of a past window is worthless and dropped. */
+/**
+ * Moves to the window of `now`; credit of a past window is worthless and dropped. A `now` in an
+ * earlier window (the clock estimate corrected back: the instance ran ahead of the database)
+ * moves back to it, and credit claimed for the window after keeps it as the next window's.
+ */
 export function roll(st: PolicyState, now: number): void {
   const ws = windowStartOf(now, st.widthMs);
-  if (ws <= st.start) return;
+  if (ws < st.start) {
+    stepBack(st, ws);
+    return;
+  }
+  if (ws === st.start) return;
   const next = ws === st.nextStart;
   st.start = ws;
   st.credit = next ? st.nextCredit : 0;
@@ -99,6 +107,19 @@ export function roll(st: PolicyState, now: number): void {
   st.nextStart = 0;
   st.nextCredit = 0;
   st.nextClaimed = 0;
+}
+
+function stepBack(st: PolicyState, ws: number): void {
+  const ahead = st.start === ws + st.widthMs;
+  st.nextStart = ahead ? st.start : 0;
+  st.nextCredit = ahead ? st.credit - Math.min(st.credit, st.localGranted) : 0;
+  st.nextClaimed = ahead ? st.claimed : 0;
+  st.start = ws;
+  st.credit = 0;
+  st.claimed = 0;
+  st.spent = 0;
+  st.exhausted = false;
+  st.localGranted = 0;
 }
 
 export function itemOf(

@@ -1,22 +1,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WINDOW_SECONDS_MAX } from './limits.types.ts';
-import {
-  admits,
-  charge,
-  createWindow,
-  remaining,
-  resetSeconds,
-  roll,
-  windowStartOf,
-} from './window.ts';
+import { secondsLeft, windowStartOf } from './window.ts';
 
 const T0 = Date.UTC(2026, 4, 23, 12);
 const windowSecondsArb = fc.oneof(
   fc.integer({ min: 1, max: 120 }),
   fc.constantFrom(3600, 86_400, WINDOW_SECONDS_MAX),
 );
-const nowArb = fc.integer({ min: 0, max: 4 * 10 ** 12 });
+const nowArb = fc.oneof(
+  fc.integer({ min: 0, max: 4 * 10 ** 12 }),
+  fc.maxSafeNat(),
+  fc.constant(Number.MAX_SAFE_INTEGER),
+);
 
 describe('windowStartOf', () => {
   it('aligns to the epoch', () => {
@@ -24,159 +20,87 @@ describe('windowStartOf', () => {
     expect(windowStartOf(999, 1000)).toBe(0);
     expect(windowStartOf(1000, 1000)).toBe(1000);
     expect(windowStartOf(T0 + 12_345, 60_000)).toBe(T0);
+    expect(windowStartOf(Number.MAX_SAFE_INTEGER, 1000)).toBe(Number.MAX_SAFE_INTEGER - 991);
   });
 
-  it('returns the start of the window that contains now', () => {
+  it('returns exactly the start of the window that contains now, for any integer below 2^53', () => {
     fc.assert(
       fc.property(nowArb, windowSecondsArb, (now, seconds) => {
         const width = seconds * 1000;
         const start = windowStartOf(now, width);
-        expect(start % width).toBe(0);
+        // Checked in BigInt: a float rounding anywhere would show as a mismatch here.
+        const exact = BigInt(now) - (BigInt(now) % BigInt(width));
+        expect(BigInt(start)).toBe(exact);
+        expect(Number.isSafeInteger(start)).toBe(true);
         expect(start).toBeLessThanOrEqual(now);
-        expect(now).toBeLessThan(start + width);
-      }),
-    );
-  });
-});
-
-describe('roll', () => {
-  it('keeps the count within the same window, clears it across one or many windows', () => {
-    fc.assert(
-      fc.property(nowArb, windowSecondsArb, fc.nat({ max: 1000 }), (now, seconds, skipped) => {
-        const w = createWindow(seconds);
-        charge(w, now, 5);
-        const start = w.start;
-        roll(w, start + w.widthMs - 1);
-        expect(w).toEqual({ widthMs: seconds * 1000, start, count: 5 });
-        roll(w, start + (skipped + 1) * w.widthMs);
-        expect(w).toEqual({
-          widthMs: seconds * 1000,
-          start: start + (skipped + 1) * w.widthMs,
-          count: 0,
-        });
+        expect(now - start).toBeLessThan(width);
       }),
     );
   });
 
-  it('keeps the state when the clock steps back, even across a window boundary', () => {
-    const w = createWindow(10);
-    charge(w, T0 + 15_000, 3);
-    roll(w, T0 + 2_000);
-    expect(w).toEqual({ widthMs: 10_000, start: T0 + 10_000, count: 3 });
-    expect(remaining(w, T0, 3)).toBe(0);
-  });
-});
-
-describe('admits and charge', () => {
-  it('admits up to the limit within a window and again in the next one', () => {
-    const w = createWindow(1);
-    for (let i = 0; i < 3; i += 1) {
-      expect(admits(w, T0 + 100, 3)).toBe(true);
-      charge(w, T0 + 100);
-    }
-    expect(admits(w, T0 + 999, 3)).toBe(false);
-    expect(remaining(w, T0 + 999, 3)).toBe(0);
-    expect(admits(w, T0 + 1000, 3)).toBe(true);
-    expect(remaining(w, T0 + 1000, 3)).toBe(3);
-  });
-
-  it('refuses a cost larger than what is left', () => {
-    const w = createWindow(60);
-    charge(w, T0, 8);
-    expect(admits(w, T0, 10, 3)).toBe(false);
-    expect(admits(w, T0, 10, 2)).toBe(true);
-  });
-
-  it('never charges more than the limit in one window when each charge follows an admit', () => {
-    const stepArb = fc.record({
-      dt: fc.oneof(
-        fc.constant(0),
-        fc.integer({ min: 0, max: 3000 }),
-        fc.integer({ min: -5000, max: 0 }),
-      ),
-      cost: fc.integer({ min: 0, max: 4 }),
-    });
+  it('gives every instant of one window the same start, and the next window a start one width on', () => {
     fc.assert(
       fc.property(
+        fc.maxSafeNat(),
         windowSecondsArb,
-        fc.integer({ min: 1, max: 20 }),
-        fc.array(stepArb, { maxLength: 200 }),
-        (seconds, limit, steps) => {
-          const w = createWindow(seconds);
-          const charged = new Map<number, number>();
-          let now = T0;
-          for (const { dt, cost } of steps) {
-            now = Math.max(0, now + dt);
-            if (!admits(w, now, limit, cost)) continue;
-            charge(w, now, cost);
-            // Attributed to the window the state is in: a step back charges the later window.
-            charged.set(w.start, (charged.get(w.start) ?? 0) + cost);
-          }
-          for (const total of charged.values()) expect(total).toBeLessThanOrEqual(limit);
-        },
-      ),
-    );
-  });
-
-  it('admits no more in a window when the clock steps back than when it does not', () => {
-    fc.assert(
-      fc.property(
-        windowSecondsArb,
-        fc.integer({ min: 1, max: 10 }),
-        fc.integer({ min: 1, max: 10 ** 9 }),
-        (seconds, limit, back) => {
-          const w = createWindow(seconds);
-          const now = T0 + w.widthMs - 1;
-          while (admits(w, now, limit)) charge(w, now);
-          expect(admits(w, Math.max(0, now - back), limit)).toBe(false);
-          expect(remaining(w, Math.max(0, now - back), limit)).toBe(0);
-          expect(w.count).toBe(limit);
+        fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
+        (n, seconds, fraction) => {
+          const width = seconds * 1000;
+          // k·width + width stays below 2^53.
+          const start = (n % Math.floor(Number.MAX_SAFE_INTEGER / width - 1)) * width;
+          const inside = start + Math.floor(fraction * width);
+          expect(windowStartOf(start, width)).toBe(start);
+          expect(windowStartOf(inside, width)).toBe(start);
+          expect(windowStartOf(start + width - 1, width)).toBe(start);
+          expect(windowStartOf(start + width, width)).toBe(start + width);
         },
       ),
     );
   });
 });
 
-describe('resetSeconds', () => {
-  it('counts whole seconds to the end of the window', () => {
-    const w = createWindow(60);
-    expect(resetSeconds(w, T0)).toBe(60);
-    expect(resetSeconds(w, T0 + 1)).toBe(60);
-    expect(resetSeconds(w, T0 + 59_000)).toBe(1);
-    expect(resetSeconds(w, T0 + 59_999)).toBe(1);
+describe('secondsLeft', () => {
+  it('counts whole seconds to the end of the window, rounding up', () => {
+    expect(secondsLeft(T0, 60_000, T0)).toBe(60);
+    expect(secondsLeft(T0, 60_000, T0 + 1)).toBe(60);
+    expect(secondsLeft(T0, 60_000, T0 + 1000)).toBe(59);
+    expect(secondsLeft(T0, 60_000, T0 + 59_000)).toBe(1);
+    expect(secondsLeft(T0, 60_000, T0 + 59_999)).toBe(1);
   });
 
-  it('is in [1, windowSeconds], also after the clock steps back', () => {
+  it('is at least 1 once the window has passed (a clock ahead of the window)', () => {
+    expect(secondsLeft(T0, 60_000, T0 + 60_000)).toBe(1);
+    expect(secondsLeft(T0, 60_000, T0 + 10 ** 9)).toBe(1);
+  });
+
+  it('is an integer in [1, windowSeconds] for any now within the window', () => {
     fc.assert(
-      fc.property(windowSecondsArb, nowArb, nowArb, (seconds, a, b) => {
-        const w = createWindow(seconds);
-        for (const now of [a, b]) {
-          const t = resetSeconds(w, now);
+      fc.property(
+        nowArb,
+        windowSecondsArb,
+        fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
+        (base, seconds, fraction) => {
+          const width = seconds * 1000;
+          const start = windowStartOf(Math.max(0, base - width), width);
+          const now = start + Math.floor(fraction * width);
+          const t = secondsLeft(start, width, now);
           expect(Number.isInteger(t)).toBe(true);
           expect(t).toBeGreaterThanOrEqual(1);
           expect(t).toBeLessThanOrEqual(seconds);
-        }
-      }),
+        },
+      ),
     );
   });
 
-  it('admits after t seconds without traffic, and at no earlier instant of an exhausted window', () => {
+  it('ends no earlier than the window: now + t seconds is in a later window, now + t - 1 is not', () => {
     fc.assert(
-      fc.property(
-        windowSecondsArb,
-        fc.integer({ min: 1, max: 5 }),
-        nowArb,
-        fc.double({ min: 0, max: 1, noNaN: true }),
-        (seconds, limit, now, fraction) => {
-          const w = createWindow(seconds);
-          charge(w, now, limit);
-          const t = resetSeconds(w, now);
-          const end = now + t * 1000;
-          const earlier = now + Math.floor(fraction * (w.start + w.widthMs - 1 - now));
-          expect(admits(w, earlier, limit)).toBe(false);
-          expect(admits(w, end, limit)).toBe(true);
-        },
-      ),
+      fc.property(fc.integer({ min: 0, max: 4 * 10 ** 12 }), windowSecondsArb, (now, seconds) => {
+        const width = seconds * 1000;
+        const start = windowStartOf(now, width);
+        const t = secondsLeft(start, width, now);
+        expect(windowStartOf(now + t * 1000, width)).toBeGreaterThan(start);
+        if (t > 1) expect(windowStartOf(now + (t - 1) * 1000, width)).toBe(start);
+      }),
     );
   });
 });
