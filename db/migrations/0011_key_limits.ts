@@ -65,6 +65,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // from it in chunks (a lease per instance: `held` is never below what that instance may still
   // spend) and give back what they do not use. A refill (UTC day or month) resets the pool
   // lazily, at the first take of a new period; credit of an old period dies with it.
+  // Generations come from one sequence: a quota removed and set again never reuses a number an
+  // instance may still hold credit under.
+  await sql`create sequence key_quota_generations as integer`.execute(db);
   await sql`
     create table key_quotas (
       subject uuid primary key,
@@ -74,7 +77,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       refill_amount bigint check (refill_amount between 1 and 1000000000000),
       period_start timestamptz,
       pool bigint not null check (pool >= 0),
-      generation integer not null default 0,
+      generation integer not null default nextval('key_quota_generations'),
       low_noticed_for timestamptz,
       exhausted_noticed_for timestamptz,
       updated_at timestamptz not null,
@@ -112,6 +115,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   );
   await sql`drop table key_quota_leases, key_quotas, org_rate_limit_defaults, key_rate_claims,
     limit_instances`.execute(db);
+  await sql`drop sequence key_quota_generations`.execute(db);
   await sql`alter table api_keys drop column rate_limits, drop column allowed_ips,
     drop column limits_id, drop column rate_limited_notified_at`.execute(db);
 }

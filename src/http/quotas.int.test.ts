@@ -90,13 +90,13 @@ describe('quotas in requireKey', () => {
   });
 
   it('sets remaining by PATCH, removes the quota with null, and refills on a new period', async () => {
-    const created = await withQuota({ limit: 3, refill: { interval: 'day', amount: 4 } });
+    const created = await withQuota({ limit: 3, refill: { interval: 'day', amount: 3 } });
     const id = created.body.api_key.id as string;
     const key = created.body.key as string;
     expect(created.body.api_key.quota).toEqual({
       limit: 3,
       remaining: 3,
-      refill: { interval: 'day', amount: 4 },
+      refill: { interval: 'day', amount: 3 },
     });
     for (let i = 0; i < 3; i += 1) expect((await demo(key)).status).toBe(200);
     expect((await demo(key)).status).toBe(429);
@@ -110,7 +110,7 @@ describe('quotas in requireKey', () => {
     await sql`update key_quotas set period_start = period_start - interval '1 day'
       where subject = ${id}`.execute(a.kt.database.db);
     const refilled = await a.client.get(`${keysPath()}/${id}`, { key: org.adminKey });
-    expect(refilled.body.quota.remaining).toBe(4);
+    expect(refilled.body.quota.remaining).toBe(3);
     await waitFor(async () => (await demo(key)).status === 200, { timeoutMs: 3_000 });
     expect((await patch(null)).body.quota).toBeNull();
     for (let i = 0; i < 6; i += 1) expect((await demo(key)).status).toBe(200);
@@ -124,6 +124,7 @@ describe('quotas in requireKey', () => {
       [{ limit: 10, refill: { interval: 'day', amount: 0 } }, 'body.quota.refill.amount'],
       [{ limit: 10, remaining: 5 }, 'body.quota'],
       [{}, 'body.quota.limit'],
+      [{ limit: 10, refill: { interval: 'day', amount: 11 } }, 'body.quota.refill.amount'],
     ] as const) {
       const res = await withQuota(quota);
       expect(res.status, JSON.stringify(quota)).toBe(400);
@@ -157,6 +158,38 @@ describe('quotas in requireKey', () => {
         .executeTakeFirst();
       return row?.limited_count === 1;
     });
+  });
+
+  it('gives back what an idle instance holds, to the quota', async () => {
+    const created = await withQuota({ limit: 500 });
+    const id = created.body.api_key.id as string;
+    const burst = await Promise.all(Array.from({ length: 60 }, () => demo(created.body.key)));
+    const admitted = burst.filter((r) => r.status === 200).length;
+    expect(admitted).toBe(60);
+    // The chunks taken for that burst come back once the instance is idle (4 syncs).
+    await waitFor(async () => (await pool(id)) === 440, { timeoutMs: 5_000 });
+  });
+
+  it('voids credit held under an old refill interval, and after a quota is removed and set again', async () => {
+    const busy = async (key: string, n: number) =>
+      (await Promise.all(Array.from({ length: n }, () => demo(key)))).filter(
+        (r) => r.status === 200,
+      ).length;
+    const created = await withQuota({ limit: 10_000 });
+    const id = created.body.api_key.id as string;
+    const key = created.body.key as string;
+    const patch = (quota: unknown) =>
+      a.client.patch(`${keysPath()}/${id}`, { key: org.adminKey, body: { quota } });
+    expect(await busy(key, 150)).toBe(150);
+    expect((await patch({ refill: { interval: 'day', amount: 10_000 } })).status).toBe(200);
+    expect((await patch({ remaining: 10 })).status).toBe(200);
+    expect(await busy(key, 60)).toBe(10);
+    expect((await patch(null)).status).toBe(200);
+    expect((await patch({ limit: 10_000 })).status).toBe(200);
+    expect(await busy(key, 150)).toBe(150);
+    expect((await patch(null)).status).toBe(200);
+    expect((await patch({ limit: 5 })).status).toBe(200);
+    expect(await busy(key, 40)).toBe(5);
   });
 
   it('gives back held credit on a graceful stop', async () => {

@@ -91,6 +91,10 @@ const QuotaCreate = z
     limit: z.number().int().min(1).max(QUOTA_MAX),
     refill: QuotaRefill.nullable().optional(),
   })
+  .refine((q) => !q.refill || q.refill.amount <= q.limit, {
+    message: 'must not exceed the quota limit',
+    path: ['refill', 'amount'],
+  })
   .transform((q) => ({ limit: q.limit, refill: q.refill ?? null }))
   .meta({
     description:

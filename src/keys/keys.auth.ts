@@ -18,6 +18,33 @@ export type VerifyResult = {
   key?: AuthRecord;
 };
 
+export type VerifyRequest = { scopes: readonly string[]; ip: string | undefined };
+
+/**
+ * The verify endpoint's decision on an authentication outcome, in SPEC §11's order: key, allowed
+ * IP, scope. Another org's key is indistinguishable from no key. `ip`: the original caller's
+ * address (a key with allowed IPs verified without one is refused: fail closed). Synchronous:
+ * a cached key is verified without a promise.
+ */
+export function verifyOutcome(
+  caller: KeyIdentity,
+  outcome: AuthOutcome,
+  request: VerifyRequest,
+): VerifyResult {
+  if (!('record' in outcome)) return { valid: false, code: outcome.code };
+  const { code, record } = outcome;
+  if (record.orgId !== caller.orgId) return { valid: false, code: 'NOT_FOUND' };
+  if (code !== 'VALID') return { valid: false, code, key: record };
+  const allowsIp = record.limits?.allowsIp;
+  if (allowsIp && !allowsIp(request.ip)) {
+    return { valid: false, code: 'IP_NOT_ALLOWED', key: record };
+  }
+  if (missingScopes(record.scopes, request.scopes).length > 0) {
+    return { valid: false, code: 'INSUFFICIENT_SCOPE', key: record };
+  }
+  return { valid: true, code: 'VALID', key: record };
+}
+
 /**
  * Authentication: checksum → cache → Postgres. A malformed key never reaches the cache or the
  * database; the cache is keyed by the HMAC, so plaintext keys are never retained.
@@ -75,22 +102,10 @@ export function createKeyAuthenticator(deps: {
   async function verify(
     caller: KeyIdentity,
     candidate: string,
-    request: { scopes: readonly string[]; ip: string | undefined },
+    request: VerifyRequest,
     known?: AuthOutcome,
   ): Promise<VerifyResult> {
-    const outcome = known ?? (await authenticate(candidate));
-    if (!('record' in outcome)) return { valid: false, code: outcome.code };
-    const { code, record } = outcome;
-    if (record.orgId !== caller.orgId) return { valid: false, code: 'NOT_FOUND' };
-    if (code !== 'VALID') return { valid: false, code, key: record };
-    const allowsIp = record.limits?.allowsIp;
-    if (allowsIp && !allowsIp(request.ip)) {
-      return { valid: false, code: 'IP_NOT_ALLOWED', key: record };
-    }
-    if (missingScopes(record.scopes, request.scopes).length > 0) {
-      return { valid: false, code: 'INSUFFICIENT_SCOPE', key: record };
-    }
-    return { valid: true, code: 'VALID', key: record };
+    return verifyOutcome(caller, known ?? (await authenticate(candidate)), request);
   }
 
   return { authenticate, authenticateCached, verify };

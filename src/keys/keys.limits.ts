@@ -51,10 +51,19 @@ function mergedQuota(before: ApiKey, patch: NonNullable<QuotaPatch>): QuotaConfi
       errors: [{ path: 'body.quota.limit', message: 'required for a key without a quota' }],
     });
   }
-  return {
-    limit,
-    refill: patch.refill !== undefined ? patch.refill : (before.quota?.refill ?? null),
-  };
+  const refill = patch.refill !== undefined ? patch.refill : (before.quota?.refill ?? null);
+  const bad = (path: string, message: string) =>
+    new AppError('validation_failed', {
+      detail: `${path}: ${message}`,
+      errors: [{ path, message }],
+    });
+  if (patch.remaining !== undefined && patch.remaining > limit) {
+    throw bad('body.quota.remaining', 'must not exceed the quota limit');
+  }
+  if (refill && refill.amount > limit) {
+    throw bad('body.quota.refill.amount', 'must not exceed the quota limit');
+  }
+  return { limit, refill };
 }
 
 /** Sets the shared rate limits and quota; returns the other keys of the subject to announce. */

@@ -417,3 +417,13 @@ export async function keysOfSubject(db: Db, orgId: string, limitsId: string): Pr
     .execute();
   return rows.map((r) => r.id);
 }
+
+/** The key has no rate limits of its own: the org default applies to it. */
+export async function followsOrgDefault(db: Db, keyId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select(sql<boolean>`jsonb_array_length(rate_limits) = 0`.as('follows'))
+    .where('id', '=', keyId)
+    .executeTakeFirst();
+  return row?.follows ?? false;
+}

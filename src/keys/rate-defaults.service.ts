@@ -3,10 +3,10 @@ import type { Clock } from '../platform/clock.ts';
 import { recordAudit } from '../audit/audit.service.ts';
 import { policiesFromJson, policiesToJson } from '../limits/key-limits.ts';
 import type { RatePolicy } from '../limits/limits.types.ts';
-import { lockOrg, notifyKeyChanged } from './keys.queries.ts';
+import { followsOrgDefault, lockOrg, notifyKeyChanged } from './keys.queries.ts';
 import { findOrgRateLimits, saveOrgRateLimits } from './rate-defaults.queries.ts';
 import type { KeyCache } from './key-cache.ts';
-import type { KeyIdentity } from './keys.types.ts';
+import { ADMIN_SCOPE, type KeyIdentity } from './keys.types.ts';
 import { AppError } from '../platform/errors.ts';
 
 /** The payload of a key-change notice that concerns every key of an org. */
@@ -29,6 +29,14 @@ export function createRateDefaults(deps: { db: Database; clock: Clock; cache: Ke
     await db.transaction().execute(async (trx) => {
       if (!(await lockOrg(trx, orgId)))
         throw new AppError('not_found', { detail: 'org not found' });
+      // A key held to the default may not change it (it could lift its own cap); the org's
+      // admin keys may.
+      if (!caller.scopes.includes(ADMIN_SCOPE) && (await followsOrgDefault(trx, caller.id))) {
+        throw new AppError('insufficient_scope', {
+          detail:
+            'a key held to the org default rate limits cannot change them; use an org:admin key',
+        });
+      }
       const before = policiesFromJson(await findOrgRateLimits(trx, orgId));
       await saveOrgRateLimits(trx, orgId, policiesToJson(policies), { at: now, keyId: caller.id });
       await notifyKeyChanged(trx, orgNotice(orgId));

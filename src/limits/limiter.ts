@@ -58,7 +58,8 @@ export function createLimiter(rate: RateLimiter, quota: QuotaCredit) {
     if (attempt > 0 && ((rateWaits && rate.unsure) || (quotaWaits && quota.failing))) {
       return finish(done, UNAVAILABLE);
     }
-    if (attempt >= MAX_WAITS) return finish(done, rateWaits ? 0 : QUOTA_EXCEEDED);
+    // Outrun for the credit that came MAX_WAITS times: busy, not spent (503, retry in a second).
+    if (attempt >= MAX_WAITS) return finish(done, UNAVAILABLE);
     const waits: Promise<unknown>[] = [];
     if (rateWaits && limits.rate) waits.push(rate.credit(subject, limits.rate));
     if (quotaWaits && limits.quota) waits.push(quota.credit(subject, limits.quota, cost));

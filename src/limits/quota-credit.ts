@@ -61,6 +61,19 @@ const IDLE_FORGET_SYNCS = 40;
 /** At most this much credit per take: a crash strands no more than this per instance. */
 const MAX_CHUNK = 1000;
 
+/**
+ * Credit of a refill period is dropped this long before the period ends on this instance's
+ * estimate of the database clock, which lags the database by an answer's way back: credit of
+ * an old period is never spent once the database has refilled.
+ */
+const PERIOD_MARGIN_MS = 1000;
+
+function expire(st: QuotaState): void {
+  st.held = 0;
+  st.exhausted = false;
+  st.periodEnd = Number.POSITIVE_INFINITY;
+}
+
 const periodEndOf = (start: Date | null, refill: 'day' | 'month' | null): number => {
   if (!start || !refill) return Number.POSITIVE_INFINITY;
   if (refill === 'day') return start.getTime() + 86_400_000;
@@ -79,6 +92,7 @@ export function createQuotaCredit(options: {
   let failing = false;
   let misses: { subject: string; st: QuotaState }[] = [];
   let flush: Promise<void> | null = null;
+  let taking: Promise<void> | null = null;
 
   function stateOf(subject: string, quota: QuotaLimits): QuotaState {
     let st = states.get(subject);
@@ -113,11 +127,7 @@ export function createQuotaCredit(options: {
       st.held = 0;
       st.exhausted = false;
     }
-    if (now() >= st.periodEnd) {
-      st.held = 0;
-      st.exhausted = false;
-      st.periodEnd = Number.POSITIVE_INFINITY;
-    }
+    if (now() >= st.periodEnd - PERIOD_MARGIN_MS) expire(st);
     return st;
   }
 
@@ -162,13 +172,16 @@ export function createQuotaCredit(options: {
     const taken = misses;
     misses = [];
     flush = null;
-    await take(
+    const work = take(
       taken.map(({ subject, st }) => {
         const want = chunk(st, st.waiting);
         st.waiting = 0;
         return { subject, want };
       }),
     );
+    taking = work;
+    await work;
+    if (taking === work) taking = null;
   }
 
   /** What to take: the demand seen, at least `need`, at most a 16th of the pool and MAX_CHUNK. */
@@ -227,10 +240,7 @@ export function createQuotaCredit(options: {
     const ahead: { subject: string; want: number }[] = [];
     const t = now();
     for (const [subject, st] of states) {
-      if (t >= st.periodEnd) {
-        st.held = 0;
-        st.periodEnd = Number.POSITIVE_INFINITY;
-      }
+      if (t >= st.periodEnd - PERIOD_MARGIN_MS) expire(st);
       const demand = st.demand;
       st.demand = 0;
       if (st.owed > 0 && !failing) {
@@ -244,7 +254,10 @@ export function createQuotaCredit(options: {
           ahead.push({ subject, want: st.exhausted ? 1 : chunk(st, 1) });
         }
       } else if ((st.idleSyncs += 1) >= IDLE_RETURN_SYNCS && st.held > 0 && !failing) {
+        // Given back, not reported: the return takes it off the lease (a report of 0 first
+        // would leave the return nothing to give).
         backs.push(backOf(subject, st));
+        continue;
       }
       if (st.held !== st.reported && st.seq > 0) {
         reports.push({ subject, unspent: st.held, seq: st.seq });
@@ -254,8 +267,8 @@ export function createQuotaCredit(options: {
         states.delete(subject);
       }
     }
-    await settle(store.report(reports));
     await settle(store.giveBack(backs));
+    await settle(store.report(reports));
     await settle(store.debit(debits), () => {
       for (const d of debits) {
         const st = states.get(d.subject);
@@ -269,7 +282,7 @@ export function createQuotaCredit(options: {
   function backOf(subject: string, st: QuotaState) {
     const item = { subject, back: st.held, generation: st.generation, periodStart: st.periodStart };
     st.held = 0;
-    st.reported = -1;
+    st.reported = 0;
     return item;
   }
 
@@ -285,6 +298,7 @@ export function createQuotaCredit(options: {
   /** Every held credit, given back (a graceful stop). */
   async function releaseAll(): Promise<void> {
     await flush;
+    await taking;
     const backs = [...states].filter(([, st]) => st.held > 0).map(([s, st]) => backOf(s, st));
     states.clear();
     await store.giveBack(backs);

@@ -53,9 +53,11 @@ export async function takeQuota(
       order by k.subject
       for update of k
     ), f as (
+      -- A take that began before a period boundary (now() is the transaction's start) and got
+      -- the lock after one that refilled must not move the period back (a second refill).
       select q.*, case when q.cur is not null and q.cur > coalesce(q.period_start, '-infinity')
           then q.refill_amount else q.pool end as avail,
-        coalesce(q.cur, q.period_start) as period
+        greatest(q.cur, q.period_start) as period
       from q
     ), t as (
       update key_quotas k set pool = f.avail - least(f.want, f.avail), period_start = f.period
@@ -100,12 +102,18 @@ export async function reportQuota(
   items: readonly { subject: string; unspent: number; seq: number }[],
 ): Promise<void> {
   if (items.length === 0) return;
+  // Leases locked in subject order first, as takes lock their quotas: no deadlock between them.
   await sql`
-    update key_quota_leases l set held = v.unspent, updated_at = now()
-    from unnest(${items.map((i) => i.subject)}::uuid[], ${items.map((i) => i.unspent)}::int8[],
-      ${items.map((i) => i.seq)}::int4[]) as v(subject, unspent, seq)
-    where l.subject = v.subject and l.instance_id = ${instanceId} and l.seq = v.seq
-      and l.held >= v.unspent`.execute(db);
+    with v as (
+      select * from unnest(${items.map((i) => i.subject)}::uuid[], ${items.map((i) => i.unspent)}::int8[],
+        ${items.map((i) => i.seq)}::int4[]) as v(subject, unspent, seq)
+    ), l as (
+      select l.subject, v.unspent from key_quota_leases l join v using (subject)
+      where l.instance_id = ${instanceId} and l.seq = v.seq and l.held >= v.unspent
+      order by l.subject for update of l
+    )
+    update key_quota_leases x set held = l.unspent, updated_at = now()
+    from l where x.subject = l.subject and x.instance_id = ${instanceId}`.execute(db);
 }
 
 /**
@@ -207,9 +215,18 @@ export async function saveQuota(
       ${remaining ?? config.limit}, now())
     on conflict (subject) do update set quota_limit = excluded.quota_limit,
       refill_interval = excluded.refill_interval, refill_amount = excluded.refill_amount,
+      -- A lower limit lowers what is left with it.
+      pool = least(k.pool, excluded.quota_limit),
       period_start = case when excluded.refill_interval is distinct from k.refill_interval
         then excluded.period_start else k.period_start end,
+      -- Another interval: credit held under the old one is void (a new generation).
+      generation = case when excluded.refill_interval is distinct from k.refill_interval
+        then nextval('key_quota_generations') else k.generation end,
       updated_at = now()`.execute(db);
+  await sql`delete from key_quota_leases l using key_quotas k
+    where l.subject = ${subject} and k.subject = l.subject and l.generation <> k.generation`.execute(
+    db,
+  );
   if (remaining === undefined) return;
   await sql`
     with h as (
@@ -219,8 +236,9 @@ export async function saveQuota(
     ), v as (
       update key_quotas k set pool = case when h.held <= ${remaining} then ${remaining} - h.held
           else ${remaining} end,
-        generation = case when h.held <= ${remaining} then k.generation else k.generation + 1 end,
-        period_start = coalesce(${CURRENT_PERIOD}, k.period_start)
+        generation = case when h.held <= ${remaining} then k.generation
+          else nextval('key_quota_generations') end,
+        period_start = greatest(${CURRENT_PERIOD}, k.period_start)
       from h where k.subject = ${subject}
       returning k.generation, h.held <= ${remaining} as kept
     )
@@ -239,8 +257,13 @@ export async function debitQuota(
   if (items.length === 0) return;
   const sorted = [...items].sort((a, b) => (a.subject < b.subject ? -1 : 1));
   await sql`
-    update key_quotas k set pool = greatest(0, k.pool - v.amount)
-    from unnest(${sorted.map((i) => i.subject)}::uuid[], ${sorted.map((i) => i.amount)}::int8[])
-      as v(subject, amount)
-    where k.subject = v.subject`.execute(db);
+    with v as (
+      select * from unnest(${sorted.map((i) => i.subject)}::uuid[], ${sorted.map((i) => i.amount)}::int8[])
+        as v(subject, amount)
+    ), k as (
+      select k.subject, v.amount from key_quotas k join v using (subject)
+      order by k.subject for update of k
+    )
+    update key_quotas q set pool = greatest(0, q.pool - k.amount)
+    from k where q.subject = k.subject`.execute(db);
 }

@@ -142,21 +142,31 @@ function quotasOf(keyIds: readonly string[]): RawBuilder<unknown> {
  */
 export function markQuotaLow(keyIds: readonly string[]): RawBuilder<Notice> {
   return sql<Notice>`
-    with q as (${quotasOf(keyIds)})
+    with q as (${quotasOf(keyIds)}), l as (
+      select k.subject from key_quotas k join q using (subject)
+      where q.remaining * 10 < q.quota_limit and k.low_noticed_for is distinct from q.period
+      order by k.subject for update of k
+    )
     update key_quotas k set low_noticed_for = q.period
-    from q
-    where k.subject = q.subject and q.remaining * 10 < q.quota_limit
-      and k.low_noticed_for is distinct from q.period
+    from q join l using (subject)
+    where k.subject = q.subject
     returning q.key_id as id, q.org_id,
       jsonb_build_object('limit', q.quota_limit, 'remaining', q.remaining) as details`;
 }
 
-/** `key.quota_exhausted`: a quota that refused a request (a stored quota_exceeded event), once per period. */
+/**
+ * `key.quota_exhausted`: a quota that refused a request (a stored quota_exceeded event) with
+ * nothing left to take, once per period.
+ */
 export function markQuotaExhausted(keyIds: readonly string[]): RawBuilder<Notice> {
   return sql<Notice>`
-    with q as (${quotasOf(keyIds)})
+    with q as (${quotasOf(keyIds)}), l as (
+      select k.subject from key_quotas k join q using (subject)
+      where k.pool = 0 and k.exhausted_noticed_for is distinct from q.period
+      order by k.subject for update of k
+    )
     update key_quotas k set exhausted_noticed_for = q.period
-    from q
-    where k.subject = q.subject and k.exhausted_noticed_for is distinct from q.period
+    from q join l using (subject)
+    where k.subject = q.subject
     returning q.key_id as id, q.org_id, jsonb_build_object('limit', q.quota_limit) as details`;
 }

@@ -30,19 +30,22 @@ export function setRateFields(res: Response, limits: Limits, key: KeyLimits): vo
   res.setHeader('RateLimit', limits.rate.header(key.subject, key.rate));
 }
 
-/** Answers a refusal (any verdict but ADMITTED); returns the outcome to record, if any. */
+/**
+ * Answers a refusal (any verdict but ADMITTED); returns the outcome to record, or null for a
+ * 503 (no decision was made: neither use nor a refusal of the key).
+ */
 export function refuse(
   req: Request,
   res: Response,
   limits: Limits,
   key: KeyLimits,
   verdict: number,
-): Outcome | undefined {
+): Outcome | null {
   if (verdict === UNAVAILABLE) {
     // Claims failing for a moment: no decision (degraded mode, or the takes, resume shortly).
     res.setHeader('Retry-After', '1');
     sendProblem(res, toProblem(new AppError('service_unavailable'), requestId(req, res)));
-    return undefined;
+    return null;
   }
   if (verdict === QUOTA_EXCEEDED) {
     const after = limits.quota.retryAfter(key.subject);

@@ -113,7 +113,7 @@ export function createRequireKey(deps: {
       }
       const { record } = outcome;
       // A known key is tracked whatever happens next; a refused attempt is a denied event.
-      let tracked: Outcome =
+      let tracked: Outcome | null =
         outcome.code === 'VALID' ? 'success' : outcome.code === 'REVOKED' ? 'revoked' : 'expired';
       if (usage && start) {
         recordWhenDone(
@@ -158,7 +158,7 @@ export function createRequireKey(deps: {
           admit(req, record, next);
           return;
         }
-        tracked = refuse(req, res, deps.limits, limits, verdict) ?? tracked;
+        tracked = refuse(req, res, deps.limits, limits, verdict);
       });
     }
 

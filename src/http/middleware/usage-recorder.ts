@@ -37,11 +37,19 @@ export function recordWhenDone(
   res: Response,
   deps: { record: RecordUsage; clock: Clock },
   /** `ip`: the caller's address when a gateway reports it (verify), else the request's. */
-  who: { keyId: string; orgId: string; outcome: () => Outcome; ip?: string | undefined },
+  who: {
+    keyId: string;
+    orgId: string;
+    /** Null: nothing to record (no decision was made about the key: the limiter answered 503). */
+    outcome: () => Outcome | null;
+    ip?: string | undefined;
+  },
   start: RequestStart,
 ): void {
   const { occurredAt, started } = start;
   const finish = () => {
+    const outcome = who.outcome();
+    if (outcome === null) return;
     deps.record({
       eventId: '',
       orgId: who.orgId,
@@ -53,7 +61,7 @@ export function recordWhenDone(
       latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
       ip: normalizeIp(who.ip ?? req.ip),
       userAgent: truncateAgent(req.get('user-agent')),
-      outcome: who.outcome(),
+      outcome,
     });
   };
   // 'close' follows 'finish', or comes alone when the client went away first: one listener.
