@@ -2,32 +2,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { parseList } from 'structured-headers';
-import { startWorker, type Worker } from '../../workers/main.ts';
-import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
+import { useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import type { TestClient, TestResponse } from '../testing/client.ts';
-import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
+import { createKey, type TestOrg } from '../testing/factories.ts';
+import { startTwoInstances, type Instances } from '../testing/instances.ts';
 
 // SPEC §11 rate limits through requireKey and verify; `a` and `b` are two instances on one
 // database (the multi-process proof is test/limits-cluster.int.test.ts).
 const dbUrl = useTestDatabase();
+let instances: Instances;
 let a: TestApp;
 let b: TestApp;
-let worker: Worker;
 let org: TestOrg;
 
-const tracking = { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 };
-
 beforeAll(async () => {
-  a = await startTestApp(dbUrl(), { config: { usage: tracking } });
-  b = await startTestApp(dbUrl());
-  worker = await startWorker(a.kt);
-  org = await createOrg(a.client, 'Rate limits');
+  instances = await startTwoInstances(dbUrl(), 'Rate limits');
+  ({ a, b, org } = instances);
 });
-afterAll(async () => {
-  await worker.stop();
-  await a.close();
-  await b.close();
-});
+afterAll(() => instances.close());
 
 const keysPath = () => `/api/orgs/${org.orgId}/api-keys`;
 const demo = (key: string, client: TestClient = a.client) =>

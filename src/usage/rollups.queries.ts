@@ -94,23 +94,17 @@ const EXTRA_KEYS = {
   api_key_usage_daily: [],
   api_key_usage_routes_daily: ['method', 'route'],
 } as const;
+const PERIOD_VALUES = [
+  'requests',
+  'errors_4xx',
+  'errors_5xx',
+  'denied',
+  'limited',
+  'latency_hist',
+] as const;
 const VALUES = {
-  api_key_usage_hourly: [
-    'requests',
-    'errors_4xx',
-    'errors_5xx',
-    'denied',
-    'limited',
-    'latency_hist',
-  ],
-  api_key_usage_daily: [
-    'requests',
-    'errors_4xx',
-    'errors_5xx',
-    'denied',
-    'limited',
-    'latency_hist',
-  ],
+  api_key_usage_hourly: PERIOD_VALUES,
+  api_key_usage_daily: PERIOD_VALUES,
   api_key_usage_routes_daily: ['requests', 'errors'],
 } as const;
 
