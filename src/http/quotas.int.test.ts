@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import type { TestClient } from '../testing/client.ts';
 import { createKey, type TestOrg } from '../testing/factories.ts';
@@ -192,6 +193,35 @@ describe('quotas in requireKey', () => {
       expect((await demo(created.body.key, extra.client)).status).toBe(200);
     await extra.close();
     expect(await pool(id)).toBe(980);
+  });
+});
+
+describe('quotas while takes fail', () => {
+  it('spends what the instance holds, then answers 503 (not quota_exceeded), and recovers', async () => {
+    const created = await withQuota({ limit: 1000 });
+    const key = created.body.key as string;
+    expect((await demo(key)).status).toBe(200);
+    const blocker = new pg.Client({ connectionString: dbUrl() });
+    await blocker.connect();
+    const statuses: number[] = [];
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table key_quotas in access exclusive mode');
+      await waitFor(
+        async () => {
+          const res = await demo(key);
+          statuses.push(res.status);
+          if (res.status === 503) expect(res.headers.get('retry-after')).toBe('1');
+          return res.status === 503;
+        },
+        { timeoutMs: 15_000 },
+      );
+    } finally {
+      await blocker.query('rollback');
+      await blocker.end();
+    }
+    expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
+    await waitFor(async () => (await demo(key)).status === 200, { timeoutMs: 5_000 });
   });
 });
 
