@@ -1,4 +1,8 @@
-import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import {
+  OpenAPIRegistry,
+  OpenApiGeneratorV31,
+  type ResponseConfig,
+} from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { ERROR_CODES } from '../platform/errors.ts';
 import * as s from './schemas.ts';
@@ -292,11 +296,33 @@ function errorsOf(op: Op): number[] {
   return [...all].sort((a, b) => a - b);
 }
 
+/** The IETF rate-limit fields (draft -11) a key with rate limits gets on its responses. */
+const RATE_FIELDS = {
+  'RateLimit-Policy': z.string().meta({
+    description:
+      'The key’s rate limits, for a key that has some: `"burst";q=100;w=1, …` (draft-ietf-httpapi-ratelimit-headers-11).',
+  }),
+  RateLimit: z.string().meta({
+    description:
+      'What is left of each window (`r`) and the seconds until it ends (`t`): `"burst";r=42;t=1, …`.',
+  }),
+};
+const RETRY_AFTER = {
+  'Retry-After': z.number().int().meta({
+    description: 'Seconds until a retry can succeed (absent for a quota that never refills).',
+  }),
+};
+const OK_HEADERS = z.object(RATE_FIELDS).partial();
+const TOO_MANY_HEADERS = z.object({ ...RATE_FIELDS, ...RETRY_AFTER }).partial();
+const UNAVAILABLE_HEADERS = z.object(RETRY_AFTER).partial();
+
 function register(registry: OpenAPIRegistry, op: Op): void {
   const problem = { 'application/problem+json': { schema: s.ProblemJson } };
-  const responses: Record<string, { description: string; content?: object }> = {
+  const keyed = op.path.startsWith('/api/') && op.operationId !== 'createOrg';
+  const responses: Record<string, ResponseConfig> = {
     [op.ok.status]: {
       description: op.ok.description,
+      ...(keyed && { headers: OK_HEADERS }),
       content: {
         'application/json': { schema: op.ok.schema },
         ...(op.streams && {
@@ -307,7 +333,12 @@ function register(registry: OpenAPIRegistry, op: Op): void {
     },
   };
   for (const status of errorsOf(op)) {
-    responses[status] = { description: STATUS_TEXT[status] ?? 'Error', content: problem };
+    responses[status] = {
+      description: STATUS_TEXT[status] ?? 'Error',
+      content: problem,
+      ...(status === 429 && { headers: TOO_MANY_HEADERS }),
+      ...(status === 503 && { headers: UNAVAILABLE_HEADERS }),
+    };
   }
   registry.registerPath({
     method: op.method,
