@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker } from '../../workers/main.ts';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
@@ -14,7 +15,7 @@ let b: TestApp;
 let org: TestOrg;
 
 beforeAll(async () => {
-  instances = await startTwoInstances(dbUrl(), 'Quotas');
+  instances = await startTwoInstances(dbUrl(), 'Quotas', startWorker);
   ({ a, b, org } = instances);
 });
 afterAll(() => instances.close());

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker } from '../../workers/main.ts';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { parseList } from 'structured-headers';
@@ -16,7 +17,7 @@ let b: TestApp;
 let org: TestOrg;
 
 beforeAll(async () => {
-  instances = await startTwoInstances(dbUrl(), 'Rate limits');
+  instances = await startTwoInstances(dbUrl(), 'Rate limits', startWorker);
   ({ a, b, org } = instances);
 });
 afterAll(() => instances.close());

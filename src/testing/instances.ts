@@ -2,7 +2,6 @@
  * Two keytrail instances on one test database (as two `serve` processes share one Postgres),
  * the first tracking usage with a worker, and an org: the setup of the limits' tests.
  */
-import { startWorker } from '../../workers/main.ts';
 import { startTestApp, type TestApp } from './harness.ts';
 import { createOrg, type TestOrg } from './factories.ts';
 
@@ -15,7 +14,12 @@ export const TRACKING = {
 
 export type Instances = { a: TestApp; b: TestApp; org: TestOrg; close(): Promise<void> };
 
-export async function startTwoInstances(url: string, orgName: string): Promise<Instances> {
+/** `startWorker`: workers/main.ts's, passed in (nothing in src/ imports workers/). */
+export async function startTwoInstances(
+  url: string,
+  orgName: string,
+  startWorker: (kt: TestApp['kt']) => Promise<{ stop(): Promise<void> }>,
+): Promise<Instances> {
   const a = await startTestApp(url, { config: { usage: TRACKING } });
   const b = await startTestApp(url);
   const worker = await startWorker(a.kt);
