@@ -8,7 +8,7 @@ import { AppError } from '../platform/errors.ts';
 import { policiesToJson } from '../limits/key-limits.ts';
 import type { QuotaConfig, RatePolicy } from '../limits/limits.types.ts';
 import { deleteQuota, saveQuota } from '../limits/quota.queries.ts';
-import * as q from './keys.queries.ts';
+import * as q from './keys.limits.queries.ts';
 import type { ApiKey, KeyIdentity } from './keys.types.ts';
 
 /** PATCH of a quota: null removes it; `remaining` sets what is left from now on. */
