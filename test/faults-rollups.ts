@@ -3,9 +3,8 @@
  * the org equals what its raw events imply (so a count added twice or lost shows as a row).
  */
 import { sql, type QueryExecutorProvider } from 'kysely';
-import { LIMITED_OUTCOMES } from '../src/usage/usage.types.ts';
+import { LIMITED } from '../src/usage/rollups.queries.ts';
 
-const LIMITED = sql`${[...LIMITED_OUTCOMES]}::text[]`;
 /** Denied attempts (dead key, missing scope), apart from refusals by a limit. */
 const DENIED = sql`outcome <> 'success' and outcome <> all(${LIMITED})`;
 const LIMITED_ROW = sql`outcome = any(${LIMITED})`;

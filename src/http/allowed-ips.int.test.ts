@@ -4,6 +4,7 @@ import { startWorker, type Worker } from '../../workers/main.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import { TestClient } from '../testing/client.ts';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
+import { TRACKING } from '../testing/instances.ts';
 
 // SPEC §11: a key's allowed IPs. `direct` listens on '::' (its 127.0.0.1 client arrives as
 // ::ffff:127.0.0.1, its [::1] client as ::1) and trusts no proxy; `proxied` trusts
@@ -17,11 +18,9 @@ let worker: Worker;
 let org: TestOrg;
 let otherOrg: TestOrg;
 
-const tracking = { tracking: true, flushIntervalMs: 50, batchSize: 1000, bufferMax: 100_000 };
-
 beforeAll(async () => {
-  direct = await startTestApp(dbUrl(), { listenHost: '::', config: { usage: tracking } });
-  proxied = await startTestApp(dbUrl(), { config: { trustProxy: true, usage: tracking } });
+  direct = await startTestApp(dbUrl(), { listenHost: '::', config: { usage: TRACKING } });
+  proxied = await startTestApp(dbUrl(), { config: { trustProxy: true, usage: TRACKING } });
   other = await startTestApp(dbUrl());
   v6 = new TestClient(direct.baseUrl.replace('127.0.0.1', '[::1]'));
   worker = await startWorker(direct.kt);

@@ -226,6 +226,46 @@ describe('quotas while takes fail', () => {
   });
 });
 
+describe('quotas failing open', () => {
+  it('admits while takes fail with KEYTRAIL_QUOTA_FAIL_OPEN, then takes it off the quota', async () => {
+    const open = await startTestApp(dbUrl(), {
+      config: { limits: { syncMs: 250, quotaFailOpen: true } },
+    });
+    try {
+      const created = await withQuota({ limit: 1000 });
+      const id = created.body.api_key.id as string;
+      const key = created.body.key as string;
+      expect((await demo(key, open.client)).status).toBe(200);
+      const blocker = new pg.Client({ connectionString: dbUrl() });
+      await blocker.connect();
+      const statuses: number[] = [];
+      try {
+        await blocker.query('begin');
+        await blocker.query('lock table key_quotas in access exclusive mode');
+        // Until a take has failed and the instance admitted on credit it does not hold.
+        await waitFor(
+          async () => {
+            statuses.push((await demo(key, open.client)).status);
+            return open.kt.limits.quota.stats.failOpen > 0;
+          },
+          { timeoutMs: 15_000 },
+        );
+      } finally {
+        await blocker.query('rollback');
+        await blocker.end();
+      }
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      const metrics = (await open.client.get('/metrics')).text;
+      expect(metrics).toMatch(/^keytrail_quota_fail_open_total [1-9]/m);
+      // Debited once takes work; what the instance held comes back when it idles.
+      const admitted = 1 + statuses.length;
+      await waitFor(async () => (await pool(id)) === 1000 - admitted, { timeoutMs: 10_000 });
+    } finally {
+      await open.close();
+    }
+  });
+});
+
 describe('verify with a quota', () => {
   it('charges cost (0 checks without spending) and answers QUOTA_EXCEEDED past it', async () => {
     const gateway = await createKey(a.client, org, { scopes: ['keys:verify'] });

@@ -99,16 +99,7 @@ export function createKeyAuthenticator(deps: {
    * allowed IPs verified without one is refused: fail closed). `known`: what
    * `authenticateCached` already answered for this candidate, if it did.
    */
-  async function verify(
-    caller: KeyIdentity,
-    candidate: string,
-    request: VerifyRequest,
-    known?: AuthOutcome,
-  ): Promise<VerifyResult> {
-    return verifyOutcome(caller, known ?? (await authenticate(candidate)), request);
-  }
-
-  return { authenticate, authenticateCached, verify };
+  return { authenticate, authenticateCached };
 }
 
 export type KeyAuthenticator = ReturnType<typeof createKeyAuthenticator>;

@@ -55,7 +55,7 @@ export function createRateDefaults(deps: { db: Database; clock: Clock; cache: Ke
       });
     });
     cache.invalidateOrg(orgId);
-    return get(orgId);
+    return policies;
   }
 
   return { get, put };

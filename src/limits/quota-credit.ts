@@ -10,6 +10,7 @@
  * and its cost debited from the pool once takes work again.
  */
 import type { Take } from './quota.queries.ts';
+import { secondsUntil } from './window.ts';
 
 export type QuotaLimits = { readonly generation: number };
 
@@ -88,7 +89,7 @@ export function createQuotaCredit(options: {
 }) {
   const { store, now, failOpen } = options;
   const states = new Map<string, QuotaState>();
-  const stats = { takes: 0, takeFailures: 0, failures: 0, failOpen: 0, taken: 0 };
+  const stats = { takes: 0, takeFailures: 0, failOpen: 0, taken: 0 };
   let failing = false;
   let misses: { subject: string; st: QuotaState }[] = [];
   let flush: Promise<void> | null = null;
@@ -286,11 +287,11 @@ export function createQuotaCredit(options: {
     return item;
   }
 
+  /** A failed report or return only leaves `held` high (conservative); a debit is owed again. */
   async function settle(work: Promise<void>, onFailure?: () => void): Promise<void> {
     try {
       await work;
     } catch {
-      stats.failures += 1;
       onFailure?.();
     }
   }
@@ -307,7 +308,7 @@ export function createQuotaCredit(options: {
   /** Seconds until the quota refills (its period ends), or null when it never refills. */
   function retryAfter(subject: string): number | null {
     const end = states.get(subject)?.periodEnd ?? Number.POSITIVE_INFINITY;
-    return Number.isFinite(end) ? Math.max(1, Math.ceil((end - now()) / 1000)) : null;
+    return Number.isFinite(end) ? secondsUntil(end, now()) : null;
   }
 
   /** What this instance believes remains (verify): the pool as last seen plus its own credit. */

@@ -413,6 +413,12 @@ export function createRateLimiter(options: {
    * by nobody, plus this instance's unspent credit) and its seconds to go.
    */
   function header(subject: string, rate: RateLimits): string {
+    const group = fill(subject, rate);
+    return rateLimitHeader(rate.headers, group.remaining, group.reset);
+  }
+
+  /** Refills the group's remaining and reset figures for now: what `header` and `snapshot` read. */
+  function fill(subject: string, rate: RateLimits): Group {
     const group = groupOf(subject, rate);
     const t = now();
     for (let i = 0; i < group.states.length; i += 1) {
@@ -422,7 +428,7 @@ export function createRateLimiter(options: {
       group.remaining[i] = Math.min(st.limit, Math.max(0, Math.floor(left)));
       group.reset[i] = secondsLeft(st.start, st.widthMs, t);
     }
-    return rateLimitHeader(rate.headers, group.remaining, group.reset);
+    return group;
   }
 
   /**
@@ -437,8 +443,7 @@ export function createRateLimiter(options: {
 
   /** Per policy: limit, remaining and seconds to reset (verify's `ratelimits`). */
   function snapshot(subject: string, rate: RateLimits) {
-    header(subject, rate);
-    const group = groupOf(subject, rate);
+    const group = fill(subject, rate);
     return rate.policies.map((p, i) => ({
       name: p.name,
       limit: p.limit,

@@ -15,5 +15,10 @@ export function windowStartOf(now: number, widthMs: number): number {
  * instant retries in the next window, never within this one.
  */
 export function secondsLeft(windowStart: number, widthMs: number, now: number): number {
-  return Math.max(1, Math.ceil((windowStart + widthMs - now) / 1000));
+  return secondsUntil(windowStart + widthMs, now);
+}
+
+/** Whole seconds from `now` until `end` (epoch ms), at least 1: a `Retry-After`. */
+export function secondsUntil(end: number, now: number): number {
+  return Math.max(1, Math.ceil((end - now) / 1000));
 }

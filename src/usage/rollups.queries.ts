@@ -5,7 +5,8 @@ import { OTHER_ROUTE } from './usage.aggregate.ts';
 import { LIMITED_OUTCOMES } from './usage.types.ts';
 
 type Db = Kysely<DB>;
-const LIMITED = sql`${[...LIMITED_OUTCOMES]}::text[]`;
+/** The refusals by a limit, as a text[] parameter: rollups count them as `limited`. */
+export const LIMITED = sql`${[...LIMITED_OUTCOMES]}::text[]`;
 export type RollupTable =
   'api_key_usage_hourly' | 'api_key_usage_daily' | 'api_key_usage_routes_daily';
 

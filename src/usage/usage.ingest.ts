@@ -23,7 +23,10 @@ import {
   markRateLimited,
   markRevokedKeyUse,
   type DeniedUse,
+  type Notice,
 } from '../webhooks/hygiene.queries.ts';
+import type { WebhookEventType } from '../webhooks/webhooks.types.ts';
+import type { RawBuilder } from 'kysely';
 import { writeOutbox } from '../webhooks/outbox.queries.ts';
 import { noticeEvents } from '../webhooks/watch.ts';
 
@@ -100,37 +103,29 @@ function latestUses(batch: Batch, outcomes: ReadonlySet<number>): DeniedUse[] {
  * `key.revoked_key_used` (a leaked key still in use) and `key.rate_limited` (a key refused by
  * its own rate limits).
  */
-async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
-  const dead = latestUses(stored, DEAD_KEY);
-  if (dead.length > 0) {
-    const notices = await tx.run(markRevokedKeyUse(dead));
-    if (notices.length > 0) {
-      await tx.run(writeOutbox(noticeEvents('key.revoked_key_used', notices, new Date())));
-    }
-  }
-  const limited = latestUses(stored, RATE_LIMITED);
-  if (limited.length > 0) {
-    const notices = await tx.run(markRateLimited(limited));
-    if (notices.length > 0) {
-      await tx.run(writeOutbox(noticeEvents('key.rate_limited', notices, new Date())));
-    }
-  }
-  await noticeQuotas(tx, stored);
-}
+/** Each notice: which stored outcomes raise it, the statement that marks (and returns) its keys. */
+const NOTICES: readonly {
+  type: WebhookEventType;
+  outcomes: ReadonlySet<number>;
+  mark: (uses: DeniedUse[]) => RawBuilder<Notice>;
+}[] = [
+  { type: 'key.revoked_key_used', outcomes: DEAD_KEY, mark: markRevokedKeyUse },
+  { type: 'key.rate_limited', outcomes: RATE_LIMITED, mark: markRateLimited },
+  // After use: under 10 % left; after a refusal by the quota: nothing left to take.
+  { type: 'key.quota_low', outcomes: SUCCESS, mark: (u) => markQuotaLow(u.map((x) => x.keyId)) },
+  {
+    type: 'key.quota_exhausted',
+    outcomes: QUOTA_EXCEEDED,
+    mark: (u) => markQuotaExhausted(u.map((x) => x.keyId)),
+  },
+];
 
-/** `key.quota_low` after use, `key.quota_exhausted` after a refusal: once per period each. */
-async function noticeQuotas(tx: RawTransaction, stored: Batch): Promise<void> {
-  const used = latestUses(stored, SUCCESS).map((u) => u.keyId);
-  if (used.length > 0) {
-    const low = await tx.run(markQuotaLow(used));
-    if (low.length > 0) await tx.run(writeOutbox(noticeEvents('key.quota_low', low, new Date())));
-  }
-  const refused = latestUses(stored, QUOTA_EXCEEDED).map((u) => u.keyId);
-  if (refused.length > 0) {
-    const out = await tx.run(markQuotaExhausted(refused));
-    if (out.length > 0) {
-      await tx.run(writeOutbox(noticeEvents('key.quota_exhausted', out, new Date())));
-    }
+async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
+  for (const { type, outcomes, mark } of NOTICES) {
+    const uses = latestUses(stored, outcomes);
+    if (uses.length === 0) continue;
+    const notices = await tx.run(mark(uses));
+    if (notices.length > 0) await tx.run(writeOutbox(noticeEvents(type, notices, new Date())));
   }
 }
 
