@@ -147,6 +147,22 @@ export interface DormantKeyPolicies {
   updated_by_key_id: string | null;
 }
 
+export interface ExportLinks {
+  bytes_sent: Generated<number>;
+  created_at: Timestamp;
+  detail: string | null;
+  expires_at: Timestamp;
+  finished_at: Timestamp | null;
+  id: string;
+  key_id: string;
+  org_id: string;
+  query: Json;
+  rows_sent: Generated<number>;
+  started_at: Timestamp | null;
+  state: Generated<string>;
+  token_hash: Buffer;
+}
+
 export interface KeyQuotaLeases {
   generation: number;
   held: number;
@@ -269,6 +285,7 @@ export interface DB {
   api_keys: ApiKeys;
   audit_events: AuditEvents;
   dormant_key_policies: DormantKeyPolicies;
+  export_links: ExportLinks;
   key_quota_leases: KeyQuotaLeases;
   key_quotas: KeyQuotas;
   key_rate_claims: KeyRateClaims;

@@ -16,6 +16,7 @@ import { auditRoutes } from './http/routes/audit.routes.ts';
 import { adminRoutes } from './http/routes/admin.routes.ts';
 import { policiesRoutes } from './http/routes/policies.routes.ts';
 import { webhooksRoutes } from './http/routes/webhooks.routes.ts';
+import { exportsRoutes } from './http/routes/exports.routes.ts';
 
 /** Request bodies are limited to 1 MiB. */
 export const BODY_LIMIT = 1024 * 1024;
@@ -57,6 +58,7 @@ export function buildApp(kt: Keytrail): Express {
   app.use(jsonBody(BODY_LIMIT));
   const system = systemRoutes(kt);
   const usage = usageRoutes(kt);
+  const exports = exportsRoutes(kt);
   // Second level: /api/keys/… (verify, the caller's own key) never walks the org routers.
   const api = bySegment(
     new Map<string, RequestHandler>([
@@ -68,6 +70,7 @@ export function buildApp(kt: Keytrail): Express {
           analyticsRoutes(kt),
           keysRoutes(kt),
           eventsRoutes(kt),
+          exports.org,
           auditRoutes(kt),
           policiesRoutes(kt),
           webhooksRoutes(kt),
@@ -75,6 +78,7 @@ export function buildApp(kt: Keytrail): Express {
         ),
       ],
       ['api/keys', group(verifyRoutes(kt), keysSelfRoutes(kt))],
+      ['api/exports', exports.download],
     ]),
     2,
   );

@@ -12,6 +12,7 @@ import { createOrgsService, type OrgsService } from './orgs/orgs.service.ts';
 import { createUsageService, type UsageService } from './usage/usage.service.ts';
 import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
 import { createEventsService, type EventsService } from './usage/events.service.ts';
+import { createExportLinks, type ExportLinks } from './usage/export-links.service.ts';
 import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.service.ts';
 import { ExportSlots } from './usage/export-slots.ts';
@@ -54,6 +55,7 @@ export type Keytrail = {
   usage: UsageService;
   analytics: AnalyticsService;
   events: EventsService;
+  exportLinks: ExportLinks;
   dormantPolicies: DormantPolicies;
   /** The same policies on the background pool: the daily run is not bound by request deadlines. */
   backgroundPolicies: DormantPolicies;
@@ -197,6 +199,11 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   });
   const exportSlots = new ExportSlots(config.exports);
   const events = createEventsService(readsDatabase.db, exportDatabase);
+  const exportLinks = createExportLinks({
+    db: database.db,
+    background: backgroundDatabase.db,
+    clock,
+  });
   const policyDeps = {
     clock,
     logger,
@@ -263,6 +270,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     usage,
     analytics,
     events,
+    exportLinks,
     dormantPolicies,
     backgroundPolicies,
     webhooks,

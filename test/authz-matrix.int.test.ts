@@ -53,6 +53,15 @@ async function webhookOf(org: TestOrg): Promise<{ webhookId: string; deliveryId:
   return { webhookId, deliveryId: deliveries.body.data[0].id as string };
 }
 
+/** An export link of `org` (never downloaded). */
+async function exportOf(org: TestOrg): Promise<string> {
+  const created = await app().client.post(`/api/orgs/${org.orgId}/exports`, {
+    key: org.adminKey,
+    body: {},
+  });
+  return created.body.id as string;
+}
+
 /** The operation's request with every path parameter naming an existing resource of `org`. */
 async function requestFor(op: Operation, org: TestOrg) {
   const values: Record<string, string> = {};
@@ -62,7 +71,9 @@ async function requestFor(op: Operation, org: TestOrg) {
       ? org.orgId
       : hook && (p === 'webhookId' || p === 'deliveryId')
         ? hook[p]
-        : (await createKey(app().client, org, { name: `target of ${op.id}` })).id;
+        : p === 'exportId'
+          ? await exportOf(org)
+          : (await createKey(app().client, org, { name: `target of ${op.id}` })).id;
   }
   const path = fillPath(op.path, values);
   const send_ = (credential: string, target = path): Promise<WireResponse> =>

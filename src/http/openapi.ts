@@ -8,6 +8,7 @@ import { ERROR_CODES } from '../platform/errors.ts';
 import * as s from './schemas.ts';
 import * as policy from './policy.schemas.ts';
 
+import { EXPORT_OPERATIONS } from './export.openapi.ts';
 import { WEBHOOK_OPERATIONS } from './webhook.openapi.ts';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -24,6 +25,8 @@ export type Op = {
   ok: { status: number; schema: z.ZodType; description: string };
   /** Also answers application/x-ndjson and text/csv streams. */
   streams?: boolean;
+  /** Takes no key: its path holds its credential (an export link). */
+  public?: true;
   errors?: number[];
 };
 
@@ -318,7 +321,7 @@ const UNAVAILABLE_HEADERS = z.object(RETRY_AFTER).partial();
 
 function register(registry: OpenAPIRegistry, op: Op): void {
   const problem = { 'application/problem+json': { schema: s.ProblemJson } };
-  const keyed = op.path.startsWith('/api/') && op.operationId !== 'createOrg';
+  const keyed = op.path.startsWith('/api/') && op.operationId !== 'createOrg' && !op.public;
   const responses: Record<string, ResponseConfig> = {
     [op.ok.status]: {
       description: op.ok.description,
@@ -348,7 +351,7 @@ function register(registry: OpenAPIRegistry, op: Op): void {
     ...(op.scope && { description: `Requires scope \`${op.scope}\` (or \`org:admin\`).` }),
     // Machine-readable too: tests (and clients) generate the scope matrix from it.
     'x-required-scopes': op.scope ? [op.scope] : [],
-    security: op.path === '/healthz' || op.path === '/readyz' ? [] : [{ bearer: [] }],
+    security: op.path === '/healthz' || op.path === '/readyz' || op.public ? [] : [{ bearer: [] }],
     request: {
       ...(op.params && { params: op.params }),
       ...(op.query && { query: op.query }),
@@ -367,7 +370,9 @@ export function openApiDocument(): object {
     scheme: 'bearer',
     description: 'An API key (`sk_live_…`/`sk_test_…`); `X-API-Key: <key>` works too.',
   });
-  for (const op of [...OPERATIONS, ...WEBHOOK_OPERATIONS]) register(registry, op);
+  for (const op of [...OPERATIONS, ...EXPORT_OPERATIONS, ...WEBHOOK_OPERATIONS]) {
+    register(registry, op);
+  }
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
     info: {

@@ -16,6 +16,7 @@ import type {
   OrgUsageJson,
   ProblemJson,
 } from '../http/schemas.ts';
+import type { CreateExportBody, CreatedExportJson, ExportJson } from '../http/export.schemas.ts';
 import { usageSearch, type UsageQuery } from './keys/usage-query.ts';
 
 export type KeySelf = z.output<typeof KeySelfJson>;
@@ -29,8 +30,10 @@ export type KeyUsageQuery = { from: string; to: string; granularity: 'hour' | 'd
 type KeyList = z.output<typeof KeyListJson>;
 export type AuditPage = z.output<typeof AuditPageJson>;
 export type AuditEvent = AuditPage['data'][number];
-/** A CSV export's range (ISO instants) and, optionally, the one key it is about. */
-export type ExportQuery = { from: string; to: string; keyId: string | null };
+/** An export's range and filters, as POST …/exports takes them (`to` absent: when it starts). */
+export type ExportRequest = z.input<typeof CreateExportBody>;
+export type Export = z.output<typeof ExportJson>;
+export type CreatedExport = z.output<typeof CreatedExportJson>;
 export type CreateKeyInput = z.input<typeof CreateKeyBody>;
 export type NewKey = { key: string; api_key: ApiKey };
 export type RotatedKey = NewKey & { previous: ApiKey };
@@ -93,8 +96,10 @@ export type Client = {
   keys(orgId: string, signal?: AbortSignal): Promise<ApiKey[]>;
   /** One page of the audit trail, newest first, as the API returns it. */
   auditEvents(orgId: string, cursor: string | null, signal?: AbortSignal): Promise<AuditPage>;
-  /** The raw events of a range as the API's CSV (GET …/usage-events, Accept: text/csv). */
-  exportCsv(orgId: string, query: ExportQuery, signal?: AbortSignal): Promise<Blob>;
+  /** A single-use link that downloads the events of a range (POST …/exports). */
+  createExport(orgId: string, body: ExportRequest): Promise<CreatedExport>;
+  /** How far an export got (GET …/exports/:exportId). */
+  exportStatus(orgId: string, exportId: string, signal?: AbortSignal): Promise<Export>;
   /** 201 `{key, api_key}`: `key` is the plaintext, shown once and never again. */
   createKey(orgId: string, body: CreateKeyInput): Promise<NewKey>;
   rotateKey(orgId: string, keyId: string, overlapSeconds: number): Promise<RotatedKey>;
@@ -199,11 +204,8 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
       if (cursor) params.set('cursor', cursor);
       return get<AuditPage>(`${org(orgId)}/audit-events?${params}`, signal);
     },
-    async exportCsv(orgId, query, signal) {
-      const params = new URLSearchParams({ from: query.from, to: query.to });
-      if (query.keyId) params.set('key_id', query.keyId);
-      const path = `${org(orgId)}/usage-events?${params}`;
-      return (await send('GET', path, 'text/csv', undefined, signal)).blob();
-    },
+    createExport: (orgId, body) => call<CreatedExport>('POST', `${org(orgId)}/exports`, body),
+    exportStatus: (orgId, exportId, signal) =>
+      get<Export>(`${org(orgId)}/exports/${encodeURIComponent(exportId)}`, signal),
   };
 }

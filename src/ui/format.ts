@@ -108,3 +108,11 @@ export function formatNumber(value: number, locale?: string): string {
   }
   return format.format(value);
 }
+
+/** "3.4 MB", "812 KB", "96 B": decimal units, as browsers show downloads. */
+export function formatBytes(bytes: number, locale?: string): string {
+  if (bytes < 1_000) return `${formatNumber(bytes, locale)} B`;
+  if (bytes < 1_000_000) return `${formatNumber(Math.round(bytes / 1_000), locale)} KB`;
+  if (bytes < 1_000_000_000) return `${formatNumber(Math.round(bytes / 100_000) / 10, locale)} MB`;
+  return `${formatNumber(Math.round(bytes / 10_000_000) / 100, locale)} GB`;
+}

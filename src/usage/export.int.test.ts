@@ -220,6 +220,53 @@ describe('streamed exports', { timeout: 120_000 }, () => {
     expect(await drain(res)).toBe(BULK + 1);
   });
 
+  it("writes an export link's progress while it streams, and fails it when the client leaves", async () => {
+    const made = await app.client.post(`/api/orgs/${bulk.orgId}/exports`, {
+      key: bulkReader.key,
+      body: { from: new Date(start - 1000).toISOString() },
+    });
+    expect(made.status).toBe(201);
+    const progress = async () =>
+      (
+        await app.client.get(`/api/orgs/${bulk.orgId}/exports/${made.body.id}`, {
+          key: bulkReader.key,
+        })
+      ).body as { state: string; rows: number; bytes: number; detail: string | null };
+    // No credentials: the link is one.
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpGet(new URL(`${app.baseUrl}${made.body.url}`), resolve).once('error', reject),
+    );
+    paused.add(res);
+    expect(res.statusCode).toBe(200);
+    await new Promise((resolve) =>
+      res.once('data', () => {
+        res.pause();
+        resolve(undefined);
+      }),
+    );
+    const streaming = await waitFor(
+      async () => {
+        const p = await progress();
+        return p.state === 'streaming' && p.rows > 0 ? p : null;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    // The socket buffers hold part of the file; the rest waits on the client.
+    expect(streaming.rows).toBeLessThan(BULK);
+    expect(streaming.bytes).toBeGreaterThan(streaming.rows * BULK_UA_BYTES);
+    res.destroy();
+    const failed = await waitFor(
+      async () => {
+        const p = await progress();
+        return p.state === 'failed' ? p : null;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(failed.detail).toContain('cut before its end');
+    expect(failed.rows).toBeGreaterThanOrEqual(streaming.rows);
+    expect(failed.rows).toBeLessThan(BULK);
+  });
+
   it('cuts the connection (an incomplete file, never a clean end) when Postgres ends a CSV export midway', async () => {
     const { res } = await openPaused('text/csv');
     res.on('error', () => undefined); // the client sees the cut as an aborted response

@@ -1,3 +1,4 @@
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
@@ -36,7 +37,12 @@ function written(res: Response, chunk: string): Promise<void> {
   });
 }
 
-function filterOf(orgId: string, q: z.infer<typeof EventsQuery>, now: Date): EventFilter {
+/** The filters of an events query (its range defaults: the 24 h up to now). */
+export function filterOf(
+  orgId: string,
+  q: Omit<z.infer<typeof EventsQuery>, 'limit' | 'cursor' | 'format'>,
+  now: Date,
+): EventFilter {
   const to = q.to ?? now;
   const from = q.from ?? new Date(to.getTime() - DEFAULT_EVENTS_WINDOW_MS);
   if (from >= to) throw new AppError('validation_failed', { detail: 'from must be before to' });
@@ -105,6 +111,84 @@ export function guardExport(kt: Keytrail, orgId: string, res: Response): void {
   });
 }
 
+/**
+ * Counts what an export wrote: its lines (rows, and the CSV's header) and bytes. A CSV field can
+ * hold a newline inside quotes (a user agent may): only newlines outside quotes end a row.
+ */
+export type Meter = { lines: number; bytes: number; quoted?: boolean };
+
+const NEWLINE = 10;
+const QUOTE = 34;
+
+/** An escaped quote ("") leaves and enters the quotes again: the state stays right. */
+function countCsvRows(meter: Meter, chunk: Buffer): void {
+  let i = 0;
+  for (;;) {
+    const quote = chunk.indexOf(QUOTE, i);
+    if (meter.quoted) {
+      if (quote === -1) return;
+      meter.quoted = false;
+      i = quote + 1;
+      continue;
+    }
+    const newline = chunk.indexOf(NEWLINE, i);
+    if (newline !== -1 && (quote === -1 || newline < quote)) {
+      meter.lines += 1;
+      i = newline + 1;
+    } else if (quote !== -1) {
+      meter.quoted = true;
+      i = quote + 1;
+    } else return;
+  }
+}
+
+/**
+ * Streams the whole filtered range as CSV or NDJSON, paced by the client. Resolves when the
+ * answer ended or was cut: `res.writableFinished` tells which.
+ */
+export async function streamEvents(
+  kt: Keytrail,
+  res: Response,
+  filter: EventFilter,
+  format: 'csv' | 'ndjson',
+  meter: Meter = { lines: 0, bytes: 0 },
+): Promise<void> {
+  if (format === 'csv') {
+    const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
+    const csv = await kt.events.csv(filter);
+    res.status(200).type('text/csv; charset=utf-8');
+    res.attachment(`usage-events-${stamp(filter.from)}-${stamp(filter.to)}.csv`);
+    const metered = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        meter.bytes += chunk.length;
+        countCsvRows(meter, chunk);
+        done(null, chunk);
+      },
+    });
+    // pipeline: backpressure both ways, and a client that leaves ends the COPY.
+    await pipeline(csv, metered, res).catch((error: unknown) => {
+      // A client leaving mid-export is normal; anything else is worth a log line.
+      if (!res.destroyed || !/premature close|aborted/i.test(String(error))) {
+        kt.logger.warn(
+          { err: String(error), request_id: res.locals.requestId as string },
+          'csv export ended early',
+        );
+      }
+    });
+    return;
+  }
+  // NDJSON: one keyset batch in memory at a time, paced by the socket.
+  res.status(200).type('application/x-ndjson');
+  for await (const rows of kt.events.batches(filter)) {
+    if (res.destroyed) break;
+    const text = ndjson(rows);
+    meter.lines += rows.length;
+    meter.bytes += Buffer.byteLength(text);
+    await written(res, text);
+  }
+  res.end();
+}
+
 export function eventsRoutes(kt: Keytrail): Router {
   const router = Router();
 
@@ -132,30 +216,7 @@ export function eventsRoutes(kt: Keytrail): Router {
         return;
       }
       guardExport(kt, filter.orgId, res);
-      if (format === 'csv') {
-        const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
-        const csv = await kt.events.csv(filter);
-        res.status(200).type('text/csv; charset=utf-8');
-        res.attachment(`usage-events-${stamp(filter.from)}-${stamp(filter.to)}.csv`);
-        // pipeline: backpressure both ways, and a client that leaves ends the COPY.
-        await pipeline(csv, res).catch((error: unknown) => {
-          // A client leaving mid-export is normal; anything else is worth a log line.
-          if (!res.destroyed || !/premature close|aborted/i.test(String(error))) {
-            kt.logger.warn(
-              { err: String(error), request_id: res.locals.requestId as string },
-              'csv export ended early',
-            );
-          }
-        });
-        return;
-      }
-      // NDJSON: one keyset batch in memory at a time, paced by the socket.
-      res.status(200).type('application/x-ndjson');
-      for await (const rows of kt.events.batches(filter)) {
-        if (res.destroyed) break;
-        await written(res, ndjson(rows));
-      }
-      res.end();
+      await streamEvents(kt, res, filter, format);
     },
   );
 

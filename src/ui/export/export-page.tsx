@@ -1,17 +1,22 @@
 /**
- * The Export page: the raw events of a range (and optionally one key) as the API's CSV
- * (GET …/usage-events, Accept: text/csv), downloaded through a temporary object URL. The key
- * stays in the Authorization header: the download link holds only the blob.
+ * The Export page: the raw events of a range (and optionally one key) as CSV. The page asks the
+ * API for a single-use export link (POST …/exports, the key in the Authorization header) and
+ * opens it as a plain download: the browser writes the file as it arrives, so a range of
+ * millions of rows never sits in the page's memory, and the key never enters a URL. The page
+ * follows the export's progress (GET …/exports/:id) until it ends.
  */
 import '../keys/keys.css';
-import { useState } from 'preact/hooks';
-import type { ApiError } from '../api.ts';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import type { ApiError, Client, Export } from '../api.ts';
 import type { Session } from '../app.tsx';
 import { PageHeading, ProblemMessage } from '../components.tsx';
-import { formatNumber } from '../format.ts';
+import { formatBytes, formatNumber } from '../format.ts';
 import { asApiError, useApi, useTitle } from '../hooks.ts';
 
 const DAY_MS = 86_400_000;
+const POLL_MS = 500;
+/** A link not opened by then: the browser did not start the download. */
+const START_TIMEOUT_MS = 15_000;
 
 /** A datetime-local value ("2026-12-01T23:20") for an instant, in the browser's time zone. */
 export function localInput(ms: number): string {
@@ -19,80 +24,126 @@ export function localInput(ms: number): string {
   return d.toISOString().slice(0, 16);
 }
 
-/** "20261201T2320" (UTC) for the file name. */
-const stamp = (iso: string): string => iso.slice(0, 16).replace(/[-:]/g, '');
-
-/** The CSV's data rows: its non-empty lines minus the header. */
-export function csvRows(text: string): number {
-  const lines = text.split(/\r?\n/).filter((l) => l !== '');
-  return Math.max(0, lines.length - 1);
+/** What the status line says of an export. */
+export function progressText(e: Pick<Export, 'state' | 'rows' | 'bytes'>): string {
+  const rows = `${formatNumber(e.rows)} ${e.rows === 1 ? 'row' : 'rows'}`;
+  if (e.state === 'done') return `Downloaded ${rows} (${formatBytes(e.bytes)})`;
+  if (e.state === 'streaming') return `Exporting… ${rows} so far (${formatBytes(e.bytes)})`;
+  if (e.state === 'ready') return 'Starting the download…';
+  return '';
 }
 
-function download(blob: Blob, name: string): void {
-  const url = URL.createObjectURL(blob);
+/** Opens the link as a plain download (the anchor holds only the single-use link). */
+function startDownload(url: string): void {
   const a = document.createElement('a');
   a.href = url;
-  a.download = name;
+  a.download = '';
   document.body.append(a);
   a.click();
   a.remove();
-  // After the click has started the download: revoking at once can cancel it in some browsers.
-  setTimeout(() => URL.revokeObjectURL(url), 0);
 }
 
-type FieldProps = { label: string; value: string; onChange: (value: string) => void };
+/** Follows an export until it ends; one the browser never started is reported as failed. */
+async function follow(
+  client: Client,
+  orgId: string,
+  created: Export,
+  onUpdate: (e: Export) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const began = Date.now();
+  let current = created;
+  while (current.state === 'ready' || current.state === 'streaming') {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    if (signal.aborted) return;
+    current = await client.exportStatus(orgId, created.id, signal);
+    if (current.state === 'ready' && Date.now() - began > START_TIMEOUT_MS) {
+      current = { ...current, state: 'failed', detail: 'the browser did not start the download' };
+    }
+    onUpdate(current);
+  }
+}
 
-function DateTimeField({ label, value, onChange }: FieldProps) {
+type FieldProps = {
+  label: string;
+  value: string;
+  onChange: (value: string) => void;
+  required?: boolean;
+  hint?: string;
+};
+
+function DateTimeField({ label, value, onChange, required = true, hint }: FieldProps) {
   return (
     <label>
       {label}
       <input
         type="datetime-local"
-        required
+        required={required}
         value={value}
+        aria-describedby={hint ? 'export-to-hint' : undefined}
         onInput={(e) => onChange(e.currentTarget.value)}
       />
+      {hint && (
+        <span id="export-to-hint" class="muted">
+          {hint}
+        </span>
+      )}
     </label>
   );
 }
 
-type Result = { kind: 'done'; rows: number } | { kind: 'error'; error: ApiError };
-
 export function ExportPage({ session }: { session: Session }) {
   const { client, self } = session;
   const [from, setFrom] = useState(() => localInput(Date.now() - DAY_MS));
-  const [to, setTo] = useState(() => localInput(Date.now()));
+  const [to, setTo] = useState('');
   const [keyId, setKeyId] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<Result | null>(null);
+  const [current, setCurrent] = useState<Export | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const following = useRef<AbortController | null>(null);
   const keys = useApi((signal) => client.keys(self.org_id, signal), [client, self.org_id]);
   useTitle('Export');
+  useEffect(() => () => following.current?.abort(), []);
+  const busy = current?.state === 'ready' || current?.state === 'streaming';
 
   async function submit(event: Event) {
     event.preventDefault();
     if (busy) return;
-    setBusy(true);
-    setResult(null);
+    setError(null);
+    following.current?.abort();
+    const controller = new AbortController();
+    following.current = controller;
     try {
-      const range = { from: new Date(from).toISOString(), to: new Date(to).toISOString() };
-      const blob = await client.exportCsv(self.org_id, { ...range, keyId: keyId || null });
-      const rows = csvRows(await blob.text());
-      download(blob, `keytrail-events-${stamp(range.from)}-${stamp(range.to)}.csv`);
-      setResult({ kind: 'done', rows });
-    } catch (error) {
-      setResult({ kind: 'error', error: asApiError(error) });
-    } finally {
-      setBusy(false);
+      const created = await client.createExport(self.org_id, {
+        from: new Date(from).toISOString(),
+        // Left empty: up to the moment the download starts.
+        ...(to && { to: new Date(to).toISOString() }),
+        ...(keyId && { key_id: keyId }),
+        format: 'csv',
+      });
+      setCurrent(created);
+      startDownload(created.url);
+      await follow(client, self.org_id, created, setCurrent, controller.signal);
+    } catch (failure) {
+      if (!controller.signal.aborted) setError(asApiError(failure));
+      setCurrent(null);
     }
   }
 
   return (
     <>
       <PageHeading>Export</PageHeading>
-      <p class="muted">Raw usage events of a range as CSV, oldest first.</p>
+      <p class="muted">
+        Raw usage events of a range as CSV, oldest first. Your browser saves the file as it arrives.
+      </p>
       <form class="filters" onSubmit={(e) => void submit(e)}>
         <DateTimeField label="From" value={from} onChange={setFrom} />
-        <DateTimeField label="To" value={to} onChange={setTo} />
+        <DateTimeField
+          label="To"
+          value={to}
+          onChange={setTo}
+          required={false}
+          hint="Empty: up to now"
+        />
         <label>
           Key
           <select value={keyId} onChange={(e) => setKeyId(e.currentTarget.value)}>
@@ -112,11 +163,15 @@ export function ExportPage({ session }: { session: Session }) {
         <p class="message message-info">Only all keys can be chosen: {keys.error.detail}.</p>
       )}
       <p class="status-line" role="status">
-        {busy && 'Exporting…'}
-        {result?.kind === 'done' &&
-          `Downloaded ${formatNumber(result.rows)} ${result.rows === 1 ? 'row' : 'rows'}`}
+        {current && progressText(current)}
       </p>
-      {result?.kind === 'error' && <ProblemMessage error={result.error} />}
+      {(current?.state === 'failed' || current?.state === 'expired') && (
+        <p class="message message-error" role="alert">
+          The export did not complete ({formatNumber(current.rows)} rows written):{' '}
+          {current.detail ?? 'the link expired before the download started'}.
+        </p>
+      )}
+      {error && <ProblemMessage error={error} />}
     </>
   );
 }
