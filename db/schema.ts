@@ -142,6 +142,8 @@ export interface DormantKeyPolicies {
   enabled: boolean;
   exclude_environments: Generated<string[]>;
   exclude_scopes: Generated<string[]>;
+  last_run: Json | null;
+  last_run_at: Timestamp | null;
   org_id: string;
   updated_at: Timestamp;
   updated_by_key_id: string | null;
@@ -156,6 +158,7 @@ export interface ExportLinks {
   id: string;
   key_id: string;
   org_id: string;
+  progress_at: Timestamp | null;
   query: Json;
   rows_sent: Generated<number>;
   started_at: Timestamp | null;

@@ -199,11 +199,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   });
   const exportSlots = new ExportSlots(config.exports);
   const events = createEventsService(readsDatabase.db, exportDatabase);
-  const exportLinks = createExportLinks({
-    db: database.db,
-    background: backgroundDatabase.db,
-    clock,
-  });
+  const exportLinks = createExportLinks({ db: database.db, background: backgroundDatabase.db });
   const policyDeps = {
     clock,
     logger,

@@ -1,4 +1,5 @@
 import type { Keytrail } from '../src/keytrail.ts';
+import { deleteOldExportLinks } from '../src/usage/export-links.service.ts';
 import { ensurePartitionsAhead } from '../src/usage/usage.partitions.ts';
 import { prune } from '../src/usage/usage.prune.ts';
 import {
@@ -40,6 +41,8 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
     kt.logger.info({ deleted: webhookMessages }, 'maintenance: old webhook messages deleted');
   }
   await pruneExpiredSecrets(kt.backgroundDatabase.db, now);
+  const links = await deleteOldExportLinks(kt.backgroundDatabase.db);
+  if (links > 0) kt.logger.info({ deleted: links }, 'maintenance: old export links deleted');
   // Only from the daily schedule, never at start-up (ingest must not wait for it, and a policy
   // acts once a day). After the expiry audit: an expired key is never revoked as dormant.
   if (!o.policies) return;

@@ -10,7 +10,7 @@ import * as m0008 from './0008_dormant_key_policies.ts';
 import * as m0009 from './0009_webhooks.ts';
 import * as m0010 from './0010_webhook_hardening.ts';
 import * as m0011 from './0011_key_limits.ts';
-import * as m0012 from './0012_export_links.ts';
+import * as m0012 from './0012_admin_pages.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
@@ -25,5 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009_webhooks': m0009,
   '0010_webhook_hardening': m0010,
   '0011_key_limits': m0011,
-  '0012_export_links': m0012,
+  '0012_admin_pages': m0012,
 };

@@ -34,11 +34,12 @@ export const EXPORT_OPERATIONS: Op[] = [
     summary:
       'Downloads an export once (the link is its credential); refused when the key that made it is no longer valid, lacks events:read, or does not allow this address',
     public: true,
+    files: true,
     params: e.ExportTokenParams,
     ok: {
       status: 200,
       schema: z.string(),
-      description: 'The file (text/csv or application/x-ndjson)',
+      description: 'The file (text/csv or application/x-ndjson), as an attachment',
     },
     errors: [400, 401, 403, 404, 429, 503],
   },

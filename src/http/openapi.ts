@@ -27,6 +27,8 @@ export type Op = {
   streams?: boolean;
   /** Takes no key: its path holds its credential (an export link). */
   public?: true;
+  /** Answers a file: text/csv or application/x-ndjson, never JSON. */
+  files?: true;
   errors?: number[];
 };
 
@@ -327,8 +329,8 @@ function register(registry: OpenAPIRegistry, op: Op): void {
       description: op.ok.description,
       ...(keyed && { headers: OK_HEADERS }),
       content: {
-        'application/json': { schema: op.ok.schema },
-        ...(op.streams && {
+        ...(!op.files && { 'application/json': { schema: op.ok.schema } }),
+        ...((op.streams || op.files) && {
           'application/x-ndjson': { schema: s.UsageEventJson },
           'text/csv': { schema: z.string() },
         }),

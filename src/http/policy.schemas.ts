@@ -39,6 +39,22 @@ export const DormantPolicyJson = z
     exclude_environments: z.array(z.enum(ENVIRONMENTS)),
     exclude_scopes: z.array(z.string()),
     updated_at: Timestamp.nullable().meta({ description: 'null: never set (the defaults).' }),
+    last_run: z
+      .object({
+        at: Timestamp,
+        action: z.enum(DORMANT_ACTIONS),
+        acted: z.number().int().meta({ description: 'Keys revoked (or notified about).' }),
+        spared: z.number().int().meta({
+          description: 'Dormant keys a revoking run left alone (see the preview’s spared).',
+        }),
+        downgraded: z.string().nullable(),
+        skipped: z.string().nullable().meta({
+          description:
+            'Why the run did not apply the policy (usage not yet complete, a failure); null: it did.',
+        }),
+      })
+      .nullable()
+      .meta({ description: 'What the daily run last did with the policy; null: never run.' }),
   })
   .meta({ id: 'DormantKeyPolicy' });
 

@@ -223,6 +223,9 @@ describe('quotas while takes fail', () => {
     }
     expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
     await waitFor(async () => (await demo(key)).status === 200, { timeoutMs: 5_000 });
+    // Once takes work again, another key's first request takes credit: not a 503 left over.
+    const fresh = await withQuota({ limit: 10 });
+    expect((await demo(fresh.body.key as string)).status).toBe(200);
   });
 });
 

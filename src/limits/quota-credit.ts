@@ -7,7 +7,9 @@
  * voided lease (a PATCH of `remaining`) dies with the next key reload.
  *
  * Takes failing: a request without credit gets UNAVAILABLE (503), or, with fail-open, is admitted
- * and its cost debited from the pool once takes work again.
+ * and its cost debited from the pool once takes work again. A request that needs credit while
+ * takes fail still tries one when none failed for PROBE_MS (it waits for that take): an
+ * outage's end is noticed by the next request, not by the next sync that happens to take.
  */
 import type { Take } from './quota.queries.ts';
 import { secondsUntil } from './window.ts';
@@ -57,6 +59,8 @@ export const QUOTA_NEEDS_CREDIT = -2;
 export const QUOTA_UNAVAILABLE = -3;
 export const QUOTA_REFUSED = 0;
 
+/** While takes fail, a request without credit tries a take if none failed for this long. */
+export const PROBE_MS = 250;
 const IDLE_RETURN_SYNCS = 4;
 const IDLE_FORGET_SYNCS = 40;
 /** At most this much credit per take: a crash strands no more than this per instance. */
@@ -91,6 +95,8 @@ export function createQuotaCredit(options: {
   const states = new Map<string, QuotaState>();
   const stats = { takes: 0, takeFailures: 0, failOpen: 0, taken: 0 };
   let failing = false;
+  /** When the last take failed (Date.now()): while failing, probes are this far apart. */
+  let failedAt = 0;
   let misses: { subject: string; st: QuotaState }[] = [];
   let flush: Promise<void> | null = null;
   let taking: Promise<void> | null = null;
@@ -138,7 +144,9 @@ export function createQuotaCredit(options: {
     st.demand += cost;
     if (st.held >= cost) return QUOTA_OK;
     if (st.exhausted) return QUOTA_REFUSED;
-    if (failing) return failOpen ? QUOTA_OK : QUOTA_UNAVAILABLE;
+    if (failing && Date.now() - failedAt < PROBE_MS) {
+      return failOpen ? QUOTA_OK : QUOTA_UNAVAILABLE;
+    }
     return QUOTA_NEEDS_CREDIT;
   }
 
@@ -200,6 +208,7 @@ export function createQuotaCredit(options: {
     } catch {
       stats.takeFailures += 1;
       failing = true;
+      failedAt = Date.now();
       return;
     }
     failing = false;

@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   insufficient_scope: { status: 403, title: 'The key lacks a required scope' },
   ip_not_allowed: { status: 403, title: 'The key may not be used from this address' },
   not_found: { status: 404, title: 'Resource not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   request_timeout: { status: 408, title: 'Request not received in time' },
   headers_too_large: { status: 431, title: 'Request headers too large' },

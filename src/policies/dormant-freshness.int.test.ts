@@ -75,6 +75,10 @@ describe('usage freshness per org', () => {
       expect(await statusOf(quietIdle.id)).toBe('revoked');
       expect(await statusOf(busyIdle.id)).toBe('active');
       expect(await audits(busy, 'key.revoked')).toEqual([]);
+      // The skip is on the policy, with its reason: the Policies page says the run did nothing.
+      const { rows } = await sql<{ last_run: { skipped: string | null; acted: number } }>`
+        select last_run from dormant_key_policies where org_id = ${busy.orgId}`.execute(db());
+      expect(rows[0]?.last_run).toMatchObject({ acted: 0, skipped: expect.any(String) });
     } finally {
       await sql`delete from pgboss.job where id = any(${jobs}::uuid[])`.execute(db());
     }

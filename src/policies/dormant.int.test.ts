@@ -46,6 +46,7 @@ describe('dormant-key policy endpoints', () => {
       exclude_environments: [],
       exclude_scopes: [],
       updated_at: null,
+      last_run: null,
     });
     const body = {
       enabled: true,
@@ -160,9 +161,18 @@ describe('the daily run', () => {
     });
     const entry = res.body.data.find((e: any) => e.action === 'key.revoked');
     expect(entry.actor).toEqual({ type: 'policy', key_id: null });
+    // What the run did is on the policy (the Policies page shows it).
+    const policy = async () =>
+      (await tracked.app.client.get(policyPath(org), { key: org.adminKey })).body.last_run;
+    const first = await policy();
+    expect(first).toMatchObject({ action: 'revoke', acted: 2, downgraded: null, skipped: null });
+    expect(Date.parse(first.at)).toBeGreaterThan(Date.now() - 60_000);
     // Again: nothing left to do, nothing audited twice.
     await tracked.app.kt.dormantPolicies.runAll();
     expect(await audits(org, 'key.revoked')).toHaveLength(2);
+    const second = await policy();
+    expect(second).toMatchObject({ action: 'revoke', acted: 0, skipped: null });
+    expect(Date.parse(second.at)).toBeGreaterThanOrEqual(Date.parse(first.at));
     expect(await previewIds(org)).toEqual([]);
   });
 

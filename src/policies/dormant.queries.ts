@@ -6,7 +6,7 @@ import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import { ADMIN_SCOPE } from '../keys/keys.types.ts';
 import { USAGE_DEAD_LETTER_QUEUE, USAGE_INGEST_QUEUE } from '../usage/usage.jobs.ts';
-import type { DormantAction, DormantRule, StoredPolicy } from './dormant.types.ts';
+import type { DormantAction, DormantRule, PolicyRun, StoredPolicy } from './dormant.types.ts';
 
 type Db = Kysely<DB>;
 
@@ -34,16 +34,27 @@ export async function findPolicy(db: Db, orgId: string): Promise<StoredPolicy | 
       'acting_scopes',
       'updated_at',
       'updated_by_key_id',
+      'last_run_at',
+      'last_run',
     ])
     .where('org_id', '=', orgId)
     .executeTakeFirst() as Promise<StoredPolicy | undefined>;
+}
+
+/** What the daily run did with the org's policy. */
+export async function recordRun(db: Db, orgId: string, at: Date, run: PolicyRun): Promise<void> {
+  await db
+    .updateTable('dormant_key_policies')
+    .set({ last_run_at: at, last_run: JSON.stringify(run) })
+    .where('org_id', '=', orgId)
+    .execute();
 }
 
 /** Creates or replaces the org's policy. */
 export async function savePolicy(
   trx: Db,
   orgId: string,
-  policy: Omit<StoredPolicy, 'updated_at' | 'updated_by_key_id'>,
+  policy: Omit<StoredPolicy, 'updated_at' | 'updated_by_key_id' | 'last_run_at' | 'last_run'>,
   by: { at: Date; keyId: string | null },
 ): Promise<void> {
   const row = {

@@ -176,13 +176,26 @@ export function createDormantRun(deps: DormantRunDeps) {
       } catch (error) {
         report.skipped++;
         deps.logger.error({ org_id: orgId, err: error }, 'dormant-key policy run failed');
+        await recordSkip(orgId, 'the run failed (see the worker logs)');
       }
     });
     for (const { orgId, reason } of skipped) {
       report.skipped++;
       deps.logger.warn({ org_id: orgId, reason }, 'dormant-key policy skipped');
+      await recordSkip(orgId, reason);
     }
     return report;
+  }
+
+  /** A run that did not apply the policy is shown as such (the record's own failure is logged). */
+  async function recordSkip(orgId: string, reason: string): Promise<void> {
+    const policy = await q.findPolicy(db, orgId).catch(() => undefined);
+    const run = { acted: 0, spared: 0, downgraded: null, skipped: reason };
+    await q
+      .recordRun(db, orgId, clock.now(), { action: policy?.action ?? 'notify', ...run })
+      .catch((error: unknown) =>
+        deps.logger.error({ org_id: orgId, err: error }, 'dormant-key run not recorded'),
+      );
   }
 
   /** One org's part of the daily run: how many keys it acted on (null: disabled meanwhile). */
@@ -191,8 +204,19 @@ export function createDormantRun(deps: DormantRunDeps) {
     if (!policy?.enabled) return null;
     const plan = await planOf(db, orgId, policy, clock.now());
     if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
-    const onDowngrade = (why: string) => noteDowngrade(orgId, policy, why);
+    let downgraded = plan.downgraded;
+    const onDowngrade = async (why: string) => {
+      downgraded = why;
+      await noteDowngrade(orgId, policy, why);
+    };
     const result = await act(orgId, plan, { type: 'policy' }, { usageChecked: true, onDowngrade });
+    await q.recordRun(db, orgId, clock.now(), {
+      action: downgraded ? 'notify' : plan.action,
+      acted: result.acted.length,
+      spared: result.spared.length,
+      downgraded,
+      skipped: null,
+    });
     return result.acted.length;
   }
 

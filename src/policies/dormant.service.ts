@@ -36,6 +36,8 @@ export function createDormantPolicies(deps: DormantPolicyDeps) {
     acting_scopes: null,
     updated_at: null,
     updated_by_key_id: null,
+    last_run_at: null,
+    last_run: null,
   });
 
   async function get(orgId: string): Promise<PolicyView> {
@@ -99,7 +101,12 @@ function auditedPolicy(p: PolicyInput) {
 
 /** The policy as the API shows it (no internal column). */
 export function publicPolicy(p: PolicyView) {
-  return { ...auditedPolicy(p), updated_at: p.updated_at?.toISOString() ?? null };
+  return {
+    ...auditedPolicy(p),
+    updated_at: p.updated_at?.toISOString() ?? null,
+    last_run:
+      p.last_run_at && p.last_run ? { at: p.last_run_at.toISOString(), ...p.last_run } : null,
+  };
 }
 
 export type DormantPolicies = ReturnType<typeof createDormantPolicies>;

@@ -16,6 +16,22 @@ export type StoredPolicy = {
   acting_scopes: string[] | null;
   updated_at: Date;
   updated_by_key_id: string | null;
+  /** When the daily run last applied the policy, and what it did (null: never). */
+  last_run_at: Date | null;
+  last_run: PolicyRun | null;
+};
+
+/** What one daily run did with an org's policy. */
+export type PolicyRun = {
+  action: DormantAction;
+  /** Keys revoked (or notified about). */
+  acted: number;
+  /** Dormant keys a revoking run left alone (the last org:admin key, the policy's own key). */
+  spared: number;
+  /** Why a revoking policy only notified. */
+  downgraded: string | null;
+  /** Why the run did not apply the policy (usage not complete, a failure); null: it did. */
+  skipped: string | null;
 };
 
 export type PolicyInput = Pick<

@@ -17,6 +17,11 @@ import type {
   ProblemJson,
 } from '../http/schemas.ts';
 import type { CreateExportBody, CreatedExportJson, ExportJson } from '../http/export.schemas.ts';
+import type {
+  DormantPolicyBody,
+  DormantPolicyJson,
+  DormantPreviewJson,
+} from '../http/policy.schemas.ts';
 import { usageSearch, type UsageQuery } from './keys/usage-query.ts';
 
 export type KeySelf = z.output<typeof KeySelfJson>;
@@ -34,10 +39,15 @@ export type AuditEvent = AuditPage['data'][number];
 export type ExportRequest = z.input<typeof CreateExportBody>;
 export type Export = z.output<typeof ExportJson>;
 export type CreatedExport = z.output<typeof CreatedExportJson>;
+export type DormantPolicy = z.output<typeof DormantPolicyJson>;
+export type DormantPolicyInput = z.input<typeof DormantPolicyBody>;
+export type DormantPreview = z.output<typeof DormantPreviewJson>;
+export type RatePolicy = { name: string; limit: number; window_seconds: number };
 export type CreateKeyInput = z.input<typeof CreateKeyBody>;
 export type NewKey = { key: string; api_key: ApiKey };
 export type RotatedKey = NewKey & { previous: ApiKey };
 type Problem = z.output<typeof ProblemJson>;
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** A failed call as the page shows it: the problem+json title and detail, and its code. */
 export class ApiError extends Error {
@@ -104,6 +114,13 @@ export type Client = {
   createKey(orgId: string, body: CreateKeyInput): Promise<NewKey>;
   rotateKey(orgId: string, keyId: string, overlapSeconds: number): Promise<RotatedKey>;
   revokeKey(orgId: string, keyId: string, reason: string | null): Promise<{ api_key: ApiKey }>;
+  dormantPolicy(orgId: string, signal?: AbortSignal): Promise<DormantPolicy>;
+  saveDormantPolicy(orgId: string, body: DormantPolicyInput): Promise<DormantPolicy>;
+  /** Exactly what the next daily run of the saved policy does. */
+  dormantPreview(orgId: string, signal?: AbortSignal): Promise<DormantPreview>;
+  /** The org's default rate limits, for keys without their own. */
+  rateDefaults(orgId: string, signal?: AbortSignal): Promise<RatePolicy[]>;
+  saveRateDefaults(orgId: string, policies: RatePolicy[]): Promise<RatePolicy[]>;
   /** Aborts every request in flight and refuses new ones (sign-out). */
   dispose(): void;
 };
@@ -122,7 +139,7 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
   // Signing out aborts whatever this key still has in flight, and sends nothing more.
   const session = new AbortController();
   async function send(
-    method: 'GET' | 'POST' | 'DELETE',
+    method: Method,
     path: string,
     accept: string,
     body?: unknown,
@@ -151,7 +168,7 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
     throw error;
   }
   const call = async <T>(
-    method: 'GET' | 'POST' | 'DELETE',
+    method: Method,
     path: string,
     body?: unknown,
     signal?: AbortSignal,
@@ -204,6 +221,21 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
       if (cursor) params.set('cursor', cursor);
       return get<AuditPage>(`${org(orgId)}/audit-events?${params}`, signal);
     },
+    dormantPolicy: (orgId, signal) =>
+      get<DormantPolicy>(`${org(orgId)}/policies/dormant-keys`, signal),
+    saveDormantPolicy: (orgId, body) =>
+      call<DormantPolicy>('PUT', `${org(orgId)}/policies/dormant-keys`, body),
+    dormantPreview: (orgId, signal) =>
+      get<DormantPreview>(`${org(orgId)}/policies/dormant-keys/preview`, signal),
+    rateDefaults: async (orgId, signal) =>
+      (await get<{ rate_limits: RatePolicy[] }>(`${org(orgId)}/policies/rate-limits`, signal))
+        .rate_limits,
+    saveRateDefaults: async (orgId, policies) =>
+      (
+        await call<{ rate_limits: RatePolicy[] }>('PUT', `${org(orgId)}/policies/rate-limits`, {
+          rate_limits: policies,
+        })
+      ).rate_limits,
     createExport: (orgId, body) => call<CreatedExport>('POST', `${org(orgId)}/exports`, body),
     exportStatus: (orgId, exportId, signal) =>
       get<Export>(`${org(orgId)}/exports/${encodeURIComponent(exportId)}`, signal),

@@ -13,7 +13,8 @@ import { KeyPage } from './key/key-page.tsx';
 import { KeysPage } from './keys/keys-page.tsx';
 import { INITIAL_VIEW, type KeysView } from './keys/usage-query.ts';
 import { useScopes } from './keys/use-scopes.ts';
-import { auditHref, exportHref, keysHref, type Route } from './route.ts';
+import { auditHref, exportHref, keysHref, policiesHref, type Route } from './route.ts';
+import { PoliciesPage } from './policies/policies-page.tsx';
 import { forgetKey, keepKey, maskKey, storedKey } from './session.ts';
 import { SignIn } from './sign-in.tsx';
 
@@ -107,6 +108,7 @@ function Pages({ route, session }: { route: Route; session: Session }) {
     return <KeyPage key={route.keyId} session={session} keyId={route.keyId} />;
   if (route.page === 'audit') return <AuditPage session={session} keys={scopes} />;
   if (route.page === 'export') return <ExportPage session={session} />;
+  if (route.page === 'policies') return <PoliciesPage session={session} />;
   if (route.page === 'not-found') return <NotFound />;
   return <KeysPage session={session} view={keysView} setView={setKeysView} scopes={scopes} />;
 }
@@ -135,6 +137,7 @@ const NAV = [
   { href: keysHref, label: 'API keys', pages: ['keys', 'key'] },
   { href: auditHref, label: 'Audit', pages: ['audit'] },
   { href: exportHref, label: 'Export', pages: ['export'] },
+  { href: policiesHref, label: 'Policies', pages: ['policies'] },
 ];
 
 function Shell({ session, onSignOut, children }: ShellProps) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { auditHref, exportHref, keyHref, parseRoute } from './route.ts';
+import { auditHref, exportHref, keyHref, parseRoute, policiesHref } from './route.ts';
 import { maskKey } from './session.ts';
 
 const ID = '0190f2a4-5b6c-7d8e-9f01-23456789abcd';
@@ -14,9 +14,10 @@ describe('parseRoute', () => {
     expect(parseRoute(`#/keys/${ID.toUpperCase()}`)).toEqual({ page: 'key', keyId: ID });
   });
 
-  it('reads the Audit and Export pages', () => {
+  it('reads the Audit, Export and Policies pages', () => {
     expect(parseRoute(auditHref)).toEqual({ page: 'audit' });
     expect(parseRoute(`${exportHref}/`)).toEqual({ page: 'export' });
+    expect(parseRoute(policiesHref)).toEqual({ page: 'policies' });
   });
 
   it.each(['#/keys/not-a-uuid', '#/audit/x', '#main', `#/keys/${ID}/x`])(

@@ -1,6 +1,6 @@
 /**
  * Hash routes (one HTML entry, nothing the server must know): `#/keys` (the default),
- * `#/keys/<id>`, `#/audit` and `#/export`. Pure, so every shape of hash is unit-tested.
+ * `#/keys/<id>`, `#/audit`, `#/export` and `#/policies`. Pure, so every shape of hash is unit-tested.
  */
 
 export type Route =
@@ -8,6 +8,7 @@ export type Route =
   | { page: 'key'; keyId: string }
   | { page: 'audit' }
   | { page: 'export' }
+  | { page: 'policies' }
   | { page: 'not-found'; hash: string };
 
 const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -17,6 +18,7 @@ export function parseRoute(hash: string): Route {
   if (path === '' || path === '/keys') return { page: 'keys' };
   if (path === '/audit') return { page: 'audit' };
   if (path === '/export') return { page: 'export' };
+  if (path === '/policies') return { page: 'policies' };
   const key = /^\/keys\/([^/]+)$/.exec(path);
   if (key?.[1] && KEY_ID.test(key[1])) return { page: 'key', keyId: key[1].toLowerCase() };
   return { page: 'not-found', hash };
@@ -26,3 +28,4 @@ export const keysHref = '#/keys';
 export const keyHref = (keyId: string): string => `#/keys/${keyId}`;
 export const auditHref = '#/audit';
 export const exportHref = '#/export';
+export const policiesHref = '#/policies';

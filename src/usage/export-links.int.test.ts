@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
 import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing/harness.ts';
 import { expectProblem } from '../testing/problem.ts';
+import { deleteOldExportLinks } from './export-links.service.ts';
 import { ensurePartitionsAhead } from './usage.partitions.ts';
 
 const dbUrl = useTestDatabase();
@@ -100,6 +101,7 @@ describe('export links', () => {
     const link = await makeLink(reader.key, { ...range, to, format: 'ndjson', status: '5xx' });
     const file = await app.client.get(link.url);
     expect(file.headers.get('content-type')).toContain('application/x-ndjson');
+    expect(file.headers.get('content-disposition')).toMatch(/\.ndjson"?$/);
     const lines = file.text
       .trim()
       .split('\n')
@@ -189,6 +191,76 @@ describe('export links', () => {
       key: keysOnly.key,
     });
     expectProblem(denied, 403, 'insufficient_scope');
+  });
+
+  it('refuses HEAD without spending the link, and marks every answer no-store and nosniff', async () => {
+    const link = await makeLink(reader.key, range);
+    const head = await fetch(`${app.baseUrl}${link.url}`, { method: 'HEAD' });
+    expect(head.status).toBe(405);
+    expect(head.headers.get('allow')).toBe('GET');
+    expect(head.headers.get('cache-control')).toBe('no-store');
+    const file = await app.client.get(link.url);
+    expect(file.status).toBe(200);
+    expect(file.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(file.headers.get('referrer-policy')).toBe('no-referrer');
+    const gone = await app.client.get(link.url);
+    expect(gone.headers.get('cache-control')).toBe('no-store');
+  });
+
+  it('records a download refused for want of an export slot as failed, with the reason', async () => {
+    const slots = [app.kt.exportSlots.acquire(org.orgId), app.kt.exportSlots.acquire(org.orgId)];
+    try {
+      const link = await makeLink(reader.key, range);
+      expectProblem(await app.client.get(link.url), 429, 'rate_limited');
+      expect(await status(link.id)).toMatchObject({
+        state: 'failed',
+        detail: expect.stringMatching(/^rate_limited: this org already runs/),
+      });
+    } finally {
+      for (const release of slots) if (typeof release === 'function') release();
+    }
+  });
+
+  it('refuses the download of a key that expired since it made the link', async () => {
+    const expiring = await createKey(app.client, org, { scopes: ['events:read'] });
+    const link = await makeLink(expiring.key, range);
+    await sql`update api_keys set expires_at = now() - interval '1 second'
+      where id = ${expiring.id}`.execute(app.kt.database.db);
+    expectProblem(await app.client.get(link.url), 401, 'unauthenticated');
+  });
+
+  it('reads an export whose server stopped writing its progress as failed', async () => {
+    const link = await makeLink(reader.key, range);
+    await sql`update export_links set state = 'streaming', started_at = now() - interval '1 minute',
+      progress_at = now() - interval '20 seconds' where id = ${link.id}`.execute(
+      app.kt.database.db,
+    );
+    expect(await status(link.id)).toMatchObject({
+      state: 'failed',
+      detail: expect.stringContaining('stopped before its end'),
+    });
+  });
+
+  it('caps the links an org holds unused, and deletes links older than a day', async () => {
+    const capped = await createOrg(app.client, 'Capped exports');
+    const make = () =>
+      app.client.post(`/api/orgs/${capped.orgId}/exports`, { key: capped.adminKey, body: {} });
+    const made = [];
+    for (let i = 0; i < 10; i++) made.push(await make());
+    expect(made.every((r) => r.status === 201)).toBe(true);
+    const refused = await make();
+    expectProblem(refused, 429, 'rate_limited');
+    expect(refused.headers.get('retry-after')).toBe('60');
+    // Used links do not count.
+    await app.client.get(made[0]?.body.url as string);
+    expect((await make()).status).toBe(201);
+    await sql`update export_links set created_at = now() - interval '25 hours'
+      where org_id = ${capped.orgId}`.execute(app.kt.database.db);
+    expect(await deleteOldExportLinks(app.kt.database.db)).toBeGreaterThanOrEqual(11);
+    const old = await app.client.get(`/api/orgs/${capped.orgId}/exports/${made[1]?.body.id}`, {
+      key: capped.adminKey,
+    });
+    expectProblem(old, 404, 'not_found');
   });
 
   it('gives one of two simultaneous downloads the file and the other 404', async () => {

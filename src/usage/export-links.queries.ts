@@ -16,38 +16,46 @@ export type ExportLinkRow = {
   rows_sent: string | number;
   bytes_sent: string | number;
   detail: string | null;
+  /** Streaming, and no progress written for STALE_AFTER: its instance stopped. */
+  stale: boolean;
+  /** Ready and past its expiry. */
+  expired: boolean;
 };
 
-/** Every column but the token's hash. */
-const COLUMNS = sql.raw(
-  'id, org_id, key_id, query, created_at, expires_at, started_at, finished_at, state, rows_sent, bytes_sent, detail',
-);
-
-/** Links older than this are deleted when their org makes a new one. */
+/** How long a link works, on the database's clock (every instance agrees on it). */
+const TTL = '60 seconds';
+/** A streaming export writes its progress every second; this long without is a dead one. */
+const STALE_AFTER = '15 seconds';
+/** Links older than this are deleted. */
 const KEEP_LINKS = '1 day';
 
-/** A new link; the org's links older than a day go in the same statement. */
+/** Every column but the token's hash, and the states only the database clock can tell. */
+const COLUMNS = sql.raw(`id, org_id, key_id, query, created_at, expires_at, started_at,
+  finished_at, state, rows_sent, bytes_sent, detail,
+  state = 'streaming' and coalesce(progress_at, started_at) < now() - interval '${STALE_AFTER}' as stale,
+  state = 'ready' and expires_at <= now() as expired`);
+
+/**
+ * A new link, unless the org already has `maxReady` links not yet used nor expired (undefined
+ * then); the org's links older than a day go in the same statement.
+ */
 export async function insertExportLink(
   db: Db,
-  link: {
-    id: string;
-    orgId: string;
-    keyId: string;
-    tokenHash: Buffer;
-    query: unknown;
-    createdAt: Date;
-    expiresAt: Date;
-  },
-): Promise<void> {
-  await sql`
+  link: { id: string; orgId: string; keyId: string; tokenHash: Buffer; query: unknown },
+  maxReady: number,
+): Promise<ExportLinkRow | undefined> {
+  const { rows } = await sql<ExportLinkRow>`
     with old as (
       delete from export_links
-      where org_id = ${link.orgId} and created_at < ${link.createdAt}::timestamptz - ${KEEP_LINKS}::interval
+      where org_id = ${link.orgId} and created_at < now() - ${KEEP_LINKS}::interval
     )
     insert into export_links (id, org_id, key_id, token_hash, query, created_at, expires_at)
-    values (${link.id}, ${link.orgId}, ${link.keyId}, ${link.tokenHash},
-      ${JSON.stringify(link.query)}::jsonb, ${link.createdAt}, ${link.expiresAt})
-  `.execute(db);
+    select ${link.id}, ${link.orgId}, ${link.keyId}, ${link.tokenHash},
+      ${JSON.stringify(link.query)}::jsonb, now(), now() + ${TTL}::interval
+    where (select count(*) from export_links
+      where org_id = ${link.orgId} and state = 'ready' and expires_at > now()) < ${maxReady}
+    returning ${COLUMNS}`.execute(db);
+  return rows[0];
 }
 
 /**
@@ -57,44 +65,45 @@ export async function insertExportLink(
 export async function claimExportLink(
   db: Db,
   tokenHash: Buffer,
-  now: Date,
 ): Promise<ExportLinkRow | undefined> {
   const { rows } = await sql<ExportLinkRow>`
-    update export_links set state = 'streaming', started_at = ${now}
-    where token_hash = ${tokenHash} and state = 'ready' and expires_at > ${now}
+    update export_links set state = 'streaming', started_at = now(), progress_at = now()
+    where token_hash = ${tokenHash} and state = 'ready' and expires_at > now()
     returning ${COLUMNS}`.execute(db);
   return rows[0];
 }
 
+/**
+ * Writes a streaming export's progress (never backwards: ticks may commit out of order) and
+ * tells whether the key that made the link is still active: a key revoked or expired meanwhile
+ * ends its export.
+ */
 export async function exportProgress(
   db: Db,
   id: string,
   sent: { rows: number; bytes: number },
-): Promise<void> {
-  await db
-    .updateTable('export_links')
-    .set({ rows_sent: sent.rows, bytes_sent: sent.bytes })
-    .where('id', '=', id)
-    .where('state', '=', 'streaming')
-    .execute();
+): Promise<{ keyActive: boolean }> {
+  const { rows } = await sql<{ key_active: boolean }>`
+    update export_links l
+    set rows_sent = greatest(l.rows_sent, ${sent.rows}),
+      bytes_sent = greatest(l.bytes_sent, ${sent.bytes}), progress_at = now()
+    from api_keys k
+    where l.id = ${id} and l.state = 'streaming' and k.id = l.key_id
+    returning k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) as key_active`.execute(
+    db,
+  );
+  return { keyActive: rows[0]?.key_active ?? true };
 }
 
 export async function finishExportLink(
   db: Db,
   id: string,
-  end: { state: 'done' | 'failed'; rows: number; bytes: number; detail: string | null; at: Date },
+  end: { state: 'done' | 'failed'; rows: number; bytes: number; detail: string | null },
 ): Promise<void> {
-  await db
-    .updateTable('export_links')
-    .set({
-      state: end.state,
-      rows_sent: end.rows,
-      bytes_sent: end.bytes,
-      detail: end.detail,
-      finished_at: end.at,
-    })
-    .where('id', '=', id)
-    .execute();
+  await sql`
+    update export_links set state = ${end.state}, rows_sent = ${end.rows},
+      bytes_sent = ${end.bytes}, detail = ${end.detail}, finished_at = now(), progress_at = now()
+    where id = ${id}`.execute(db);
 }
 
 export async function findExportLink(
@@ -105,4 +114,11 @@ export async function findExportLink(
   const { rows } = await sql<ExportLinkRow>`
     select ${COLUMNS} from export_links where org_id = ${orgId} and id = ${id}`.execute(db);
   return rows[0];
+}
+
+/** The daily maintenance: links older than a day, of every org. */
+export async function deleteOldExportLinks(db: Db): Promise<number> {
+  const result = await sql`
+    delete from export_links where created_at < now() - ${KEEP_LINKS}::interval`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
 }

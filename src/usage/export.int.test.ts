@@ -267,6 +267,43 @@ describe('streamed exports', { timeout: 120_000 }, () => {
     expect(failed.rows).toBeLessThan(BULK);
   });
 
+  it("ends an export link's download within a second or two of its key being revoked", async () => {
+    const leaked = await createKey(app.client, bulk, { scopes: ['events:read'] });
+    const made = await app.client.post(`/api/orgs/${bulk.orgId}/exports`, {
+      key: leaked.key,
+      body: { from: new Date(start - 1000).toISOString() },
+    });
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpGet(new URL(`${app.baseUrl}${made.body.url}`), resolve).once('error', reject),
+    );
+    paused.add(res);
+    res.on('error', () => undefined);
+    const closed = new Promise((resolve) => res.once('close', resolve));
+    await new Promise((resolve) =>
+      res.once('data', () => {
+        res.pause();
+        resolve(undefined);
+      }),
+    );
+    const revoked = await app.client.delete(`/api/orgs/${bulk.orgId}/api-keys/${leaked.id}`, {
+      key: bulk.adminKey,
+    });
+    expect(revoked.status).toBe(200);
+    const failed = await waitFor(
+      async () => {
+        const p = await app.client.get(`/api/orgs/${bulk.orgId}/exports/${made.body.id}`, {
+          key: bulkReader.key,
+        });
+        return p.body.state === 'failed' ? p.body : null;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(failed.detail).toContain('revoked or expired while it streamed');
+    res.resume();
+    await closed;
+    expect(res.complete).toBe(false);
+  });
+
   it('cuts the connection (an incomplete file, never a clean end) when Postgres ends a CSV export midway', async () => {
     const { res } = await openPaused('text/csv');
     res.on('error', () => undefined); // the client sees the cut as an aborted response

@@ -26,7 +26,7 @@ const UNAVAILABLE_PG_CODES = new Set([
 ]);
 const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE']);
 
-function classify(error: unknown): AppError {
+export function classify(error: unknown): AppError {
   if (isAppError(error)) return error;
   const e = error as { type?: string; code?: string; message?: string } | null;
   const bodyCode = e?.type ? BODY_ERRORS[e.type] : undefined;

@@ -91,6 +91,7 @@ export function guardExport(kt: Keytrail, orgId: string, res: Response): void {
   const socket = res.socket;
   const cut = (reason: string) => {
     kt.exportSlots.cut[reason] = (kt.exportSlots.cut[reason] ?? 0) + 1;
+    res.locals.exportCut = reason;
     kt.logger.warn({ reason, request_id: res.locals.requestId as string }, 'export cut');
     res.destroy();
   };
@@ -120,11 +121,15 @@ export type Meter = { lines: number; bytes: number; quoted?: boolean };
 const NEWLINE = 10;
 const QUOTE = 34;
 
-/** An escaped quote ("") leaves and enters the quotes again: the state stays right. */
+/**
+ * An escaped quote ("") leaves and enters the quotes again: the state stays right. The next
+ * quote's position is kept while the scan is before it: one pass over the chunk.
+ */
 function countCsvRows(meter: Meter, chunk: Buffer): void {
   let i = 0;
+  let quote = chunk.indexOf(QUOTE);
   for (;;) {
-    const quote = chunk.indexOf(QUOTE, i);
+    if (quote !== -1 && quote < i) quote = chunk.indexOf(QUOTE, i);
     if (meter.quoted) {
       if (quote === -1) return;
       meter.quoted = false;
@@ -142,31 +147,38 @@ function countCsvRows(meter: Meter, chunk: Buffer): void {
   }
 }
 
+const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
+
 /**
  * Streams the whole filtered range as CSV or NDJSON, paced by the client. Resolves when the
- * answer ended or was cut: `res.writableFinished` tells which.
+ * answer ended or was cut: `res.writableFinished` tells which. With a `meter`, counts what it
+ * writes (an export link's progress) and names an NDJSON file too.
  */
 export async function streamEvents(
   kt: Keytrail,
   res: Response,
   filter: EventFilter,
   format: 'csv' | 'ndjson',
-  meter: Meter = { lines: 0, bytes: 0 },
+  meter?: Meter,
 ): Promise<void> {
+  const name = `usage-events-${stamp(filter.from)}-${stamp(filter.to)}`;
   if (format === 'csv') {
-    const stamp = (d: Date) => d.toISOString().slice(0, 19).replace(/[-:]/g, '');
     const csv = await kt.events.csv(filter);
     res.status(200).type('text/csv; charset=utf-8');
-    res.attachment(`usage-events-${stamp(filter.from)}-${stamp(filter.to)}.csv`);
-    const metered = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        meter.bytes += chunk.length;
-        countCsvRows(meter, chunk);
-        done(null, chunk);
-      },
-    });
+    res.attachment(`${name}.csv`);
+    const stages = meter
+      ? [
+          new Transform({
+            transform(chunk: Buffer, _encoding, done) {
+              meter.bytes += chunk.length;
+              countCsvRows(meter, chunk);
+              done(null, chunk);
+            },
+          }),
+        ]
+      : [];
     // pipeline: backpressure both ways, and a client that leaves ends the COPY.
-    await pipeline(csv, metered, res).catch((error: unknown) => {
+    await pipeline([csv, ...stages, res]).catch((error: unknown) => {
       // A client leaving mid-export is normal; anything else is worth a log line.
       if (!res.destroyed || !/premature close|aborted/i.test(String(error))) {
         kt.logger.warn(
@@ -178,12 +190,16 @@ export async function streamEvents(
     return;
   }
   // NDJSON: one keyset batch in memory at a time, paced by the socket.
+  // attachment() sets a type from the extension: the NDJSON type goes after it.
+  if (meter) res.attachment(`${name}.ndjson`);
   res.status(200).type('application/x-ndjson');
   for await (const rows of kt.events.batches(filter)) {
     if (res.destroyed) break;
     const text = ndjson(rows);
-    meter.lines += rows.length;
-    meter.bytes += Buffer.byteLength(text);
+    if (meter) {
+      meter.lines += rows.length;
+      meter.bytes += Buffer.byteLength(text);
+    }
     await written(res, text);
   }
   res.end();

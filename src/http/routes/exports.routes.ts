@@ -11,7 +11,8 @@ import { Router, type Response } from 'express';
 import type { Keytrail } from '../../keytrail.ts';
 import { missingScopes } from '../../keys/keys.types.ts';
 import { compileAllowedIps } from '../../limits/ip-allow.ts';
-import { AppError } from '../../platform/errors.ts';
+import { AppError, isAppError } from '../../platform/errors.ts';
+import { classify } from '../middleware/errors.ts';
 import { PROGRESS_EVERY_MS, type ExportLink, type Sent } from '../../usage/export-links.service.ts';
 import { CreateExportBody, ExportParams, ExportTokenParams } from '../export.schemas.ts';
 import { parseInput } from '../validate.ts';
@@ -33,7 +34,12 @@ const exportJson = (link: ExportLink) => ({
 
 /** The link has the power of its key, as that key is now. */
 async function assertHolder(kt: Keytrail, link: ExportLink, ip: string | undefined) {
-  const key = await kt.keys.get(link.orgId, link.keyId).catch(() => null);
+  // Only "not found" means the key is gone; any other failure (a pool wait, an outage) is
+  // answered for what it is.
+  const key = await kt.keys.get(link.orgId, link.keyId).catch((error: unknown) => {
+    if (isAppError(error) && error.code === 'not_found') return null;
+    throw error;
+  });
   if (key?.status !== 'active') {
     throw new AppError('unauthenticated', {
       detail: 'the key that made this export link is no longer valid',
@@ -51,10 +57,13 @@ async function assertHolder(kt: Keytrail, link: ExportLink, ip: string | undefin
   }
 }
 
-/** Why an export ended before its end, in the link's `detail`. */
+/** Why an export ended before its end, in the link's `detail`: its problem's code and detail. */
 function failureOf(error: unknown): string {
-  return error instanceof AppError ? `${error.code}: ${error.detail ?? ''}`.trim() : 'internal';
+  const problem = classify(error);
+  return problem.detail ? `${problem.code}: ${problem.detail}` : problem.code;
 }
+
+const REVOKED = 'the key that made this export link was revoked or expired while it streamed';
 
 /** Streams the link's export, writing its progress every second and its end. */
 async function download(kt: Keytrail, link: ExportLink, ip: string | undefined, res: Response) {
@@ -63,7 +72,14 @@ async function download(kt: Keytrail, link: ExportLink, ip: string | undefined, 
   const sent = (): Sent => ({ rows: Math.max(0, meter.lines - header), bytes: meter.bytes });
   const log = (error: unknown) =>
     kt.logger.warn({ err: String(error), export_id: link.id }, 'export progress not written');
-  let failure: string | null = 'the download was cut before its end';
+  let failure: string | null = null;
+  let revoked = false;
+  const tick = async () => {
+    const { keyActive } = await kt.exportLinks.progress(link.id, sent());
+    if (keyActive || res.destroyed) return;
+    revoked = true;
+    res.destroy();
+  };
   try {
     await assertHolder(kt, link, ip);
     // Validated when the link was made; parsed again for its dates and defaults.
@@ -72,17 +88,21 @@ async function download(kt: Keytrail, link: ExportLink, ip: string | undefined, 
     // `to` left out: the moment the download starts.
     const filter = filterOf(link.orgId, query, kt.clock.now());
     guardExport(kt, link.orgId, res);
-    const timer = setInterval(
-      () => void kt.exportLinks.progress(link.id, sent()).catch(log),
-      PROGRESS_EVERY_MS,
-    );
+    const timer = setInterval(() => void tick().catch(log), PROGRESS_EVERY_MS);
     try {
       await streamEvents(kt, res, filter, query.format, meter);
       await finished(res).catch(() => undefined);
     } finally {
       clearInterval(timer);
     }
-    if (res.writableFinished) failure = null;
+    if (!res.writableFinished) {
+      const cut = res.locals.exportCut as string | undefined;
+      failure = revoked
+        ? REVOKED
+        : cut
+          ? `cut (${cut}): see the export limits in the operations guide`
+          : 'the download was cut before its end (the client left, or the server failed)';
+    }
   } catch (error) {
     failure = failureOf(error);
     throw error;
@@ -121,14 +141,25 @@ export function exportsRoutes(kt: Keytrail): { org: Router; download: Router } {
   );
 
   const files = Router();
-  files.get('/api/exports/:token', async (req, res) => {
+  const PATH = '/api/exports/:token';
+  // Whatever the answer: the link is a credential, and the body holds what callers sent.
+  files.use(PATH, (_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
+  // Express would answer HEAD with the GET handler: a link checker would spend the link.
+  files.head(PATH, (_req, res) => {
+    res.setHeader('Allow', 'GET');
+    throw new AppError('method_not_allowed', { detail: 'open the link with GET, once' });
+  });
+  files.get(PATH, async (req, res) => {
     const { token } = parseInput(ExportTokenParams, req.params, 'path');
     const link = await kt.exportLinks.claim(token);
     if (!link) {
       throw new AppError('not_found', { detail: 'this export link is unknown, used or expired' });
     }
-    res.setHeader('Cache-Control', 'no-store');
-    res.setHeader('Referrer-Policy', 'no-referrer');
     await download(kt, link, req.ip, res);
   });
   return { org, download: files };

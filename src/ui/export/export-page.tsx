@@ -15,8 +15,6 @@ import { asApiError, useApi, useTitle } from '../hooks.ts';
 
 const DAY_MS = 86_400_000;
 const POLL_MS = 500;
-/** A link not opened by then: the browser did not start the download. */
-const START_TIMEOUT_MS = 15_000;
 
 /** A datetime-local value ("2026-12-01T23:20") for an instant, in the browser's time zone. */
 export function localInput(ms: number): string {
@@ -43,7 +41,14 @@ function startDownload(url: string): void {
   a.remove();
 }
 
-/** Follows an export until it ends; one the browser never started is reported as failed. */
+/** Polls with a growing pause after a failed poll (an outage, a 5xx), up to this. */
+const MAX_BACKOFF_MS = 8_000;
+
+/**
+ * Follows an export until it ends (done, failed, expired). A failed poll is retried: the
+ * download goes on whatever the page's polls meet, so only a 4xx (the export is gone, the key
+ * lost its scope) ends the following.
+ */
 async function follow(
   client: Client,
   orgId: string,
@@ -51,16 +56,20 @@ async function follow(
   onUpdate: (e: Export) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const began = Date.now();
   let current = created;
+  let pause = POLL_MS;
   while (current.state === 'ready' || current.state === 'streaming') {
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await new Promise((resolve) => setTimeout(resolve, pause));
     if (signal.aborted) return;
-    current = await client.exportStatus(orgId, created.id, signal);
-    if (current.state === 'ready' && Date.now() - began > START_TIMEOUT_MS) {
-      current = { ...current, state: 'failed', detail: 'the browser did not start the download' };
+    try {
+      current = await client.exportStatus(orgId, created.id, signal);
+      pause = POLL_MS;
+      onUpdate(current);
+    } catch (error) {
+      const status = asApiError(error).status;
+      if (signal.aborted || (status >= 400 && status < 500)) throw error;
+      pause = Math.min(MAX_BACKOFF_MS, pause * 2);
     }
-    onUpdate(current);
   }
 }
 
@@ -100,14 +109,20 @@ export function ExportPage({ session }: { session: Session }) {
   const [current, setCurrent] = useState<Export | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const following = useRef<AbortController | null>(null);
+  // From the click until the export is made: a double click makes one export, not two (a ref:
+  // the second click comes before the re-render that disables the button).
+  const making = useRef(false);
+  const [submitting, setSubmitting] = useState(false);
   const keys = useApi((signal) => client.keys(self.org_id, signal), [client, self.org_id]);
   useTitle('Export');
   useEffect(() => () => following.current?.abort(), []);
-  const busy = current?.state === 'ready' || current?.state === 'streaming';
+  const busy = submitting || current?.state === 'ready' || current?.state === 'streaming';
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (busy) return;
+    if (busy || making.current) return;
+    making.current = true;
+    setSubmitting(true);
     setError(null);
     following.current?.abort();
     const controller = new AbortController();
@@ -121,11 +136,16 @@ export function ExportPage({ session }: { session: Session }) {
         format: 'csv',
       });
       setCurrent(created);
+      making.current = false;
+      setSubmitting(false);
       startDownload(created.url);
       await follow(client, self.org_id, created, setCurrent, controller.signal);
     } catch (failure) {
       if (!controller.signal.aborted) setError(asApiError(failure));
       setCurrent(null);
+    } finally {
+      making.current = false;
+      setSubmitting(false);
     }
   }
 
@@ -155,7 +175,7 @@ export function ExportPage({ session }: { session: Session }) {
             ))}
           </select>
         </label>
-        <button type="submit" class="primary" aria-disabled={busy}>
+        <button type="submit" class="primary" aria-disabled={busy} disabled={submitting}>
           Export CSV
         </button>
       </form>
@@ -168,7 +188,10 @@ export function ExportPage({ session }: { session: Session }) {
       {(current?.state === 'failed' || current?.state === 'expired') && (
         <p class="message message-error" role="alert">
           The export did not complete ({formatNumber(current.rows)} rows written):{' '}
-          {current.detail ?? 'the link expired before the download started'}.
+          {current.state === 'expired'
+            ? 'the browser did not start the download within a minute'
+            : (current.detail ?? 'no reason was recorded')}
+          .
         </p>
       )}
       {error && <ProblemMessage error={error} />}

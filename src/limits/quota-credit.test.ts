@@ -1,0 +1,72 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Take } from './quota.queries.ts';
+import {
+  createQuotaCredit,
+  PROBE_MS,
+  QUOTA_NEEDS_CREDIT,
+  QUOTA_OK,
+  QUOTA_UNAVAILABLE,
+  type QuotaStore,
+} from './quota-credit.ts';
+
+/** A pool of `pool` credit whose takes fail while `down`. */
+function store(pool: number) {
+  const state = { pool, down: false, takes: 0 };
+  const s: QuotaStore = {
+    take(items) {
+      state.takes += 1;
+      if (state.down) return Promise.reject(new Error('statement timeout'));
+      return Promise.resolve(
+        items.map((i): Take => {
+          const got = Math.min(i.want, state.pool);
+          state.pool -= got;
+          const base = { subject: i.subject, limit: pool, generation: 1, seq: state.takes };
+          return { ...base, got, pool: state.pool, periodStart: null, refill: null };
+        }),
+      );
+    },
+    report: () => Promise.resolve(),
+    giveBack: () => Promise.resolve(),
+    debit: () => Promise.resolve(),
+  };
+  return { s, state };
+}
+
+const QUOTA = { generation: 1 };
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('quota credit while takes fail', () => {
+  it('answers unavailable without a statement right after a failed take, then probes again', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { s, state } = store(100);
+    const credit = createQuotaCredit({ store: s, now: () => Date.now(), failOpen: false });
+    expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    state.down = true;
+    await credit.credit('k', QUOTA, 1);
+    expect(credit.failing).toBe(true);
+    const takes = state.takes;
+    // Within PROBE_MS of the failed take: 503 at once, nothing sent.
+    expect(credit.check('other', QUOTA, 1)).toBe(QUOTA_UNAVAILABLE);
+    expect(state.takes).toBe(takes);
+    // Postgres is back; past PROBE_MS the next request tries, and is admitted.
+    state.down = false;
+    vi.setSystemTime(Date.now() + PROBE_MS);
+    expect(credit.check('other', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('other', QUOTA, 1);
+    expect(credit.failing).toBe(false);
+    expect(credit.check('other', QUOTA, 1)).toBe(QUOTA_OK);
+  });
+
+  it('admits without credit within the probe interval when failing open', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { s, state } = store(100);
+    const credit = createQuotaCredit({ store: s, now: () => Date.now(), failOpen: true });
+    state.down = true;
+    expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('k', QUOTA, 1);
+    expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_OK);
+  });
+});
