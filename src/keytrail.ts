@@ -15,6 +15,7 @@ import { createEventsService, type EventsService } from './usage/events.service.
 import { createExportLinks, type ExportLinks } from './usage/export-links.service.ts';
 import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.service.ts';
+import { noticeLowQuotas } from './webhooks/watch.ts';
 import { ExportSlots } from './usage/export-slots.ts';
 import { KeyedGate } from './platform/keyed-gate.ts';
 import { MissLimiter } from './keys/miss-limiter.ts';
@@ -180,7 +181,12 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const auth = createKeyAuthenticator(deps);
   const keys = createKeysService({ ...deps, maxKeysPerOrg: config.maxKeysPerOrg });
   const rateDefaults = createRateDefaults({ db: database.db, clock, cache });
-  const limits = createLimits({ db: limitsDatabase.db, logger, ...config.limits });
+  const limits = createLimits({
+    db: limitsDatabase.db,
+    logger,
+    ...config.limits,
+    onQuotaReported: (subjects) => noticeLowQuotas(limitsDatabase.db, subjects),
+  });
   const orgs = createOrgsService({ db: database.db, clock, keys });
   const queue = lazyQueue(config, logger, options.queueMaintenance ?? false);
   const usage = createUsageService({

@@ -38,6 +38,11 @@ export function createLimits(deps: {
   syncMs: number;
   /** Quotas: admit (and debit later) rather than refuse while takes fail. */
   quotaFailOpen: boolean;
+  /**
+   * After this instance reported what it holds of these quotas: what is left may have fallen
+   * under 10 % with no use left to ingest (the `key.quota_low` notice).
+   */
+  onQuotaReported?: (subjects: string[]) => Promise<unknown>;
 }): Limits {
   const { db, logger, syncMs } = deps;
   const instanceId = newId();
@@ -69,7 +74,14 @@ export function createLimits(deps: {
         start();
         return detachedFromRequest(() => takeQuota(db, instanceId, items));
       },
-      report: (items) => detachedFromRequest(() => reportQuota(db, instanceId, items)),
+      report: (items) =>
+        detachedFromRequest(async () => {
+          await reportQuota(db, instanceId, items);
+          if (items.length === 0 || !deps.onQuotaReported) return;
+          await deps.onQuotaReported(items.map((i) => i.subject)).catch((error: unknown) => {
+            logger.warn({ err: error }, 'quota notices after a report failed');
+          });
+        }),
       giveBack: (items) => detachedFromRequest(() => returnQuota(db, instanceId, items)),
       debit: (items) => detachedFromRequest(() => debitQuota(db, items)),
     },

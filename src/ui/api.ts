@@ -9,6 +9,7 @@ import type {
   ApiKeyJson,
   AuditPageJson,
   CreateKeyBody,
+  UpdateKeyBody,
   KeyListJson,
   KeySelfJson,
   KeyUsageJson,
@@ -44,6 +45,7 @@ export type DormantPolicyInput = z.input<typeof DormantPolicyBody>;
 export type DormantPreview = z.output<typeof DormantPreviewJson>;
 export type RatePolicy = { name: string; limit: number; window_seconds: number };
 export type CreateKeyInput = z.input<typeof CreateKeyBody>;
+export type UpdateKeyInput = z.input<typeof UpdateKeyBody>;
 export type NewKey = { key: string; api_key: ApiKey };
 export type RotatedKey = NewKey & { previous: ApiKey };
 type Problem = z.output<typeof ProblemJson>;
@@ -114,6 +116,8 @@ export type Client = {
   createKey(orgId: string, body: CreateKeyInput): Promise<NewKey>;
   rotateKey(orgId: string, keyId: string, overlapSeconds: number): Promise<RotatedKey>;
   revokeKey(orgId: string, keyId: string, reason: string | null): Promise<{ api_key: ApiKey }>;
+  /** PATCH …/api-keys/:keyId: the fields given change (its limits, here). */
+  updateKey(orgId: string, keyId: string, body: UpdateKeyInput): Promise<ApiKey>;
   dormantPolicy(orgId: string, signal?: AbortSignal): Promise<DormantPolicy>;
   saveDormantPolicy(orgId: string, body: DormantPolicyInput): Promise<DormantPolicy>;
   /** Exactly what the next daily run of the saved policy does. */
@@ -192,6 +196,7 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
       call<RotatedKey>('POST', `${keyPath(orgId, keyId)}/rotate`, {
         overlap_seconds: overlapSeconds,
       }),
+    updateKey: (orgId, keyId, body) => call<ApiKey>('PATCH', keyPath(orgId, keyId), body),
     revokeKey: (orgId, keyId, reason) =>
       call<{ api_key: ApiKey }>(
         'DELETE',

@@ -112,7 +112,11 @@ const NOTICES: readonly {
   { type: 'key.revoked_key_used', outcomes: DEAD_KEY, mark: markRevokedKeyUse },
   { type: 'key.rate_limited', outcomes: RATE_LIMITED, mark: markRateLimited },
   // After use: under 10 % left; after a refusal by the quota: nothing left to take.
-  { type: 'key.quota_low', outcomes: SUCCESS, mark: (u) => markQuotaLow(u.map((x) => x.keyId)) },
+  {
+    type: 'key.quota_low',
+    outcomes: SUCCESS,
+    mark: (u) => markQuotaLow({ keyIds: u.map((x) => x.keyId) }),
+  },
   {
     type: 'key.quota_exhausted',
     outcomes: QUOTA_EXCEEDED,

@@ -121,8 +121,17 @@ export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> 
       'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
 }
 
-/** A batch's keys with a quota, one row per quota (its subject), with what is left of it. */
-function quotasOf(keyIds: readonly string[]): RawBuilder<unknown> {
+/**
+ * Quotas with what is left of each, one row per quota (its subject): those of a batch's keys
+ * (`keyIds`, the notice naming the key used), or given by subject (the notice naming the
+ * subject's newest active key).
+ */
+function quotasOf(match: { keyIds: readonly string[] } | { subjects: readonly string[] }) {
+  const where =
+    'keyIds' in match
+      ? sql`k.id = any(${[...new Set(match.keyIds)]}::uuid[])`
+      : sql`coalesce(k.limits_id, k.id) = any(${[...new Set(match.subjects)]}::uuid[])`;
+  const order = 'keyIds' in match ? sql`k.id` : sql`(k.revoked_at is null) desc, k.created_at desc`;
   return sql`
     select distinct on (q.subject) q.subject, k.id as key_id, k.org_id, q.quota_limit,
       q.pool + coalesce((select sum(l.held) from key_quota_leases l where l.subject = q.subject
@@ -131,18 +140,22 @@ function quotasOf(keyIds: readonly string[]): RawBuilder<unknown> {
       coalesce(q.period_start, 'epoch') as period
     from api_keys k
     join key_quotas q on q.subject = coalesce(k.limits_id, k.id)
-    where k.id = any(${[...new Set(keyIds)]}::uuid[])
-    order by q.subject, k.id`;
+    where ${where}
+    order by q.subject, ${order}`;
 }
 
 /**
- * `key.quota_low`: a quota of the batch's keys with under 10 % of its limit left, noticed once
- * per refill period (once for a quota without refill, until a PATCH lifts it again). What is
- * left counts the pool and what instances hold (never below the truth: never early).
+ * `key.quota_low`: a quota with under 10 % of its limit left, noticed once per refill period
+ * (once for a quota without refill, until a PATCH lifts it again). What is left counts the pool
+ * and what instances hold (never below the truth: never early). Checked when a batch of uses is
+ * ingested and when an instance reports what it holds: the report that shows the quota low may
+ * come after the last use's ingest.
  */
-export function markQuotaLow(keyIds: readonly string[]): RawBuilder<Notice> {
+export function markQuotaLow(
+  match: { keyIds: readonly string[] } | { subjects: readonly string[] },
+): RawBuilder<Notice> {
   return sql<Notice>`
-    with q as (${quotasOf(keyIds)}), l as (
+    with q as (${quotasOf(match)}), l as (
       select k.subject from key_quotas k join q using (subject)
       where q.remaining * 10 < q.quota_limit and k.low_noticed_for is distinct from q.period
       order by k.subject for update of k
@@ -160,7 +173,7 @@ export function markQuotaLow(keyIds: readonly string[]): RawBuilder<Notice> {
  */
 export function markQuotaExhausted(keyIds: readonly string[]): RawBuilder<Notice> {
   return sql<Notice>`
-    with q as (${quotasOf(keyIds)}), l as (
+    with q as (${quotasOf({ keyIds })}), l as (
       select k.subject from key_quotas k join q using (subject)
       where k.pool = 0 and k.exhausted_noticed_for is distinct from q.period
       order by k.subject for update of k

@@ -6,7 +6,7 @@
  */
 import type { Database } from '../platform/db.ts';
 import { auditExpiredKeys } from '../keys/keys.expiry.ts';
-import { markExpiringNotices, markSpikes, type Notice } from './hygiene.queries.ts';
+import { markExpiringNotices, markQuotaLow, markSpikes, type Notice } from './hygiene.queries.ts';
 import { writeOutbox } from './outbox.queries.ts';
 import type { OutboxEvent, WebhookEventType } from './webhooks.types.ts';
 
@@ -28,6 +28,19 @@ export function noticeEvents(type: WebhookEventType, notices: Notice[], at: Date
 
 async function publish(trx: Database, events: OutboxEvent[]): Promise<void> {
   if (events.length > 0) await writeOutbox(events).execute(trx);
+}
+
+/**
+ * `key.quota_low` for quotas an instance just reported its holdings of (called by the limits'
+ * sync): marked and written in one transaction, once per period like the ingest's own check.
+ */
+export async function noticeLowQuotas(db: Database, subjects: readonly string[]): Promise<number> {
+  if (subjects.length === 0) return 0;
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await markQuotaLow({ subjects }).execute(trx);
+    await publish(trx, noticeEvents('key.quota_low', rows, new Date()));
+    return rows.length;
+  });
 }
 
 export type WatchReport = { expired: number; expiring: number; spikes: number };

@@ -26,6 +26,8 @@ import { keysHref } from '../route.ts';
 import { findingsOf } from './findings.ts';
 import { Findings } from './findings.tsx';
 import { EndpointsTable, EventsTable } from './tables.tsx';
+import { limitFields } from './limits-summary.tsx';
+import { LimitsDialog } from '../limits/limits-dialog.tsx';
 import { TrendChart } from './trend-chart.tsx';
 import {
   DEFAULT_WINDOW,
@@ -43,7 +45,7 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
   const { client, self } = session;
   const orgId = self.org_id;
   const [windowId, setWindowId] = useState<WindowId>(DEFAULT_WINDOW);
-  const [dialog, setDialog] = useState<'rotate' | 'revoke' | null>(null);
+  const [dialog, setDialog] = useState<DialogKind | null>(null);
   // Bumped by Refresh and by a closed dialog: everything on the page is read again.
   const [generation, setGeneration] = useState(0);
   const key = useApi(
@@ -87,6 +89,9 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
             <PageHeading>{k.name}</PageHeading>
             {k.status === 'active' && (
               <div class="actions">
+                <button type="button" onClick={() => setDialog('limits')}>
+                  Edit limits
+                </button>
                 <button type="button" onClick={() => setDialog('rotate')}>
                   Rotate
                 </button>
@@ -128,13 +133,25 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
   );
 }
 
+type DialogKind = 'rotate' | 'revoke' | 'limits';
+
 function KeyDialog(props: {
-  kind: 'rotate' | 'revoke';
+  kind: DialogKind;
   session: Session;
   apiKey: ApiKey;
   onClose: () => void;
 }) {
   const { client, self } = props.session;
+  if (props.kind === 'limits') {
+    return (
+      <LimitsDialog
+        client={client}
+        orgId={self.org_id}
+        apiKey={props.apiKey}
+        onClose={props.onClose}
+      />
+    );
+  }
   const row = { key_id: props.apiKey.id, name: props.apiKey.name, prefix: props.apiKey.prefix };
   const common = { client, orgId: self.org_id, row, onClose: props.onClose };
   return props.kind === 'rotate' ? <RotateDialog {...common} /> : <RevokeDialog {...common} />;
@@ -166,6 +183,7 @@ function KeyFields({ apiKey: k, now }: { apiKey: ApiKey; now: number }) {
         ['Last used', <RelativeTime iso={k.last_used_at} now={now} />],
         ['Requests', formatNumber(k.request_count)],
         ['Last IP', k.last_used_ip ?? NEVER],
+        ...limitFields(k),
       ]}
     />
   );

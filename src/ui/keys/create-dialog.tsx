@@ -5,6 +5,8 @@ import { ProblemMessage } from '../components.tsx';
 import { Dialog, DialogActions } from '../dialog.tsx';
 import { asApiError } from '../hooks.ts';
 import { parseExpiry, parseScopes } from './key-form.ts';
+import { LimitsFields } from '../limits/limits-fields.tsx';
+import { EMPTY_LIMITS, parseLimits } from '../limits/limits-form.ts';
 import { Plaintext } from './plaintext.tsx';
 
 type Props = { client: Client; orgId: string; onClose: () => void };
@@ -38,9 +40,11 @@ function CreateForm({ client, orgId, onCreated, onCancel }: FormProps) {
   const [environment, setEnvironment] = useState<'live' | 'test'>('live');
   const [scopes, setScopes] = useState('');
   const [expires, setExpires] = useState('');
-  const [invalid, setInvalid] = useState<{ field: 'scopes' | 'expires'; message: string } | null>(
-    null,
-  );
+  const [limits, setLimits] = useState(EMPTY_LIMITS);
+  const [invalid, setInvalid] = useState<{
+    field: 'scopes' | 'expires' | 'limits';
+    message: string;
+  } | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -51,18 +55,29 @@ function CreateForm({ client, orgId, onCreated, onCancel }: FormProps) {
     if (!parsedScopes.ok) return setInvalid({ field: 'scopes', message: parsedScopes.message });
     const expiry = parseExpiry(expires, Date.now());
     if (!expiry.ok) return setInvalid({ field: 'expires', message: expiry.message });
+    const parsedLimits = parseLimits(limits, false);
+    if (!parsedLimits.ok) return setInvalid({ field: 'limits', message: parsedLimits.message });
     setInvalid(null);
     setError(null);
     setBusy(true);
     try {
       const body = { name: name.trim(), environment, scopes: parsedScopes.value };
-      onCreated(await client.createKey(orgId, { ...body, expires_at: expiry.value }));
+      const { rate_limits, quota, allowed_ips } = parsedLimits.value;
+      onCreated(
+        await client.createKey(orgId, {
+          ...body,
+          expires_at: expiry.value,
+          ...(rate_limits.length > 0 && { rate_limits }),
+          ...(quota && { quota }),
+          ...(allowed_ips.length > 0 && { allowed_ips }),
+        }),
+      );
     } catch (e) {
       setError(asApiError(e));
       setBusy(false);
     }
   };
-  const fieldError = (field: 'scopes' | 'expires') =>
+  const fieldError = (field: 'scopes' | 'expires' | 'limits') =>
     invalid?.field === field ? (
       <p id={`create-${field}-error`} class="field-error" role="alert">
         {invalid.message}
@@ -118,6 +133,11 @@ function CreateForm({ client, orgId, onCreated, onCancel }: FormProps) {
         Optional, in your local time. Leave it empty for a key that does not expire.
       </p>
       {fieldError('expires')}
+      <details class="limits">
+        <summary>Limits (optional)</summary>
+        <LimitsFields id="create-limits" form={limits} onChange={setLimits} editing={false} />
+      </details>
+      {fieldError('limits')}
       {error && <ProblemMessage error={error} />}
       <DialogActions
         label="Create"

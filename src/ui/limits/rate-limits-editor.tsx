@@ -3,6 +3,7 @@
  * Policies page and a key's own limits. Each field is labelled with its row, so a screen reader
  * (and a test) can tell "Requests of limit 2" from the others.
  */
+import './limits.css';
 import { emptyRow, MAX_RATE_POLICIES, WINDOW_UNITS, type RateRow } from './rate-rows.ts';
 
 type Props = {
