@@ -74,6 +74,17 @@ export const WEBHOOK_OPERATIONS: Op[] = [
     errors: [401, 403, 404, 422],
   },
   {
+    method: 'post',
+    path: `${BASE}/{webhookId}/test`,
+    operationId: 'sendWebhookTest',
+    summary:
+      'Send a webhook.test event to this endpoint alone, signed and retried like any delivery',
+    scope,
+    params: z.object(ONE),
+    ok: { status: 202, schema: w.TestDeliveryJson, description: 'Queued for delivery' },
+    errors: [401, 403, 404, 422],
+  },
+  {
     method: 'get',
     path: `${BASE}/{webhookId}/deliveries`,
     operationId: 'listWebhookDeliveries',

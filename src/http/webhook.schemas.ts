@@ -1,7 +1,7 @@
 /** Request and response schemas of the webhook endpoints (SPEC §10). */
 import { z } from 'zod';
 import { WebhookErrorCategory } from '../webhooks/delivery-errors.ts';
-import { WEBHOOK_EVENT_TYPES } from '../webhooks/webhooks.types.ts';
+import { DELIVERY_EVENT_TYPES, WEBHOOK_EVENT_TYPES } from '../webhooks/webhooks.types.ts';
 import { SafeText } from './safe-input.ts';
 import { Limit, Timestamp, Uuid } from './schemas.ts';
 
@@ -89,7 +89,9 @@ export const DeliveryJson = z
   .object({
     id: Uuid,
     message_id: Uuid.meta({ description: 'The webhook-id header: the same on every attempt.' }),
-    event_type: z.enum(WEBHOOK_EVENT_TYPES),
+    event_type: z.enum(DELIVERY_EVENT_TYPES).meta({
+      description: 'The event’s type; webhook.test for a test event (“Send test event”).',
+    }),
     status: z.enum(['queued', 'pending', 'succeeded', 'failed', 'skipped']).meta({
       description:
         'queued/pending: on its way (pending also between retries); failed: given up; skipped: the endpoint was disabled.',
@@ -112,3 +114,7 @@ export const DeliveryJson = z
 export const DeliveriesPageJson = z
   .object({ data: z.array(DeliveryJson), next_cursor: z.string().nullable() })
   .meta({ id: 'WebhookDeliveryPage' });
+
+export const TestDeliveryJson = z
+  .object({ message_id: Uuid, delivery_id: Uuid })
+  .meta({ id: 'WebhookTestDelivery' });

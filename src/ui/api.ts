@@ -19,6 +19,14 @@ import type {
 } from '../http/schemas.ts';
 import type { CreateExportBody, CreatedExportJson, ExportJson } from '../http/export.schemas.ts';
 import type {
+  CreateWebhookBody,
+  CreatedWebhookJson,
+  DeliveriesPageJson,
+  RotatedSecretJson,
+  UpdateWebhookBody,
+  WebhookJson,
+} from '../http/webhook.schemas.ts';
+import type {
   DormantPolicyBody,
   DormantPolicyJson,
   DormantPreviewJson,
@@ -44,6 +52,13 @@ export type DormantPolicy = z.output<typeof DormantPolicyJson>;
 export type DormantPolicyInput = z.input<typeof DormantPolicyBody>;
 export type DormantPreview = z.output<typeof DormantPreviewJson>;
 export type RatePolicy = { name: string; limit: number; window_seconds: number };
+export type Webhook = z.output<typeof WebhookJson>;
+export type NewWebhook = z.output<typeof CreatedWebhookJson>;
+export type WebhookInput = z.input<typeof CreateWebhookBody>;
+export type WebhookPatch = z.input<typeof UpdateWebhookBody>;
+export type Deliveries = z.output<typeof DeliveriesPageJson>;
+export type Delivery = Deliveries['data'][number];
+export type RotatedSecret = z.output<typeof RotatedSecretJson>;
 export type CreateKeyInput = z.input<typeof CreateKeyBody>;
 export type UpdateKeyInput = z.input<typeof UpdateKeyBody>;
 export type NewKey = { key: string; api_key: ApiKey };
@@ -125,6 +140,14 @@ export type Client = {
   /** The org's default rate limits, for keys without their own. */
   rateDefaults(orgId: string, signal?: AbortSignal): Promise<RatePolicy[]>;
   saveRateDefaults(orgId: string, policies: RatePolicy[]): Promise<RatePolicy[]>;
+  webhooks(orgId: string, signal?: AbortSignal): Promise<Webhook[]>;
+  createWebhook(orgId: string, body: WebhookInput): Promise<NewWebhook>;
+  updateWebhook(orgId: string, id: string, patch: WebhookPatch): Promise<Webhook>;
+  deleteWebhook(orgId: string, id: string): Promise<void>;
+  rotateWebhookSecret(orgId: string, id: string): Promise<RotatedSecret>;
+  sendWebhookTest(orgId: string, id: string): Promise<unknown>;
+  deliveries(orgId: string, id: string, signal?: AbortSignal): Promise<Deliveries>;
+  resendDelivery(orgId: string, id: string, deliveryId: string): Promise<unknown>;
   /** Aborts every request in flight and refuses new ones (sign-out). */
   dispose(): void;
 };
@@ -179,6 +202,7 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
   ): Promise<T> => (await (await send(method, path, 'application/json', body, signal)).json()) as T;
   const org = (orgId: string) => `/api/orgs/${encodeURIComponent(orgId)}`;
   const get = <T>(path: string, signal?: AbortSignal) => call<T>('GET', path, undefined, signal);
+  const hooksPath = (orgId: string) => `${org(orgId)}/webhooks`;
   const keyPath = (orgId: string, keyId: string) =>
     `${org(orgId)}/api-keys/${encodeURIComponent(keyId)}`;
 
@@ -241,6 +265,25 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
           rate_limits: policies,
         })
       ).rate_limits,
+    webhooks: async (orgId, signal) =>
+      (await get<{ data: Webhook[] }>(hooksPath(orgId), signal)).data,
+    createWebhook: (orgId, body) => call<NewWebhook>('POST', hooksPath(orgId), body),
+    updateWebhook: (orgId, id, patch) =>
+      call<Webhook>('PATCH', `${hooksPath(orgId)}/${encodeURIComponent(id)}`, patch),
+    deleteWebhook: async (orgId, id) => {
+      await send('DELETE', `${hooksPath(orgId)}/${encodeURIComponent(id)}`, 'application/json');
+    },
+    rotateWebhookSecret: (orgId, id) =>
+      call<RotatedSecret>('POST', `${hooksPath(orgId)}/${encodeURIComponent(id)}/rotate-secret`),
+    sendWebhookTest: (orgId, id) =>
+      call('POST', `${hooksPath(orgId)}/${encodeURIComponent(id)}/test`),
+    deliveries: (orgId, id, signal) =>
+      get<Deliveries>(`${hooksPath(orgId)}/${encodeURIComponent(id)}/deliveries?limit=20`, signal),
+    resendDelivery: (orgId, id, deliveryId) =>
+      call(
+        'POST',
+        `${hooksPath(orgId)}/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/resend`,
+      ),
     createExport: (orgId, body) => call<CreatedExport>('POST', `${org(orgId)}/exports`, body),
     exportStatus: (orgId, exportId, signal) =>
       get<Export>(`${org(orgId)}/exports/${encodeURIComponent(exportId)}`, signal),

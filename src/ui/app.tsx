@@ -13,7 +13,15 @@ import { KeyPage } from './key/key-page.tsx';
 import { KeysPage } from './keys/keys-page.tsx';
 import { INITIAL_VIEW, type KeysView } from './keys/usage-query.ts';
 import { useScopes } from './keys/use-scopes.ts';
-import { auditHref, exportHref, keysHref, policiesHref, type Route } from './route.ts';
+import {
+  auditHref,
+  exportHref,
+  keysHref,
+  policiesHref,
+  webhooksHref,
+  type Route,
+} from './route.ts';
+import { WebhooksPage } from './webhooks/webhooks-page.tsx';
 import { PoliciesPage } from './policies/policies-page.tsx';
 import { forgetKey, keepKey, maskKey, storedKey } from './session.ts';
 import { SignIn } from './sign-in.tsx';
@@ -109,6 +117,7 @@ function Pages({ route, session }: { route: Route; session: Session }) {
   if (route.page === 'audit') return <AuditPage session={session} keys={scopes} />;
   if (route.page === 'export') return <ExportPage session={session} />;
   if (route.page === 'policies') return <PoliciesPage session={session} />;
+  if (route.page === 'webhooks') return <WebhooksPage session={session} />;
   if (route.page === 'not-found') return <NotFound />;
   return <KeysPage session={session} view={keysView} setView={setKeysView} scopes={scopes} />;
 }
@@ -138,6 +147,7 @@ const NAV = [
   { href: auditHref, label: 'Audit', pages: ['audit'] },
   { href: exportHref, label: 'Export', pages: ['export'] },
   { href: policiesHref, label: 'Policies', pages: ['policies'] },
+  { href: webhooksHref, label: 'Webhooks', pages: ['webhooks'] },
 ];
 
 function Shell({ session, onSignOut, children }: ShellProps) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { auditHref, exportHref, keyHref, parseRoute, policiesHref } from './route.ts';
+import { auditHref, exportHref, keyHref, parseRoute, policiesHref, webhooksHref } from './route.ts';
 import { maskKey } from './session.ts';
 
 const ID = '0190f2a4-5b6c-7d8e-9f01-23456789abcd';
@@ -18,6 +18,7 @@ describe('parseRoute', () => {
     expect(parseRoute(auditHref)).toEqual({ page: 'audit' });
     expect(parseRoute(`${exportHref}/`)).toEqual({ page: 'export' });
     expect(parseRoute(policiesHref)).toEqual({ page: 'policies' });
+    expect(parseRoute(webhooksHref)).toEqual({ page: 'webhooks' });
   });
 
   it.each(['#/keys/not-a-uuid', '#/audit/x', '#main', `#/keys/${ID}/x`])(

@@ -1,6 +1,6 @@
 /**
  * Hash routes (one HTML entry, nothing the server must know): `#/keys` (the default),
- * `#/keys/<id>`, `#/audit`, `#/export` and `#/policies`. Pure, so every shape of hash is unit-tested.
+ * `#/keys/<id>`, `#/audit`, `#/export`, `#/policies` and `#/webhooks`. Pure, so every shape of hash is unit-tested.
  */
 
 export type Route =
@@ -9,6 +9,7 @@ export type Route =
   | { page: 'audit' }
   | { page: 'export' }
   | { page: 'policies' }
+  | { page: 'webhooks' }
   | { page: 'not-found'; hash: string };
 
 const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -19,6 +20,7 @@ export function parseRoute(hash: string): Route {
   if (path === '/audit') return { page: 'audit' };
   if (path === '/export') return { page: 'export' };
   if (path === '/policies') return { page: 'policies' };
+  if (path === '/webhooks') return { page: 'webhooks' };
   const key = /^\/keys\/([^/]+)$/.exec(path);
   if (key?.[1] && KEY_ID.test(key[1])) return { page: 'key', keyId: key[1].toLowerCase() };
   return { page: 'not-found', hash };
@@ -29,3 +31,4 @@ export const keyHref = (keyId: string): string => `#/keys/${keyId}`;
 export const auditHref = '#/audit';
 export const exportHref = '#/export';
 export const policiesHref = '#/policies';
+export const webhooksHref = '#/webhooks';

@@ -135,6 +135,34 @@ describe('webhook deliveries', { timeout: 60_000 }, () => {
     expect(listed.data.every((d) => d.attempt_count === 1)).toBe(true);
   });
 
+  it('sends a test event to one endpoint alone, signed, and logs it in its deliveries', async () => {
+    const org = await createOrg(app.client, 'Test events');
+    const r = await receiver();
+    const other = await receiver();
+    const { id, secret } = await subscribe(org, r, ['key.revoked']);
+    await subscribe(org, other, ['key.revoked']);
+    const sent = await app.client.post(`${hooks(org)}/${id}/test`, { key: org.adminKey });
+    expect(sent.status).toBe(202);
+    await waitFor(() => r.received.length === 1, { timeoutMs: 20_000 });
+    const event = verify(secret, r.received[0] as Received);
+    expect(event).toMatchObject({
+      type: 'webhook.test',
+      data: { org_id: org.orgId, key: null, actor: { type: 'key', key_id: org.adminKeyId } },
+    });
+    const log = await deliveries(org, id);
+    expect(log.data[0]).toMatchObject({
+      id: sent.body.delivery_id,
+      message_id: sent.body.message_id,
+      event_type: 'webhook.test',
+    });
+    await waitFor(async () => (await deliveries(org, id)).data[0]?.status === 'succeeded');
+    expect(other.received).toEqual([]);
+    // A disabled endpoint gets none.
+    await app.client.patch(`${hooks(org)}/${id}`, { key: org.adminKey, body: { enabled: false } });
+    const refused = await app.client.post(`${hooks(org)}/${id}/test`, { key: org.adminKey });
+    expectProblem(refused, 422, 'unprocessable');
+  });
+
   it('fails verification for a tampered body, a wrong secret, and an old (replayed) timestamp', async () => {
     const org = await createOrg(app.client, 'Verify');
     const r = await receiver();

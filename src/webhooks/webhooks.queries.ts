@@ -3,6 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
 import {
   WEBHOOK_OUTBOX_CHANNEL,
+  WEBHOOK_TEST_EVENT,
   type WebhookEndpoint,
   type WebhookEventType,
 } from './webhooks.types.ts';
@@ -227,6 +228,32 @@ export async function requeueDelivery(
   if (updated.numUpdatedRows === 0n) return false;
   await sql`select pg_notify(${WEBHOOK_OUTBOX_CHANNEL}, '')`.execute(trx);
   return true;
+}
+
+/**
+ * A test event for one endpoint (whatever it subscribes to): its message and one queued
+ * delivery, then the relay is told, as for any outbox event.
+ */
+export async function insertTestDelivery(
+  trx: Db,
+  t: { orgId: string; endpointId: string; at: Date; payload: unknown },
+): Promise<{ messageId: string; deliveryId: string }> {
+  const { rows } = await sql<{ message_id: string; delivery_id: string }>`
+    with m as (
+      insert into webhook_messages (id, org_id, type, occurred_at, payload)
+      values (gen_random_uuid(), ${t.orgId}, ${WEBHOOK_TEST_EVENT}, ${t.at},
+        ${JSON.stringify(t.payload)}::jsonb)
+      returning id
+    ), d as (
+      insert into webhook_deliveries (id, message_id, endpoint_id, status, created_at)
+      select gen_random_uuid(), m.id, ${t.endpointId}, 'queued', date_trunc('milliseconds', now())
+      from m returning id, message_id
+    )
+    select message_id, id as delivery_id from d`.execute(trx);
+  await sql`select pg_notify(${WEBHOOK_OUTBOX_CHANNEL}, '')`.execute(trx);
+  const row = rows[0];
+  if (!row) throw new Error('test delivery not written');
+  return { messageId: row.message_id, deliveryId: row.delivery_id };
 }
 
 export async function deliveryStatus(

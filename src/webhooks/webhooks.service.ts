@@ -16,7 +16,11 @@ import { storedCategory } from './delivery-errors.ts';
 import { generateSecret, redactedUrl, secretBox, urlFingerprinter } from './secrets.ts';
 import { pruneAndListPrevious, rotateSecret } from './secrets.queries.ts';
 import * as q from './webhooks.queries.ts';
-import type { WebhookEndpoint, WebhookEventType } from './webhooks.types.ts';
+import {
+  WEBHOOK_TEST_EVENT,
+  type WebhookEndpoint,
+  type WebhookEventType,
+} from './webhooks.types.ts';
 
 export type EndpointInput = {
   url: string;
@@ -207,6 +211,33 @@ export function createWebhooks(deps: {
         else byDelivery.set(a.delivery_id, [entry]);
       }
       return rows.map((r) => ({ ...r, log: byDelivery.get(r.id) ?? [] }));
+    },
+
+    /**
+     * A `webhook.test` event to this endpoint alone, through the normal delivery path (signed,
+     * retried, logged in its deliveries). Not audited: it changes nothing.
+     */
+    async sendTest(caller: KeyIdentity, orgId: string, id: string) {
+      const at = clock.now();
+      return db.transaction().execute(async (trx) => {
+        const endpoint = await load(trx, orgId, id);
+        if (!endpoint.enabled) {
+          throw new AppError('unprocessable', {
+            detail: 'the endpoint is disabled: enable it before sending a test event',
+          });
+        }
+        const payload = {
+          type: WEBHOOK_TEST_EVENT,
+          timestamp: at.toISOString(),
+          data: {
+            org_id: orgId,
+            key: null,
+            actor: { type: 'key', key_id: caller.id },
+            details: { webhook_id: id, message: 'A test event sent from keytrail.' },
+          },
+        };
+        return q.insertTestDelivery(trx, { orgId, endpointId: id, at, payload });
+      });
     },
 
     /** Sends a settled delivery again (same message, same webhook-id); audited. */

@@ -17,6 +17,11 @@ export const WEBHOOK_EVENT_TYPES = [
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
+/** What "Send test event" delivers: to one endpoint, whatever it subscribes to (never subscribed). */
+export const WEBHOOK_TEST_EVENT = 'webhook.test';
+/** Every event type a delivery can carry. */
+export const DELIVERY_EVENT_TYPES = [...WEBHOOK_EVENT_TYPES, WEBHOOK_TEST_EVENT] as const;
+
 /** Audit actions that are also webhook events: the audit entry and the message share a transaction. */
 export const AUDITED_EVENT_TYPES: ReadonlySet<string> = new Set<string>(
   WEBHOOK_EVENT_TYPES.filter((t) => (AUDIT_ACTIONS as readonly string[]).includes(t)),

@@ -135,6 +135,12 @@ export function webhooksRoutes(kt: Keytrail): Router {
     });
   });
 
+  router.post(`${ONE}/test`, admin, async (req, res) => {
+    const { orgId, webhookId } = ids(req);
+    const sent = await hooks.sendTest(caller(req), orgId, webhookId);
+    res.status(202).json({ message_id: sent.messageId, delivery_id: sent.deliveryId });
+  });
+
   router.post(`${ONE}/deliveries/:deliveryId/resend`, admin, async (req, res) => {
     const { orgId, webhookId, deliveryId } = ids(req);
     await hooks.resend(caller(req), orgId, webhookId, deliveryId as string);

@@ -5,9 +5,10 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 
-type Props = { plaintext: string; note?: string; onDone: () => void };
+/** `what`: "key" (the default) or "secret" (a webhook's signing secret). */
+type Props = { plaintext: string; note?: string; what?: string; onDone: () => void };
 
-export function Plaintext({ plaintext, note, onDone }: Props) {
+export function Plaintext({ plaintext, note, what = 'key', onDone }: Props) {
   const [copied, setCopied] = useState('');
   const copyRef = useRef<HTMLButtonElement>(null);
   // The form that had the focus is gone: the copy button is what the admin wants next.
@@ -15,12 +16,12 @@ export function Plaintext({ plaintext, note, onDone }: Props) {
   const copy = () =>
     navigator.clipboard.writeText(plaintext).then(
       () => setCopied('Copied to the clipboard.'),
-      () => setCopied('Could not copy: select the key and copy it by hand.'),
+      () => setCopied(`Could not copy: select the ${what} and copy it by hand.`),
     );
   return (
     <>
       <p class="message message-warning">
-        Copy the key now: this is the only time it is shown, it will not be shown again.
+        Copy the {what} now: this is the only time it is shown, it will not be shown again.
       </p>
       {note && <p>{note}</p>}
       <p class="secret">
