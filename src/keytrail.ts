@@ -13,6 +13,7 @@ import { createUsageService, type UsageService } from './usage/usage.service.ts'
 import { createAnalyticsService, type AnalyticsService } from './usage/analytics.service.ts';
 import { createEventsService, type EventsService } from './usage/events.service.ts';
 import { createExportLinks, type ExportLinks } from './usage/export-links.service.ts';
+import { createOrgTrend, type OrgTrend } from './usage/org-trend.service.ts';
 import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.service.ts';
 import { noticeLowQuotas } from './webhooks/watch.ts';
@@ -57,6 +58,8 @@ export type Keytrail = {
   analytics: AnalyticsService;
   events: EventsService;
   exportLinks: ExportLinks;
+  /** The org at a glance: daily totals and busiest keys (reads pool). */
+  orgTrend: OrgTrend;
   dormantPolicies: DormantPolicies;
   /** The same policies on the background pool: the daily run is not bound by request deadlines. */
   backgroundPolicies: DormantPolicies;
@@ -206,6 +209,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const exportSlots = new ExportSlots(config.exports);
   const events = createEventsService(readsDatabase.db, exportDatabase);
   const exportLinks = createExportLinks({ db: database.db, background: backgroundDatabase.db });
+  const orgTrend = createOrgTrend({ db: readsDatabase.db, clock });
   const policyDeps = {
     clock,
     logger,
@@ -273,6 +277,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     analytics,
     events,
     exportLinks,
+    orgTrend,
     dormantPolicies,
     backgroundPolicies,
     webhooks,

@@ -137,6 +137,18 @@ const OPERATIONS: Op[] = [
   },
   {
     method: 'get',
+    path: '/api/orgs/{orgId}/usage/daily',
+    operationId: 'getOrgUsageTrend',
+    summary:
+      'The org at a glance: requests, errors and refusals per UTC day (zero-filled, today partial) and its 5 busiest keys',
+    scope: 'usage:read',
+    params: z.object(ORG),
+    query: s.OrgTrendQuery,
+    ok: { status: 200, schema: s.OrgTrendJson, description: 'The org’s daily trend' },
+    errors: [400, 401, 403, 404, 429, 503],
+  },
+  {
+    method: 'get',
     path: '/api/orgs/{orgId}/api-keys/{keyId}/usage',
     operationId: 'getKeyUsage',
     summary:

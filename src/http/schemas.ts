@@ -362,6 +362,37 @@ export const OrgUsageQuery = z.strictObject({
   cursor: z.string().max(1000).optional(),
 });
 
+export const OrgTrendQuery = z.strictObject({
+  days: z.coerce.number().int().min(1).max(90).default(30),
+});
+
+export const OrgTrendJson = z
+  .object({
+    data_as_of: Timestamp,
+    from: Timestamp,
+    to: Timestamp,
+    series: z.array(
+      z.object({
+        start: Timestamp,
+        requests: z.number().int(),
+        errors_4xx: z.number().int(),
+        errors_5xx: z.number().int(),
+        denied: z.number().int(),
+        limited: z.number().int(),
+      }),
+    ),
+    busiest: z.array(
+      z.object({
+        key_id: Uuid,
+        name: z.string(),
+        prefix: z.string(),
+        revoked: z.boolean(),
+        requests: z.number().int(),
+      }),
+    ),
+  })
+  .meta({ id: 'OrgUsageTrend' });
+
 export const KeyUsageQuery = z.strictObject({
   from: OptionalTime,
   to: OptionalTime,

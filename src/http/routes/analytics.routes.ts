@@ -7,7 +7,7 @@ import { isUuid } from '../../platform/ids.ts';
 import { CursorTime, decodeCursor, encodeCursor } from '../cursor.ts';
 import { storable } from '../safe-input.ts';
 import { apiKeyJson, eventJson } from '../presenters.ts';
-import { KeyUsageQuery, OrgUsageQuery } from '../schemas.ts';
+import { KeyUsageQuery, OrgTrendQuery, OrgUsageQuery } from '../schemas.ts';
 import { parseInput } from '../validate.ts';
 import { readShare } from '../middleware/read-share.ts';
 
@@ -56,6 +56,22 @@ export function analyticsRoutes(kt: Keytrail): Router {
   const router = Router();
   const canRead = kt.requireKey({ orgParam: 'orgId', scopes: ['usage:read'] });
   const share = readShare(kt);
+
+  // The org at a glance: daily totals and busiest keys, from the rollups (an expensive read).
+  router.get('/api/orgs/:orgId/usage/daily', canRead, share, async (req, res) => {
+    const { days } = parseInput(OrgTrendQuery, req.query, 'query');
+    const [trend, asOf] = await Promise.all([
+      kt.orgTrend(req.params.orgId as string, days),
+      kt.analytics.dataAsOf(),
+    ]);
+    res.json({
+      data_as_of: asOf.toISOString(),
+      from: trend.from.toISOString(),
+      to: trend.to.toISOString(),
+      series: trend.series.map((s) => ({ ...s, start: s.start.toISOString() })),
+      busiest: trend.busiest,
+    });
+  });
 
   router.get('/api/orgs/:orgId/api-keys/usage', canRead, share, async (req, res) => {
     const query = parseInput(OrgUsageQuery, req.query, 'query');

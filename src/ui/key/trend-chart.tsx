@@ -12,8 +12,12 @@ import { formatNumber } from '../format.ts';
 import { HeaderRow } from './tables.tsx';
 import { bucketLabel, formatLatency } from './window.ts';
 
-type Series = KeyUsage['series'];
-type Props = { series: Series; granularity: 'hour' | 'day'; caption: string };
+/** A bucket's figures; p95 latency only where the rollups give one (a key's, not the org's). */
+type Point = Omit<KeyUsage['series'][number], 'p95_latency_ms' | 'avg_latency_ms'> & {
+  p95_latency_ms?: number | null;
+};
+type Series = Point[];
+type Props = { series: Series; granularity: 'hour' | 'day'; caption: string; latency?: boolean };
 
 const HEIGHT = 240;
 const HOUR_S = 3600;
@@ -117,7 +121,7 @@ function chartOptions(width: number, granularity: 'hour' | 'day', buckets: numbe
   };
 }
 
-function Chart({ series, granularity }: Omit<Props, 'caption'>) {
+function Chart({ series, granularity }: Pick<Props, 'series' | 'granularity'>) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const el = box.current;
@@ -141,7 +145,7 @@ function Chart({ series, granularity }: Omit<Props, 'caption'>) {
   return <div class="chart" ref={box} aria-hidden="true" />;
 }
 
-export function TrendChart({ series, granularity, caption }: Props) {
+export function TrendChart({ series, granularity, caption, latency = true }: Props) {
   const period = granularity === 'hour' ? 'Hour' : 'Day (UTC)';
   return (
     <figure class="trend">
@@ -161,7 +165,7 @@ export function TrendChart({ series, granularity, caption }: Props) {
             columns={[
               period,
               ...LINES.map((l): [string, 'num'] => [l.label, 'num']),
-              ['p95 latency', 'num'],
+              ...(latency ? [['p95 latency', 'num'] as [string, 'num']] : []),
             ]}
           />
           <tbody>
@@ -177,7 +181,7 @@ export function TrendChart({ series, granularity, caption }: Props) {
                     {formatNumber(s[f])}
                   </td>
                 ))}
-                <td class="num">{formatLatency(s.p95_latency_ms)}</td>
+                {latency && <td class="num">{formatLatency(s.p95_latency_ms ?? null)}</td>}
               </tr>
             ))}
           </tbody>

@@ -13,6 +13,7 @@ import { CreateDialog } from './create-dialog.tsx';
 import { Filters } from './filters.tsx';
 import { KeysTable } from './keys-table.tsx';
 import { Summary } from './summary.tsx';
+import { OrgGlance } from './org-glance.tsx';
 import type { Scopes } from './use-scopes.ts';
 import { refine, sortBy, type KeysView, type UsageQuery } from './usage-query.ts';
 
@@ -131,6 +132,7 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
           <Pager view={view} setView={setView} nextCursor={data.next_cursor} />
         </>
       )}
+      <OrgGlance client={client} orgId={self.org_id} generation={generation} />
     </>
   );
 }
