@@ -20,10 +20,7 @@ type Props = { client: Client; orgId: string; generation: number };
 export function OrgGlance(props: Props) {
   const [open, setOpen] = useState(false);
   return (
-    <details
-      class="org-glance"
-      onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}
-    >
+    <details class="org-glance" onToggle={(e) => setOpen(e.currentTarget.open)}>
       <summary>
         <h2>The org at a glance</h2>
       </summary>
