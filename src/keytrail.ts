@@ -188,7 +188,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     db: limitsDatabase.db,
     logger,
     ...config.limits,
-    onQuotaReported: (subjects) => noticeLowQuotas(limitsDatabase.db, subjects),
+    onQuotaLow: (subjects) => noticeLowQuotas(limitsDatabase.db, subjects),
   });
   const orgs = createOrgsService({ db: database.db, clock, keys });
   const queue = lazyQueue(config, logger, options.queueMaintenance ?? false);

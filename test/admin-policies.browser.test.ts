@@ -73,14 +73,14 @@ describe.skipIf(!chromiumAvailable())('admin UI policies', { timeout: 120_000 },
       .toContain('The policy has not run yet.');
 
     await page.getByRole('button', { name: 'Preview' }).click();
-    const table = page.getByRole('table', { name: 'Keys the next run acts on' });
+    const table = page.getByRole('table', { name: 'Keys a run now acts on' });
     await table.waitFor();
     const preview = (await api('dormant-keys/preview')).body;
     expect(preview.keys.map((k: { key_id: string }) => k.key_id)).toEqual([idle.id]);
     const links = table.getByRole('link');
     expect(await links.allTextContents()).toEqual(['idle live']);
     expect(await links.first().getAttribute('href')).toBe(`#/keys/${idle.id}`);
-    expect(await page.getByText('The next run (').textContent()).toContain('revokes 1 key');
+    expect(await page.getByText('A run now would').textContent()).toContain('would revoke 1 key');
     expect(await seriousViolations(page)).toEqual([]);
     expect(errors).toEqual([]);
 

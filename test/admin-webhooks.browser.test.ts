@@ -43,6 +43,16 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
   const hooks = async (): Promise<any[]> =>
     (await app.client.get(`/api/orgs/${org.orgId}/webhooks`, { key: org.adminKey })).body.data;
 
+  /** Test events received signed by `secret`: at-least-once delivery, so never an exact count. */
+  const tests = (secret: string) =>
+    receiver.received.filter((r) => {
+      try {
+        return verifyPayload(secret, r).type === 'webhook.test';
+      } catch {
+        return false;
+      }
+    });
+
   async function openWebhooks(): Promise<Page> {
     const page = await browser.page();
     errors = watchConsole(page);
@@ -78,8 +88,7 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
 
     const section = page.getByRole('region', { name: `Endpoint ${receiver.url}` });
     await section.getByRole('button', { name: 'Send test event' }).click();
-    await waitFor(() => receiver.received.length === 1, { timeoutMs: 20_000 });
-    expect(verifyPayload(secret, receiver.received[0]!).type).toBe('webhook.test');
+    await waitFor(() => tests(secret).length >= 1, { timeoutMs: 20_000 });
     await section.getByRole('button', { name: 'Deliveries' }).click();
     const log = section.getByRole('table', { name: `Deliveries to ${receiver.url}` });
     // The log follows a delivery on its way until it settles.
@@ -88,11 +97,11 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
       .toContain('succeeded');
     expect(await log.getByRole('row').nth(1).textContent()).toContain('webhook.test');
     expect(await log.getByRole('row').nth(1).textContent()).toContain('HTTP 200');
+    const before = tests(secret).length;
     await log.getByRole('button', { name: 'Resend webhook.test' }).click();
-    await waitFor(() => receiver.received.length === 2, { timeoutMs: 20_000 });
-    expect(receiver.received[1]?.headers['webhook-id']).toBe(
-      receiver.received[0]?.headers['webhook-id'],
-    );
+    await waitFor(() => tests(secret).length > before, { timeoutMs: 20_000 });
+    const ids = new Set(tests(secret).map((r) => r.headers['webhook-id']));
+    expect(ids.size).toBe(1);
     expect(await seriousViolations(page)).toEqual([]);
     expect(errors).toEqual([]);
   });
@@ -140,9 +149,9 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
     const secret = (await rotated.locator('.secret code').textContent()) as string;
     expect(secret).toMatch(/^whsec_/);
     await rotated.getByRole('button', { name: 'Done' }).click();
+    const signedBefore = tests(secret).length;
     await section.getByRole('button', { name: 'Send test event' }).click();
-    await waitFor(() => receiver.received.length === 3, { timeoutMs: 20_000 });
-    expect(verifyPayload(secret, receiver.received[2]!).type).toBe('webhook.test');
+    await waitFor(() => tests(secret).length > signedBefore, { timeoutMs: 20_000 });
 
     await section.getByRole('button', { name: 'Delete' }).click();
     const del = page.getByRole('dialog', { name: 'Delete endpoint' });

@@ -82,7 +82,7 @@ export const WEBHOOK_OPERATIONS: Op[] = [
     scope,
     params: z.object(ONE),
     ok: { status: 202, schema: w.TestDeliveryJson, description: 'Queued for delivery' },
-    errors: [401, 403, 404, 422],
+    errors: [401, 403, 404, 422, 429],
   },
   {
     method: 'get',

@@ -39,10 +39,10 @@ export function createLimits(deps: {
   /** Quotas: admit (and debit later) rather than refuse while takes fail. */
   quotaFailOpen: boolean;
   /**
-   * After this instance reported what it holds of these quotas: what is left may have fallen
-   * under 10 % with no use left to ingest (the `key.quota_low` notice).
+   * Quotas this instance reported spending on and sees under 10 %: the `key.quota_low` check,
+   * as the ingest does it (the report can come after the last use's ingest).
    */
-  onQuotaReported?: (subjects: string[]) => Promise<unknown>;
+  onQuotaLow?: (subjects: readonly string[]) => Promise<unknown>;
 }): Limits {
   const { db, logger, syncMs } = deps;
   const instanceId = newId();
@@ -74,14 +74,12 @@ export function createLimits(deps: {
         start();
         return detachedFromRequest(() => takeQuota(db, instanceId, items));
       },
-      report: (items) =>
-        detachedFromRequest(async () => {
-          await reportQuota(db, instanceId, items);
-          if (items.length === 0 || !deps.onQuotaReported) return;
-          await deps.onQuotaReported(items.map((i) => i.subject)).catch((error: unknown) => {
-            logger.warn({ err: error }, 'quota notices after a report failed');
-          });
-        }),
+      report: (items) => detachedFromRequest(() => reportQuota(db, instanceId, items)),
+      low: async (subjects) => {
+        await detachedFromRequest(() => deps.onQuotaLow?.(subjects))?.catch((error: unknown) => {
+          logger.warn({ err: error }, 'the quota_low check after a report failed');
+        });
+      },
       giveBack: (items) => detachedFromRequest(() => returnQuota(db, instanceId, items)),
       debit: (items) => detachedFromRequest(() => debitQuota(db, items)),
     },

@@ -60,7 +60,46 @@ describe('quota credit while takes fail', () => {
     expect(credit.check('other', QUOTA, 1)).toBe(QUOTA_OK);
   });
 
-  it('admits without credit within the probe interval when failing open', async () => {
+  it('lets one request probe at a time: the others are answered at once, with no statement', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { s, state } = store(100);
+    let release: () => void = () => undefined;
+    let sent = 0;
+    const hanging: QuotaStore = {
+      ...s,
+      take: (items) => {
+        sent += 1;
+        if (!state.down) return s.take(items);
+        return new Promise((_, reject) => (release = () => reject(new Error('timeout'))));
+      },
+    };
+    /** Until the batched take (sent on the next turn of the loop) is out. */
+    const taken = async (n: number) => {
+      while (sent < n) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const credit = createQuotaCredit({ store: hanging, now: () => Date.now(), failOpen: false });
+    state.down = true;
+    const first = credit.credit('a', QUOTA, 1);
+    await taken(1);
+    release();
+    await first;
+    vi.setSystemTime(Date.now() + PROBE_MS);
+    // The probe: its take hangs (a Postgres that does not answer).
+    expect(credit.check('b', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    const probe = credit.credit('b', QUOTA, 1);
+    await taken(2);
+    for (const k of ['c', 'd', 'e']) expect(credit.check(k, QUOTA, 1)).toBe(QUOTA_UNAVAILABLE);
+    vi.setSystemTime(Date.now() + 5 * PROBE_MS);
+    expect(credit.check('f', QUOTA, 1)).toBe(QUOTA_UNAVAILABLE);
+    expect(sent).toBe(2);
+    release();
+    await probe;
+    vi.setSystemTime(Date.now() + PROBE_MS);
+    state.down = false;
+    expect(credit.check('f', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+  });
+
+  it('admits at once while takes fail when failing open', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const { s, state } = store(100);
     const credit = createQuotaCredit({ store: s, now: () => Date.now(), failOpen: true });
@@ -68,5 +107,8 @@ describe('quota credit while takes fail', () => {
     expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
     await credit.credit('k', QUOTA, 1);
     expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_OK);
+    vi.setSystemTime(Date.now() + 10 * PROBE_MS);
+    // Never a probe to wait for: admitted, its cost owed until takes work again.
+    expect(credit.check('other', QUOTA, 1)).toBe(QUOTA_OK);
   });
 });

@@ -7,9 +7,11 @@
  * voided lease (a PATCH of `remaining`) dies with the next key reload.
  *
  * Takes failing: a request without credit gets UNAVAILABLE (503), or, with fail-open, is admitted
- * and its cost debited from the pool once takes work again. A request that needs credit while
- * takes fail still tries one when none failed for PROBE_MS (it waits for that take): an
- * outage's end is noticed by the next request, not by the next sync that happens to take.
+ * and its cost debited from the pool once takes work again. Failing closed, one request at a
+ * time probes: when no take failed for PROBE_MS and no probe is running, a request that needs
+ * credit tries a take (and waits for it); every other request is answered at once. An outage's
+ * end is noticed by the next request, not by the next sync that happens to take, and a failing
+ * Postgres gets one probe at a time, not one per request.
  */
 import type { Take } from './quota.queries.ts';
 import { secondsUntil } from './window.ts';
@@ -28,6 +30,12 @@ export type QuotaStore = {
     }[],
   ): Promise<void>;
   debit(items: readonly { subject: string; amount: number }[]): Promise<void>;
+  /**
+   * Quotas this instance just reported spending on and now sees under 10 % (its own view: the
+   * pool as of its last take, plus what it holds). The store checks them against the database:
+   * the report that shows a quota low can come after its last use's ingest.
+   */
+  low?(subjects: readonly string[]): Promise<void>;
 };
 
 type QuotaState = {
@@ -61,6 +69,8 @@ export const QUOTA_REFUSED = 0;
 
 /** While takes fail, a request without credit tries a take if none failed for this long. */
 export const PROBE_MS = 250;
+/** A probe not settled by then (its take was never sent) no longer holds others back. */
+const PROBE_EXPIRES_MS = 10_000;
 const IDLE_RETURN_SYNCS = 4;
 const IDLE_FORGET_SYNCS = 40;
 /** At most this much credit per take: a crash strands no more than this per instance. */
@@ -97,6 +107,19 @@ export function createQuotaCredit(options: {
   let failing = false;
   /** When the last take failed (Date.now()): while failing, probes are this far apart. */
   let failedAt = 0;
+  /** When the probe running started (0: none): one probe at a time. */
+  let probingSince = 0;
+
+  /** Failing: answered at once (fail-open admits; fail-closed refuses) unless it may probe. */
+  function whileFailing(): number {
+    const now = Date.now();
+    const probing = probingSince !== 0 && now - probingSince < PROBE_EXPIRES_MS;
+    if (failOpen || probing || now - failedAt < PROBE_MS) {
+      return failOpen ? QUOTA_OK : QUOTA_UNAVAILABLE;
+    }
+    probingSince = now;
+    return QUOTA_NEEDS_CREDIT;
+  }
   let misses: { subject: string; st: QuotaState }[] = [];
   let flush: Promise<void> | null = null;
   let taking: Promise<void> | null = null;
@@ -144,10 +167,7 @@ export function createQuotaCredit(options: {
     st.demand += cost;
     if (st.held >= cost) return QUOTA_OK;
     if (st.exhausted) return QUOTA_REFUSED;
-    if (failing && Date.now() - failedAt < PROBE_MS) {
-      return failOpen ? QUOTA_OK : QUOTA_UNAVAILABLE;
-    }
-    return QUOTA_NEEDS_CREDIT;
+    return failing ? whileFailing() : QUOTA_NEEDS_CREDIT;
   }
 
   function charge(subject: string, cost: number): void {
@@ -210,6 +230,8 @@ export function createQuotaCredit(options: {
       failing = true;
       failedAt = Date.now();
       return;
+    } finally {
+      probingSince = 0;
     }
     failing = false;
     const answered = new Set<string>();
@@ -248,9 +270,12 @@ export function createQuotaCredit(options: {
     const backs: Parameters<QuotaStore['giveBack']>[0][number][] = [];
     const debits: { subject: string; amount: number }[] = [];
     const ahead: { subject: string; want: number }[] = [];
+    const low: string[] = [];
     const t = now();
     for (const [subject, st] of states) {
-      if (t >= st.periodEnd - PERIOD_MARGIN_MS) expire(st);
+      // Credit of an ended period is dropped, not spent: never a sign of a low quota.
+      const ended = t >= st.periodEnd - PERIOD_MARGIN_MS;
+      if (ended) expire(st);
       const demand = st.demand;
       st.demand = 0;
       if (st.owed > 0 && !failing) {
@@ -272,6 +297,7 @@ export function createQuotaCredit(options: {
       if (st.held !== st.reported && st.seq > 0) {
         reports.push({ subject, unspent: st.held, seq: st.seq });
         st.reported = st.held;
+        if (demand > 0 && !ended && (st.pool + st.held) * 10 < st.limit) low.push(subject);
       }
       if (st.idleSyncs >= IDLE_FORGET_SYNCS && st.held === 0 && st.owed === 0 && !st.pending) {
         states.delete(subject);
@@ -279,6 +305,7 @@ export function createQuotaCredit(options: {
     }
     await settle(store.giveBack(backs));
     await settle(store.report(reports));
+    if (low.length > 0 && store.low) await settle(store.low(low));
     await settle(store.debit(debits), () => {
       for (const d of debits) {
         const st = states.get(d.subject);

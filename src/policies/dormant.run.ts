@@ -11,7 +11,12 @@ import { notifyKeyChanged } from '../keys/keys.queries.ts';
 import { planOf, recheckPlan, type ActionPlan } from './dormant.authority.ts';
 import * as q from './dormant.queries.ts';
 import { atOf, CHUNK, spares, type SparedKey } from './dormant.select.ts';
-import { SPARE_REASONS, type StoredPolicy } from './dormant.types.ts';
+import {
+  SPARE_REASONS,
+  type DormantAction,
+  type PolicyRun,
+  type StoredPolicy,
+} from './dormant.types.ts';
 import { whenUsageComplete } from './usage-freshness.ts';
 
 export type ActResult = {
@@ -116,7 +121,12 @@ export function createDormantRun(deps: DormantRunDeps) {
     orgId: string,
     planned: ActionPlan,
     actor: AuditActor,
-    o: { usageChecked?: boolean; onDowngrade?: (why: string) => Promise<void> } = {},
+    o: {
+      usageChecked?: boolean;
+      onDowngrade?: (why: string) => Promise<void>;
+      /** Each chunk's keys, as it commits: a run that fails later still counts them. */
+      onActed?: (n: number) => void;
+    } = {},
   ): Promise<ActResult> {
     if (!o.usageChecked) {
       const { skipped } = await whenUsageComplete(freshness, [orgId], () => Promise.resolve());
@@ -128,6 +138,7 @@ export function createDormantRun(deps: DormantRunDeps) {
     for (;;) {
       const chunk = await actOnChunk(orgId, plan, actor);
       acted.push(...chunk.acted);
+      o.onActed?.(chunk.acted.length);
       if (chunk.plan !== plan) {
         plan = chunk.plan;
         if (plan.downgraded) await o.onDowngrade?.(plan.downgraded);
@@ -168,56 +179,91 @@ export function createDormantRun(deps: DormantRunDeps) {
     const orgs = await q.enabledPolicyOrgs(db);
     if (orgs.length === 0) return report;
     const { skipped } = await whenUsageComplete(freshness, orgs, async (orgId) => {
-      try {
-        const acted = await runOrg(orgId);
-        if (acted === null) return;
-        report.acted += acted;
-        report.orgs++;
-      } catch (error) {
-        report.skipped++;
-        deps.logger.error({ org_id: orgId, err: error }, 'dormant-key policy run failed');
-        await recordSkip(orgId, 'the run failed (see the worker logs)');
-      }
+      const acted = await runOrg(orgId);
+      if (acted === null) return;
+      if (acted.failed) report.skipped++;
+      else report.orgs++;
+      report.acted += acted.count;
     });
     for (const { orgId, reason } of skipped) {
       report.skipped++;
       deps.logger.warn({ org_id: orgId, reason }, 'dormant-key policy skipped');
-      await recordSkip(orgId, reason);
+      await recordRun(orgId, { acted: 0, spared: 0, downgraded: null, skipped: reason });
     }
     return report;
   }
 
-  /** A run that did not apply the policy is shown as such (the record's own failure is logged). */
-  async function recordSkip(orgId: string, reason: string): Promise<void> {
-    const policy = await q.findPolicy(db, orgId).catch(() => undefined);
-    const run = { acted: 0, spared: 0, downgraded: null, skipped: reason };
-    await q
-      .recordRun(db, orgId, clock.now(), { action: policy?.action ?? 'notify', ...run })
-      .catch((error: unknown) =>
-        deps.logger.error({ org_id: orgId, err: error }, 'dormant-key run not recorded'),
-      );
+  /**
+   * What the day's runs did, on the policy (the Policies page shows it): a second run the same
+   * UTC day (a retry, an overlap) adds to the first instead of hiding it. Its own failure is
+   * logged, never taken for the run's.
+   */
+  async function recordRun(
+    orgId: string,
+    run: Omit<PolicyRun, 'action'> & { action?: DormantAction },
+  ) {
+    try {
+      const policy = await q.findPolicy(db, orgId);
+      const at = clock.now();
+      const before = policy?.last_run_at && policy.last_run;
+      const sameDay =
+        before && policy.last_run_at?.toISOString().slice(0, 10) === at.toISOString().slice(0, 10);
+      await q.recordRun(db, orgId, at, {
+        ...run,
+        action: run.action ?? policy?.action ?? 'notify',
+        acted: run.acted + (sameDay ? before.acted : 0),
+      });
+    } catch (error) {
+      deps.logger.error({ org_id: orgId, err: error }, 'dormant-key run not recorded');
+    }
   }
 
-  /** One org's part of the daily run: how many keys it acted on (null: disabled meanwhile). */
-  async function runOrg(orgId: string): Promise<number | null> {
-    const policy = await q.findPolicy(db, orgId);
-    if (!policy?.enabled) return null;
-    const plan = await planOf(db, orgId, policy, clock.now());
-    if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
-    let downgraded = plan.downgraded;
-    const onDowngrade = async (why: string) => {
-      downgraded = why;
-      await noteDowngrade(orgId, policy, why);
-    };
-    const result = await act(orgId, plan, { type: 'policy' }, { usageChecked: true, onDowngrade });
-    await q.recordRun(db, orgId, clock.now(), {
-      action: downgraded ? 'notify' : plan.action,
-      acted: result.acted.length,
-      spared: result.spared.length,
-      downgraded,
-      skipped: null,
-    });
-    return result.acted.length;
+  /**
+   * One org's part of the daily run: the keys it acted on, and whether it failed midway (null:
+   * disabled meanwhile). A failure is logged and recorded with what was done before it.
+   */
+  async function runOrg(orgId: string): Promise<{ count: number; failed: boolean } | null> {
+    let count = 0;
+    let downgraded: string | null = null;
+    let action: DormantAction | undefined;
+    try {
+      const policy = await q.findPolicy(db, orgId);
+      if (!policy?.enabled) return null;
+      const plan = await planOf(db, orgId, policy, clock.now());
+      action = plan.action;
+      downgraded = plan.downgraded;
+      if (plan.downgraded) await noteDowngrade(orgId, policy, plan.downgraded);
+      const onDowngrade = async (why: string) => {
+        downgraded = why;
+        action = 'notify';
+        await noteDowngrade(orgId, policy, why);
+      };
+      const onActed = (n: number) => (count += n);
+      const result = await act(
+        orgId,
+        plan,
+        { type: 'policy' },
+        { usageChecked: true, onDowngrade, onActed },
+      );
+      await recordRun(orgId, {
+        action,
+        acted: count,
+        spared: result.spared.length,
+        downgraded,
+        skipped: null,
+      });
+      return { count, failed: false };
+    } catch (error) {
+      deps.logger.error({ org_id: orgId, err: error }, 'dormant-key policy run failed');
+      await recordRun(orgId, {
+        ...(action && { action }),
+        acted: count,
+        spared: 0,
+        downgraded,
+        skipped: `the run failed after acting on ${count} keys (see the worker logs)`,
+      });
+      return { count, failed: true };
+    }
   }
 
   return { act, runAll };

@@ -143,6 +143,7 @@ describe('webhook deliveries', { timeout: 60_000 }, () => {
     await subscribe(org, other, ['key.revoked']);
     const sent = await app.client.post(`${hooks(org)}/${id}/test`, { key: org.adminKey });
     expect(sent.status).toBe(202);
+
     await waitFor(() => r.received.length === 1, { timeoutMs: 20_000 });
     const event = verify(secret, r.received[0] as Received);
     expect(event).toMatchObject({
@@ -157,6 +158,16 @@ describe('webhook deliveries', { timeout: 60_000 }, () => {
     });
     await waitFor(async () => (await deliveries(org, id)).data[0]?.status === 'succeeded');
     expect(other.received).toEqual([]);
+    // One at a time: a second while the first is on its way (its receiver hangs) is refused.
+    const slow = await receiver(() => 'hang');
+    const hung = await subscribe(org, slow, ['key.revoked']);
+    const test = () => app.client.post(`${hooks(org)}/${hung.id}/test`, { key: org.adminKey });
+    expect((await test()).status).toBe(202);
+    await waitFor(() => slow.received.length === 1, { timeoutMs: 20_000 });
+    const again = await test();
+    expectProblem(again, 429, 'rate_limited');
+    expect(again.headers.get('retry-after')).toBe('5');
+    slow.release();
     // A disabled endpoint gets none.
     await app.client.patch(`${hooks(org)}/${id}`, { key: org.adminKey, body: { enabled: false } });
     const refused = await app.client.post(`${hooks(org)}/${id}/test`, { key: org.adminKey });

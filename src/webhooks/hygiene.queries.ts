@@ -123,25 +123,23 @@ export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> 
 
 /**
  * Quotas with what is left of each, one row per quota (its subject): those of a batch's keys
- * (`keyIds`, the notice naming the key used), or given by subject (the notice naming the
- * subject's newest active key).
+ * (`keyIds`, the notice naming the key used), or given by subject (the notice naming the key the
+ * quota belongs to: a subject is the id of the first key of its rotation).
  */
 function quotasOf(match: { keyIds: readonly string[] } | { subjects: readonly string[] }) {
   const where =
     'keyIds' in match
-      ? sql`k.id = any(${[...new Set(match.keyIds)]}::uuid[])`
-      : sql`coalesce(k.limits_id, k.id) = any(${[...new Set(match.subjects)]}::uuid[])`;
-  const order = 'keyIds' in match ? sql`k.id` : sql`(k.revoked_at is null) desc, k.created_at desc`;
+      ? sql`k.id = any(${[...new Set(match.keyIds)]}::uuid[]) and q.subject = coalesce(k.limits_id, k.id)`
+      : sql`q.subject = any(${[...new Set(match.subjects)]}::uuid[]) and k.id = q.subject`;
   return sql`
     select distinct on (q.subject) q.subject, k.id as key_id, k.org_id, q.quota_limit,
       q.pool + coalesce((select sum(l.held) from key_quota_leases l where l.subject = q.subject
         and l.generation = q.generation and l.period_start is not distinct from q.period_start), 0)
         as remaining,
       coalesce(q.period_start, 'epoch') as period
-    from api_keys k
-    join key_quotas q on q.subject = coalesce(k.limits_id, k.id)
+    from api_keys k, key_quotas q
     where ${where}
-    order by q.subject, ${order}`;
+    order by q.subject, k.id`;
 }
 
 /**
@@ -158,7 +156,7 @@ export function markQuotaLow(
     with q as (${quotasOf(match)}), l as (
       select k.subject from key_quotas k join q using (subject)
       where q.remaining * 10 < q.quota_limit and k.low_noticed_for is distinct from q.period
-      order by k.subject for update of k
+      order by k.subject for update of k ${'subjects' in match ? sql`skip locked` : sql``}
     )
     update key_quotas k set low_noticed_for = q.period
     from q join l using (subject)

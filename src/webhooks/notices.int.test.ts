@@ -17,7 +17,7 @@ import {
 } from '../testing/harness.ts';
 import { startReceiver, type Receiver } from '../testing/receiver.ts';
 import { subscribe, verifyPayload, webhookTestConfig, type Payload } from '../testing/webhooks.ts';
-import { runKeyWatch } from './watch.ts';
+import { noticeLowQuotas, runKeyWatch } from './watch.ts';
 
 const dbUrl = useTestDatabase();
 const clock = new TestClock();
@@ -193,6 +193,28 @@ describe('notices', { timeout: 60_000 }, () => {
     await observeFor(1_000);
     expect(got(sub, 'key.quota_low', k.id)).toHaveLength(1);
     expect(got(sub, 'key.quota_exhausted', k.id)).toHaveLength(1);
+  });
+
+  it("sends key.quota_low from an instance's report too, once, naming the quota's key", async () => {
+    const sub = await org('Reported low', ['key.quota_low']);
+    const o = sub.org;
+    const created = await app.client.post(`/api/orgs/${o.orgId}/api-keys`, {
+      key: o.adminKey,
+      body: { name: 'reported', quota: { limit: 10 } },
+    });
+    const id = created.body.api_key.id as string;
+    // What instances report: 9 of 10 taken and spent, no use left to ingest.
+    await sql`update key_quotas set pool = 1 where subject = ${id}`.execute(app.kt.database.db);
+    const db = app.kt.limitsDatabase.db;
+    expect(await noticeLowQuotas(db, [id])).toBe(0);
+    await sql`update key_quotas set pool = 0 where subject = ${id}`.execute(app.kt.database.db);
+    expect(await noticeLowQuotas(db, [id])).toBe(1);
+    expect(await noticeLowQuotas(db, [id])).toBe(0);
+    await waitFor(() => got(sub, 'key.quota_low', id).length === 1, { timeoutMs: 15_000 });
+    expect(got(sub, 'key.quota_low', id)[0]?.data.details).toMatchObject({
+      limit: 10,
+      remaining: 0,
+    });
   });
 
   it('sends key.rate_limited for a key refused by its rate limits, at most once an hour', async () => {

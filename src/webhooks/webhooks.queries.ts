@@ -230,6 +230,16 @@ export async function requeueDelivery(
   return true;
 }
 
+/** A test event still on its way to the endpoint (queued, or pending between attempts). */
+export async function testInFlight(trx: Db, endpointId: string): Promise<boolean> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from webhook_deliveries d
+    join webhook_messages m on m.id = d.message_id
+    where d.endpoint_id = ${endpointId} and d.status in ('queued', 'pending')
+      and m.type = ${WEBHOOK_TEST_EVENT}`.execute(trx);
+  return (rows[0]?.n ?? 0) > 0;
+}
+
 /**
  * A test event for one endpoint (whatever it subscribes to): its message and one queued
  * delivery, then the relay is told, as for any outbox event.

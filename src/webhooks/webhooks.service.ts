@@ -215,7 +215,8 @@ export function createWebhooks(deps: {
 
     /**
      * A `webhook.test` event to this endpoint alone, through the normal delivery path (signed,
-     * retried, logged in its deliveries). Not audited: it changes nothing.
+     * retried, logged in its deliveries), one at a time per endpoint. Not audited: it changes
+     * nothing, and its delivery log is its trace.
      */
     async sendTest(caller: KeyIdentity, orgId: string, id: string) {
       const at = clock.now();
@@ -224,6 +225,13 @@ export function createWebhooks(deps: {
         if (!endpoint.enabled) {
           throw new AppError('unprocessable', {
             detail: 'the endpoint is disabled: enable it before sending a test event',
+          });
+        }
+        // One at a time: a loop of test events cannot flood the endpoint or the relay.
+        if (await q.testInFlight(trx, id)) {
+          throw new AppError('rate_limited', {
+            detail: 'a test event is already on its way to this endpoint; see its deliveries',
+            retryAfterSeconds: 5,
           });
         }
         const payload = {

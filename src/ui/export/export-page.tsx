@@ -67,7 +67,8 @@ async function follow(
       onUpdate(current);
     } catch (error) {
       const status = asApiError(error).status;
-      if (signal.aborted || (status >= 400 && status < 500)) throw error;
+      // A 429 (the org's share of reads) is worth retrying; another 4xx ends the following.
+      if (signal.aborted || (status >= 400 && status < 500 && status !== 429)) throw error;
       pause = Math.min(MAX_BACKOFF_MS, pause * 2);
     }
   }
@@ -110,7 +111,7 @@ export function ExportPage({ session }: { session: Session }) {
   const [error, setError] = useState<ApiError | null>(null);
   const following = useRef<AbortController | null>(null);
   // From the click until the export is made: a double click makes one export, not two (a ref:
-  // the second click comes before the re-render that disables the button).
+  // the second click comes before the re-render). The button stays focusable (aria-disabled).
   const making = useRef(false);
   const [submitting, setSubmitting] = useState(false);
   const keys = useApi((signal) => client.keys(self.org_id, signal), [client, self.org_id]);
@@ -175,7 +176,7 @@ export function ExportPage({ session }: { session: Session }) {
             ))}
           </select>
         </label>
-        <button type="submit" class="primary" aria-disabled={busy} disabled={submitting}>
+        <button type="submit" class="primary" aria-disabled={busy}>
           Export CSV
         </button>
       </form>

@@ -89,9 +89,12 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
             <PageHeading>{k.name}</PageHeading>
             {k.status === 'active' && (
               <div class="actions">
-                <button type="button" onClick={() => setDialog('limits')}>
-                  Edit limits
-                </button>
+                {/* A key cannot change its own limits (the API refuses): not offered. */}
+                {k.id !== self.key_id && (
+                  <button type="button" onClick={() => setDialog('limits')}>
+                    Edit limits
+                  </button>
+                )}
                 <button type="button" onClick={() => setDialog('rotate')}>
                   Rotate
                 </button>

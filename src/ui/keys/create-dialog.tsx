@@ -87,7 +87,15 @@ function CreateForm({ client, orgId, onCreated, onCancel }: FormProps) {
     `create-${field}-hint${invalid?.field === field ? ` create-${field}-error` : ''}`;
 
   return (
-    <form class="dialog-form" onSubmit={(e) => void submit(e)}>
+    <form
+      class="dialog-form"
+      onSubmit={(e) => void submit(e)}
+      // A required field inside the closed Limits section: open it, so the browser can show it.
+      onInvalidCapture={(e) => {
+        const section = (e.target as Element).closest('details');
+        if (section) section.open = true;
+      }}
+    >
       <label for="create-name">Name</label>
       <input
         id="create-name"

@@ -5,12 +5,24 @@ import { ProblemMessage } from '../components.tsx';
 import { Dialog, DialogActions } from '../dialog.tsx';
 import { asApiError } from '../hooks.ts';
 import { LimitsFields } from './limits-fields.tsx';
-import { limitsFormOf, parseLimits } from './limits-form.ts';
+import { limitsFormOf, parseLimits, type LimitsBody } from './limits-form.ts';
+
+/** Only what changed: an unchanged field is neither rewritten, audited nor announced. */
+function changes(before: LimitsBody, after: LimitsBody): Partial<LimitsBody> {
+  const out: Partial<LimitsBody> = {};
+  for (const field of ['rate_limits', 'quota', 'allowed_ips'] as const) {
+    if (JSON.stringify(before[field]) !== JSON.stringify(after[field])) {
+      Object.assign(out, { [field]: after[field] });
+    }
+  }
+  return out;
+}
 
 type Props = { client: Client; orgId: string; apiKey: ApiKey; onClose: () => void };
 
 export function LimitsDialog({ client, orgId, apiKey, onClose }: Props) {
   const [form, setForm] = useState(() => limitsFormOf(apiKey));
+  const [initial] = useState(() => parseLimits(limitsFormOf(apiKey), false));
   const [invalid, setInvalid] = useState<string | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
@@ -24,7 +36,8 @@ export function LimitsDialog({ client, orgId, apiKey, onClose }: Props) {
     setError(null);
     setBusy(true);
     try {
-      await client.updateKey(orgId, apiKey.id, parsed.value);
+      const changed = initial.ok ? changes(initial.value, parsed.value) : parsed.value;
+      if (Object.keys(changed).length > 0) await client.updateKey(orgId, apiKey.id, changed);
       onClose();
     } catch (e) {
       setError(asApiError(e));
@@ -33,10 +46,11 @@ export function LimitsDialog({ client, orgId, apiKey, onClose }: Props) {
   }
 
   return (
-    <Dialog title={`Limits of ${apiKey.name}`} onClose={onClose}>
+    <Dialog title="Edit limits" onClose={onClose}>
       <form class="dialog-form" onSubmit={(e) => void submit(e)}>
         <p class="hint">
-          Shared with the keys of its rotation. Changes reach every instance within a second.
+          The limits of <strong>{apiKey.name}</strong> (<code>{apiKey.prefix}…</code>), shared with
+          the keys of its rotation. Changes reach every instance within a second.
         </p>
         <LimitsFields id="edit-limits" form={form} onChange={setForm} editing />
         {invalid && (

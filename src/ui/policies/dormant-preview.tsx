@@ -41,19 +41,25 @@ export function PreviewPanel({ preview, now }: { preview: DormantPreview; now: n
   if (!preview.policy.enabled) {
     return <p class="muted">The policy is off: the daily run acts on no key.</p>;
   }
-  const when = preview.next_run_at ? exactTime(preview.next_run_at) : 'the next run';
-  const verb = action === 'revoke' ? 'revokes' : 'notifies about';
+  const verb = action === 'revoke' ? 'would revoke' : 'would notify about';
   return (
     <div class="preview">
       <p>
-        The next run ({when}) {verb} {plural(keys.length, 'key')}
+        A run now {verb} {plural(keys.length, 'key')}
         {keys.length > 0 ? ':' : '.'}
+        {preview.next_run_at && (
+          <>
+            {' '}
+            The next run is at {exactTime(preview.next_run_at)}: a key used before then is spared,
+            one that turns dormant before then is acted on too.
+          </>
+        )}
       </p>
       {preview.downgraded && (
         <p class="message message-info">Only notifies: {preview.downgraded}.</p>
       )}
       {keys.length > 0 && (
-        <table aria-label="Keys the next run acts on">
+        <table aria-label="Keys a run now acts on">
           <thead>
             <tr>
               <th scope="col">Name</th>

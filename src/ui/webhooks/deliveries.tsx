@@ -31,13 +31,18 @@ export function DeliveriesLog({ client, orgId, hook, generation, now }: Props) {
     const timer = setTimeout(() => setReads((n) => n + 1), FOLLOW_MS);
     return () => clearTimeout(timer);
   }, [onItsWay, log.loading, log.data]);
+  const [resending, setResending] = useState(false);
   async function resend(id: string) {
+    if (resending) return;
+    setResending(true);
     setError(null);
     try {
       await client.resendDelivery(orgId, hook.id, id);
       setReads((n) => n + 1);
     } catch (e) {
       setError(asApiError(e));
+    } finally {
+      setResending(false);
     }
   }
   if (log.error) return <ProblemMessage error={log.error} />;

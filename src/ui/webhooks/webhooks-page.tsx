@@ -26,6 +26,8 @@ export function WebhooksPage({ session }: { session: Session }) {
   const [shown, setShown] = useState<string | null>(null);
   const [status, setStatus] = useState('');
   const [error, setError] = useState<ApiError | null>(null);
+  // One action at a time: a double click sends one test event, not two.
+  const [busy, setBusy] = useState(false);
   const hooks = useApi((signal) => client.webhooks(orgId, signal), [client, orgId, generation]);
   const now = useNow(60_000);
   useTitle('Webhooks');
@@ -36,6 +38,8 @@ export function WebhooksPage({ session }: { session: Session }) {
   };
 
   async function act(label: string, run: () => Promise<unknown>) {
+    if (busy) return;
+    setBusy(true);
     setError(null);
     setStatus('');
     try {
@@ -44,6 +48,8 @@ export function WebhooksPage({ session }: { session: Session }) {
       reload();
     } catch (e) {
       setError(asApiError(e));
+    } finally {
+      setBusy(false);
     }
   }
 
@@ -96,16 +102,19 @@ export function WebhooksPage({ session }: { session: Session }) {
             <button type="button" onClick={() => setOpen({ kind: 'rotate', hook: h })}>
               Rotate secret
             </button>
-            <button
-              type="button"
-              onClick={() =>
-                void act('Test event queued: see the deliveries.', () =>
-                  client.sendWebhookTest(orgId, h.id),
-                )
-              }
-            >
-              Send test event
-            </button>
+            {/* A disabled endpoint is sent nothing, a test event neither (the API says 422). */}
+            {h.enabled && (
+              <button
+                type="button"
+                onClick={() =>
+                  void act('Test event queued: see the deliveries.', () =>
+                    client.sendWebhookTest(orgId, h.id),
+                  )
+                }
+              >
+                Send test event
+              </button>
+            )}
             <button
               type="button"
               aria-expanded={shown === h.id}
