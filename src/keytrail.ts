@@ -14,6 +14,7 @@ import { createAnalyticsService, type AnalyticsService } from './usage/analytics
 import { createEventsService, type EventsService } from './usage/events.service.ts';
 import { createExportLinks, type ExportLinks } from './usage/export-links.service.ts';
 import { createOrgTrend, type OrgTrend } from './usage/org-trend.service.ts';
+import { createFindings, type Findings } from './usage/findings.service.ts';
 import { createDormantPolicies, type DormantPolicies } from './policies/dormant.service.ts';
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.service.ts';
 import { noticeLowQuotas } from './webhooks/watch.ts';
@@ -60,6 +61,8 @@ export type Keytrail = {
   exportLinks: ExportLinks;
   /** The org at a glance: daily totals and busiest keys (reads pool). */
   orgTrend: OrgTrend;
+  /** What an org admin should look at (reads pool). */
+  findings: Findings;
   dormantPolicies: DormantPolicies;
   /** The same policies on the background pool: the daily run is not bound by request deadlines. */
   backgroundPolicies: DormantPolicies;
@@ -210,6 +213,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
   const events = createEventsService(readsDatabase.db, exportDatabase);
   const exportLinks = createExportLinks({ db: database.db, background: backgroundDatabase.db });
   const orgTrend = createOrgTrend({ db: readsDatabase.db, clock });
+  const findings = createFindings({ db: readsDatabase.db, clock, spike: config.spike });
   const policyDeps = {
     clock,
     logger,
@@ -278,6 +282,7 @@ export function createKeytrail(config: Config, options: KeytrailOptions = {}): K
     events,
     exportLinks,
     orgTrend,
+    findings,
     dormantPolicies,
     backgroundPolicies,
     webhooks,

@@ -137,6 +137,17 @@ const OPERATIONS: Op[] = [
   },
   {
     method: 'get',
+    path: '/api/orgs/{orgId}/findings',
+    operationId: 'getOrgFindings',
+    summary:
+      'What an org admin should look at: revoked keys still tried, old keys still used after a rotation, keys refused by their limits in the last 24 h, spikes',
+    scope: 'usage:read',
+    params: z.object(ORG),
+    ok: { status: 200, schema: s.FindingsJson, description: 'The org’s findings' },
+    errors: [401, 403, 404, 429, 503],
+  },
+  {
+    method: 'get',
     path: '/api/orgs/{orgId}/usage/daily',
     operationId: 'getOrgUsageTrend',
     summary:

@@ -393,6 +393,29 @@ export const OrgTrendJson = z
   })
   .meta({ id: 'OrgUsageTrend' });
 
+export const FindingsJson = z
+  .object({
+    data_as_of: Timestamp,
+    data: z.array(
+      z.object({
+        kind: z.enum(['revoked_key_used', 'old_key_in_use', 'limited', 'spike']).meta({
+          description:
+            'revoked_key_used: a revoked or expired key denied since (someone still holds it); old_key_in_use: a key replaced by a rotation, still working and used since; limited: refused by its own limits in the last 24 h; spike: SPEC §5.1’s spike rule.',
+        }),
+        severity: z.enum(['warning', 'info']),
+        key: z.object({ id: Uuid, name: z.string(), prefix: z.string() }),
+        at: Timestamp.meta({ description: 'The latest use or attempt it is about.' }),
+        count: z.number().int().meta({
+          description:
+            'Denied attempts (lifetime), requests (lifetime), refusals by a limit (lifetime), or requests in the last 24 h (spike).',
+        }),
+        replaced_by: Uuid.nullable(),
+        daily_mean: z.number().nullable().meta({ description: 'spike: the 7 days’ daily mean.' }),
+      }),
+    ),
+  })
+  .meta({ id: 'OrgFindings' });
+
 export const KeyUsageQuery = z.strictObject({
   from: OptionalTime,
   to: OptionalTime,

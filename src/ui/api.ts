@@ -14,6 +14,7 @@ import type {
   KeySelfJson,
   KeyUsageJson,
   OrgJson,
+  FindingsJson,
   OrgTrendJson,
   OrgUsageJson,
   ProblemJson,
@@ -39,6 +40,7 @@ export type Org = z.output<typeof OrgJson>;
 export type ApiKey = z.output<typeof ApiKeyJson>;
 export type OrgUsage = z.output<typeof OrgUsageJson>;
 export type OrgTrend = z.output<typeof OrgTrendJson>;
+export type OrgFindings = z.output<typeof FindingsJson>;
 export type UsageRow = OrgUsage['data'][number];
 export type KeyUsage = z.output<typeof KeyUsageJson>;
 /** One key's usage window, as GET …/api-keys/:keyId/usage takes it (ISO instants). */
@@ -112,6 +114,8 @@ export type Client = {
   self(signal?: AbortSignal): Promise<KeySelf>;
   org(orgId: string, signal?: AbortSignal): Promise<Org>;
   orgUsage(orgId: string, query: UsageQuery, signal?: AbortSignal): Promise<OrgUsage>;
+  /** What an org admin should look at. */
+  findings(orgId: string, signal?: AbortSignal): Promise<OrgFindings>;
   /** The org's requests, errors and refusals per day, and its busiest keys. */
   orgTrend(orgId: string, days: number, signal?: AbortSignal): Promise<OrgTrend>;
   key(orgId: string, keyId: string, signal?: AbortSignal): Promise<ApiKey>;
@@ -216,6 +220,7 @@ export function createClient(key: string, onUnauthenticated: (error: ApiError) =
     org: (orgId, signal) => get<Org>(org(orgId), signal),
     orgUsage: (orgId, query, signal) =>
       get<OrgUsage>(`${org(orgId)}/api-keys/usage?${usageSearch(query)}`, signal),
+    findings: (orgId, signal) => get<OrgFindings>(`${org(orgId)}/findings`, signal),
     orgTrend: (orgId, days, signal) =>
       get<OrgTrend>(`${org(orgId)}/usage/daily?days=${days}`, signal),
     key: (orgId, keyId, signal) => get<ApiKey>(keyPath(orgId, keyId), signal),

@@ -73,6 +73,26 @@ export function analyticsRoutes(kt: Keytrail): Router {
     });
   });
 
+  // What an org admin should look at, each kind the 20 most recent.
+  router.get('/api/orgs/:orgId/findings', canRead, share, async (req, res) => {
+    const [rows, asOf] = await Promise.all([
+      kt.findings(req.params.orgId as string),
+      kt.analytics.dataAsOf(),
+    ]);
+    res.json({
+      data_as_of: asOf.toISOString(),
+      data: rows.map((r) => ({
+        kind: r.kind,
+        severity: r.kind === 'revoked_key_used' || r.kind === 'old_key_in_use' ? 'warning' : 'info',
+        key: { id: r.key_id, name: r.name, prefix: r.prefix },
+        at: r.at.toISOString(),
+        count: r.count,
+        replaced_by: r.other_id,
+        daily_mean: r.baseline,
+      })),
+    });
+  });
+
   router.get('/api/orgs/:orgId/api-keys/usage', canRead, share, async (req, res) => {
     const query = parseInput(OrgUsageQuery, req.query, 'query');
     const order = query.order ?? (query.sort === 'name' ? 'asc' : 'desc');

@@ -14,6 +14,7 @@ import { Filters } from './filters.tsx';
 import { KeysTable } from './keys-table.tsx';
 import { Summary } from './summary.tsx';
 import { OrgGlance } from './org-glance.tsx';
+import { OrgFindingsPanel } from './org-findings.tsx';
 import type { Scopes } from './use-scopes.ts';
 import { refine, sortBy, type KeysView, type UsageQuery } from './usage-query.ts';
 
@@ -88,6 +89,7 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
       {dialog?.kind === 'revoke' && <RevokeDialog {...dialogProps} row={dialog.row} />}
       {dialog?.kind === 'bulk-revoke' && <BulkRevokeDialog {...dialogProps} rows={dialog.rows} />}
       {data && <Summary usage={data} />}
+      <OrgFindingsPanel client={client} orgId={self.org_id} generation={generation} now={now} />
       <Filters
         query={view.query}
         dormantAfterDays={data?.dormant_after_days ?? null}

@@ -15,7 +15,7 @@ type AddProps = {
 };
 
 export function AddDialog({ client, orgId, onClose, onCreated }: AddProps) {
-  const [url, setUrl] = useState('https://');
+  const [url, setUrl] = useState('');
   const [types, setTypes] = useState<WebhookEventType[]>(['key.revoked', 'key.revoked_key_used']);
   const [description, setDescription] = useState('');
   const [error, setError] = useState<ApiError | null>(null);
@@ -47,9 +47,13 @@ export function AddDialog({ client, orgId, onClose, onCreated }: AddProps) {
           type="url"
           required
           maxLength={2048}
+          aria-describedby="hook-url-hint"
           value={url}
           onInput={(e) => setUrl(e.currentTarget.value)}
         />
+        <p id="hook-url-hint" class="hint">
+          An https address on the internet: keytrail refuses private and local addresses.
+        </p>
         <fieldset>
           <legend>Event types</legend>
           {WEBHOOK_EVENT_TYPES.map((t) => (
