@@ -5,7 +5,7 @@
  * the dialog, keyboard-only use, an axe scan with the dialog open, no console error.
  */
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   focusedText,
   seriousViolations,
@@ -15,25 +15,19 @@ import {
 } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
 import { createOrg, type TestOrg } from '../src/testing/factories.ts';
-import { useTestDatabase, waitFor, type TestApp } from '../src/testing/harness.ts';
-import type { Worker } from '../workers/main.ts';
-import { startTrackingApp } from './admin-app.ts';
+import { waitFor, type TestApp } from '../src/testing/harness.ts';
+import { useTrackingApp } from './admin-app.ts';
 
 describe.skipIf(!chromiumAvailable())('admin UI key limits', { timeout: 120_000 }, () => {
-  const dbUrl = useTestDatabase();
+  const tracked = useTrackingApp();
   const browser = useBrowser();
   let app: TestApp;
-  let worker: Worker;
   let org: TestOrg;
   let errors: string[];
 
   beforeAll(async () => {
-    ({ app, worker } = await startTrackingApp(dbUrl()));
+    app = tracked.app;
     org = await createOrg(app.client, 'Limits');
-  }, 90_000);
-  afterAll(async () => {
-    await worker?.stop();
-    await app?.close();
   });
 
   const demo = async (key: string) => (await app.client.get('/v1/demo/orders/1', { key })).status;
@@ -143,7 +137,8 @@ describe.skipIf(!chromiumAvailable())('admin UI key limits', { timeout: 120_000 
     const edit = page.getByRole('dialog', { name: 'Edit limits' });
     await edit.waitFor();
     await page.keyboard.press('Escape');
-    await edit.waitFor({ state: 'detached' });
+    // Gone from the page, not only closed: the close has reached the page's state.
+    await page.locator('dialog').waitFor({ state: 'detached' });
     await expect.poll(() => focusedText(page)).toBe('Edit limits');
     await page.keyboard.press('Enter');
     await edit.waitFor();

@@ -6,29 +6,23 @@
  */
 import { sql } from 'kysely';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { seriousViolations, signInWith, watchConsole } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
 import { createKey, createOrg, type TestOrg } from '../src/testing/factories.ts';
-import { useTestDatabase, type TestApp } from '../src/testing/harness.ts';
-import type { Worker } from '../workers/main.ts';
-import { startTrackingApp } from './admin-app.ts';
+import type { TestApp } from '../src/testing/harness.ts';
+import { useTrackingApp } from './admin-app.ts';
 
 describe.skipIf(!chromiumAvailable())('admin UI policies', { timeout: 120_000 }, () => {
-  const dbUrl = useTestDatabase();
+  const tracked = useTrackingApp();
   const browser = useBrowser();
   let app: TestApp;
-  let worker: Worker;
   let org: TestOrg;
   let errors: string[];
 
   beforeAll(async () => {
-    ({ app, worker } = await startTrackingApp(dbUrl()));
+    app = tracked.app;
     org = await createOrg(app.client, 'Policies');
-  }, 90_000);
-  afterAll(async () => {
-    await worker?.stop();
-    await app?.close();
   });
 
   const api = (path: string, key = org.adminKey) =>

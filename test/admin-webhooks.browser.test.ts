@@ -141,9 +141,13 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
     const confirm = page.getByRole('dialog', { name: 'Rotate secret' });
     await confirm.waitFor();
     await page.keyboard.press('Escape');
-    await confirm.waitFor({ state: 'detached' });
+    // Gone from the page, not only closed: the close has reached the page's state.
+    await page.locator('dialog').waitFor({ state: 'detached' });
     await expect.poll(() => focusedText(page)).toBe('Rotate secret');
     await page.keyboard.press('Enter');
+    // The key that opened it does not confirm it: Cancel has the focus.
+    await confirm.waitFor();
+    await expect.poll(() => focusedText(page)).toBe('Cancel');
     await confirm.getByRole('button', { name: 'Rotate secret' }).click();
     const rotated = page.getByRole('dialog', { name: 'Secret rotated' });
     const secret = (await rotated.locator('.secret code').textContent()) as string;

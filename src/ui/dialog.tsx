@@ -33,12 +33,20 @@ export function Dialog({ title, onClose, children }: Props) {
       }, 0);
     };
   }, []);
+  // Closed (Escape) and opened again before the page re-rendered: the two state changes meet in
+  // one render, this dialog is kept, and it must show itself again.
+  useEffect(() => {
+    const dialog = ref.current;
+    if (dialog && !dialog.open && !gone.current) dialog.showModal();
+  });
   return (
     <dialog
       ref={ref}
       class="dialog"
       aria-labelledby={headingId}
-      onClose={() => gone.current || onClose()}
+      // A 'close' event is queued: when it comes, the dialog may be open again (reopened at once,
+      // see above), and then it is not the dialog's close.
+      onClose={() => gone.current || ref.current?.open || onClose()}
     >
       <h2 id={headingId}>{title}</h2>
       {children}
@@ -53,16 +61,28 @@ type ActionsProps = {
   busy: boolean;
   kind: 'primary' | 'danger';
   onCancel: () => void;
+  /**
+   * Cancel takes the focus when the dialog opens: in a dialog with nothing to fill in, the key
+   * that opened it (Enter) must not also confirm it.
+   */
+  cancelFirst?: boolean;
 };
 
 /** A dialog form's submit and Cancel buttons (aria-disabled while busy: it keeps the focus). */
-export function DialogActions({ label, busyLabel, busy, kind, onCancel }: ActionsProps) {
+export function DialogActions({
+  label,
+  busyLabel,
+  busy,
+  kind,
+  onCancel,
+  cancelFirst,
+}: ActionsProps) {
   return (
     <p class="dialog-actions">
       <button type="submit" class={kind} aria-disabled={busy}>
         {busy ? busyLabel : label}
       </button>
-      <button type="button" onClick={onCancel}>
+      <button type="button" autofocus={cancelFirst} onClick={onCancel}>
         Cancel
       </button>
     </p>

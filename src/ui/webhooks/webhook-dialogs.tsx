@@ -134,6 +134,7 @@ export function ConfirmDialog({ title, text, label, kind, onConfirm, onClose }: 
           busy={busy}
           kind={kind}
           onCancel={onClose}
+          cancelFirst
         />
       </form>
     </Dialog>

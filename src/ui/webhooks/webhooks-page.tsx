@@ -32,8 +32,12 @@ export function WebhooksPage({ session }: { session: Session }) {
   const now = useNow(60_000);
   useTitle('Webhooks');
   const reload = () => setGeneration((g) => g + 1);
-  const close = () => {
-    setOpen(null);
+  /**
+   * Closes the dialog `which`, and only it: a dialog closed by Escape reports it a moment later,
+   * when the same button may have opened the next one already.
+   */
+  const close = (which: Open) => {
+    setOpen((current) => (current === which ? null : current));
     reload();
   };
 
@@ -142,7 +146,13 @@ export function WebhooksPage({ session }: { session: Session }) {
         </section>
       ))}
       {open && (
-        <Dialogs client={client} orgId={orgId} open={open} setOpen={setOpen} onClose={close} />
+        <Dialogs
+          client={client}
+          orgId={orgId}
+          open={open}
+          setOpen={setOpen}
+          onClose={() => close(open)}
+        />
       )}
     </>
   );
