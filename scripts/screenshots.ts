@@ -84,6 +84,11 @@ try {
   await page.getByRole('heading', { name: 'API keys', level: 1 }).waitFor();
   await page.locator('table[aria-busy="false"]').waitFor();
   await shoot(page, 'api-keys');
+  // The findings and the org at a glance, opened.
+  await page.getByText(/^Findings: /).click();
+  await page.getByText('The org at a glance').click();
+  await page.getByRole('heading', { name: 'Busiest keys, last 30 days' }).waitFor();
+  await shoot(page, 'api-keys-findings');
   const keys = await keysOf(server.baseUrl, orgId, admin);
   const named = (name: string) => keys.find((k) => k.name === name && !k.rotated_from_id);
   // The rotated key (the newer "billing-sync") shows its old key still in use.
@@ -96,11 +101,36 @@ try {
   await page.getByLabel('7 days').check();
   await page.locator('.usage > [aria-busy="false"]').waitFor();
   await shoot(page, 'key-page');
+  await page.getByRole('button', { name: 'Edit limits' }).click();
+  const limits = page.getByRole('dialog', { name: 'Edit limits' });
+  await limits.getByRole('button', { name: 'Add a limit' }).click();
+  await limits.getByLabel('Requests of limit 1').fill('100');
+  await limits.getByLabel('A budget of requests').check();
+  await limits.getByLabel('Requests in the quota').fill('1000000');
+  await limits.getByLabel('Refill', { exact: true }).selectOption('month');
+  await limits.getByLabel('Allowed IPs').fill('203.0.113.0/24');
+  await shoot(page, 'edit-limits');
+  await limits.getByRole('button', { name: 'Cancel' }).click();
   await openKey(page, named('partner-acme'));
   await shoot(page, 'key-revoked');
   await page.evaluate(`location.hash = '#/audit'`);
   await page.getByRole('heading', { name: 'Audit', level: 1 }).waitFor();
   await shoot(page, 'audit');
+  await page.evaluate(`location.hash = '#/policies'`);
+  await page.getByRole('button', { name: 'Save policy' }).waitFor();
+  // On (notify), so the preview has the Demo org's dormant keys to show.
+  await page.getByLabel('Enabled').check();
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  await page.getByRole('status').filter({ hasText: 'Policy saved.' }).waitFor();
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await page.getByText('A run now would').waitFor();
+  await shoot(page, 'policies');
+  await page.evaluate(`location.hash = '#/webhooks'`);
+  await page.getByRole('heading', { name: 'Webhooks', level: 1 }).waitFor();
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  await page.getByLabel('URL').fill('https://hooks.example.com/keytrail');
+  await page.getByLabel('Description').fill('SIEM');
+  await shoot(page, 'webhooks-add');
   await context.close();
 } finally {
   await browser.close();

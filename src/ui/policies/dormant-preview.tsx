@@ -45,8 +45,7 @@ export function PreviewPanel({ preview, now }: { preview: DormantPreview; now: n
   return (
     <div class="preview">
       <p>
-        A run now {verb} {plural(keys.length, 'key')}
-        {keys.length > 0 ? ':' : '.'}
+        A run now {verb} {plural(keys.length, 'key')}.
         {preview.next_run_at && (
           <>
             {' '}
