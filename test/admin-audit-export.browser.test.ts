@@ -138,6 +138,9 @@ describe.skipIf(!chromiumAvailable())('admin UI audit and export', { timeout: 12
     // The server names the file (the page only opens the export's single-use link).
     const stamp = (iso: string) => iso.slice(0, 19).replace(/[-:]/g, '');
     expect(download.suggestedFilename()).toBe(`usage-events-${stamp(fromIso)}-${stamp(toIso)}.csv`);
+    // The page opened a single-use link: the key is in no URL (SPEC §7).
+    expect(download.url()).toMatch(/\/api\/exports\/[\w-]{43}$/);
+    expect(download.url()).not.toContain(org.adminKey);
     const file = await readFile(await download.path(), 'utf8');
     const expected = await apiCsv();
     expect(rowsOf(file)).toEqual(expected);
@@ -231,10 +234,14 @@ describe.skipIf(!chromiumAvailable())('admin UI audit and export', { timeout: 12
         page.getByRole('button', { name: 'Export CSV' }).click(),
       ]);
       const done = page.getByRole('status').filter({ hasText: 'Downloaded 1,000,000 rows' });
-      while (!(await done.isVisible())) {
-        peak = Math.max(peak, await heap());
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
+      // Sampled at every check until the page says it is done.
+      await waitFor(
+        async () => {
+          peak = Math.max(peak, await heap());
+          return done.isVisible();
+        },
+        { timeoutMs: 240_000, intervalMs: 200 },
+      );
       const path = await download.path();
       let lines = 0;
       for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {

@@ -197,17 +197,26 @@ describe('quotas in requireKey', () => {
   });
 });
 
+/** Takes fail (their statement waits past its deadline) until the function returned runs. */
+async function lockQuotas(): Promise<() => Promise<void>> {
+  const blocker = new pg.Client({ connectionString: dbUrl() });
+  await blocker.connect();
+  await blocker.query('begin');
+  await blocker.query('lock table key_quotas in access exclusive mode');
+  return async () => {
+    await blocker.query('rollback');
+    await blocker.end();
+  };
+}
+
 describe('quotas while takes fail', () => {
   it('spends what the instance holds, then answers 503 (not quota_exceeded), and recovers', async () => {
     const created = await withQuota({ limit: 1000 });
     const key = created.body.key as string;
     expect((await demo(key)).status).toBe(200);
-    const blocker = new pg.Client({ connectionString: dbUrl() });
-    await blocker.connect();
+    const release = await lockQuotas();
     const statuses: number[] = [];
     try {
-      await blocker.query('begin');
-      await blocker.query('lock table key_quotas in access exclusive mode');
       await waitFor(
         async () => {
           const res = await demo(key);
@@ -218,8 +227,7 @@ describe('quotas while takes fail', () => {
         { timeoutMs: 15_000 },
       );
     } finally {
-      await blocker.query('rollback');
-      await blocker.end();
+      await release();
     }
     expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
     await waitFor(async () => (await demo(key)).status === 200, { timeoutMs: 5_000 });
@@ -239,12 +247,9 @@ describe('quotas failing open', () => {
       const id = created.body.api_key.id as string;
       const key = created.body.key as string;
       expect((await demo(key, open.client)).status).toBe(200);
-      const blocker = new pg.Client({ connectionString: dbUrl() });
-      await blocker.connect();
+      const release = await lockQuotas();
       const statuses: number[] = [];
       try {
-        await blocker.query('begin');
-        await blocker.query('lock table key_quotas in access exclusive mode');
         // Until a take has failed and the instance admitted on credit it does not hold.
         await waitFor(
           async () => {
@@ -254,8 +259,7 @@ describe('quotas failing open', () => {
           { timeoutMs: 15_000 },
         );
       } finally {
-        await blocker.query('rollback');
-        await blocker.end();
+        await release();
       }
       expect(statuses.every((s) => s === 200)).toBe(true);
       const metrics = (await open.client.get('/metrics')).text;

@@ -59,15 +59,20 @@ function orgKeys(p: OrgUsageParams): RawBuilder<unknown> {
     )`;
 }
 
+/** SPEC §5.1's spike windows: the current hour and the 23 before it, and the 7 days before. */
+export function spikeWindows(now: Date): { since24h: Date; since8d: Date } {
+  const currentHour = now.getTime() - (now.getTime() % HOUR_MS);
+  const since24h = new Date(currentHour - 23 * HOUR_MS);
+  return { since24h, since8d: new Date(since24h.getTime() - 7 * 24 * HOUR_MS) };
+}
+
 /**
  * The last-24-hour requests and the spike baseline (the 7 × 24 hours before that window, SPEC
  * §5), both from the hourly rollup, for the keys of one page only: one primary-key range scan
  * per key.
  */
 function pageWindows(p: OrgUsageParams): RawBuilder<unknown> {
-  const currentHour = p.now.getTime() - (p.now.getTime() % HOUR_MS);
-  const since24h = new Date(currentHour - 23 * HOUR_MS);
-  const since8d = new Date(since24h.getTime() - 7 * 24 * HOUR_MS);
+  const { since24h, since8d } = spikeWindows(p.now);
   return sql`
     cross join lateral (
       select coalesce(sum(h.requests) filter (where h.hour >= ${since24h}), 0)::int8 as last24,

@@ -2,6 +2,7 @@
  * A key's limits as its dialogs edit them (SPEC §11): rate limit rows, a quota, allowed IPs.
  * Parsed before anything is sent; the API checks again and words what is wrong with an address.
  */
+import { QUOTA_MAX } from '../../limits/limits.types.ts';
 import type { Parsed } from '../keys/key-form.ts';
 import { parseRows, rowsOf, type RatePolicyJson, type RateRow } from './rate-rows.ts';
 
@@ -51,8 +52,6 @@ export function limitsFormOf(key: KeyLimitsJson): LimitsForm {
     allowedIps: key.allowed_ips.join('\n'),
   };
 }
-
-const QUOTA_MAX = 1_000_000_000_000;
 
 function count(text: string, what: string, min: number): Parsed<number> {
   const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
