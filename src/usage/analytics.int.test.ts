@@ -502,3 +502,61 @@ describe('raw events: keyset pagination', () => {
     expect(seen).toEqual([...ids].sort());
   });
 });
+
+describe('org usage: spike windows at every hour of the day', () => {
+  it('sums whole days from the daily rollup and the ragged ends hourly: the same as 192 hours', async () => {
+    const org = await createOrg(app.client, 'Windows');
+    const key = await createKey(app.client, org, { name: 'windows' });
+    // Ten days of hourly rows, each a different count, and the daily rows they add up to
+    // (as the ingest writes both from the same events).
+    const start = Date.UTC(2026, 0, 10);
+    const perHour = (ms: number): number => (((ms / HOUR) * 7919) % 97) + 1;
+    const hours = Array.from({ length: 10 * 24 }, (_, i) => start + i * HOUR);
+    await sql`insert into api_key_usage_hourly
+        (key_id, org_id, hour, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
+      select ${key.id}::uuid, ${org.orgId}::uuid, to_timestamp(h / 1000.0), n, 0, 0, 0, 0, '{}'
+      from unnest(${hours}::float8[], ${hours.map(perHour)}::int8[]) as u(h, n)`.execute(
+      app.kt.database.db,
+    );
+    await sql`insert into api_key_usage_daily
+        (key_id, org_id, day, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
+      select key_id, org_id, (hour at time zone 'UTC')::date, sum(requests), 0, 0, 0, 0, '{}'
+      from api_key_usage_hourly where key_id = ${key.id} group by 1, 2, 3`.execute(
+      app.kt.database.db,
+    );
+    const sum = (from: number, to: number): number =>
+      hours.filter((h) => h >= from && h < to).reduce((n, h) => n + perHour(h), 0);
+    const spikeAt = async (now: number, factor: number): Promise<boolean | undefined> => {
+      const page = await orgUsage(
+        app.kt.database.db,
+        {
+          orgId: org.orgId,
+          now: new Date(now),
+          dormantBefore: new Date(0),
+          spikeFactor: factor,
+          spikeMin: 0,
+        },
+        {
+          sort: 'name',
+          order: 'asc',
+          status: undefined,
+          dormant: undefined,
+          limit: 50,
+          after: undefined,
+        },
+      );
+      return page.rows.find((r) => r.key_id === key.id)?.spike;
+    };
+    // Every hour of the ninth day (and a minute past each): the windows' ends fall everywhere.
+    for (let h = 0; h < 24; h++) {
+      const now = start + 8 * DAY + h * HOUR + (h % 2) * 60_000;
+      const since24h = now - (now % HOUR) - 23 * HOUR;
+      const last24 = sum(since24h, Infinity);
+      const prior = sum(since24h - 7 * DAY, since24h);
+      // The flag's threshold, exactly: a baseline off by one request moves it by ≥ 1/20,000.
+      const threshold = (last24 * 7) / prior;
+      expect(await spikeAt(now, threshold * (1 - 1e-9)), `hour ${h}`).toBe(true);
+      expect(await spikeAt(now, threshold * (1 + 1e-9)), `hour ${h}`).toBe(false);
+    }
+  });
+});

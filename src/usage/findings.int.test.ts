@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
 import { useTestApp } from '../testing/harness.ts';
 import { expectProblem } from '../testing/problem.ts';
+import { runKeyWatch } from '../webhooks/watch.ts';
 
 const app = useTestApp();
 const HOUR_MS = 3_600_000;
@@ -31,10 +32,27 @@ async function totals(org: TestOrg, keyId: string, t: Totals) {
       last_limited_at = excluded.last_limited_at`.execute(app().kt.database.db);
 }
 
-async function hourly(org: TestOrg, keyId: string, hour: Date, requests: number) {
+/** `requests` in `hour`, in the rollups the ingest writes together: hourly, daily, totals. */
+async function used(org: TestOrg, keyId: string, hour: Date, requests: number) {
+  const db = app().kt.database.db;
   await sql`insert into api_key_usage_hourly (key_id, hour, org_id, requests, latency_hist)
-    values (${keyId}, ${hour}, ${org.orgId}, ${requests}, '{}')`.execute(app().kt.database.db);
+    values (${keyId}, ${hour}, ${org.orgId}, ${requests}, '{}')`.execute(db);
+  await sql`insert into api_key_usage_daily (key_id, day, org_id, requests, latency_hist)
+    values (${keyId}, (${hour}::timestamptz at time zone 'UTC')::date, ${org.orgId}, ${requests}, '{}')
+    on conflict (key_id, day) do update
+      set requests = api_key_usage_daily.requests + excluded.requests`.execute(db);
+  await sql`insert into api_key_usage_totals (key_id, org_id, request_count, last_used_at)
+    values (${keyId}, ${org.orgId}, ${requests}, ${hour})
+    on conflict (key_id) do update set
+      request_count = api_key_usage_totals.request_count + excluded.request_count,
+      last_used_at = greatest(api_key_usage_totals.last_used_at, excluded.last_used_at)`.execute(
+    db,
+  );
 }
+
+/** The worker's key watch, which flags spikes (every 5 minutes in production). */
+const keyWatch = () =>
+  runKeyWatch(app().kt.database.db, { now: new Date(), spike: app().kt.config.spike });
 
 const findings = async (org: TestOrg, key = org.adminKey) =>
   app().client.get(`/api/orgs/${org.orgId}/findings`, { key });
@@ -72,11 +90,12 @@ describe('findings', () => {
 
     const spiking = await createKey(client, org, { name: 'spiking' });
     const thisHour = new Date(now - (now % HOUR_MS));
-    await hourly(org, spiking.id, thisHour, 150);
-    await hourly(org, spiking.id, new Date(thisHour.getTime() - 48 * HOUR_MS), 70);
+    await used(org, spiking.id, new Date(thisHour.getTime() - 48 * HOUR_MS), 70);
+    await used(org, spiking.id, thisHour, 150);
     const steady = await createKey(client, org, { name: 'steady' });
-    await hourly(org, steady.id, thisHour, 150);
-    await hourly(org, steady.id, new Date(thisHour.getTime() - 48 * HOUR_MS), 700);
+    await used(org, steady.id, new Date(thisHour.getTime() - 48 * HOUR_MS), 700);
+    await used(org, steady.id, thisHour, 150);
+    await keyWatch();
 
     const other = await createOrg(client, 'Other findings');
     const foreign = await createKey(client, other, { name: 'foreign' });
@@ -109,6 +128,31 @@ describe('findings', () => {
       }),
     ]);
     expect(JSON.stringify(res.body)).not.toContain(foreign.id);
+  });
+
+  it('lists a spike once the key watch has flagged it, while the rule still holds', async () => {
+    const { client } = app();
+    const org = await createOrg(client, 'Spike watch');
+    const key = await createKey(client, org, { name: 'bursty' });
+    const now = Date.now();
+    const thisHour = new Date(now - (now % HOUR_MS));
+    await used(org, key.id, thisHour, 400);
+    const spikes = async () =>
+      (await findings(org)).body.data.filter((f: { kind: string }) => f.kind === 'spike');
+    expect(await spikes()).toEqual([]); // not judged yet
+    await keyWatch();
+    expect(await spikes()).toEqual([
+      expect.objectContaining({ key: expect.objectContaining({ id: key.id }), count: 400 }),
+    ]);
+    // A baseline that grew since (late events reported for last week): no longer a spike here,
+    // before the next watch clears the flag.
+    await used(org, key.id, new Date(thisHour.getTime() - 72 * HOUR_MS), 7_000);
+    expect(await spikes()).toEqual([]);
+    await client.delete(`/api/orgs/${org.orgId}/api-keys/${key.id}`, { key: org.adminKey });
+    await keyWatch();
+    const flagged = await sql<{ spike_since: Date | null }>`
+      select spike_since from api_keys where id = ${key.id}`.execute(app().kt.database.db);
+    expect(flagged.rows[0]?.spike_since).toBeNull();
   });
 
   it('needs usage:read', async () => {

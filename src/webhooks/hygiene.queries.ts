@@ -4,8 +4,7 @@
  * finding runs; the caller writes the outbox in the same transaction.
  */
 import { sql, type RawBuilder } from 'kysely';
-
-const HOUR_MS = 3_600_000;
+import { isSpike, spikeLateral, spikeWindows } from '../usage/analytics.queries.ts';
 
 export type Notice = {
   id: string;
@@ -41,33 +40,26 @@ export function markExpiringNotices(now: Date, limit: number): RawBuilder<Notice
 }
 
 /**
- * Spike flags that changed: the org usage page's rule (the last 24 hours against the daily mean
- * of the 7 × 24 hours before, from the hourly rollup) for keys used in the last 24 hours and
- * keys flagged now. A key whose flag turns on is returned (once per spell); one whose flag
- * turned off is cleared.
+ * Spike flags that changed: the org usage page's rule (spikeLateral: the last 24 hours against
+ * the daily mean of the 7 × 24 hours before) for keys used in the last 24 hours and keys flagged
+ * now. A key whose flag turns on is returned (once per spell); one whose flag turned off is
+ * cleared. The flags are also what the org's findings list as spikes.
  */
 export function markSpikes(
   now: Date,
   rule: { factor: number; minRequests: number },
 ): RawBuilder<Notice> {
-  const currentHour = now.getTime() - (now.getTime() % HOUR_MS);
-  const since24h = new Date(currentHour - 23 * HOUR_MS);
-  const since8d = new Date(since24h.getTime() - 7 * 24 * HOUR_MS);
+  const { since24h } = spikeWindows(now);
   return sql<Notice>`
     with candidates as (
       select t.key_id from api_key_usage_totals t where t.last_used_at >= ${since24h}
       union
       select k.id from api_keys k where k.spike_since is not null
     ), judged as (
-      select k.id, k.spike_since, w.last24, w.prior7d,
-        (k.revoked_at is null and w.last24 >= ${rule.minRequests}
-          and w.last24 >= ${rule.factor}::float8 * w.prior7d / 7.0) as spike
+      select k.id, k.spike_since, sw.last24, sb.prior7d,
+        (k.revoked_at is null and ${isSpike(rule.factor, rule.minRequests)}) as spike
       from candidates c join api_keys k on k.id = c.key_id
-      cross join lateral (
-        select coalesce(sum(h.requests) filter (where h.hour >= ${since24h}), 0)::int8 as last24,
-          coalesce(sum(h.requests) filter (where h.hour < ${since24h}), 0)::int8 as prior7d
-        from api_key_usage_hourly h where h.key_id = k.id and h.hour >= ${since8d}
-      ) w
+      ${spikeLateral(sql.ref('k.id'), now, rule.minRequests)}
     ), changed as (
       update api_keys k set spike_since = case when j.spike then ${now}::timestamptz end
       from judged j
