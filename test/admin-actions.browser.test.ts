@@ -12,6 +12,7 @@ import {
   seriousViolations,
   shownNames,
   signInWith,
+  tabTo,
   watchConsole,
 } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
@@ -118,6 +119,27 @@ describe.skipIf(!chromiumAvailable())('admin UI write actions', { timeout: 120_0
     await dialog.waitFor({ state: 'detached' });
     await expect.poll(() => focusedText(page)).toBe('Create key');
     expect((await allKeys()).length).toBe(before);
+    expect(errors).toEqual([]);
+  });
+
+  it('reopens a dialog closed by Escape and opened again at once by Enter, and keeps it open', async () => {
+    const page = await signIn();
+    const opener = page.getByRole('button', { name: 'Create key' });
+    await tabTo(page, opener);
+    const dialog = page.getByRole('dialog', { name: 'Create key' });
+    for (let round = 0; round < 5; round++) {
+      await page.keyboard.press('Enter');
+      await dialog.waitFor();
+      // No wait between them: the close reaches the page after the opener has opened it again.
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(100);
+      await dialog.waitFor();
+      expect(await dialog.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(true);
+      await page.keyboard.press('Escape');
+      await dialog.waitFor({ state: 'detached' });
+      await expect.poll(() => focusedText(page)).toBe('Create key');
+    }
     expect(errors).toEqual([]);
   });
 

@@ -11,10 +11,11 @@ import {
   seriousViolations,
   shownNames,
   signInWith,
+  tabTo,
   watchConsole,
 } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
-import { createOrg, type TestOrg } from '../src/testing/factories.ts';
+import { createKey, createOrg, type TestOrg } from '../src/testing/factories.ts';
 import { waitFor, type TestApp } from '../src/testing/harness.ts';
 import { useTrackingApp } from './admin-app.ts';
 
@@ -127,12 +128,34 @@ describe.skipIf(!chromiumAvailable())('admin UI key limits', { timeout: 120_000 
     expect(errors.filter((e) => !e.includes('400'))).toEqual([]);
   });
 
+  it('keeps Edit limits open when Escape and Enter come at once (the late close is not its own)', async () => {
+    const key = await createKey(app.client, org, { name: 'escape and enter' });
+    const page = await signIn();
+    await openKey(page, key.id);
+    const opener = page.getByRole('button', { name: 'Edit limits' });
+    await tabTo(page, opener);
+    const edit = page.getByRole('dialog', { name: 'Edit limits' });
+    for (let round = 0; round < 5; round++) {
+      await page.keyboard.press('Enter');
+      await edit.waitFor();
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(100);
+      await edit.waitFor();
+      expect(await edit.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(true);
+      await page.keyboard.press('Escape');
+      await edit.waitFor({ state: 'detached' });
+      await expect.poll(() => focusedText(page)).toBe('Edit limits');
+    }
+    expect(errors).toEqual([]);
+  });
+
   it('edits limits from the keyboard alone, and gives the focus back on Escape', async () => {
     const page = await signIn();
     const key = await keyNamed('metered');
     await openKey(page, key.id);
     const opener = page.getByRole('button', { name: 'Edit limits' });
-    await opener.focus();
+    await tabTo(page, opener);
     await page.keyboard.press('Enter');
     const edit = page.getByRole('dialog', { name: 'Edit limits' });
     await edit.waitFor();
@@ -143,11 +166,12 @@ describe.skipIf(!chromiumAvailable())('admin UI key limits', { timeout: 120_000 
     await page.keyboard.press('Enter');
     await edit.waitFor();
     // To "Add a limit", then into the new row's fields, all by Tab.
-    await edit.getByRole('button', { name: 'Add a limit' }).focus();
+    await tabTo(page, edit.getByRole('button', { name: 'Add a limit' }));
     await page.keyboard.press('Enter');
-    await edit.getByLabel('Requests of limit 1').focus();
+    // The new row comes before the button: back by Shift+Tab.
+    await tabTo(page, edit.getByLabel('Requests of limit 1'), { back: true });
     await page.keyboard.type('50');
-    await edit.getByRole('button', { name: 'Save limits' }).focus();
+    await tabTo(page, edit.getByRole('button', { name: 'Save limits' }));
     await page.keyboard.press('Enter');
     await edit.waitFor({ state: 'detached' });
     expect((await keyNamed('metered')).rate_limits).toEqual([

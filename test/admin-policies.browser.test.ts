@@ -7,7 +7,7 @@
 import { sql } from 'kysely';
 import type { Page } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { seriousViolations, signInWith, watchConsole } from '../src/testing/admin-ui.ts';
+import { seriousViolations, signInWith, tabTo, watchConsole } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
 import { createKey, createOrg, type TestOrg } from '../src/testing/factories.ts';
 import type { TestApp } from '../src/testing/harness.ts';
@@ -136,7 +136,7 @@ describe.skipIf(!chromiumAvailable())('admin UI policies', { timeout: 120_000 },
 
   it('works from the keyboard alone', async () => {
     const page = await openPolicies();
-    await page.getByLabel('Dormant after (days)').focus();
+    await tabTo(page, page.getByLabel('Dormant after (days)'));
     await page.keyboard.press('Control+A');
     await page.keyboard.type('45');
     // Tab to the action's radio group, then an arrow key moves the choice.
@@ -146,7 +146,7 @@ describe.skipIf(!chromiumAvailable())('admin UI policies', { timeout: 120_000 },
     const before = await checked();
     await page.keyboard.press('ArrowDown');
     expect(await checked()).not.toBe(before);
-    await page.getByRole('button', { name: 'Save policy' }).focus();
+    await tabTo(page, page.getByRole('button', { name: 'Save policy' }));
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Policy saved.' }).waitFor();
     expect((await api('dormant-keys')).body).toMatchObject({

@@ -11,6 +11,7 @@ import {
   focusedText,
   seriousViolations,
   signInWith,
+  tabTo,
   watchConsole,
 } from '../src/testing/admin-ui.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
@@ -126,17 +127,18 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
   it('disables, enables, rotates the secret of and deletes an endpoint, from the keyboard', async () => {
     const page = await openWebhooks();
     const section = page.getByRole('region', { name: `Endpoint ${receiver.url}` });
-    await section.getByRole('button', { name: 'Disable' }).focus();
+    await tabTo(page, section.getByRole('button', { name: 'Disable' }));
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Endpoint disabled.' }).waitFor();
     expect((await hooks())[0]).toMatchObject({ enabled: false });
-    await section.getByRole('button', { name: 'Enable' }).focus();
+    // Enable replaces Disable: the focus may have left with it, so Tab (or back) to it.
+    await tabTo(page, section.getByRole('button', { name: 'Enable' }));
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Endpoint enabled.' }).waitFor();
     expect((await hooks())[0]).toMatchObject({ enabled: true });
 
     const rotate = section.getByRole('button', { name: 'Rotate secret' });
-    await rotate.focus();
+    await tabTo(page, rotate);
     await page.keyboard.press('Enter');
     const confirm = page.getByRole('dialog', { name: 'Rotate secret' });
     await confirm.waitFor();

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from '../workers/main.ts';
 import { startTrackingApp } from './admin-app.ts';
 import { chromiumAvailable, useBrowser } from '../src/testing/browser.ts';
-import { seriousViolations, shownNames, watchConsole } from '../src/testing/admin-ui.ts';
+import { seriousViolations, shownNames, tabTo, watchConsole } from '../src/testing/admin-ui.ts';
 import {
   createKey,
   createOrg,
@@ -400,7 +400,7 @@ describe.skipIf(!chromiumAvailable())('admin UI in Chromium', { timeout: 120_000
       .toEqual(second.data.map(() => 'orders:read'));
     // By keyboard: back on page 1 the button is inert (aria-disabled) and keeps the focus.
     const previous = page.getByRole('button', { name: 'Previous page' });
-    await previous.focus();
+    await tabTo(page, previous, { back: true });
     await page.keyboard.press('Enter');
     await expect.poll(() => shownNames(page), { timeout: 10_000 }).toEqual(names(first));
     expect(await previous.getAttribute('aria-disabled')).toBe('true');

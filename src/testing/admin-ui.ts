@@ -2,7 +2,7 @@
  * Helpers for the admin UI's browser tests: sign-in, console watch, settled rows, axe.
  */
 import AxeBuilder from '@axe-core/playwright';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 
 /** Console errors and uncaught exceptions of a page (a CSP violation is a console error). */
 export function watchConsole(page: Page): string[] {
@@ -36,6 +36,27 @@ export const rowOf = (page: Page, name: string) =>
 /** The text of the focused element. */
 export const focusedText = (page: Page): Promise<string | null> =>
   page.evaluate<string | null>('document.activeElement?.textContent ?? null');
+
+/**
+ * Presses Tab (Shift+Tab with `back`) until `target` has the focus, as a keyboard user reaches
+ * it: fails if it is not reached within `max` presses (not focusable, or out of the tab order).
+ */
+export async function tabTo(
+  page: Page,
+  target: Locator,
+  o: { back?: boolean; max?: number } = {},
+): Promise<void> {
+  await target.waitFor();
+  const max = o.max ?? 60;
+  // The element's own view of the focus (this file is compiled without the DOM's types).
+  const focused = () => target.evaluate((el) => el === el.ownerDocument.activeElement);
+  for (let i = 0; i < max; i++) {
+    if (await focused()) return;
+    await page.keyboard.press(o.back ? 'Shift+Tab' : 'Tab');
+  }
+  if (await focused()) return;
+  throw new Error(`not reached by ${max} presses of ${o.back ? 'Shift+Tab' : 'Tab'}: ${String(target)}`);
+}
 
 export async function seriousViolations(page: Page): Promise<string[]> {
   const result = await new AxeBuilder({ page }).analyze();

@@ -3,10 +3,24 @@
  * closes it). Named by its heading; focus moves into it on open and back to the opener on close.
  */
 import type { ComponentChildren } from 'preact';
-import { useEffect, useId, useRef } from 'preact/hooks';
+import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
 import { MAX_REASON } from './keys/key-form.ts';
 
 type Props = { title: string; onClose: () => void; children: ComponentChildren };
+
+/**
+ * A page's open dialog (one at a time: they are modal). Open one with a new object each time;
+ * `closed(which)` clears that one only: a dialog closed by Escape reports it a moment later,
+ * when the same button may have opened the next one already (Escape, then Enter at once).
+ */
+export function useOpenDialog<T extends object>() {
+  const [open, setOpen] = useState<T | null>(null);
+  const closed = useCallback(
+    (which: T) => setOpen((current) => (current === which ? null : current)),
+    [],
+  );
+  return [open, setOpen, closed] as const;
+}
 
 export function Dialog({ title, onClose, children }: Props) {
   const ref = useRef<HTMLDialogElement>(null);
@@ -39,14 +53,28 @@ export function Dialog({ title, onClose, children }: Props) {
     const dialog = ref.current;
     if (dialog && !dialog.open && !gone.current) dialog.showModal();
   });
+  // Escapes whose native 'close' event is still to come (see onCancel).
+  const escaped = useRef(0);
   return (
     <dialog
       ref={ref}
       class="dialog"
       aria-labelledby={headingId}
-      // A 'close' event is queued: when it comes, the dialog may be open again (reopened at once,
+      // Escape: the page hears of it now, in the key's own task, with the handler of this
+      // opening. The native 'close' event comes a task later, when a key pressed at once (Enter
+      // on the opener) may have opened the next dialog and re-rendered this one with its handler.
+      onCancel={(e) => {
+        e.preventDefault();
+        escaped.current += 1;
+        ref.current?.close();
+        onClose();
+      }}
+      // Any other close: when its event comes, the dialog may be open again (reopened at once,
       // see above), and then it is not the dialog's close.
-      onClose={() => gone.current || ref.current?.open || onClose()}
+      onClose={() => {
+        if (escaped.current > 0) escaped.current -= 1;
+        else if (!gone.current && !ref.current?.open) onClose();
+      }}
     >
       <h2 id={headingId}>{title}</h2>
       {children}

@@ -19,6 +19,7 @@ import {
   RelativeTime,
   StatusBadge,
 } from '../components.tsx';
+import { useOpenDialog } from '../dialog.tsx';
 import { formatNumber, NEVER, shortAge } from '../format.ts';
 import { useApi, useNow, useTitle } from '../hooks.ts';
 import { RevokeDialog, RotateDialog } from '../keys/change-dialogs.tsx';
@@ -45,7 +46,7 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
   const { client, self } = session;
   const orgId = self.org_id;
   const [windowId, setWindowId] = useState<WindowId>(DEFAULT_WINDOW);
-  const [dialog, setDialog] = useState<DialogKind | null>(null);
+  const [dialog, setDialog, closed] = useOpenDialog<{ kind: DialogKind }>();
   // Bumped by Refresh and by a closed dialog: everything on the page is read again.
   const [generation, setGeneration] = useState(0);
   const key = useApi(
@@ -65,8 +66,8 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
   );
   const now = useNow(TICK_MS);
   useTitle(key.data?.name ?? 'API key');
-  const close = () => {
-    setDialog(null);
+  const close = (which: { kind: DialogKind }) => {
+    closed(which);
     setGeneration((g) => g + 1);
   };
   const k = key.data;
@@ -91,20 +92,27 @@ export function KeyPage({ session, keyId }: { session: Session; keyId: string })
               <div class="actions">
                 {/* A key cannot change its own limits (the API refuses): not offered. */}
                 {k.id !== self.key_id && (
-                  <button type="button" onClick={() => setDialog('limits')}>
+                  <button type="button" onClick={() => setDialog({ kind: 'limits' })}>
                     Edit limits
                   </button>
                 )}
-                <button type="button" onClick={() => setDialog('rotate')}>
+                <button type="button" onClick={() => setDialog({ kind: 'rotate' })}>
                   Rotate
                 </button>
-                <button type="button" class="danger" onClick={() => setDialog('revoke')}>
+                <button type="button" class="danger" onClick={() => setDialog({ kind: 'revoke' })}>
                   Revoke
                 </button>
               </div>
             )}
           </div>
-          {dialog && <KeyDialog kind={dialog} session={session} apiKey={k} onClose={close} />}
+          {dialog && (
+            <KeyDialog
+              kind={dialog.kind}
+              session={session}
+              apiKey={k}
+              onClose={() => close(dialog)}
+            />
+          )}
           <KeyFields apiKey={k} now={now} />
         </>
       )}

@@ -5,6 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { UsageRow } from '../api.ts';
 import type { Session } from '../app.tsx';
 import { PageHeading, Pager, ProblemMessage } from '../components.tsx';
+import { useOpenDialog } from '../dialog.tsx';
 import { formatNumber } from '../format.ts';
 import { useApi, useNow, useTitle } from '../hooks.ts';
 import { RevokeDialog, RotateDialog } from './change-dialogs.tsx';
@@ -38,7 +39,7 @@ export type OpenDialog =
 
 export function KeysPage({ session, view, setView, scopes }: Props) {
   const { client, self } = session;
-  const [dialog, setDialog] = useState<OpenDialog | null>(null);
+  const [dialog, setDialog, closed] = useOpenDialog<OpenDialog>();
   // Bumped when a dialog closes: the table reads again and shows what the dialog changed.
   const [generation, setGeneration] = useState(0);
   const usage = useApi(
@@ -60,12 +61,12 @@ export function KeysPage({ session, view, setView, scopes }: Props) {
       if (!next.delete(row.key_id)) next.set(row.key_id, row);
       return next;
     });
-  const close = () => {
-    if (dialog?.kind === 'bulk-revoke') setSelected(new Map());
-    setDialog(null);
+  const close = (which: OpenDialog) => {
+    if (which.kind === 'bulk-revoke') setSelected(new Map());
+    closed(which);
     setGeneration((g) => g + 1);
   };
-  const dialogProps = { client, orgId: self.org_id, onClose: close };
+  const dialogProps = { client, orgId: self.org_id, onClose: () => dialog && close(dialog) };
   const rows = usage.data?.data;
   const { want } = scopes;
   useEffect(() => {

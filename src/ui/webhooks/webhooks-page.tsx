@@ -8,6 +8,7 @@ import { useState } from 'preact/hooks';
 import type { ApiError, Client, Webhook } from '../api.ts';
 import type { Session } from '../app.tsx';
 import { Loading, PageHeading, ProblemMessage, RelativeTime } from '../components.tsx';
+import { useOpenDialog } from '../dialog.tsx';
 import { exactTime } from '../format.ts';
 import { asApiError, useApi, useNow, useTitle } from '../hooks.ts';
 import { DeliveriesLog } from './deliveries.tsx';
@@ -22,7 +23,7 @@ export function WebhooksPage({ session }: { session: Session }) {
   const { client, self } = session;
   const orgId = self.org_id;
   const [generation, setGeneration] = useState(0);
-  const [open, setOpen] = useState<Open | null>(null);
+  const [open, setOpen, closed] = useOpenDialog<Open>();
   const [shown, setShown] = useState<string | null>(null);
   const [status, setStatus] = useState('');
   const [error, setError] = useState<ApiError | null>(null);
@@ -32,12 +33,8 @@ export function WebhooksPage({ session }: { session: Session }) {
   const now = useNow(60_000);
   useTitle('Webhooks');
   const reload = () => setGeneration((g) => g + 1);
-  /**
-   * Closes the dialog `which`, and only it: a dialog closed by Escape reports it a moment later,
-   * when the same button may have opened the next one already.
-   */
   const close = (which: Open) => {
-    setOpen((current) => (current === which ? null : current));
+    closed(which);
     reload();
   };
 
