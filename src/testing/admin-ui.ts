@@ -55,7 +55,9 @@ export async function tabTo(
     await page.keyboard.press(o.back ? 'Shift+Tab' : 'Tab');
   }
   if (await focused()) return;
-  throw new Error(`not reached by ${max} presses of ${o.back ? 'Shift+Tab' : 'Tab'}: ${String(target)}`);
+  throw new Error(
+    `not reached by ${max} presses of ${o.back ? 'Shift+Tab' : 'Tab'}: ${String(target)}`,
+  );
 }
 
 export async function seriousViolations(page: Page): Promise<string[]> {
