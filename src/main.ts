@@ -22,6 +22,7 @@ import {
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { seedDemoOrg, type DemoOrg } from './demo/seed.ts';
+import { KEY_WATCH_QUEUE } from './webhooks/watch.ts';
 import type { DestinationStream } from 'pino';
 
 const DEMO_ORG = 'Demo';
@@ -97,6 +98,9 @@ async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): P
     return `Demo org ${existing.id} (its admin key was printed on first start; delete .data to start over)`;
   }
   const seeded = kt.config.demoData ? await seedDemoOrg(kt.config, kt.logger, DEMO_ORG) : null;
+  // The worker ingests the sample usage within seconds; a key watch after that flags the demo's
+  // spike for the findings (the keys table shows it at once).
+  if (seeded) await (await kt.queue()).send(KEY_WATCH_QUEUE, {}, { startAfter: 30 });
   const { org, adminKey } = seeded ?? (await kt.orgs.create(DEMO_ORG));
   await writeFile(marker, org.id);
   return [

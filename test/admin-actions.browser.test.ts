@@ -11,6 +11,7 @@ import {
   rowOf,
   seriousViolations,
   shownNames,
+  dialogCloses,
   signInWith,
   tabTo,
   watchConsole,
@@ -127,13 +128,16 @@ describe.skipIf(!chromiumAvailable())('admin UI write actions', { timeout: 120_0
     const opener = page.getByRole('button', { name: 'Create key' });
     await tabTo(page, opener);
     const dialog = page.getByRole('dialog', { name: 'Create key' });
+    const closes = await dialogCloses(page);
     for (let round = 0; round < 5; round++) {
       await page.keyboard.press('Enter');
       await dialog.waitFor();
       // No wait between them: the close reaches the page after the opener has opened it again.
+      const before = await closes();
       await page.keyboard.press('Escape');
       await page.keyboard.press('Enter');
-      await page.waitForTimeout(100);
+      // The first dialog's late 'close' event has come: the one opened again is still open.
+      await expect.poll(closes).toBeGreaterThan(before);
       await dialog.waitFor();
       expect(await dialog.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(true);
       await page.keyboard.press('Escape');

@@ -10,6 +10,7 @@ import {
   focusedText,
   seriousViolations,
   shownNames,
+  dialogCloses,
   signInWith,
   tabTo,
   watchConsole,
@@ -135,12 +136,15 @@ describe.skipIf(!chromiumAvailable())('admin UI key limits', { timeout: 120_000 
     const opener = page.getByRole('button', { name: 'Edit limits' });
     await tabTo(page, opener);
     const edit = page.getByRole('dialog', { name: 'Edit limits' });
+    const closes = await dialogCloses(page);
     for (let round = 0; round < 5; round++) {
       await page.keyboard.press('Enter');
       await edit.waitFor();
+      const before = await closes();
       await page.keyboard.press('Escape');
       await page.keyboard.press('Enter');
-      await page.waitForTimeout(100);
+      // The first dialog's late 'close' event has come: the one opened again is still open.
+      await expect.poll(closes).toBeGreaterThan(before);
       await edit.waitFor();
       expect(await edit.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(true);
       await page.keyboard.press('Escape');

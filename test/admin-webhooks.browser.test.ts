@@ -131,7 +131,7 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Endpoint disabled.' }).waitFor();
     expect((await hooks())[0]).toMatchObject({ enabled: false });
-    // Enable replaces Disable: the focus may have left with it, so Tab (or back) to it.
+    // Enable replaces Disable: Tab to it wherever the focus went.
     await tabTo(page, section.getByRole('button', { name: 'Enable' }));
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Endpoint enabled.' }).waitFor();

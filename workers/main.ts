@@ -62,6 +62,9 @@ export async function startWorker(
       kt.logger.info({ ...report }, 'key watch: notices written');
     }
   });
+  // One watch now: a restarted worker (or a new deployment) flags spikes without waiting for
+  // the schedule; the findings list the flagged keys.
+  await boss.send(KEY_WATCH_QUEUE, {});
   const webhooks = await startWebhookWorker(kt, boss);
   // Started last: a start-up that fails above leaves no timer counting behind.
   const deadLetters = startDeadLetterGauge({

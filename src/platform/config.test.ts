@@ -11,6 +11,15 @@ describe('configuration', () => {
     );
   });
 
+  it('refuses a daily-rollup retention shorter than the 8 days of the spike baseline', () => {
+    expect(() => parseEnv({ KEYTRAIL_ROLLUP_RETENTION_DAYS: '7' })).toThrow(
+      /KEYTRAIL_ROLLUP_RETENTION_DAYS: must be at least 8/,
+    );
+    expect(parseEnv({ KEYTRAIL_ROLLUP_RETENTION_DAYS: '8' }).KEYTRAIL_ROLLUP_RETENTION_DAYS).toBe(
+      8,
+    );
+  });
+
   it('refuses a raw-event retention shorter than the 7 days reported events reach back', () => {
     expect(() => parseEnv({ KEYTRAIL_RETENTION_DAYS: '6' })).toThrow(
       /KEYTRAIL_RETENTION_DAYS: must be at least 7/,

@@ -26,7 +26,13 @@ export const configSchema = z.object({
     .default(90),
   // Hourly series reach back 14 days and the spike baseline 8 (SPEC §5): fewer would cut them.
   KEYTRAIL_HOURLY_RETENTION_DAYS: z.coerce.number().int().min(14).max(3650).default(35),
-  KEYTRAIL_ROLLUP_RETENTION_DAYS: positiveInt(400, 3650),
+  // The spike baseline reads the whole days of the 8 days before now from the daily rollup.
+  KEYTRAIL_ROLLUP_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(8, 'must be at least 8 (the spike baseline reads the last 8 days of daily rows)')
+    .max(3650)
+    .default(400),
   KEYTRAIL_TRUST_PROXY: z.string().default('false'),
   KEYTRAIL_DEMO_ROUTES: z.stringbool().optional(),
   /** The embedded quick start's Demo org gets sample keys and two weeks of usage on first start. */

@@ -60,6 +60,25 @@ export async function tabTo(
   );
 }
 
+/**
+ * Counts the native 'close' events of the page's dialogs from now on. A listener on each dialog
+ * itself (added as dialogs appear): the event of a dialog already removed from the page reaches
+ * no ancestor. Returns the reader of the count.
+ */
+export async function dialogCloses(page: Page): Promise<() => Promise<number>> {
+  await page.evaluate(
+    `window.__dialogCloses = 0;
+     const watch = () => document.querySelectorAll('dialog').forEach((d) => {
+       if (d.__closesWatched) return;
+       d.__closesWatched = true;
+       d.addEventListener('close', () => { window.__dialogCloses += 1; });
+     });
+     watch();
+     new MutationObserver(watch).observe(document.body, { childList: true, subtree: true });`,
+  );
+  return () => page.evaluate<number>('window.__dialogCloses');
+}
+
 export async function seriousViolations(page: Page): Promise<string[]> {
   const result = await new AxeBuilder({ page }).analyze();
   return result.violations

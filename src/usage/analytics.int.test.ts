@@ -13,7 +13,14 @@ import {
 } from '../testing/factories.ts';
 import { bucketOf } from './histogram.ts';
 import { encodeCursor } from '../http/cursor.ts';
-import { orgUsage } from './analytics.queries.ts';
+import { orgUsage, spikeWindows } from './analytics.queries.ts';
+
+const firstPage = {
+  status: undefined,
+  dormant: undefined,
+  limit: 50,
+  after: undefined,
+} as const;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -155,6 +162,36 @@ describe('org usage: spike', () => {
     );
     expect(direct.rows.find((r) => r.key_id === steady.id)?.spike).toBe(true);
     expect(direct.rows.find((r) => r.key_id === small.id)?.spike).toBe(false);
+    // The rollups the ingest wrote give the raw events' own sums: the flag turns at exactly the
+    // threshold those events make (the baseline's whole days come from the daily rollup).
+    const when = new Date();
+    const { since24h, since8d } = spikeWindows(when);
+    for (const [name, key] of Object.entries({ spiky, small, steady })) {
+      const { rows } = await sql<{ last24: number; prior: number }>`
+        select count(*) filter (where occurred_at >= ${since24h})::int as last24,
+          count(*) filter (where occurred_at < ${since24h})::int as prior
+        from api_key_usage_events where key_id = ${key.id} and occurred_at >= ${since8d}`.execute(
+        app.kt.database.db,
+      );
+      const { last24, prior } = rows[0] ?? { last24: 0, prior: 0 };
+      const threshold = (last24 * 7) / prior;
+      const flag = async (factor: number) =>
+        (
+          await orgUsage(
+            app.kt.database.db,
+            {
+              orgId: org.orgId,
+              now: when,
+              dormantBefore: new Date(0),
+              spikeFactor: factor,
+              spikeMin: 0,
+            },
+            { ...firstPage, sort: 'name', order: 'asc' },
+          )
+        ).rows.find((r) => r.key_id === key.id)?.spike;
+      expect(await flag(threshold * (1 - 1e-9)), name).toBe(true);
+      expect(await flag(threshold * (1 + 1e-9)), name).toBe(false);
+    }
   });
 });
 
@@ -507,23 +544,31 @@ describe('org usage: spike windows at every hour of the day', () => {
   it('sums whole days from the daily rollup and the ragged ends hourly: the same as 192 hours', async () => {
     const org = await createOrg(app.client, 'Windows');
     const key = await createKey(app.client, org, { name: 'windows' });
-    // Ten days of hourly rows, each a different count, and the daily rows they add up to
-    // (as the ingest writes both from the same events).
+    // Hourly rows, each a different count, and the daily rows they add up to (as the ingest
+    // writes both from the same events): nine days, then each hour of the tenth as "now" reaches
+    // it, so no row is ever in the future.
     const start = Date.UTC(2026, 0, 10);
     const perHour = (ms: number): number => (((ms / HOUR) * 7919) % 97) + 1;
-    const hours = Array.from({ length: 10 * 24 }, (_, i) => start + i * HOUR);
-    await sql`insert into api_key_usage_hourly
-        (key_id, org_id, hour, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
-      select ${key.id}::uuid, ${org.orgId}::uuid, to_timestamp(h / 1000.0), n, 0, 0, 0, 0, '{}'
-      from unnest(${hours}::float8[], ${hours.map(perHour)}::int8[]) as u(h, n)`.execute(
-      app.kt.database.db,
-    );
-    await sql`insert into api_key_usage_daily
-        (key_id, org_id, day, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
-      select key_id, org_id, (hour at time zone 'UTC')::date, sum(requests), 0, 0, 0, 0, '{}'
-      from api_key_usage_hourly where key_id = ${key.id} group by 1, 2, 3`.execute(
-      app.kt.database.db,
-    );
+    const hours: number[] = [];
+    const add = async (from: number, count: number) => {
+      const more = Array.from({ length: count }, (_, i) => from + i * HOUR);
+      hours.push(...more);
+      await sql`insert into api_key_usage_hourly
+          (key_id, org_id, hour, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
+        select ${key.id}::uuid, ${org.orgId}::uuid, to_timestamp(h / 1000.0), n, 0, 0, 0, 0, '{}'
+        from unnest(${more}::float8[], ${more.map(perHour)}::int8[]) as u(h, n)`.execute(
+        app.kt.database.db,
+      );
+      await sql`insert into api_key_usage_daily as d
+          (key_id, org_id, day, requests, errors_4xx, errors_5xx, denied, latency_sum_ms, latency_hist)
+        select ${key.id}::uuid, ${org.orgId}::uuid, (to_timestamp(h / 1000.0) at time zone 'UTC')::date,
+          sum(n), 0, 0, 0, 0, '{}'
+        from unnest(${more}::float8[], ${more.map(perHour)}::int8[]) as u(h, n) group by 3
+        on conflict (key_id, day) do update set requests = d.requests + excluded.requests`.execute(
+        app.kt.database.db,
+      );
+    };
+    await add(start, 9 * 24);
     const sum = (from: number, to: number): number =>
       hours.filter((h) => h >= from && h < to).reduce((n, h) => n + perHour(h), 0);
     const spikeAt = async (now: number, factor: number): Promise<boolean | undefined> => {
@@ -547,11 +592,12 @@ describe('org usage: spike windows at every hour of the day', () => {
       );
       return page.rows.find((r) => r.key_id === key.id)?.spike;
     };
-    // Every hour of the ninth day (and a minute past each): the windows' ends fall everywhere.
+    // Every hour of the tenth day (and a minute past each): the windows' ends fall everywhere.
     for (let h = 0; h < 24; h++) {
-      const now = start + 8 * DAY + h * HOUR + (h % 2) * 60_000;
+      await add(start + 9 * DAY + h * HOUR, 1);
+      const now = start + 9 * DAY + h * HOUR + (h % 2) * 60_000;
       const since24h = now - (now % HOUR) - 23 * HOUR;
-      const last24 = sum(since24h, Infinity);
+      const last24 = sum(since24h, now + 1);
       const prior = sum(since24h - 7 * DAY, since24h);
       // The flag's threshold, exactly: a baseline off by one request moves it by ≥ 1/20,000.
       const threshold = (last24 * 7) / prior;

@@ -70,7 +70,8 @@ export function OrgFindingsPanel({ client, orgId, generation, now }: Props) {
               class={f.severity === 'warning' ? 'finding-warning' : ''}
             >
               <a href={keyHref(f.key.id)}>{f.key.name}</a> <code>{f.key.prefix}…</code>{' '}
-              {findingText(f)}, last <RelativeTime iso={f.at} now={now} />.
+              {findingText(f)}, {f.kind === 'spike' ? 'since' : 'last'}{' '}
+              <RelativeTime iso={f.at} now={now} />.
             </li>
           ))}
         </ul>
