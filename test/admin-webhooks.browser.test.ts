@@ -124,7 +124,7 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
     expect(errors.filter((e) => !e.includes('400'))).toEqual([]);
   });
 
-  it('disables, enables, rotates the secret of and deletes an endpoint, from the keyboard', async () => {
+  it('disables, enables, rotates the secret of, deletes and adds an endpoint, from the keyboard alone', async () => {
     const page = await openWebhooks();
     const section = page.getByRole('region', { name: `Endpoint ${receiver.url}` });
     await tabTo(page, section.getByRole('button', { name: 'Disable' }));
@@ -150,21 +150,49 @@ describe.skipIf(!chromiumAvailable())('admin UI webhooks', { timeout: 120_000 },
     // The key that opened it does not confirm it: Cancel has the focus.
     await confirm.waitFor();
     await expect.poll(() => focusedText(page)).toBe('Cancel');
-    await confirm.getByRole('button', { name: 'Rotate secret' }).click();
+    await tabTo(page, confirm.getByRole('button', { name: 'Rotate secret' }));
+    await page.keyboard.press('Enter');
     const rotated = page.getByRole('dialog', { name: 'Secret rotated' });
+    await rotated.getByText('it will not be shown again').waitFor();
     const secret = (await rotated.locator('.secret code').textContent()) as string;
     expect(secret).toMatch(/^whsec_/);
-    await rotated.getByRole('button', { name: 'Done' }).click();
+    await tabTo(page, rotated.getByRole('button', { name: 'Done' }));
+    await page.keyboard.press('Enter');
+    await rotated.waitFor({ state: 'detached' });
     const signedBefore = tests(secret).length;
-    await section.getByRole('button', { name: 'Send test event' }).click();
+    await tabTo(page, section.getByRole('button', { name: 'Send test event' }));
+    await page.keyboard.press('Enter');
     await waitFor(() => tests(secret).length > signedBefore, { timeoutMs: 20_000 });
 
-    await section.getByRole('button', { name: 'Delete' }).click();
+    await tabTo(page, section.getByRole('button', { name: 'Delete' }));
+    await page.keyboard.press('Enter');
     const del = page.getByRole('dialog', { name: 'Delete endpoint' });
-    await del.getByRole('button', { name: 'Delete endpoint' }).click();
+    await tabTo(page, del.getByRole('button', { name: 'Delete endpoint' }));
+    await page.keyboard.press('Enter');
     await del.waitFor({ state: 'detached' });
     expect(await hooks()).toEqual([]);
     await page.getByText('No endpoint yet.').waitFor();
+
+    // And one added again, by keyboard alone.
+    await tabTo(page, page.getByRole('button', { name: 'Add endpoint' }));
+    await page.keyboard.press('Enter');
+    const add = page.getByRole('dialog', { name: 'Add endpoint' });
+    await tabTo(page, add.getByLabel('URL'));
+    await page.keyboard.type(receiver.url);
+    await tabTo(page, add.getByLabel('key.created'));
+    await page.keyboard.press('Space');
+    await tabTo(page, add.getByRole('button', { name: 'Add endpoint' }));
+    await page.keyboard.press('Enter');
+    const shown = page.getByRole('dialog', { name: 'Endpoint added' });
+    await tabTo(page, shown.getByRole('button', { name: 'Done' }));
+    await page.keyboard.press('Enter');
+    await shown.waitFor({ state: 'detached' });
+    expect(await hooks()).toEqual([
+      expect.objectContaining({
+        url: receiver.url,
+        event_types: ['key.revoked', 'key.revoked_key_used', 'key.created'],
+      }),
+    ]);
     expect(errors).toEqual([]);
   });
 });
