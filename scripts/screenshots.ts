@@ -29,6 +29,20 @@ async function waitForIngest(baseUrl: string, orgId: string, key: string, events
   }
 }
 
+/** The key watch that follows the sample usage's ingest has flagged the demo's spike. */
+async function waitForSpikeFinding(baseUrl: string, orgId: string, key: string) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const res = await fetch(`${baseUrl}/api/orgs/${orgId}/findings`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    const body = (await res.json()) as { data: { kind: string }[] };
+    if (body.data.some((f) => f.kind === 'spike')) return;
+    if (Date.now() > deadline) throw new Error('no spike in the findings after a minute');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 async function shoot(page: Page, name: string): Promise<void> {
   await page.waitForLoadState('networkidle');
   await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
@@ -70,6 +84,7 @@ try {
   const events = Number(/([\d,]+) usage events/.exec(server.banner)?.[1]?.replaceAll(',', ''));
   if (!admin || !orgId || !events) throw new Error(`no seeded Demo org in:\n${server.banner}`);
   await waitForIngest(server.baseUrl, orgId, admin, events);
+  await waitForSpikeFinding(server.baseUrl, orgId, admin);
 
   const context = await browser.newContext({
     viewport: VIEWPORT,

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -22,7 +23,7 @@ import {
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { seedDemoOrg, type DemoOrg } from './demo/seed.ts';
-import { KEY_WATCH_QUEUE } from './webhooks/watch.ts';
+import { runKeyWatch } from './webhooks/watch.ts';
 import type { DestinationStream } from 'pino';
 
 const DEMO_ORG = 'Demo';
@@ -89,7 +90,12 @@ function sampleLine(seeded: DemoOrg): string {
  * First start of the embedded quick start: a Demo org whose admin key is printed once, with
  * sample keys and usage unless KEYTRAIL_DEMO_DATA=false.
  */
-async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): Promise<string> {
+async function ensureDemoOrg(
+  kt: Keytrail,
+  baseUrl: string,
+  dataRoot: string,
+  signal: AbortSignal,
+): Promise<string> {
   // The demo org is remembered by id in .data: org names are not unique.
   const marker = path.join(dataRoot, 'demo-org');
   const knownId = existsSync(marker) ? (await readFile(marker, 'utf8')).trim() : null;
@@ -98,9 +104,7 @@ async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): P
     return `Demo org ${existing.id} (its admin key was printed on first start; delete .data to start over)`;
   }
   const seeded = kt.config.demoData ? await seedDemoOrg(kt.config, kt.logger, DEMO_ORG) : null;
-  // The worker ingests the sample usage within seconds; a key watch after that flags the demo's
-  // spike for the findings (the keys table shows it at once).
-  if (seeded) await (await kt.queue()).send(KEY_WATCH_QUEUE, {}, { startAfter: 30 });
+  if (seeded) void watchWhenIngested(kt, new Date(), signal);
   const { org, adminKey } = seeded ?? (await kt.orgs.create(DEMO_ORG));
   await writeFile(marker, org.id);
   return [
@@ -110,6 +114,27 @@ async function ensureDemoOrg(kt: Keytrail, baseUrl: string, dataRoot: string): P
     `  admin UI:  ${baseUrl}/admin (paste the admin key)`,
     `  try it:    curl -H "Authorization: Bearer ${adminKey.plaintext}" ${baseUrl}/v1/demo/orders/42`,
   ].join('\n');
+}
+
+/**
+ * Once the worker has ingested the Demo org's sample usage (everything queued before `queued`),
+ * one key watch flags its spike for the findings (the keys table shows it at once). Gives up
+ * after 2 minutes (no worker: `serve --no-worker`); the scheduled watch comes anyway.
+ */
+async function watchWhenIngested(kt: Keytrail, queued: Date, signal: AbortSignal): Promise<void> {
+  try {
+    const deadline = Date.now() + 120_000;
+    while ((await kt.analytics.dataAsOf()) <= queued) {
+      if (Date.now() > deadline) return;
+      await sleep(500, undefined, { signal });
+    }
+    await runKeyWatch(kt.backgroundDatabase.db, { now: kt.clock.now(), spike: kt.config.spike });
+  } catch (error) {
+    // Stopping the server ends the wait: nothing to report.
+    if (!signal.aborted) {
+      kt.logger.warn({ err: String(error) }, 'demo: key watch after the sample usage failed');
+    }
+  }
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
@@ -152,11 +177,14 @@ export async function startServer(
   const port = typeof address === 'object' && address ? address.port : config.port;
   const baseUrl = `http://localhost:${port}`;
   const lines = [`keytrail listening on ${baseUrl}`, `admin UI: ${baseUrl}/admin`];
+  // Ends the Demo org's background step (waiting for its sample usage) when the server stops.
+  const demo = new AbortController();
   if (runtime.embedded) {
     lines.push(`embedded PostgreSQL data: ${runtime.embedded.clusterDir}`);
-    lines.push(await ensureDemoOrg(kt, baseUrl, runtime.embedded.dataRoot));
+    lines.push(await ensureDemoOrg(kt, baseUrl, runtime.embedded.dataRoot, demo.signal));
   }
   const stop = async () => {
+    demo.abort();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
