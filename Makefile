@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
 .DEFAULT_GOAL := help
-.PHONY: help install start test coverage check typecheck lint format db-types bench bench-quick screenshots
+.PHONY: help install start test coverage check typecheck lint format db-types bench bench-quick screenshots citus citus-stop
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ format: install ## rewrite files with prettier
 
 db-types: install ## regenerate db/schema.ts from the migrations
 	$(NODE) db/codegen.ts
+
+citus: ## a local Citus cluster (coordinator, 2 workers; Citus built from ../shared/vendor if missing); prints DATABASE_URL=…
+	bash scripts/citus.sh start
+
+citus-stop: ## stop the local Citus cluster and delete its data
+	bash scripts/citus.sh stop
 
 screenshots: install ## docs/screenshots/*.png of the admin page, from a freshly seeded Demo org (needs Chromium)
 	$(NODE) scripts/screenshots.ts
