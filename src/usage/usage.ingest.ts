@@ -18,8 +18,7 @@ import { identity, rowCount, selectRows, type Batch } from './usage.batch.ts';
 import { decodePayload, encodePayload } from './usage.jobs.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
 import {
-  markQuotaExhausted,
-  markQuotaLow,
+  markQuotaNotices,
   markRateLimited,
   markRevokedKeyUse,
   type DeniedUse,
@@ -111,17 +110,6 @@ const NOTICES: readonly {
 }[] = [
   { type: 'key.revoked_key_used', outcomes: DEAD_KEY, mark: markRevokedKeyUse },
   { type: 'key.rate_limited', outcomes: RATE_LIMITED, mark: markRateLimited },
-  // After use: under 10 % left; after a refusal by the quota: nothing left to take.
-  {
-    type: 'key.quota_low',
-    outcomes: SUCCESS,
-    mark: (u) => markQuotaLow({ keyIds: u.map((x) => x.keyId) }),
-  },
-  {
-    type: 'key.quota_exhausted',
-    outcomes: QUOTA_EXCEEDED,
-    mark: (u) => markQuotaExhausted(u.map((x) => x.keyId)),
-  },
 ];
 
 async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
@@ -130,6 +118,16 @@ async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
     if (uses.length === 0) continue;
     const notices = await tx.run(mark(uses));
     if (notices.length > 0) await tx.run(writeOutbox(noticeEvents(type, notices, new Date())));
+  }
+  // After use: under 10 % left; after a refusal by the quota: nothing left to take. One
+  // statement for both (it locks their quota rows in one ordered pass).
+  const low = latestUses(stored, SUCCESS).map((u) => u.keyId);
+  const exhausted = latestUses(stored, QUOTA_EXCEEDED).map((u) => u.keyId);
+  if (low.length + exhausted.length === 0) return;
+  const notices = await tx.run(markQuotaNotices({ low, exhausted }));
+  for (const type of ['key.quota_low', 'key.quota_exhausted'] as const) {
+    const ofType = notices.filter((n) => n.kind === type);
+    if (ofType.length > 0) await tx.run(writeOutbox(noticeEvents(type, ofType, new Date())));
   }
 }
 

@@ -138,17 +138,16 @@ function quotasOf(match: { keyIds: readonly string[] } | { subjects: readonly st
  * `key.quota_low`: a quota with under 10 % of its limit left, noticed once per refill period
  * (once for a quota without refill, until a PATCH lifts it again). What is left counts the pool
  * and what instances hold (never below the truth: never early). Checked when a batch of uses is
- * ingested and when an instance reports what it holds: the report that shows the quota low may
- * come after the last use's ingest.
+ * ingested (markQuotaNotices) and, here, when an instance reports what it holds: the report that
+ * shows the quota low may come after the last use's ingest. Rows another transaction holds are
+ * skipped: the ingest that holds them checks them itself.
  */
-export function markQuotaLow(
-  match: { keyIds: readonly string[] } | { subjects: readonly string[] },
-): RawBuilder<Notice> {
+export function markQuotaLow(subjects: readonly string[]): RawBuilder<Notice> {
   return sql<Notice>`
-    with q as (${quotasOf(match)}), l as (
+    with q as (${quotasOf({ subjects })}), l as (
       select k.subject from key_quotas k join q using (subject)
       where q.remaining * 10 < q.quota_limit and k.low_noticed_for is distinct from q.period
-      order by k.subject for update of k ${'subjects' in match ? sql`skip locked` : sql``}
+      order by k.subject for update of k skip locked
     )
     update key_quotas k set low_noticed_for = q.period
     from q join l using (subject)
@@ -157,19 +156,53 @@ export function markQuotaLow(
       jsonb_build_object('limit', q.quota_limit, 'remaining', q.remaining) as details`;
 }
 
+export type QuotaNotice = Notice & { kind: 'key.quota_low' | 'key.quota_exhausted' };
+
 /**
- * `key.quota_exhausted`: a quota that refused a request (a stored quota_exceeded event) with
- * nothing left to take, once per period.
+ * The ingest's quota notices, in ONE statement that locks every quota row it may mark in subject
+ * order: `key.quota_low` (as markQuotaLow, for the keys of stored successful uses) and
+ * `key.quota_exhausted` (a quota that refused a request, a stored quota_exceeded event, with
+ * nothing left to take; once per period). Two statements would lock two sets one after the
+ * other, and a take holding a lower subject while waiting for a higher one would deadlock with
+ * the ingest. One row per notice.
  */
-export function markQuotaExhausted(keyIds: readonly string[]): RawBuilder<Notice> {
-  return sql<Notice>`
-    with q as (${quotasOf({ keyIds })}), l as (
-      select k.subject from key_quotas k join q using (subject)
-      where k.pool = 0 and k.exhausted_noticed_for is distinct from q.period
+export function markQuotaNotices(o: {
+  low: readonly string[];
+  exhausted: readonly string[];
+}): RawBuilder<QuotaNotice> {
+  return sql<QuotaNotice>`
+    with lq as (${quotasOf({ keyIds: o.low })}), eq as (${quotasOf({ keyIds: o.exhausted })}),
+    cand as (
+      select subject from lq where remaining * 10 < quota_limit
+      union
+      select subject from eq
+    ), locked as (
+      select k.subject, k.pool, k.low_noticed_for, k.exhausted_noticed_for
+      from key_quotas k join cand using (subject)
       order by k.subject for update of k
+    ), due as (
+      -- The locked rows' own values: a take that committed meanwhile is seen.
+      select l.subject, lq.period as low_period, eq.period as exhausted_period,
+        coalesce(lq.key_id, eq.key_id) as key_id, coalesce(lq.org_id, eq.org_id) as org_id,
+        coalesce(lq.quota_limit, eq.quota_limit) as quota_limit, lq.remaining,
+        (lq.subject is not null and lq.remaining * 10 < lq.quota_limit
+          and l.low_noticed_for is distinct from lq.period) as low,
+        (eq.subject is not null and l.pool = 0
+          and l.exhausted_noticed_for is distinct from eq.period) as exhausted
+      from locked l left join lq using (subject) left join eq using (subject)
+    ), marked as (
+      update key_quotas k set
+        low_noticed_for = case when due.low then due.low_period else k.low_noticed_for end,
+        exhausted_noticed_for = case when due.exhausted then due.exhausted_period
+          else k.exhausted_noticed_for end
+      from due
+      where k.subject = due.subject and (due.low or due.exhausted)
+      returning due.*
     )
-    update key_quotas k set exhausted_noticed_for = q.period
-    from q join l using (subject)
-    where k.subject = q.subject
-    returning q.key_id as id, q.org_id, jsonb_build_object('limit', q.quota_limit) as details`;
+    select 'key.quota_low' as kind, key_id as id, org_id,
+      jsonb_build_object('limit', quota_limit, 'remaining', remaining) as details
+    from marked where low
+    union all
+    select 'key.quota_exhausted', key_id, org_id, jsonb_build_object('limit', quota_limit)
+    from marked where exhausted`;
 }

@@ -37,7 +37,7 @@ async function publish(trx: Database, events: OutboxEvent[]): Promise<void> {
 export async function noticeLowQuotas(db: Database, subjects: readonly string[]): Promise<number> {
   if (subjects.length === 0) return 0;
   return db.transaction().execute(async (trx) => {
-    const { rows } = await markQuotaLow({ subjects }).execute(trx);
+    const { rows } = await markQuotaLow(subjects).execute(trx);
     await publish(trx, noticeEvents('key.quota_low', rows, new Date()));
     return rows.length;
   });
