@@ -112,3 +112,36 @@ describe('quota credit while takes fail', () => {
     expect(credit.check('other', QUOTA, 1)).toBe(QUOTA_OK);
   });
 });
+
+describe('quota credit reports', () => {
+  it('reports what a take then as many uses left: the lease falls to the truth, and low is checked', async () => {
+    const { s, state } = store(20);
+    state.pool = 2; // 18 of 20 spent already
+    const reports: { subject: string; unspent: number }[] = [];
+    const lows: string[][] = [];
+    const credit = createQuotaCredit({
+      store: {
+        ...s,
+        report: (items) => {
+          reports.push(...items.map(({ subject, unspent }) => ({ subject, unspent })));
+          return Promise.resolve();
+        },
+        low: (subjects) => {
+          lows.push([...subjects]);
+          return Promise.resolve();
+        },
+      },
+      now: () => Date.now(),
+      failOpen: false,
+    });
+    // A take of 1 (the lease holds 1), then one use of it: held is back where it started.
+    expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('k', QUOTA, 1);
+    expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_OK);
+    credit.charge('k', 1);
+    await credit.sync();
+    // The lease said 1; the truth is 0, and 1 of 20 left is under 10 %.
+    expect(reports).toEqual([{ subject: 'k', unspent: 0 }]);
+    expect(lows).toEqual([['k']]);
+  });
+});

@@ -246,16 +246,25 @@ export function createQuotaCredit(options: {
   function apply(t: Take): void {
     const st = states.get(t.subject);
     if (!st) return;
+    // `reported` follows the lease's `held` in the database: a take adds its credit to both
+    // (a new generation or period starts the lease again). Left behind, a take followed by as
+    // many uses would leave held === reported, no report, and the lease (and so the quota's
+    // remaining, and key.quota_low) too high until the next use.
     if (t.generation > st.generation) {
       st.generation = t.generation;
       st.held = 0;
+      st.reported = 0;
     }
     const periodChanged =
       (st.periodStart?.getTime() ?? null) !== (t.periodStart?.getTime() ?? null);
-    if (periodChanged) st.held = 0;
+    if (periodChanged) {
+      st.held = 0;
+      st.reported = 0;
+    }
     st.periodStart = t.periodStart;
     st.periodEnd = periodEndOf(t.periodStart, t.refill);
     st.held += t.got;
+    st.reported += t.got;
     st.seq = t.seq;
     st.pool = t.pool;
     st.limit = t.limit;
