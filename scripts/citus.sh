@@ -4,6 +4,7 @@
 #   scripts/citus.sh start   (make citus)       prints DATABASE_URL=… for the coordinator
 #   scripts/citus.sh stop    (make citus-stop)  stops the nodes and deletes their data
 #   scripts/citus.sh url                        prints the URL of a running cluster
+#   scripts/citus.sh workers                    prints how many workers the coordinator sees
 #
 # Uses an installed Citus; else builds Citus 12.1.12 from ../shared/vendor/citus-12.1.12.tar.gz
 # (or $KEYTRAIL_CITUS_TARBALL) against Debian's PostgreSQL 15, installing the Debian packages it
@@ -12,7 +13,7 @@
 # Settings (environment): KEYTRAIL_CITUS_PORT (coordinator, default 9700; workers the next two),
 # KEYTRAIL_CITUS_DIR (data, default /tmp/keytrail-citus-$PORT), KEYTRAIL_CITUS_PG_BIN (default
 # /usr/lib/postgresql/15/bin).
-set -euo pipefail
+set -Eeuo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 port=${KEYTRAIL_CITUS_PORT:-9700}
@@ -84,12 +85,8 @@ build_citus() {
   say "building Citus from $(basename "$tarball") (about a minute)"
   tar -xzf "$tarball" -C "$work"
   # The build's output goes to a log, shown when it fails.
-  if ! (
-    cd "$work"/citus-*
-    ./configure PG_CONFIG="$(pg_config_bin)"
-    make -j"$(nproc)"
-    make install
-  ) >"$work/build.log" 2>&1; then
+  if ! (cd "$work"/citus-* && ./configure PG_CONFIG="$(pg_config_bin)" && make -j"$(nproc)" &&
+    make install) >"$work/build.log" 2>&1; then
     tail -30 "$work/build.log" >&2
     say "the build failed (log above; all of it in $work/build.log)"
     exit 1
@@ -100,6 +97,8 @@ build_citus() {
 
 running() {
   local p
+  # Written last by start: a cluster whose start did not finish is not "running".
+  [ -f "$dir/ready" ] || return 1
   for p in "${nodes[@]}"; do
     as_owner "$bin/pg_ctl" status -D "$dir/$p" >/dev/null 2>&1 || return 1
   done
@@ -138,10 +137,13 @@ start() {
   # A cluster left half-started (or from another version of this script) is started afresh.
   stop_nodes quiet
   rm -rf "$dir"
-  mkdir -p "$dir/sockets"
+  # Created here, private, and never reused: mkdir fails if anyone made it meanwhile.
+  mkdir -m 700 "$dir"
+  mkdir -m 700 "$dir/sockets"
   (umask 077 && od -An -N18 -tx1 /dev/urandom | tr -d ' \n' >"$password_file")
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
-  chmod 700 "$dir"
+  # A start that fails half-way stops what it started.
+  trap 'stop_nodes quiet' ERR
   local p
   for p in "${nodes[@]}"; do init_node "$p"; done
   for p in "${nodes[@]}"; do
@@ -152,19 +154,26 @@ start() {
   for p in "${nodes[@]}"; do
     psql_node "$p" -d postgres -c "create database $db"
     psql_node "$p" -d "$db" -c 'create extension citus'
-    # How the nodes authenticate to each other (node 0: every node).
-    psql_node "$p" -d "$db" -c \
-      "insert into pg_dist_authinfo (nodeid, rolename, authinfo) values (0, 'postgres', 'password=$password')"
+    # How the nodes authenticate to each other (node 0: every node); on stdin, not in argv.
+    psql_node "$p" -d "$db" <<SQL
+insert into pg_dist_authinfo (nodeid, rolename, authinfo) values (0, 'postgres', 'password=$password');
+SQL
   done
   psql_node "$port" -d "$db" -c "select citus_set_coordinator_host('127.0.0.1', $port)" >/dev/null
   for p in "${nodes[@]:1}"; do
     psql_node "$port" -d "$db" -c "select citus_add_node('127.0.0.1', $p)" >/dev/null
   done
+  as_owner touch "$dir/ready"
+  trap - ERR
   say "coordinator on 127.0.0.1:$port, workers on ${nodes[1]} and ${nodes[2]} (data in $dir)"
   echo "DATABASE_URL=$(url)"
 }
 
-url() { echo "postgres://postgres:$(as_owner cat "$password_file")@127.0.0.1:$port/$db"; }
+url() {
+  local password
+  password=$(as_owner cat "$password_file")
+  echo "postgres://postgres:$password@127.0.0.1:$port/$db"
+}
 
 stop_nodes() {
   local p
@@ -179,15 +188,28 @@ stop_nodes() {
 case "${1:-start}" in
   start) start ;;
   stop)
-    if [ -x "$bin/pg_ctl" ]; then stop_nodes; fi
-    rm -rf "$dir"
+    if [ -d "$dir" ]; then
+      stop_nodes
+      # Only once every node is down: data under a running node stays where pg_ctl finds it.
+      for p in "${nodes[@]}"; do
+        if [ -d "$dir/$p" ] && as_owner "$bin/pg_ctl" status -D "$dir/$p" >/dev/null 2>&1; then
+          say "node $p is still running; its data is kept in $dir"
+          exit 1
+        fi
+      done
+      rm -rf "$dir"
+    fi
+    ;;
+  workers)
+    running || { say "no cluster running on $port (make citus)"; exit 1; }
+    psql_node "$port" -d "$db" -Atc 'select count(*) from citus_get_active_worker_nodes()'
     ;;
   url)
     running || { say "no cluster running on $port (make citus)"; exit 1; }
     url
     ;;
   *)
-    echo "usage: $0 start|stop|url" >&2
+    echo "usage: $0 start|stop|url|workers" >&2
     exit 2
     ;;
 esac

@@ -23,7 +23,7 @@ import {
 } from './platform/embedded-postgres.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { seedDemoOrg, type DemoOrg } from './demo/seed.ts';
-import { runKeyWatch } from './webhooks/watch.ts';
+import { KEY_WATCH_QUEUE } from './webhooks/watch.ts';
 import type { DestinationStream } from 'pino';
 
 const DEMO_ORG = 'Demo';
@@ -118,17 +118,24 @@ async function ensureDemoOrg(
 
 /**
  * Once the worker has ingested the Demo org's sample usage (everything queued before `queued`),
- * one key watch flags its spike for the findings (the keys table shows it at once). Gives up
- * after 2 minutes (no worker: `serve --no-worker`); the scheduled watch comes anyway.
+ * one key watch (queued for a worker, as the schedule's are) flags its spike for the findings;
+ * the keys table shows it at once. Gives up after 2 minutes (no worker: `serve --no-worker`);
+ * the scheduled watch comes anyway.
  */
 async function watchWhenIngested(kt: Keytrail, queued: Date, signal: AbortSignal): Promise<void> {
   try {
     const deadline = Date.now() + 120_000;
     while ((await kt.analytics.dataAsOf()) <= queued) {
-      if (Date.now() > deadline) return;
+      if (Date.now() > deadline) {
+        kt.logger.warn(
+          'demo: the sample usage is not ingested yet; the findings wait for the key watch',
+        );
+        return;
+      }
       await sleep(500, undefined, { signal });
     }
-    await runKeyWatch(kt.backgroundDatabase.db, { now: kt.clock.now(), spike: kt.config.spike });
+    signal.throwIfAborted();
+    await (await kt.queue()).send(KEY_WATCH_QUEUE, {});
   } catch (error) {
     // Stopping the server ends the wait: nothing to report.
     if (!signal.aborted) {

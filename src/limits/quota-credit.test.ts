@@ -25,7 +25,7 @@ function store(pool: number) {
         }),
       );
     },
-    report: () => Promise.resolve(),
+    report: (items) => Promise.resolve(items.map((i) => i.subject)),
     giveBack: () => Promise.resolve(),
     debit: () => Promise.resolve(),
   };
@@ -124,7 +124,7 @@ describe('quota credit reports', () => {
         ...s,
         report: (items) => {
           reports.push(...items.map(({ subject, unspent }) => ({ subject, unspent })));
-          return Promise.resolve();
+          return Promise.resolve(items.map((i) => i.subject));
         },
         low: (subjects) => {
           lows.push([...subjects]);
@@ -143,5 +143,34 @@ describe('quota credit reports', () => {
     // The lease said 1; the truth is 0, and 1 of 20 left is under 10 %.
     expect(reports).toEqual([{ subject: 'k', unspent: 0 }]);
     expect(lows).toEqual([['k']]);
+    // Nothing changed since: nothing to report.
+    await credit.sync();
+    expect(reports).toHaveLength(1);
+  });
+
+  it('reports again after a report the lease refused (a take touched it meanwhile)', async () => {
+    const { s } = store(100);
+    const reports: number[] = [];
+    let refuse = true;
+    const credit = createQuotaCredit({
+      store: {
+        ...s,
+        report: (items) => {
+          reports.push(...items.map((i) => i.unspent));
+          return Promise.resolve(refuse ? [] : items.map((i) => i.subject));
+        },
+      },
+      now: () => Date.now(),
+      failOpen: false,
+    });
+    expect(credit.check('k', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('k', QUOTA, 1);
+    credit.charge('k', 1);
+    // Refused: the lease still says what the take gave. The sync also takes 1 ahead (busy key).
+    await credit.sync();
+    refuse = false;
+    await credit.sync(); // so the next one reports again (what it holds now), and is taken
+    await credit.sync(); // then nothing more
+    expect(reports).toEqual([0, 1]);
   });
 });

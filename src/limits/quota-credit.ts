@@ -20,7 +20,8 @@ export type QuotaLimits = { readonly generation: number };
 
 export type QuotaStore = {
   take(items: readonly { subject: string; want: number }[]): Promise<Take[]>;
-  report(items: readonly { subject: string; unspent: number; seq: number }[]): Promise<void>;
+  /** Returns the subjects whose lease took the report (a take since then refuses it). */
+  report(items: readonly { subject: string; unspent: number; seq: number }[]): Promise<string[]>;
   giveBack(
     items: readonly {
       subject: string;
@@ -155,6 +156,7 @@ export function createQuotaCredit(options: {
     if (quota.generation > st.generation) {
       st.generation = quota.generation;
       st.held = 0;
+      st.reported = 0;
       st.exhausted = false;
     }
     if (now() >= st.periodEnd - PERIOD_MARGIN_MS) expire(st);
@@ -275,7 +277,7 @@ export function createQuotaCredit(options: {
 
   /** At a sync: report held down, take ahead for busy subjects, give back idle credit. */
   async function sync(): Promise<void> {
-    const reports: { subject: string; unspent: number; seq: number }[] = [];
+    const reports: { subject: string; unspent: number; seq: number; was: number }[] = [];
     const backs: Parameters<QuotaStore['giveBack']>[0][number][] = [];
     const debits: { subject: string; amount: number }[] = [];
     const ahead: { subject: string; want: number }[] = [];
@@ -304,8 +306,7 @@ export function createQuotaCredit(options: {
         continue;
       }
       if (st.held !== st.reported && st.seq > 0) {
-        reports.push({ subject, unspent: st.held, seq: st.seq });
-        st.reported = st.held;
+        reports.push({ subject, unspent: st.held, seq: st.seq, was: st.reported });
         if (demand > 0 && !ended && (st.pool + st.held) * 10 < st.limit) low.push(subject);
       }
       if (st.idleSyncs >= IDLE_FORGET_SYNCS && st.held === 0 && st.owed === 0 && !st.pending) {
@@ -313,7 +314,7 @@ export function createQuotaCredit(options: {
       }
     }
     await settle(store.giveBack(backs));
-    await settle(store.report(reports));
+    await report(reports);
     if (low.length > 0 && store.low) await settle(store.low(low));
     await settle(store.debit(debits), () => {
       for (const d of debits) {
@@ -322,6 +323,28 @@ export function createQuotaCredit(options: {
       }
     });
     await take(ahead);
+  }
+
+  /**
+   * Sends the reports; `reported` follows each lease that took one, by the difference (a take
+   * answered meanwhile has added its credit to both already). A refused report (a take touched
+   * the lease since) or a failed one leaves `reported` as it was: held differs, and the next
+   * sync reports again.
+   */
+  async function report(
+    items: { subject: string; unspent: number; seq: number; was: number }[],
+  ): Promise<void> {
+    if (items.length === 0) return;
+    let applied: Set<string>;
+    try {
+      applied = new Set(await store.report(items.map(({ was: _was, ...item }) => item)));
+    } catch {
+      return;
+    }
+    for (const r of items) {
+      const st = states.get(r.subject);
+      if (st && applied.has(r.subject)) st.reported += r.unspent - r.was;
+    }
   }
 
   /** The state's whole credit, given back: zeroed here first, so it is never spent twice. */

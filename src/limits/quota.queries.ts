@@ -94,16 +94,17 @@ export async function takeQuota(
 /**
  * This instance's unspent credit per lease, so `held` follows spending down. Only a lease no
  * take has touched since the report was computed (`seq`) is set: a report never erases a take,
- * so `held` is never below what the instance may still spend.
+ * so `held` is never below what the instance may still spend. Returns the subjects whose lease
+ * took the report.
  */
 export async function reportQuota(
   db: Db,
   instanceId: string,
   items: readonly { subject: string; unspent: number; seq: number }[],
-): Promise<void> {
-  if (items.length === 0) return;
+): Promise<string[]> {
+  if (items.length === 0) return [];
   // Leases locked in subject order first, as takes lock their quotas: no deadlock between them.
-  await sql`
+  const { rows } = await sql<{ subject: string }>`
     with v as (
       select * from unnest(${items.map((i) => i.subject)}::uuid[], ${items.map((i) => i.unspent)}::int8[],
         ${items.map((i) => i.seq)}::int4[]) as v(subject, unspent, seq)
@@ -113,7 +114,9 @@ export async function reportQuota(
       order by l.subject for update of l
     )
     update key_quota_leases x set held = l.unspent, updated_at = now()
-    from l where x.subject = l.subject and x.instance_id = ${instanceId}`.execute(db);
+    from l where x.subject = l.subject and x.instance_id = ${instanceId}
+    returning x.subject`.execute(db);
+  return rows.map((r) => r.subject);
 }
 
 /**

@@ -125,6 +125,7 @@ function quotasOf(match: { keyIds: readonly string[] } | { subjects: readonly st
       : sql`q.subject = any(${[...new Set(match.subjects)]}::uuid[]) and k.id = q.subject`;
   return sql`
     select distinct on (q.subject) q.subject, k.id as key_id, k.org_id, q.quota_limit,
+      q.generation, q.period_start,
       q.pool + coalesce((select sum(l.held) from key_quota_leases l where l.subject = q.subject
         and l.generation = q.generation and l.period_start is not distinct from q.period_start), 0)
         as remaining,
@@ -139,15 +140,15 @@ function quotasOf(match: { keyIds: readonly string[] } | { subjects: readonly st
  * (once for a quota without refill, until a PATCH lifts it again). What is left counts the pool
  * and what instances hold (never below the truth: never early). Checked when a batch of uses is
  * ingested (markQuotaNotices) and, here, when an instance reports what it holds: the report that
- * shows the quota low may come after the last use's ingest. Rows another transaction holds are
- * skipped: the ingest that holds them checks them itself.
+ * shows the quota low may come after the last use's ingest. It waits for rows an ingest holds
+ * (one ordered statement, like the ingest's: no deadlock between them).
  */
 export function markQuotaLow(subjects: readonly string[]): RawBuilder<Notice> {
   return sql<Notice>`
     with q as (${quotasOf({ subjects })}), l as (
       select k.subject from key_quotas k join q using (subject)
       where q.remaining * 10 < q.quota_limit and k.low_noticed_for is distinct from q.period
-      order by k.subject for update of k skip locked
+      order by k.subject for update of k
     )
     update key_quotas k set low_noticed_for = q.period
     from q join l using (subject)
@@ -157,6 +158,16 @@ export function markQuotaLow(subjects: readonly string[]): RawBuilder<Notice> {
 }
 
 export type QuotaNotice = Notice & { kind: 'key.quota_low' | 'key.quota_exhausted' };
+
+/** The quota row `k` is still the lease `q` read (lq: low, eq: exhausted) saw. */
+const sameLease = (q: 'lq' | 'eq') => sql`${sql.ref(`${q}.subject`)} is not null
+  and k.generation = ${sql.ref(`${q}.generation`)}
+  and k.period_start is not distinct from ${sql.ref(`${q}.period_start`)}`;
+/** The notices due on `k` as it is now (judged again once locked). */
+const dueLow = sql`(${sameLease('lq')} and lq.remaining * 10 < lq.quota_limit
+  and k.low_noticed_for is distinct from lq.period)`;
+const dueExhausted = sql`(${sameLease('eq')} and k.pool = 0
+  and k.exhausted_noticed_for is distinct from eq.period)`;
 
 /**
  * The ingest's quota notices, in ONE statement that locks every quota row it may mark in subject
@@ -172,37 +183,32 @@ export function markQuotaNotices(o: {
 }): RawBuilder<QuotaNotice> {
   return sql<QuotaNotice>`
     with lq as (${quotasOf({ keyIds: o.low })}), eq as (${quotasOf({ keyIds: o.exhausted })}),
-    cand as (
-      select subject from lq where remaining * 10 < quota_limit
-      union
-      select subject from eq
-    ), locked as (
-      select k.subject, k.pool, k.low_noticed_for, k.exhausted_noticed_for
-      from key_quotas k join cand using (subject)
-      order by k.subject for update of k
-    ), due as (
-      -- The locked rows' own values: a take that committed meanwhile is seen.
-      select l.subject, lq.period as low_period, eq.period as exhausted_period,
-        coalesce(lq.key_id, eq.key_id) as key_id, coalesce(lq.org_id, eq.org_id) as org_id,
-        coalesce(lq.quota_limit, eq.quota_limit) as quota_limit, lq.remaining,
-        (lq.subject is not null and lq.remaining * 10 < lq.quota_limit
-          and l.low_noticed_for is distinct from lq.period) as low,
-        (eq.subject is not null and l.pool = 0
-          and l.exhausted_noticed_for is distinct from eq.period) as exhausted
-      from locked l left join lq using (subject) left join eq using (subject)
+    locked as (
+      -- Only the rows to mark, judged again on the locked version (a take that committed while
+      -- this waited is seen): and of the same generation and period as what was read.
+      select k.subject, ${dueLow} as low, ${dueExhausted} as exhausted
+      from (select subject from lq union select subject from eq) c
+      join key_quotas k using (subject)
+      left join lq using (subject)
+      left join eq using (subject)
+      where ${dueLow} or ${dueExhausted}
+      order by k.subject
+      for update of k
     ), marked as (
       update key_quotas k set
-        low_noticed_for = case when due.low then due.low_period else k.low_noticed_for end,
-        exhausted_noticed_for = case when due.exhausted then due.exhausted_period
+        low_noticed_for = case when l.low then lq.period else k.low_noticed_for end,
+        exhausted_noticed_for = case when l.exhausted then eq.period
           else k.exhausted_noticed_for end
-      from due
-      where k.subject = due.subject and (due.low or due.exhausted)
-      returning due.*
+      from locked l left join lq using (subject) left join eq using (subject)
+      where k.subject = l.subject
+      returning l.low, l.exhausted, lq.key_id as low_key_id, eq.key_id as exhausted_key_id,
+        coalesce(lq.org_id, eq.org_id) as org_id, coalesce(lq.quota_limit, eq.quota_limit) as quota_limit,
+        lq.remaining
     )
-    select 'key.quota_low' as kind, key_id as id, org_id,
+    select 'key.quota_low' as kind, low_key_id as id, org_id,
       jsonb_build_object('limit', quota_limit, 'remaining', remaining) as details
     from marked where low
     union all
-    select 'key.quota_exhausted', key_id, org_id, jsonb_build_object('limit', quota_limit)
+    select 'key.quota_exhausted', exhausted_key_id, org_id, jsonb_build_object('limit', quota_limit)
     from marked where exhausted`;
 }

@@ -43,6 +43,7 @@ describe('quota notices in the ingest', () => {
       const ingestPid = (await ingest.query<{ pid: number }>('select pg_backend_pid() as pid'))
         .rows[0]?.pid;
       const marking = ingest.query(sql, parameters as unknown[]);
+      marking.catch(() => undefined); // awaited below; a failure above must not leave it unhandled
       // The ingest's statement waits for the take's lock.
       await waitFor(async () => {
         const { rows } = await setup.query<{ waiting: boolean }>(
@@ -51,17 +52,31 @@ describe('quota notices in the ingest', () => {
         );
         return rows[0]?.waiting === true;
       });
-      // The take now wants the higher subject: the ingest must not be holding it.
+      // The take now wants the higher subject: the ingest must not be holding it. And it gives
+      // the lower quota credit back before it commits.
       await take.query("set lock_timeout = '5s'");
       await take.query('select 1 from key_quotas where subject = $1 for update', [higher]);
+      await take.query('update key_quotas set pool = 3 where subject = $1', [lower]);
       await take.query('commit');
       const { rows } = await marking;
       await ingest.query('commit');
-      expect(rows.map((r: { kind: string; id: string }) => [r.kind, r.id]).sort()).toEqual([
-        ['key.quota_exhausted', lower],
+      // Judged again on the row the take left: the lower quota is no longer exhausted.
+      expect(rows.map((r: { kind: string; id: string }) => [r.kind, r.id])).toEqual([
         ['key.quota_low', higher],
       ]);
+      // Noticed once per period: nothing is due any more.
+      await setup.query('update key_quotas set pool = 0 where subject = $1', [lower]);
+      const again = markQuotaNotices({ low: [higher], exhausted: [lower, higher] }).compile(
+        kt.database.db,
+      );
+      const { rows: second } = await setup.query(again.sql, again.parameters as unknown[]);
+      expect(second.map((r: { kind: string; id: string }) => [r.kind, r.id])).toEqual([
+        ['key.quota_exhausted', lower],
+      ]);
+      const third = await setup.query(again.sql, again.parameters as unknown[]);
+      expect(third.rows).toEqual([]);
     } finally {
+      // A failure above may leave the marking statement running: it ends with its client.
       await Promise.all([setup.end(), take.end(), ingest.end()]);
     }
   });
