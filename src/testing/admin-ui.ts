@@ -3,6 +3,7 @@
  */
 import AxeBuilder from '@axe-core/playwright';
 import type { Locator, Page } from 'playwright-core';
+import { expect } from 'vitest';
 
 /** Console errors and uncaught exceptions of a page (a CSP violation is a console error). */
 export function watchConsole(page: Page): string[] {
@@ -77,6 +78,34 @@ export async function dialogCloses(page: Page): Promise<() => Promise<number>> {
      new MutationObserver(watch).observe(document.body, { childList: true, subtree: true });`,
   );
   return () => page.evaluate<number>('window.__dialogCloses');
+}
+
+/**
+ * From the focused `opener` (a button named `openerName`), `rounds` times: Enter opens `dialog`;
+ * then Escape and Enter at once, so its late native 'close' event comes after the opener opened
+ * it again. The dialog must stay open, then close on Escape and give the focus back.
+ */
+export async function escapeThenEnter(
+  page: Page,
+  dialog: Locator,
+  openerName: string,
+  rounds = 5,
+): Promise<void> {
+  const closes = await dialogCloses(page);
+  for (let round = 0; round < rounds; round++) {
+    await page.keyboard.press('Enter');
+    await dialog.waitFor();
+    const before = await closes();
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Enter');
+    // The first dialog's late 'close' event has come: the one opened again is still open.
+    await expect.poll(closes).toBeGreaterThan(before);
+    await dialog.waitFor();
+    expect(await dialog.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(true);
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    await expect.poll(() => focusedText(page)).toBe(openerName);
+  }
 }
 
 export async function seriousViolations(page: Page): Promise<string[]> {

@@ -22,6 +22,16 @@ const firstPage = {
   after: undefined,
 } as const;
 
+/** The spike flag of one key at `now`, with `factor` and no minimum (the rule's threshold alone). */
+async function spikeFlag(orgId: string, keyId: string, now: Date, factor: number) {
+  const { rows } = await orgUsage(
+    app.kt.database.db,
+    { orgId, now, dormantBefore: new Date(0), spikeFactor: factor, spikeMin: 0 },
+    { ...firstPage, sort: 'name', order: 'asc' },
+  );
+  return rows.find((r) => r.key_id === keyId)?.spike;
+}
+
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const dbUrl = useTestDatabase();
@@ -175,20 +185,7 @@ describe('org usage: spike', () => {
       );
       const { last24, prior } = rows[0] ?? { last24: 0, prior: 0 };
       const threshold = (last24 * 7) / prior;
-      const flag = async (factor: number) =>
-        (
-          await orgUsage(
-            app.kt.database.db,
-            {
-              orgId: org.orgId,
-              now: when,
-              dormantBefore: new Date(0),
-              spikeFactor: factor,
-              spikeMin: 0,
-            },
-            { ...firstPage, sort: 'name', order: 'asc' },
-          )
-        ).rows.find((r) => r.key_id === key.id)?.spike;
+      const flag = (factor: number) => spikeFlag(org.orgId, key.id, when, factor);
       expect(await flag(threshold * (1 - 1e-9)), name).toBe(true);
       expect(await flag(threshold * (1 + 1e-9)), name).toBe(false);
     }
@@ -571,27 +568,8 @@ describe('org usage: spike windows at every hour of the day', () => {
     await add(start, 9 * 24);
     const sum = (from: number, to: number): number =>
       hours.filter((h) => h >= from && h < to).reduce((n, h) => n + perHour(h), 0);
-    const spikeAt = async (now: number, factor: number): Promise<boolean | undefined> => {
-      const page = await orgUsage(
-        app.kt.database.db,
-        {
-          orgId: org.orgId,
-          now: new Date(now),
-          dormantBefore: new Date(0),
-          spikeFactor: factor,
-          spikeMin: 0,
-        },
-        {
-          sort: 'name',
-          order: 'asc',
-          status: undefined,
-          dormant: undefined,
-          limit: 50,
-          after: undefined,
-        },
-      );
-      return page.rows.find((r) => r.key_id === key.id)?.spike;
-    };
+    const spikeAt = (now: number, factor: number) =>
+      spikeFlag(org.orgId, key.id, new Date(now), factor);
     // Every hour of the tenth day (and a minute past each): the windows' ends fall everywhere.
     for (let h = 0; h < 24; h++) {
       await add(start + 9 * DAY + h * HOUR, 1);
