@@ -174,3 +174,14 @@ describe('quota credit reports', () => {
     expect(reports).toEqual([0, 1]);
   });
 });
+
+describe('quota credit across a PATCH', () => {
+  it('never spends credit a take got under a generation the key has left', async () => {
+    const { s } = store(100); // answers every take with generation 1
+    const credit = createQuotaCredit({ store: s, now: () => Date.now(), failOpen: false });
+    // The key was reloaded after a PATCH of its quota (generation 2) before the take's answer.
+    expect(credit.check('k', { generation: 2 }, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('k', { generation: 2 }, 1);
+    expect(credit.check('k', { generation: 2 }, 1)).not.toBe(QUOTA_OK);
+  });
+});

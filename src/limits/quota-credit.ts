@@ -247,7 +247,9 @@ export function createQuotaCredit(options: {
 
   function apply(t: Take): void {
     const st = states.get(t.subject);
-    if (!st) return;
+    // A take answered under a generation older than the key's (a PATCH voided its lease while
+    // the take was on its way): its credit is void, never spent.
+    if (!st || t.generation < st.generation) return;
     // `reported` follows the lease's `held` in the database: a take adds its credit to both
     // (a new generation or period starts the lease again). Left behind, a take followed by as
     // many uses would leave held === reported, no report, and the lease (and so the quota's
