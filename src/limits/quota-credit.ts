@@ -13,7 +13,7 @@
  * end is noticed by the next request, not by the next sync that happens to take, and a failing
  * Postgres gets one probe at a time, not one per request.
  */
-import type { Take } from './quota.queries.ts';
+import type { ReportItem, Take } from './quota.queries.ts';
 import { secondsUntil } from './window.ts';
 
 export type QuotaLimits = { readonly generation: number };
@@ -21,7 +21,7 @@ export type QuotaLimits = { readonly generation: number };
 export type QuotaStore = {
   take(items: readonly { subject: string; want: number }[]): Promise<Take[]>;
   /** Returns the subjects whose lease took the report (a take since then refuses it). */
-  report(items: readonly { subject: string; unspent: number; seq: number }[]): Promise<string[]>;
+  report(items: readonly ReportItem[]): Promise<string[]>;
   giveBack(
     items: readonly {
       subject: string;
@@ -279,7 +279,7 @@ export function createQuotaCredit(options: {
 
   /** At a sync: report held down, take ahead for busy subjects, give back idle credit. */
   async function sync(): Promise<void> {
-    const reports: { subject: string; unspent: number; seq: number; was: number }[] = [];
+    const reports: (ReportItem & { was: number })[] = [];
     const backs: Parameters<QuotaStore['giveBack']>[0][number][] = [];
     const debits: { subject: string; amount: number }[] = [];
     const ahead: { subject: string; want: number }[] = [];
@@ -308,7 +308,14 @@ export function createQuotaCredit(options: {
         continue;
       }
       if (st.held !== st.reported && st.seq > 0) {
-        reports.push({ subject, unspent: st.held, seq: st.seq, was: st.reported });
+        reports.push({
+          subject,
+          unspent: st.held,
+          seq: st.seq,
+          generation: st.generation,
+          periodStart: st.periodStart,
+          was: st.reported,
+        });
         if (demand > 0 && !ended && (st.pool + st.held) * 10 < st.limit) low.push(subject);
       }
       if (st.idleSyncs >= IDLE_FORGET_SYNCS && st.held === 0 && st.owed === 0 && !st.pending) {
@@ -333,9 +340,7 @@ export function createQuotaCredit(options: {
    * the lease since) or a failed one leaves `reported` as it was: held differs, and the next
    * sync reports again.
    */
-  async function report(
-    items: { subject: string; unspent: number; seq: number; was: number }[],
-  ): Promise<void> {
+  async function report(items: (ReportItem & { was: number })[]): Promise<void> {
     if (items.length === 0) return;
     let applied: Set<string>;
     try {

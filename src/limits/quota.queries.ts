@@ -97,20 +97,33 @@ export async function takeQuota(
  * so `held` is never below what the instance may still spend. Returns the subjects whose lease
  * took the report.
  */
+/** What an instance reports of one lease: unspent credit, as of the take `seq` of that lease. */
+export type ReportItem = {
+  subject: string;
+  unspent: number;
+  seq: number;
+  generation: number;
+  periodStart: Date | null;
+};
+
 export async function reportQuota(
   db: Db,
   instanceId: string,
-  items: readonly { subject: string; unspent: number; seq: number }[],
+  items: readonly ReportItem[],
 ): Promise<string[]> {
   if (items.length === 0) return [];
   // Leases locked in subject order first, as takes lock their quotas: no deadlock between them.
   const { rows } = await sql<{ subject: string }>`
     with v as (
       select * from unnest(${items.map((i) => i.subject)}::uuid[], ${items.map((i) => i.unspent)}::int8[],
-        ${items.map((i) => i.seq)}::int4[]) as v(subject, unspent, seq)
+        ${items.map((i) => i.seq)}::int4[], ${items.map((i) => i.generation)}::int4[],
+        ${items.map((i) => i.periodStart)}::timestamptz[])
+        as v(subject, unspent, seq, generation, period_start)
     ), l as (
+      -- The same lease, not one made again after a PATCH deleted it (its seq starts over).
       select l.subject, v.unspent from key_quota_leases l join v using (subject)
       where l.instance_id = ${instanceId} and l.seq = v.seq and l.held >= v.unspent
+        and l.generation = v.generation and l.period_start is not distinct from v.period_start
       order by l.subject for update of l
     )
     update key_quota_leases x set held = l.unspent, updated_at = now()
