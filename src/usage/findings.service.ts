@@ -13,11 +13,11 @@ export function createFindings(deps: {
 }) {
   return function findings(orgId: string): Promise<FindingRow[]> {
     const now = deps.clock.now();
-    // The spike windows of the org usage page.
+    // "The last 24 hours" of the org usage page's spike windows.
     return orgFindings(deps.db, {
       orgId,
       now,
-      ...spikeWindows(now),
+      since24h: spikeWindows(now).since24h,
       factor: deps.spike.factor,
       spikeMin: deps.spike.minRequests,
     });
