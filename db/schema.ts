@@ -31,6 +31,12 @@ export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
 
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
+export interface ApiKeyHashes {
+  key_hash: Buffer;
+  key_id: string;
+  org_id: string;
+}
+
 export interface ApiKeys {
   allowed_ips: Generated<string[]>;
   created_at: Generated<Timestamp>;
@@ -232,6 +238,7 @@ export interface WebhookAttempts {
   error: string | null;
   id: Generated<number>;
   latency_ms: number;
+  org_id: string;
   status_code: number | null;
 }
 
@@ -244,6 +251,7 @@ export interface WebhookDeliveries {
   job_id: string | null;
   last_attempt_at: Timestamp | null;
   message_id: string;
+  org_id: string;
   status: string;
 }
 
@@ -276,10 +284,12 @@ export interface WebhookPreviousSecrets {
   endpoint_id: string;
   expires_at: Timestamp;
   id: Generated<number>;
+  org_id: string;
   secret: Buffer;
 }
 
 export interface DB {
+  api_key_hashes: ApiKeyHashes;
   api_key_usage_daily: ApiKeyUsageDaily;
   api_key_usage_events: ApiKeyUsageEvents;
   api_key_usage_hourly: ApiKeyUsageHourly;

@@ -12,6 +12,7 @@ import * as m0010 from './0010_webhook_hardening.ts';
 import * as m0011 from './0011_key_limits.ts';
 import * as m0012 from './0012_admin_pages.ts';
 import * as m0013 from './0013_spiking_keys.ts';
+import * as m0014 from './0014_org_keyed.ts';
 
 /** Every migration, in order. A static list works the same from source, tests and bundles. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '0011_key_limits': m0011,
   '0012_admin_pages': m0012,
   '0013_spiking_keys': m0013,
+  '0014_org_keyed': m0014,
 };

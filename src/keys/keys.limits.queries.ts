@@ -26,10 +26,15 @@ export async function setRateLimits(
 }
 
 /** What a key's limits count against: its limits_id, or its own id. */
-export async function limitsSubjectOf(db: Db, keyId: string): Promise<string | null> {
+export async function limitsSubjectOf(
+  db: Db,
+  orgId: string,
+  keyId: string,
+): Promise<string | null> {
   const row = await db
     .selectFrom('api_keys')
     .select(sql<string>`coalesce(limits_id, id)`.as('subject'))
+    .where('org_id', '=', orgId)
     .where('id', '=', keyId)
     .executeTakeFirst();
   return row?.subject ?? null;
@@ -47,10 +52,11 @@ export async function keysOfSubject(db: Db, orgId: string, limitsId: string): Pr
 }
 
 /** The key has no rate limits of its own: the org default applies to it. */
-export async function followsOrgDefault(db: Db, keyId: string): Promise<boolean> {
+export async function followsOrgDefault(db: Db, orgId: string, keyId: string): Promise<boolean> {
   const row = await db
     .selectFrom('api_keys')
     .select(sql<boolean>`jsonb_array_length(rate_limits) = 0`.as('follows'))
+    .where('org_id', '=', orgId)
     .where('id', '=', keyId)
     .executeTakeFirst();
   return row?.follows ?? false;

@@ -36,7 +36,8 @@ export async function assertNotOwnLimits(
 ): Promise<void> {
   const touches =
     patch.rateLimits !== undefined || patch.allowedIps !== undefined || patch.quota !== undefined;
-  if (!touches || (await q.limitsSubjectOf(trx, caller.id)) !== target.limitsId) return;
+  if (!touches || (await q.limitsSubjectOf(trx, caller.orgId, caller.id)) !== target.limitsId)
+    return;
   throw new AppError('insufficient_scope', {
     detail: 'a key cannot change its own limits (allowed_ips, rate_limits, quota); use another key',
   });

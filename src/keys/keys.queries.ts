@@ -53,19 +53,34 @@ export async function insertKey(db: Db, row: NewKeyRow): Promise<void> {
       limits_id: row.limitsId,
     })
     .execute();
+  // In the same transaction: the hash is unique across orgs (its primary key) and found by
+  // authentication before the org is known (docs/adr/0015-citus.md).
+  await db
+    .insertInto('api_key_hashes')
+    .values({ key_hash: row.keyHash, org_id: row.orgId, key_id: row.id })
+    .execute();
 }
 
 /**
- * The authentication lookup: one unique-index probe, and the org's default rate limits by
- * primary key. Returns the stored hash for the compare.
+ * The authentication lookup: the hash's org and key (a primary-key probe; on Citus a local read
+ * of a reference table), then the key with its org's default rate limits by primary key (on
+ * Citus: one shard). Returns the stored hash for the compare.
  */
 export async function findAuthRecordByHash(
   db: Db,
   keyHash: Buffer,
 ): Promise<(AuthRecord & { keyHash: Buffer }) | null> {
+  const found = await db
+    .selectFrom('api_key_hashes')
+    .select(['org_id', 'key_id'])
+    .where('key_hash', '=', keyHash)
+    .executeTakeFirst();
+  if (!found) return null;
   const row = await db
     .selectFrom('api_keys as k')
-    .leftJoin('org_rate_limit_defaults as d', 'd.org_id', 'k.org_id')
+    .leftJoin('org_rate_limit_defaults as d', (join) =>
+      join.onRef('d.org_id', '=', 'k.org_id').on('d.org_id', '=', found.org_id),
+    )
     .leftJoin('key_quotas as kq', (join) =>
       join.on(sql<boolean>`kq.subject = coalesce(k.limits_id, k.id)`),
     )
@@ -84,7 +99,8 @@ export async function findAuthRecordByHash(
       'd.rate_limits as org_rate_limits',
       sql<string[]>`k.allowed_ips::text[]`.as('allowed_ips'),
     ])
-    .where('k.key_hash', '=', keyHash)
+    .where('k.org_id', '=', found.org_id)
+    .where('k.id', '=', found.key_id)
     .executeTakeFirst();
   if (!row) return null;
   return {
@@ -188,7 +204,9 @@ function toApiKey(row: KeyRow, now: Date): ApiKey {
 function keysWithTotals(db: Db) {
   return db
     .selectFrom('api_keys as k')
-    .leftJoin('api_key_usage_totals as t', 't.key_id', 'k.id')
+    .leftJoin('api_key_usage_totals as t', (join) =>
+      join.onRef('t.org_id', '=', 'k.org_id').onRef('t.key_id', '=', 'k.id'),
+    )
     .leftJoin('key_quotas as kq', (join) =>
       join.on(sql<boolean>`kq.subject = coalesce(k.limits_id, k.id)`),
     )
@@ -284,6 +302,7 @@ export async function countActiveKeys(db: Db, orgId: string, now: Date): Promise
 
 export async function updateKey(
   db: Db,
+  orgId: string,
   keyId: string,
   patch: {
     name?: string;
@@ -304,12 +323,14 @@ export async function updateKey(
         expiry_audited_at: null,
       }),
     })
+    .where('org_id', '=', orgId)
     .where('id', '=', keyId)
     .execute();
 }
 
 export async function markRevoked(
   db: Db,
+  orgId: string,
   keyId: string,
   at: Date,
   reason: string | null,
@@ -317,6 +338,7 @@ export async function markRevoked(
   await db
     .updateTable('api_keys')
     .set({ revoked_at: at, revoked_reason: reason })
+    .where('org_id', '=', orgId)
     .where('id', '=', keyId)
     .where('revoked_at', 'is', null)
     .execute();
@@ -335,7 +357,7 @@ export async function markExpiredKeys(db: Db, now: Date, limit: number): Promise
   // FOR UPDATE and LIMIT and re-ran it per row (2,500 expired keys: 3.8 s, now under 0.6 s).
   const { rows } = await sql<ExpiredKeyRow>`
     with due as (
-      select id from api_keys
+      select org_id, id from api_keys
       where revoked_at is null and expiry_audited_at is null and expires_at <= ${now}
       order by expires_at, id
       limit ${limit}
@@ -343,7 +365,7 @@ export async function markExpiredKeys(db: Db, now: Date, limit: number): Promise
     )
     update api_keys k set expiry_audited_at = ${now}
     from due
-    where k.id = due.id
+    where k.org_id = due.org_id and k.id = due.id
       and k.revoked_at is null and k.expiry_audited_at is null and k.expires_at <= ${now}
     returning k.id, k.org_id as "orgId", k.prefix, k.expires_at as "expiresAt"`.execute(db);
   return rows;

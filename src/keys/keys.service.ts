@@ -250,7 +250,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         if (reactivates) await assertBelowLimit(trx, orgId, now);
         await assertNotOwnLimits(trx, caller, before, patch);
         const { rateLimits: _r, quota: _q, ...rest } = patch;
-        if (Object.keys(rest).length > 0) await q.updateKey(trx, keyId, rest);
+        if (Object.keys(rest).length > 0) await q.updateKey(trx, orgId, keyId, rest);
         await announce(trx, keyId);
         for (const id of await applyLimits(trx, orgId, before, patch)) await announce(trx, id);
         await recordAudit(trx, {
@@ -284,11 +284,11 @@ export function createKeysService(deps: KeysServiceDeps) {
           now,
         );
         if (overlapSeconds === 0) {
-          await q.markRevoked(trx, old.id, now, 'rotated');
+          await q.markRevoked(trx, orgId, old.id, now, 'rotated');
         } else {
           const overlapEnd = new Date(now.getTime() + overlapSeconds * 1000);
           const keepsSooner = old.expiresAt !== null && old.expiresAt < overlapEnd;
-          if (!keepsSooner) await q.updateKey(trx, old.id, { expiresAt: overlapEnd });
+          if (!keepsSooner) await q.updateKey(trx, orgId, old.id, { expiresAt: overlapEnd });
         }
         await announce(trx, old.id);
         await recordAudit(trx, {
@@ -311,7 +311,7 @@ export function createKeysService(deps: KeysServiceDeps) {
         const key = await loadForUpdate(trx, orgId, keyId, now);
         assertCovers(caller, key);
         if (key.revokedAt !== null) return key;
-        await q.markRevoked(trx, keyId, now, reason);
+        await q.markRevoked(trx, orgId, keyId, now, reason);
         await announce(trx, keyId);
         await recordAudit(trx, {
           orgId,

@@ -32,7 +32,10 @@ export function createRateDefaults(deps: { db: Database; clock: Clock; cache: Ke
         throw new AppError('not_found', { detail: 'org not found' });
       // A key held to the default may not change it (it could lift its own cap); the org's
       // admin keys may.
-      if (!caller.scopes.includes(ADMIN_SCOPE) && (await followsOrgDefault(trx, caller.id))) {
+      if (
+        !caller.scopes.includes(ADMIN_SCOPE) &&
+        (await followsOrgDefault(trx, orgId, caller.id))
+      ) {
         throw new AppError('insufficient_scope', {
           detail:
             'a key held to the org default rate limits cannot change them; use an org:admin key',

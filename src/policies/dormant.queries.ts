@@ -136,6 +136,7 @@ export function dormantCandidates(
 
 export async function markRevokedByPolicy(
   trx: Db,
+  orgId: string,
   ids: readonly string[],
   at: Date,
   reason: string,
@@ -143,14 +144,21 @@ export async function markRevokedByPolicy(
   await trx
     .updateTable('api_keys')
     .set({ revoked_at: at, revoked_reason: reason })
+    .where('org_id', '=', orgId)
     .where('id', '=', sql<string>`any(${ids}::uuid[])`)
     .execute();
 }
 
-export async function markNotified(trx: Db, ids: readonly string[], at: Date): Promise<void> {
+export async function markNotified(
+  trx: Db,
+  orgId: string,
+  ids: readonly string[],
+  at: Date,
+): Promise<void> {
   await trx
     .updateTable('api_keys')
     .set({ dormant_notified_at: at })
+    .where('org_id', '=', orgId)
     .where('id', '=', sql<string>`any(${ids}::uuid[])`)
     .execute();
 }

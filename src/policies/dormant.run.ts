@@ -53,6 +53,7 @@ export function createDormantRun(deps: DormantRunDeps) {
     if (due.length === 0) return;
     await q.markNotified(
       trx,
+      orgId,
       due.map((k) => k.id),
       now,
     );
@@ -99,10 +100,10 @@ export function createDormantRun(deps: DormantRunDeps) {
       if (ids.length === 0) return { acted: [], spared, locked: locked.length, plan };
       if (plan.action === 'revoke') {
         const reason = `dormant: unused for ${plan.rule.afterDays} days`;
-        await q.markRevokedByPolicy(trx, ids, now, reason);
+        await q.markRevokedByPolicy(trx, orgId, ids, now, reason);
         for (const id of ids) await notifyKeyChanged(trx, id);
       } else {
-        await q.markNotified(trx, ids, now);
+        await q.markNotified(trx, orgId, ids, now);
       }
       const action = plan.action === 'revoke' ? 'key.revoked' : 'key.dormant';
       await recordAudits(

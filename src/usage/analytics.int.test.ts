@@ -561,7 +561,7 @@ describe('org usage: spike windows at every hour of the day', () => {
         select ${key.id}::uuid, ${org.orgId}::uuid, (to_timestamp(h / 1000.0) at time zone 'UTC')::date,
           sum(n), 0, 0, 0, 0, '{}'
         from unnest(${more}::float8[], ${more.map(perHour)}::int8[]) as u(h, n) group by 3
-        on conflict (key_id, day) do update set requests = d.requests + excluded.requests`.execute(
+        on conflict (org_id, key_id, day) do update set requests = d.requests + excluded.requests`.execute(
         app.kt.database.db,
       );
     };

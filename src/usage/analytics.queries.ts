@@ -78,6 +78,7 @@ const DAY_MS = 24 * HOUR_MS;
  * every hour of the day). The org usage page, the findings and the key watch share it.
  */
 export function spikeLateral(
+  orgId: RawBuilder<unknown>,
   keyId: RawBuilder<unknown>,
   now: Date,
   minRequests: number,
@@ -92,14 +93,15 @@ export function spikeLateral(
       select coalesce(sum(h.requests) filter (where h.hour >= ${since24h}), 0)::int8 as last24,
         coalesce(sum(h.requests) filter (where h.hour < ${since24h}), 0)::int8 as late
       from api_key_usage_hourly h
-      where h.key_id = ${keyId} and h.hour >= ${lastDay}
+      where h.org_id = ${orgId} and h.key_id = ${keyId} and h.hour >= ${lastDay}
     ) sw
     left join lateral (
       select (sw.late
         + (select coalesce(sum(h.requests), 0) from api_key_usage_hourly h
-           where h.key_id = ${keyId} and h.hour >= ${since8d} and h.hour < ${firstDay})
+           where h.org_id = ${orgId} and h.key_id = ${keyId}
+             and h.hour >= ${since8d} and h.hour < ${firstDay})
         + (select coalesce(sum(d.requests), 0) from api_key_usage_daily d
-           where d.key_id = ${keyId} and d.day >= ${isoDay(firstDay)}::date
+           where d.org_id = ${orgId} and d.key_id = ${keyId} and d.day >= ${isoDay(firstDay)}::date
              and d.day < ${isoDay(lastDay)}::date))::int8 as prior7d
       where sw.last24 >= ${minRequests}
     ) sb on true`;
@@ -203,9 +205,9 @@ export async function orgUsage(
         order by ${sql.ref(page.sort)} ${dir} nulls last, key_id ${dir}
         limit ${page.limit + 1}
       ) p
-      join api_keys k on k.id = p.key_id
-      left join api_key_usage_totals t on t.key_id = p.key_id
-      ${spikeLateral(sql.ref('p.key_id'), p.now, p.spikeMin)}
+      join api_keys k on k.org_id = ${p.orgId} and k.id = p.key_id
+      left join api_key_usage_totals t on t.org_id = ${p.orgId} and t.key_id = p.key_id
+      ${spikeLateral(sql`${p.orgId}::uuid`, sql.ref('p.key_id'), p.now, p.spikeMin)}
     ) page on true
     order by ${sort} ${dir} nulls last, page.key_id ${dir}`.execute(db);
   const summary = rows[0]?.summary;
@@ -230,6 +232,7 @@ export type PeriodUsage = {
 /** One key's hourly or daily rollup rows in [from, to). */
 export async function keyPeriods(
   db: Db,
+  orgId: string,
   keyId: string,
   granularity: 'hour' | 'day',
   from: Date,
@@ -238,11 +241,13 @@ export async function keyPeriods(
   const query =
     granularity === 'hour'
       ? sql<PeriodUsage>`select hour as start, requests, errors_4xx, errors_5xx, denied, limited,
-          latency_sum_ms, latency_hist from api_key_usage_hourly where key_id = ${keyId} and hour >= ${from} and hour < ${to}
+          latency_sum_ms, latency_hist from api_key_usage_hourly
+          where org_id = ${orgId} and key_id = ${keyId} and hour >= ${from} and hour < ${to}
           order by hour`
       : sql<PeriodUsage>`select day::timestamptz as start, requests, errors_4xx, errors_5xx, denied,
           limited, latency_sum_ms, latency_hist from api_key_usage_daily
-          where key_id = ${keyId} and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
+          where org_id = ${orgId} and key_id = ${keyId}
+            and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
           order by day`;
   const { rows } = await query.execute(db);
   return rows.map((r) => ({ ...r, latency_hist: r.latency_hist.map(Number) }));
@@ -251,6 +256,7 @@ export async function keyPeriods(
 /** Requests today and this month (UTC), from the daily rollup. */
 export async function todayAndMonth(
   db: Db,
+  orgId: string,
   keyId: string,
   now: Date,
 ): Promise<{ today: number; month: number }> {
@@ -259,7 +265,8 @@ export async function todayAndMonth(
   const { rows } = await sql<{ today: number; month: number }>`
     select coalesce(sum(requests) filter (where day = ${today}::date), 0)::int8 as today,
            coalesce(sum(requests), 0)::int8 as month
-    from api_key_usage_daily where key_id = ${keyId} and day >= ${monthStart}::date`.execute(db);
+    from api_key_usage_daily
+    where org_id = ${orgId} and key_id = ${keyId} and day >= ${monthStart}::date`.execute(db);
   return rows[0] ?? { today: 0, month: 0 };
 }
 
@@ -273,6 +280,7 @@ export type EndpointUsage = {
 
 export async function topEndpoints(
   db: Db,
+  orgId: string,
   keyId: string,
   from: Date,
   to: Date,
@@ -281,7 +289,8 @@ export async function topEndpoints(
     select method, route, sum(requests)::int8 as requests, sum(errors)::int8 as errors,
       round((sum(latency_sum_ms) / nullif(sum(requests), 0))::numeric, 3)::float8 as avg_latency_ms
     from api_key_usage_routes_daily
-    where key_id = ${keyId} and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
+    where org_id = ${orgId} and key_id = ${keyId}
+      and day >= ${isoDay(from)}::date and day < ${isoDay(to)}::date
     group by method, route
     order by sum(requests) desc, method, route
     limit 10`.execute(db);
@@ -317,7 +326,7 @@ export type KeyTotals = {
   last_limited_at: Date | null;
 };
 
-export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
+export async function keyTotals(db: Db, orgId: string, keyId: string): Promise<KeyTotals> {
   const row = await db
     .selectFrom('api_key_usage_totals')
     .select([
@@ -332,6 +341,7 @@ export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
       'last_denied_at',
       'last_limited_at',
     ])
+    .where('org_id', '=', orgId)
     .where('key_id', '=', keyId)
     .executeTakeFirst();
   return (
@@ -356,18 +366,24 @@ export async function keyTotals(db: Db, keyId: string): Promise<KeyTotals> {
  * (kept KEYTRAIL_ROLLUP_RETENTION_DAYS, 400 by default). Exact while the raw events of that first
  * hour are kept (KEYTRAIL_RETENTION_DAYS) and the hourly rollup of its first day.
  */
-export async function requestsSince(db: Db, keyId: string, since: Date): Promise<number> {
+export async function requestsSince(
+  db: Db,
+  orgId: string,
+  keyId: string,
+  since: Date,
+): Promise<number> {
   const nextHour = new Date(Math.ceil(since.getTime() / 3_600_000) * 3_600_000);
   const nextDay = new Date(Math.ceil(nextHour.getTime() / 86_400_000) * 86_400_000);
   const { rows } = await sql<{ requests: number }>`
     select (
       (select count(*) from api_key_usage_events
-        where key_id = ${keyId} and occurred_at >= ${since} and occurred_at < ${nextHour}
+        where org_id = ${orgId} and key_id = ${keyId}
+          and occurred_at >= ${since} and occurred_at < ${nextHour}
           and outcome = 'success')
       + (select coalesce(sum(requests), 0) from api_key_usage_hourly
-        where key_id = ${keyId} and hour >= ${nextHour} and hour < ${nextDay})
+        where org_id = ${orgId} and key_id = ${keyId} and hour >= ${nextHour} and hour < ${nextDay})
       + (select coalesce(sum(requests), 0) from api_key_usage_daily
-        where key_id = ${keyId} and day >= ${isoDay(nextDay)}::date)
+        where org_id = ${orgId} and key_id = ${keyId} and day >= ${isoDay(nextDay)}::date)
     )::int8 as requests`.execute(db);
   return Number(rows[0]?.requests ?? 0);
 }

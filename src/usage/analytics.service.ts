@@ -151,6 +151,7 @@ export function createAnalyticsService(deps: {
   }
 
   async function keyUsage(
+    orgId: string,
     keyId: string,
     window: { from: Date; to: Date; granularity: Granularity },
   ) {
@@ -159,11 +160,11 @@ export function createAnalyticsService(deps: {
     const dayFrom = new Date(from.getTime() - (from.getTime() % DAY_MS));
     const dayTo = new Date(Math.ceil(to.getTime() / DAY_MS) * DAY_MS);
     const [periods, totals, tm, endpoints, recent, asOf] = await Promise.all([
-      q.keyPeriods(db, keyId, window.granularity, from, to),
-      q.keyTotals(db, keyId),
-      q.todayAndMonth(db, keyId, clock.now()),
-      q.topEndpoints(db, keyId, dayFrom, dayTo),
-      recentEvents(db, keyId, 20),
+      q.keyPeriods(db, orgId, keyId, window.granularity, from, to),
+      q.keyTotals(db, orgId, keyId),
+      q.todayAndMonth(db, orgId, keyId, clock.now()),
+      q.topEndpoints(db, orgId, keyId, dayFrom, dayTo),
+      recentEvents(db, orgId, keyId, 20),
       dataAsOf(),
     ]);
     const byStart = new Map(periods.map((p) => [p.start.getTime(), p]));
@@ -197,8 +198,8 @@ export function createAnalyticsService(deps: {
   }
 
   /** A key's authenticated requests since an instant (an old key's use since its rotation). */
-  const requestsSince = (keyId: string, since: Date): Promise<number> =>
-    q.requestsSince(db, keyId, since);
+  const requestsSince = (orgId: string, keyId: string, since: Date): Promise<number> =>
+    q.requestsSince(db, orgId, keyId, since);
 
   return { orgUsage, dormantKeys, keyUsage, requestsSince, dataAsOf };
 }

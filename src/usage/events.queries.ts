@@ -76,10 +76,16 @@ export async function eventsPage(
 }
 
 /** The key's latest events, newest first (index (key_id, occurred_at)). */
-export async function recentEvents(db: Db, keyId: string, limit: number): Promise<EventRow[]> {
+export async function recentEvents(
+  db: Db,
+  orgId: string,
+  keyId: string,
+  limit: number,
+): Promise<EventRow[]> {
   return db
     .selectFrom('api_key_usage_events')
     .select(EVENT_COLUMNS)
+    .where('org_id', '=', orgId)
     .where('key_id', '=', keyId)
     .orderBy('occurred_at', 'desc')
     .orderBy('event_id', 'desc')

@@ -88,7 +88,7 @@ export async function exportProgress(
     set rows_sent = greatest(l.rows_sent, ${sent.rows}),
       bytes_sent = greatest(l.bytes_sent, ${sent.bytes}), progress_at = now()
     from api_keys k
-    where l.id = ${id} and l.state = 'streaming' and k.id = l.key_id
+    where l.id = ${id} and l.state = 'streaming' and k.org_id = l.org_id and k.id = l.key_id
     returning k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) as key_active`.execute(
     db,
   );

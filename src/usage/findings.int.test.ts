@@ -26,7 +26,7 @@ async function totals(org: TestOrg, keyId: string, t: Totals) {
     values (${keyId}, ${org.orgId}, ${row.request_count}, ${row.denied_count},
       ${row.limited_count}, ${row.last_used_at ?? null}, ${row.last_denied_at ?? null},
       ${row.last_limited_at ?? null})
-    on conflict (key_id) do update set request_count = excluded.request_count,
+    on conflict (org_id, key_id) do update set request_count = excluded.request_count,
       denied_count = excluded.denied_count, limited_count = excluded.limited_count,
       last_used_at = excluded.last_used_at, last_denied_at = excluded.last_denied_at,
       last_limited_at = excluded.last_limited_at`.execute(app().kt.database.db);
@@ -39,11 +39,11 @@ async function used(org: TestOrg, keyId: string, hour: Date, requests: number) {
     values (${keyId}, ${hour}, ${org.orgId}, ${requests}, '{}')`.execute(db);
   await sql`insert into api_key_usage_daily (key_id, day, org_id, requests, latency_hist)
     values (${keyId}, (${hour}::timestamptz at time zone 'UTC')::date, ${org.orgId}, ${requests}, '{}')
-    on conflict (key_id, day) do update
+    on conflict (org_id, key_id, day) do update
       set requests = api_key_usage_daily.requests + excluded.requests`.execute(db);
   await sql`insert into api_key_usage_totals (key_id, org_id, request_count, last_used_at)
     values (${keyId}, ${org.orgId}, ${requests}, ${hour})
-    on conflict (key_id) do update set
+    on conflict (org_id, key_id) do update set
       request_count = api_key_usage_totals.request_count + excluded.request_count,
       last_used_at = greatest(api_key_usage_totals.last_used_at, excluded.last_used_at)`.execute(
     db,

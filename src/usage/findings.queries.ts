@@ -36,7 +36,7 @@ export async function orgFindings(
   const { rows } = await sql<FindingRow>`
     (select 'revoked_key_used' as kind, k.id as key_id, k.name, k.prefix, t.last_denied_at as at,
         t.denied_count::int8 as count, null::uuid as other_id, null::float8 as baseline
-      from api_keys k join api_key_usage_totals t on t.key_id = k.id
+      from api_keys k join api_key_usage_totals t on t.org_id = k.org_id and t.key_id = k.id
       where k.org_id = ${p.orgId} and t.org_id = ${p.orgId}
         and coalesce(k.revoked_at, k.expires_at) <= ${p.now}
         and t.last_denied_at > coalesce(k.revoked_at, k.expires_at) and t.last_denied_at > ${recent}
@@ -45,21 +45,21 @@ export async function orgFindings(
     (select 'old_key_in_use', o.id, o.name, o.prefix, t.last_used_at, t.request_count::int8,
         n.id, null
       from api_keys o
-      join api_keys n on n.rotated_from_id = o.id and n.org_id = ${p.orgId}
-      join api_key_usage_totals t on t.key_id = o.id
+      join api_keys n on n.org_id = o.org_id and n.rotated_from_id = o.id and n.org_id = ${p.orgId}
+      join api_key_usage_totals t on t.org_id = o.org_id and t.key_id = o.id and t.org_id = ${p.orgId}
       where o.org_id = ${p.orgId} and o.revoked_at is null
         and (o.expires_at is null or o.expires_at > ${p.now}) and t.last_used_at > n.created_at
       order by t.last_used_at desc limit ${PER_KIND})
     union all
     (select 'limited', k.id, k.name, k.prefix, t.last_limited_at, t.limited_count::int8, null, null
-      from api_keys k join api_key_usage_totals t on t.key_id = k.id
+      from api_keys k join api_key_usage_totals t on t.org_id = k.org_id and t.key_id = k.id
       where k.org_id = ${p.orgId} and t.org_id = ${p.orgId} and t.last_limited_at > ${p.since24h}
       order by t.last_limited_at desc limit ${PER_KIND})
     union all
     (select 'spike', k.id, k.name, k.prefix, k.spike_since, sw.last24, null,
         sb.prior7d::float8 / 7.0
       from api_keys k
-      ${spikeLateral(sql.ref('k.id'), p.now, p.spikeMin)}
+      ${spikeLateral(sql.ref('k.org_id'), sql.ref('k.id'), p.now, p.spikeMin)}
       where k.org_id = ${p.orgId} and k.spike_since is not null and k.revoked_at is null
         and ${isSpike(p.factor, p.spikeMin)}
       order by sw.last24 desc limit ${PER_KIND})`.execute(db);

@@ -144,7 +144,9 @@ describe('exactly-once ingest', () => {
     expect(logged).toContain('usage job failed; pg-boss will retry it');
   });
 
-  it('ingests jobs that give one key two orgs each on its own, each event under its own org', async () => {
+  it('refuses, alone, a job that puts a key under an org it does not belong to', async () => {
+    // Since migration 0014 a rollup row references its key through (org_id, key_id): events that
+    // name another org's key fail like a key that does not exist, and store nothing.
     const k = await createKey(app.client, org);
     const other = await createOrg(app.client, 'Other');
     const mine = events(k, 4);
@@ -155,12 +157,13 @@ describe('exactly-once ingest', () => {
     ] as never);
     expect(results).toEqual([
       { id: 'mine', status: 'completed' },
-      { id: 'theirs', status: 'completed' },
+      { id: 'theirs', status: 'failed', output: { error: 'ingest failed' } },
     ]);
     const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_key_usage_events
       where key_id = ${k.id} and org_id = ${other.orgId}`.execute(app.kt.database.db);
-    expect(rows[0]?.n).toBe(3);
-    expect(await rowCount('api_key_usage_events', k.id)).toBe(7);
+    expect(rows[0]?.n).toBe(0);
+    expect(await rowCount('api_key_usage_events', k.id)).toBe(4);
+    expect((await totals(k.id)).request_count).toBe(successes(mine));
   });
 
   it('stores an event id seen at two times as two rows, and each exact repeat once', async () => {

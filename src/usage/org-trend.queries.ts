@@ -53,7 +53,7 @@ export async function busiestKeys(
       order by sum(requests) desc, key_id limit ${range.limit}
     )
     select t.key_id, k.name, k.prefix, k.revoked_at is not null as revoked, t.requests
-    from top t join api_keys k on k.id = t.key_id
+    from top t join api_keys k on k.org_id = ${orgId} and k.id = t.key_id
     order by t.requests desc, t.key_id`.execute(db);
   return rows.map((r) => ({ ...r, requests: Number(r.requests) }));
 }

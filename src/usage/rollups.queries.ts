@@ -123,7 +123,7 @@ export async function countDifferences(
   from: Date,
   to: Date,
 ): Promise<number> {
-  const keys = ['key_id', ...EXTRA_KEYS[table]];
+  const keys = ['org_id', 'key_id', ...EXTRA_KEYS[table]];
   const join = sql.join(
     [
       sql`e.p = t.${sql.ref(PERIOD[table])}`,

@@ -90,6 +90,7 @@ function latestUses(batch: Batch, outcomes: ReadonlySet<number>): DeniedUse[] {
   }
   return [...latest].map(([k, i]) => ({
     keyId: batch.keys[k]?.[0] ?? '',
+    orgId: batch.keys[k]?.[1] ?? '',
     outcome: OUTCOMES[batch.o[i] ?? 0] ?? 'revoked',
     ip: batch.ip[i] ?? null,
     at: new Date(batch.t[i] ?? 0),

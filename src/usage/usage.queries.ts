@@ -288,7 +288,7 @@ export function upsertTotals(rows: readonly TotalsRow[]): RawBuilder<unknown> {
       ${col((r) => r.firstUsedAt)}::timestamptz[], ${col((r) => r.lastUsedAt)}::timestamptz[],
       ${col((r) => r.lastUsedIp)}::inet[], ${col((r) => r.lastDeniedAt)}::timestamptz[],
       ${col((r) => r.lastLimitedAt)}::timestamptz[])
-    on conflict (key_id) do update set
+    on conflict (org_id, key_id) do update set
       request_count = t.request_count + excluded.request_count,
       errors_4xx = t.errors_4xx + excluded.errors_4xx,
       errors_5xx = t.errors_5xx + excluded.errors_5xx,
@@ -324,7 +324,7 @@ export function upsertPeriods(
       ${col((r) => r.denied)}::int8[], ${col((r) => r.limited)}::int8[], ${col((r) => r.latencySumMs)}::float8[],
       ${col((r) => histLiteral(r.hist))}::text[]
     ) as u(k, p, o, n, e4, e5, d, li, ls, h)
-    on conflict (key_id, ${period}) do update set
+    on conflict (org_id, key_id, ${period}) do update set
       requests = t.requests + excluded.requests,
       errors_4xx = t.errors_4xx + excluded.errors_4xx,
       errors_5xx = t.errors_5xx + excluded.errors_5xx,
@@ -337,13 +337,14 @@ export function upsertPeriods(
 
 /** The (key, day) pairs' stored routes: what the route cap counts against. */
 export function storedRoutes(
-  pairs: readonly { keyId: string; day: string }[],
+  pairs: readonly { orgId: string; keyId: string; day: string }[],
 ): RawBuilder<{ keyId: string; day: string; method: string; route: string }> {
+  const col = (f: (p: (typeof pairs)[number]) => string): string => arrayLiteral(pairs.map(f));
   return sql<{ keyId: string; day: string; method: string; route: string }>`
     select r.key_id as "keyId", to_char(r.day, 'YYYY-MM-DD') as day, r.method, r.route
     from api_key_usage_routes_daily r
-    join unnest(${arrayLiteral(pairs.map((p) => p.keyId))}::uuid[], ${arrayLiteral(pairs.map((p) => p.day))}::date[])
-      as p(key_id, day) on r.key_id = p.key_id and r.day = p.day`;
+    join unnest(${col((p) => p.orgId)}::uuid[], ${col((p) => p.keyId)}::uuid[], ${col((p) => p.day)}::date[])
+      as p(org_id, key_id, day) on r.org_id = p.org_id and r.key_id = p.key_id and r.day = p.day`;
 }
 
 export function upsertRoutes(rows: readonly RouteRow[]): RawBuilder<unknown> {
@@ -355,7 +356,7 @@ export function upsertRoutes(rows: readonly RouteRow[]): RawBuilder<unknown> {
       ${col((r) => r.keyId)}::uuid[], ${col((r) => r.day)}::date[], ${col((r) => r.method)}::text[],
       ${col((r) => r.route)}::text[], ${col((r) => r.orgId)}::uuid[], ${col((r) => r.requests)}::int8[],
       ${col((r) => r.errors)}::int8[], ${col((r) => r.latencySumMs)}::float8[])
-    on conflict (key_id, day, method, route) do update set
+    on conflict (org_id, key_id, day, method, route) do update set
       requests = t.requests + excluded.requests,
       errors = t.errors + excluded.errors,
       latency_sum_ms = t.latency_sum_ms + excluded.latency_sum_ms`;

@@ -82,8 +82,8 @@ describe('webhook errors, URLs and limits', { timeout: 60_000 }, () => {
     expect(logs).toContain('connection_refused');
     expect(logs).not.toContain('sEcReTtOkEn');
     // A row stored raw by an earlier version reads as a category too.
-    await sql`insert into webhook_attempts (delivery_id, attempted_at, latency_ms, error)
-      values (${page.body.data[0].id as string}, now(), 3,
+    await sql`insert into webhook_attempts (org_id, delivery_id, attempted_at, latency_ms, error)
+      values (${org.orgId}, ${page.body.data[0].id as string}, now(), 3,
         'connect ECONNREFUSED 10.20.0.7:8443')`.execute(app.kt.database.db);
     const again = await app.client.get(path, { key: org.adminKey });
     expect(again.body.data[0].attempts.at(-1).error).toBe('other');
@@ -176,8 +176,8 @@ describe('webhook errors, URLs and limits', { timeout: 60_000 }, () => {
         insert into webhook_messages (id, org_id, type, occurred_at, payload)
         select gen_random_uuid(), ${org.orgId}, 'key.created', now(), '{}'::jsonb
         from generate_series(1, 501) returning id)
-      insert into webhook_deliveries (id, message_id, endpoint_id, status, created_at)
-      select gen_random_uuid(), m.id, ${id}, 'succeeded', date_trunc('milliseconds', now())
+      insert into webhook_deliveries (org_id, id, message_id, endpoint_id, status, created_at)
+      select ${org.orgId}, gen_random_uuid(), m.id, ${id}, 'succeeded', date_trunc('milliseconds', now())
       from m`.execute(app.kt.database.db);
     const list = (query: string) =>
       app.client.get(`${hooks(org)}/${id}/deliveries${query}`, { key: org.adminKey });

@@ -5,6 +5,12 @@ import type { WebhookErrorCategory } from './delivery-errors.ts';
 
 type Db = Kysely<DB>;
 
+/**
+ * A delivery by its org and id. `orgId` is absent only in a job queued before migration 0014,
+ * which is then found by id alone (a scan of every org's deliveries, once per such job).
+ */
+export type DeliveryRef = { orgId?: string | undefined; id: string };
+
 export type DeliveryWork = {
   id: string;
   status: string;
@@ -28,13 +34,17 @@ export type DeliveryWork = {
  */
 export async function loadDelivery(
   db: Db,
-  deliveryId: string,
+  ref: DeliveryRef,
   at: Date,
 ): Promise<DeliveryWork | undefined> {
   return db
     .selectFrom('webhook_deliveries as d')
-    .innerJoin('webhook_messages as m', 'm.id', 'd.message_id')
-    .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
+    .innerJoin('webhook_messages as m', (j) =>
+      j.onRef('m.org_id', '=', 'd.org_id').onRef('m.id', '=', 'd.message_id'),
+    )
+    .innerJoin('webhook_endpoints as e', (j) =>
+      j.onRef('e.org_id', '=', 'd.org_id').onRef('e.id', '=', 'd.endpoint_id'),
+    )
     .select([
       'd.id',
       'd.status',
@@ -48,16 +58,18 @@ export async function loadDelivery(
       'e.enabled',
       'e.secret',
       sql<Buffer[]>`array(select p.secret from webhook_previous_secrets p
-        where p.endpoint_id = e.id and p.expires_at > ${at}
+        where p.org_id = e.org_id and p.endpoint_id = e.id and p.expires_at > ${at}
         order by p.expires_at desc)`.as('previous_secrets'),
     ])
-    .where('d.id', '=', deliveryId)
+    .where('d.id', '=', ref.id)
+    .$if(ref.orgId !== undefined, (q) => q.where('d.org_id', '=', ref.orgId!))
     .executeTakeFirst();
 }
 
 export async function insertAttempt(
   trx: Db,
   a: {
+    orgId: string;
     deliveryId: string;
     at: Date;
     statusCode: number | null;
@@ -68,6 +80,7 @@ export async function insertAttempt(
   await trx
     .insertInto('webhook_attempts')
     .values({
+      org_id: a.orgId,
       delivery_id: a.deliveryId,
       attempted_at: a.at,
       status_code: a.statusCode,
@@ -79,7 +92,7 @@ export async function insertAttempt(
 
 export async function setDeliveryStatus(
   trx: Db,
-  deliveryId: string,
+  ref: { orgId: string; id: string },
   s: { status: 'pending' | 'succeeded' | 'failed' | 'skipped'; at: Date; attempted: boolean },
 ): Promise<void> {
   await trx
@@ -89,14 +102,20 @@ export async function setDeliveryStatus(
       ...(s.attempted && { attempts: eb('attempts', '+', 1), last_attempt_at: s.at }),
       ...(s.status === 'succeeded' && { delivered_at: s.at }),
     }))
-    .where('id', '=', deliveryId)
+    .where('org_id', '=', ref.orgId)
+    .where('id', '=', ref.id)
     .execute();
 }
 
-export async function markEndpointHealthy(trx: Db, endpointId: string): Promise<void> {
+export async function markEndpointHealthy(
+  trx: Db,
+  orgId: string,
+  endpointId: string,
+): Promise<void> {
   await trx
     .updateTable('webhook_endpoints')
     .set({ failing_since: null, last_failure_at: null })
+    .where('org_id', '=', orgId)
     .where('id', '=', endpointId)
     .where('failing_since', 'is not', null)
     .execute();
@@ -110,6 +129,7 @@ export async function markEndpointHealthy(trx: Db, endpointId: string): Promise<
  */
 export async function markEndpointFailing(
   trx: Db,
+  orgId: string,
   endpointId: string,
   at: Date,
   o: { disableAfterMs: number; spellGapMs: number },
@@ -120,7 +140,8 @@ export async function markEndpointFailing(
   const due = sql`(${since}) <= ${at}::timestamptz - ${`${o.disableAfterMs} milliseconds`}::interval`;
   const { rows } = await sql<{ failing_since: Date; disabled: boolean }>`
     with before as (
-      select enabled from webhook_endpoints where id = ${endpointId} for no key update
+      select enabled from webhook_endpoints
+      where org_id = ${orgId} and id = ${endpointId} for no key update
     )
     update webhook_endpoints e set
       failing_since = ${since},
@@ -128,18 +149,19 @@ export async function markEndpointFailing(
       enabled = e.enabled and not ${due},
       disabled_reason = case when e.enabled and ${due} then 'failing' else e.disabled_reason end
     from before
-    where e.id = ${endpointId}
+    where e.org_id = ${orgId} and e.id = ${endpointId}
     returning e.failing_since, (before.enabled and not e.enabled) as disabled`.execute(trx);
   const r = rows[0];
   return { disabled: r?.disabled ?? false, failingSince: r?.failing_since ?? at };
 }
 
 /** A delivery whose job pg-boss gave up on (expired or killed on its last try): failed. */
-export async function failAbandoned(trx: Db, deliveryId: string, jobId: string): Promise<boolean> {
+export async function failAbandoned(trx: Db, ref: DeliveryRef, jobId: string): Promise<boolean> {
   const result = await trx
     .updateTable('webhook_deliveries')
     .set({ status: 'failed' })
-    .where('id', '=', deliveryId)
+    .where('id', '=', ref.id)
+    .$if(ref.orgId !== undefined, (q) => q.where('org_id', '=', ref.orgId!))
     .where('job_id', '=', jobId)
     .where('status', '=', 'pending')
     .executeTakeFirst();

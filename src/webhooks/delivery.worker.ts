@@ -37,7 +37,8 @@ function executor(trx: Kysely<DB>) {
 }
 
 /** The delivery and the job meant to deliver it (a dead-lettered copy has another id). */
-export type DeliveryJob = { delivery_id: string; job_id: string };
+/** `org_id` is absent from jobs queued before migration 0014 (see DeliveryRef). */
+export type DeliveryJob = { org_id?: string; delivery_id: string; job_id: string };
 
 /** `webhook.disabled` (actor system) for an endpoint failing since `since`. */
 function auditDisabled(
@@ -70,7 +71,7 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
       const pairs = claimed.map(({ id, org_id }) => ({ id, orgId: org_id, jobId: randomUUID() }));
       const jobs = pairs.map(({ id, orgId, jobId }) => ({
         id: jobId,
-        data: { delivery_id: id, job_id: jobId } satisfies DeliveryJob,
+        data: { org_id: orgId, delivery_id: id, job_id: jobId } satisfies DeliveryJob,
         // Per org: one org's slow or dead endpoints cannot take every delivery slot.
         group: { id: orgId },
         retryLimit: cfg.retry.limit,
@@ -112,20 +113,28 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
   function record(w: q.DeliveryWork, result: AttemptResult, at: Date, last: boolean) {
     return db.transaction().execute(async (trx): Promise<Outcome> => {
       const { statusCode, latencyMs, error } = result;
-      await q.insertAttempt(trx, { deliveryId: w.id, at, statusCode, latencyMs, error });
+      const ref = { orgId: w.org_id, id: w.id };
+      await q.insertAttempt(trx, {
+        orgId: w.org_id,
+        deliveryId: w.id,
+        at,
+        statusCode,
+        latencyMs,
+        error,
+      });
       if (result.error === null) {
-        await q.setDeliveryStatus(trx, w.id, { status: 'succeeded', at, attempted: true });
-        await q.markEndpointHealthy(trx, w.endpoint_id);
+        await q.setDeliveryStatus(trx, ref, { status: 'succeeded', at, attempted: true });
+        await q.markEndpointHealthy(trx, w.org_id, w.endpoint_id);
         return 'sent';
       }
-      const failing = await q.markEndpointFailing(trx, w.endpoint_id, at, {
+      const failing = await q.markEndpointFailing(trx, w.org_id, w.endpoint_id, at, {
         disableAfterMs: cfg.disableAfterMs,
         spellGapMs: 3 * cfg.retry.maxDelaySeconds * 1000,
       });
       if (failing.disabled) await auditDisabled(trx, w, at, failing.failingSince, result.error);
       const final = last || failing.disabled;
       const status = final ? 'failed' : 'pending';
-      await q.setDeliveryStatus(trx, w.id, { status, at, attempted: true });
+      await q.setDeliveryStatus(trx, ref, { status, at, attempted: true });
       return final ? 'failed' : 'retried';
     });
   }
@@ -138,14 +147,18 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
     retryLimit: number;
   }): Promise<void> {
     const now = kt.clock.now();
-    const w = await q.loadDelivery(db, job.data.delivery_id, now);
+    const w = await q.loadDelivery(db, { orgId: job.data.org_id, id: job.data.delivery_id }, now);
     // Gone (its endpoint deleted), settled already, or handed to a newer job (a re-send).
     if (!w || w.status !== 'pending' || w.job_id !== job.id) return;
     if (!w.enabled) {
       await db
         .transaction()
         .execute((trx) =>
-          q.setDeliveryStatus(trx, w.id, { status: 'skipped', at: now, attempted: false }),
+          q.setDeliveryStatus(
+            trx,
+            { orgId: w.org_id, id: w.id },
+            { status: 'skipped', at: now, attempted: false },
+          ),
         );
       return;
     }
@@ -173,8 +186,8 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
 
   /** A job pg-boss gave up on by itself (expired, or its worker killed, on the last try). */
   async function abandoned(job: { data: DeliveryJob }): Promise<void> {
-    const { delivery_id, job_id } = job.data;
-    if (await q.failAbandoned(db, delivery_id, job_id)) {
+    const { org_id, delivery_id, job_id } = job.data;
+    if (await q.failAbandoned(db, { orgId: org_id, id: delivery_id }, job_id)) {
       kt.metrics.webhookDeliveries.inc({ result: 'failed' });
     }
   }

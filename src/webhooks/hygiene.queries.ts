@@ -20,7 +20,7 @@ export type Notice = {
 export function markExpiringNotices(now: Date, limit: number): RawBuilder<Notice> {
   return sql<Notice>`
     with due as (
-      select k.id, k.expires_at, s.stage
+      select k.org_id, k.id, k.expires_at, s.stage
       from api_keys k
       cross join lateral (select case when k.expires_at <= ${now}::timestamptz + interval '1 day'
         then 1 else 7 end as stage) s
@@ -33,7 +33,7 @@ export function markExpiringNotices(now: Date, limit: number): RawBuilder<Notice
       for update of k skip locked
     )
     update api_keys k set expiring_notice_for = due.expires_at, expiring_notice_days = due.stage
-    from due where k.id = due.id
+    from due where k.org_id = due.org_id and k.id = due.id
     returning k.id, k.org_id, jsonb_build_object(
       'expires_at', to_char(due.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
       'notice', due.stage || 'd') as details`;
@@ -52,18 +52,18 @@ export function markSpikes(
   const { since24h } = spikeWindows(now);
   return sql<Notice>`
     with candidates as (
-      select t.key_id from api_key_usage_totals t where t.last_used_at >= ${since24h}
+      select t.org_id, t.key_id from api_key_usage_totals t where t.last_used_at >= ${since24h}
       union
-      select k.id from api_keys k where k.spike_since is not null
+      select k.org_id, k.id from api_keys k where k.spike_since is not null
     ), judged as (
-      select k.id, k.spike_since, sw.last24, sb.prior7d,
+      select k.org_id, k.id, k.spike_since, sw.last24, sb.prior7d,
         (k.revoked_at is null and ${isSpike(rule.factor, rule.minRequests)}) as spike
-      from candidates c join api_keys k on k.id = c.key_id
-      ${spikeLateral(sql.ref('k.id'), now, rule.minRequests)}
+      from candidates c join api_keys k on k.org_id = c.org_id and k.id = c.key_id
+      ${spikeLateral(sql.ref('k.org_id'), sql.ref('k.id'), now, rule.minRequests)}
     ), changed as (
       update api_keys k set spike_since = case when j.spike then ${now}::timestamptz end
       from judged j
-      where k.id = j.id and j.spike = (k.spike_since is null)
+      where k.org_id = j.org_id and k.id = j.id and j.spike = (k.spike_since is null)
       returning k.id, k.org_id, j.spike, j.last24, j.prior7d
     )
     select id, org_id, jsonb_build_object('last_24h_requests', last24,
@@ -71,7 +71,13 @@ export function markSpikes(
     from changed where spike`;
 }
 
-export type DeniedUse = { keyId: string; outcome: string; ip: string | null; at: Date };
+export type DeniedUse = {
+  keyId: string;
+  orgId: string;
+  outcome: string;
+  ip: string | null;
+  at: Date;
+};
 
 /**
  * Revoked or expired keys seen in denied attempts, noticed at most once an hour per key: the
@@ -80,13 +86,13 @@ export type DeniedUse = { keyId: string; outcome: string; ip: string | null; at:
 export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice> {
   return sql<Notice>`
     with u as (
-      select * from unnest(${uses.map((u) => u.keyId)}::uuid[], ${uses.map((u) => u.outcome)}::text[],
-        ${uses.map((u) => u.ip)}::text[], ${uses.map((u) => u.at)}::timestamptz[])
-        as u(key_id, outcome, ip, at)
+      select * from unnest(${uses.map((u) => u.orgId)}::uuid[], ${uses.map((u) => u.keyId)}::uuid[],
+        ${uses.map((u) => u.outcome)}::text[], ${uses.map((u) => u.ip)}::text[],
+        ${uses.map((u) => u.at)}::timestamptz[]) as u(org_id, key_id, outcome, ip, at)
     )
     update api_keys k set revoked_use_notified_at = now()
     from u
-    where k.id = u.key_id
+    where k.org_id = u.org_id and k.id = u.key_id
       and (k.revoked_at is not null or k.expires_at <= now())
       and (k.revoked_use_notified_at is null or k.revoked_use_notified_at <= now() - interval '1 hour')
     returning k.id, k.org_id, jsonb_build_object('outcome', u.outcome, 'ip', u.ip,
@@ -101,12 +107,13 @@ export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice
 export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> {
   return sql<Notice>`
     with u as (
-      select * from unnest(${uses.map((u) => u.keyId)}::uuid[], ${uses.map((u) => u.ip)}::text[],
-        ${uses.map((u) => u.at)}::timestamptz[]) as u(key_id, ip, at)
+      select * from unnest(${uses.map((u) => u.orgId)}::uuid[], ${uses.map((u) => u.keyId)}::uuid[],
+        ${uses.map((u) => u.ip)}::text[], ${uses.map((u) => u.at)}::timestamptz[])
+        as u(org_id, key_id, ip, at)
     )
     update api_keys k set rate_limited_notified_at = now()
     from u
-    where k.id = u.key_id
+    where k.org_id = u.org_id and k.id = u.key_id
       and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
       and (k.rate_limited_notified_at is null or k.rate_limited_notified_at <= now() - interval '1 hour')
     returning k.id, k.org_id, jsonb_build_object('ip', u.ip,

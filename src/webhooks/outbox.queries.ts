@@ -18,7 +18,7 @@ const keySnapshot = sql`(select jsonb_build_object(
       when k.expires_at <= s.ev_at then 'expired' else 'active' end,
     'created_at', ${iso(sql`k.created_at`)}, 'expires_at', ${iso(sql`k.expires_at`)},
     'revoked_at', ${iso(sql`k.revoked_at`)}, 'revoked_reason', k.revoked_reason)
-  from api_keys k where k.id = s.key_id)`;
+  from api_keys k where k.org_id = s.org_id and k.id = s.key_id)`;
 
 /**
  * Writes a message for each event some enabled endpoint of its org subscribes to, a queued
@@ -54,8 +54,8 @@ export function writeOutbox(events: readonly OutboxEvent[]): RawBuilder<{ delive
       for key share of w
     ), d as (
       -- Milliseconds: the deliveries' keyset cursor carries a JavaScript Date.
-      insert into webhook_deliveries (id, message_id, endpoint_id, status, created_at)
-      select gen_random_uuid(), m.id, ep.id, 'queued', date_trunc('milliseconds', now())
+      insert into webhook_deliveries (org_id, id, message_id, endpoint_id, status, created_at)
+      select m.org_id, gen_random_uuid(), m.id, ep.id, 'queued', date_trunc('milliseconds', now())
       from m join ep on ep.org_id = m.org_id and m.type = any(ep.event_types)
       returning 1
     )
@@ -66,18 +66,18 @@ export function writeOutbox(events: readonly OutboxEvent[]): RawBuilder<{ delive
 
 /** Queued deliveries for the relay (and their org), oldest first; a concurrent relay takes others. */
 export function claimQueued(limit: number): RawBuilder<{ id: string; org_id: string }> {
-  return sql<{ id: string; org_id: string }>`select d.id, e.org_id
-    from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id
+  return sql<{ id: string; org_id: string }>`select d.id, d.org_id
+    from webhook_deliveries d
     where d.status = 'queued'
     order by d.created_at limit ${limit} for update of d skip locked`;
 }
 
 /** Each delivery's job: the only job that may deliver it. */
 export function markPending(
-  deliveries: readonly { id: string; jobId: string }[],
+  deliveries: readonly { orgId: string; id: string; jobId: string }[],
 ): RawBuilder<never> {
   return sql<never>`update webhook_deliveries d set status = 'pending', job_id = j.job_id
-    from unnest(${deliveries.map((d) => d.id)}::uuid[], ${deliveries.map((d) => d.jobId)}::uuid[])
-      as j(id, job_id)
-    where d.id = j.id`;
+    from unnest(${deliveries.map((d) => d.orgId)}::uuid[], ${deliveries.map((d) => d.id)}::uuid[],
+      ${deliveries.map((d) => d.jobId)}::uuid[]) as j(org_id, id, job_id)
+    where d.org_id = j.org_id and d.id = j.id`;
 }

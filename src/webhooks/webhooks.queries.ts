@@ -124,6 +124,7 @@ export type EndpointPatch = {
 
 export async function updateEndpoint(
   trx: Db,
+  orgId: string,
   id: string,
   patch: EndpointPatch,
   at: Date,
@@ -147,12 +148,17 @@ export async function updateEndpoint(
       }),
       updated_at: at,
     })
+    .where('org_id', '=', orgId)
     .where('id', '=', id)
     .execute();
 }
 
-export async function deleteEndpoint(trx: Db, id: string): Promise<void> {
-  await trx.deleteFrom('webhook_endpoints').where('id', '=', id).execute();
+export async function deleteEndpoint(trx: Db, orgId: string, id: string): Promise<void> {
+  await trx
+    .deleteFrom('webhook_endpoints')
+    .where('org_id', '=', orgId)
+    .where('id', '=', id)
+    .execute();
 }
 
 export type DeliveryRow = {
@@ -169,12 +175,15 @@ export type DeliveryRow = {
 /** An endpoint's deliveries, newest first, keyset-paged on (created_at, id). */
 export async function listDeliveries(
   db: Db,
+  orgId: string,
   endpointId: string,
   p: { limit: number; before?: { createdAt: Date; id: string } | undefined },
 ): Promise<DeliveryRow[]> {
   let q = db
     .selectFrom('webhook_deliveries as d')
-    .innerJoin('webhook_messages as m', 'm.id', 'd.message_id')
+    .innerJoin('webhook_messages as m', (j) =>
+      j.onRef('m.org_id', '=', 'd.org_id').onRef('m.id', '=', 'd.message_id'),
+    )
     .select([
       'd.id',
       'd.message_id',
@@ -185,6 +194,7 @@ export async function listDeliveries(
       'd.last_attempt_at',
       'd.delivered_at',
     ])
+    .where('d.org_id', '=', orgId)
     .where('d.endpoint_id', '=', endpointId);
   if (p.before) {
     const b = p.before;
@@ -202,11 +212,16 @@ export type AttemptRow = {
 };
 
 /** The attempts of these deliveries, oldest first within each. */
-export async function attemptsOf(db: Db, deliveryIds: readonly string[]): Promise<AttemptRow[]> {
+export async function attemptsOf(
+  db: Db,
+  orgId: string,
+  deliveryIds: readonly string[],
+): Promise<AttemptRow[]> {
   if (deliveryIds.length === 0) return [];
   return db
     .selectFrom('webhook_attempts')
     .select(['delivery_id', 'attempted_at', 'status_code', 'latency_ms', 'error'])
+    .where('org_id', '=', orgId)
     .where('delivery_id', 'in', deliveryIds)
     .orderBy('id')
     .execute();
@@ -215,12 +230,14 @@ export async function attemptsOf(db: Db, deliveryIds: readonly string[]): Promis
 /** Puts a delivery back in the outbox (a re-send): the relay queues it again. */
 export async function requeueDelivery(
   trx: Db,
+  orgId: string,
   endpointId: string,
   deliveryId: string,
 ): Promise<boolean> {
   const updated = await trx
     .updateTable('webhook_deliveries')
     .set({ status: 'queued' })
+    .where('org_id', '=', orgId)
     .where('id', '=', deliveryId)
     .where('endpoint_id', '=', endpointId)
     .where('status', 'in', ['succeeded', 'failed', 'skipped'])
@@ -231,11 +248,12 @@ export async function requeueDelivery(
 }
 
 /** A test event still on its way to the endpoint (queued, or pending between attempts). */
-export async function testInFlight(trx: Db, endpointId: string): Promise<boolean> {
+export async function testInFlight(trx: Db, orgId: string, endpointId: string): Promise<boolean> {
   const { rows } = await sql<{ n: number }>`
     select count(*)::int as n from webhook_deliveries d
-    join webhook_messages m on m.id = d.message_id
-    where d.endpoint_id = ${endpointId} and d.status in ('queued', 'pending')
+    join webhook_messages m on m.org_id = d.org_id and m.id = d.message_id
+    where d.org_id = ${orgId} and d.endpoint_id = ${endpointId}
+      and d.status in ('queued', 'pending')
       and m.type = ${WEBHOOK_TEST_EVENT}`.execute(trx);
   return (rows[0]?.n ?? 0) > 0;
 }
@@ -255,8 +273,9 @@ export async function insertTestDelivery(
         ${JSON.stringify(t.payload)}::jsonb)
       returning id
     ), d as (
-      insert into webhook_deliveries (id, message_id, endpoint_id, status, created_at)
-      select gen_random_uuid(), m.id, ${t.endpointId}, 'queued', date_trunc('milliseconds', now())
+      insert into webhook_deliveries (org_id, id, message_id, endpoint_id, status, created_at)
+      select ${t.orgId}, gen_random_uuid(), m.id, ${t.endpointId}, 'queued',
+        date_trunc('milliseconds', now())
       from m returning id, message_id
     )
     select message_id, id as delivery_id from d`.execute(trx);
@@ -268,12 +287,14 @@ export async function insertTestDelivery(
 
 export async function deliveryStatus(
   db: Db,
+  orgId: string,
   endpointId: string,
   deliveryId: string,
 ): Promise<string | undefined> {
   const row = await db
     .selectFrom('webhook_deliveries')
     .select('status')
+    .where('org_id', '=', orgId)
     .where('id', '=', deliveryId)
     .where('endpoint_id', '=', endpointId)
     .executeTakeFirst();
@@ -291,7 +312,7 @@ export async function pruneMessages(db: Db, before: Date, limit: number): Promis
         select m2.id from webhook_messages m2
         where m2.occurred_at < ${before}
           and not exists (select 1 from webhook_deliveries d
-            where d.message_id = m2.id and d.status in ('queued', 'pending'))
+            where d.org_id = m2.org_id and d.message_id = m2.id and d.status in ('queued', 'pending'))
         limit ${limit})
       returning 1
     )

@@ -135,7 +135,7 @@ export function createWebhooks(deps: {
       const at = clock.now();
       return db.transaction().execute(async (trx) => {
         const before = await load(trx, orgId, id);
-        await q.updateEndpoint(trx, id, patch, at);
+        await q.updateEndpoint(trx, orgId, id, patch, at);
         const after = await load(trx, orgId, id);
         await audited(trx, caller, {
           orgId,
@@ -152,7 +152,7 @@ export function createWebhooks(deps: {
       const at = clock.now();
       await db.transaction().execute(async (trx) => {
         const endpoint = await load(trx, orgId, id);
-        await q.deleteEndpoint(trx, id);
+        await q.deleteEndpoint(trx, orgId, id);
         await audited(trx, caller, {
           orgId,
           id,
@@ -173,14 +173,14 @@ export function createWebhooks(deps: {
       const previousUntil = new Date(at.getTime() + config.previousSecretMs);
       await db.transaction().execute(async (trx) => {
         await load(trx, orgId, id);
-        const signing = await pruneAndListPrevious(trx, id, at);
+        const signing = await pruneAndListPrevious(trx, orgId, id, at);
         const first = signing[0];
         if (first && signing.length >= MAX_PREVIOUS_SECRETS) {
           throw new AppError('unprocessable', {
             detail: `${signing.length} rotated secrets still sign (the limit): rotate again after ${first.toISOString()}`,
           });
         }
-        await rotateSecret(trx, id, { secret: box.seal(secret), previousUntil, at });
+        await rotateSecret(trx, orgId, id, { secret: box.seal(secret), previousUntil, at });
         await audited(trx, caller, {
           orgId,
           id,
@@ -198,9 +198,10 @@ export function createWebhooks(deps: {
       p: { limit: number; before?: { createdAt: Date; id: string } | undefined },
     ) {
       await this.get(orgId, id);
-      const rows = await q.listDeliveries(db, id, p);
+      const rows = await q.listDeliveries(db, orgId, id, p);
       const attempts = await q.attemptsOf(
         db,
+        orgId,
         rows.map((r) => r.id),
       );
       const byDelivery = new Map<string, ReturnType<typeof logEntry>[]>();
@@ -228,7 +229,7 @@ export function createWebhooks(deps: {
           });
         }
         // One at a time: a loop of test events cannot flood the endpoint or the relay.
-        if (await q.testInFlight(trx, id)) {
+        if (await q.testInFlight(trx, orgId, id)) {
           throw new AppError('rate_limited', {
             detail: 'a test event is already on its way to this endpoint; see its deliveries',
             retryAfterSeconds: 5,
@@ -253,14 +254,14 @@ export function createWebhooks(deps: {
       const at = clock.now();
       await db.transaction().execute(async (trx) => {
         const endpoint = await load(trx, orgId, id);
-        const status = await q.deliveryStatus(trx, id, deliveryId);
+        const status = await q.deliveryStatus(trx, orgId, id, deliveryId);
         if (!status) throw new AppError('not_found', { detail: 'delivery not found' });
         if (!endpoint.enabled) {
           throw new AppError('unprocessable', {
             detail: 'the endpoint is disabled: enable it before re-sending',
           });
         }
-        if (!(await q.requeueDelivery(trx, id, deliveryId))) {
+        if (!(await q.requeueDelivery(trx, orgId, id, deliveryId))) {
           throw new AppError('unprocessable', {
             detail: `the delivery is ${status}: it is being delivered already`,
           });

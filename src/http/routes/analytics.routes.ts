@@ -39,7 +39,11 @@ async function rotationJson(
       rotated_at: key.createdAt.toISOString(),
       expires_at: iso(previous.expiresAt),
       revoked_at: iso(previous.revokedAt),
-      requests_since_rotation: await kt.analytics.requestsSince(previous.id, key.createdAt),
+      requests_since_rotation: await kt.analytics.requestsSince(
+        previous.orgId,
+        previous.id,
+        key.createdAt,
+      ),
       last_used_at: iso(previous.lastUsedAt),
       last_used_ip: previous.lastUsedIp,
     },
@@ -153,7 +157,7 @@ export function analyticsRoutes(kt: Keytrail): Router {
       query.from ?? new Date(to.getTime() - (query.granularity === 'hour' ? DAY_MS : 30 * DAY_MS));
     const orgId = req.params.orgId as string;
     const [usage, chain] = await Promise.all([
-      kt.analytics.keyUsage(key.id, { from, to, granularity: query.granularity }),
+      kt.analytics.keyUsage(key.orgId, key.id, { from, to, granularity: query.granularity }),
       kt.keys.rotationOf(orgId, key),
     ]);
     const rotation = await rotationJson(kt, key, chain);
