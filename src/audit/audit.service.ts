@@ -74,7 +74,7 @@ async function publish(trx: Kysely<DB>, entries: readonly NewAuditEntry[]): Prom
         ]
       : [],
   );
-  if (events.length > 0) await writeOutbox(events).execute(trx);
+  await writeOutbox(async (q) => (await q.execute(trx)).rows, events);
 }
 
 export { listAuditEvents } from './audit.queries.ts';

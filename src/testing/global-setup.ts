@@ -12,6 +12,7 @@ import pg from 'pg';
 import { migrateToLatest } from '../platform/db.ts';
 import { startEmbeddedPostgres } from '../platform/embedded-postgres.ts';
 import { adminQuery, databaseUrl } from './databases.ts';
+import { citusNodes, createClusterDatabase, dropOnNodes, freezeTemplate } from './citus.ts';
 import { createLogger } from '../platform/logger.ts';
 import { ensureQueues, startQueue } from '../platform/queue.ts';
 import { QUEUES } from '../usage/usage.queues.ts';
@@ -22,6 +23,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     serverUrl: string;
     templateDatabase: string;
+    /** Every node's server URL (Citus: coordinator first), where each test database is made. */
+    databaseNodes: string[];
   }
 }
 
@@ -90,8 +93,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await prepareBrowserTests();
   const server = await pickServer();
   const template = `keytrail_template_${process.pid}`;
-  await adminQuery(server.url, `drop database if exists "${template}" with (force)`);
-  await adminQuery(server.url, `create database "${template}"`);
+  const cluster = await citusNodes(server.url);
+  const nodes = cluster ?? [server.url];
+  await dropOnNodes(nodes, template);
+  if (cluster) await createClusterDatabase(cluster, template);
+  else await adminQuery(server.url, `create database "${template}"`);
   const db = new Kysely<unknown>({
     dialect: new PostgresDialect({
       pool: new pg.Pool({ connectionString: databaseUrl(server.url, template), max: 1 }),
@@ -105,13 +111,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const boss = await startQueue({ url: templateUrl, logger: silent, maintenance: false });
   await ensureQueues(boss, QUEUES);
   await boss.stop({ graceful: false, close: true });
-  console.log(`[harness] database server: ${server.source}`);
+  if (cluster) await freezeTemplate(cluster, template);
+  console.log(
+    `[harness] database server: ${server.source}${cluster ? ` (Citus, ${cluster.length} nodes)` : ''}`,
+  );
   project.provide('serverUrl', server.url);
   project.provide('templateDatabase', template);
+  project.provide('databaseNodes', nodes);
   return async () => {
-    await adminQuery(server.url, `drop database if exists "${template}" with (force)`).catch(
-      () => undefined,
-    );
+    await dropOnNodes(nodes, template).catch(() => undefined);
     await server.stop();
   };
 }

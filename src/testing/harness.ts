@@ -9,7 +9,8 @@ import { createKeytrail, type Keytrail } from '../keytrail.ts';
 import { parseEnv, toConfig, type Config } from '../platform/config.ts';
 import type { Clock } from '../platform/clock.ts';
 import { createLogger } from '../platform/logger.ts';
-import { adminQuery, databaseUrl } from './databases.ts';
+import { databaseUrl } from './databases.ts';
+import { copyOnNodes, dropOnNodes } from './citus.ts';
 import { TestClient } from './client.ts';
 import { leakScanner, TEST_PEPPER } from './leak-scan.ts';
 
@@ -23,13 +24,12 @@ export function useTestDatabase(): () => string {
   let url = '';
   let name = '';
   beforeAll(async () => {
-    const server = inject('serverUrl');
     name = `keytrail_t_${randomBytes(6).toString('hex')}`;
-    await adminQuery(server, `create database "${name}" template "${inject('templateDatabase')}"`);
-    url = databaseUrl(server, name);
+    await copyOnNodes(inject('databaseNodes'), inject('templateDatabase'), name);
+    url = databaseUrl(inject('serverUrl'), name);
   });
   afterAll(async () => {
-    await adminQuery(inject('serverUrl'), `drop database if exists "${name}" with (force)`);
+    await dropOnNodes(inject('databaseNodes'), name);
   });
   return () => url;
 }

@@ -19,10 +19,11 @@ import { decodePayload, encodePayload } from './usage.jobs.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
 import {
   markQuotaNotices,
+  keySubjects,
   markRateLimited,
   markRevokedKeyUse,
   type DeniedUse,
-  type Notice,
+  type MarkedUse,
 } from '../webhooks/hygiene.queries.ts';
 import type { WebhookEventType } from '../webhooks/webhooks.types.ts';
 import type { RawBuilder } from 'kysely';
@@ -107,28 +108,45 @@ function latestUses(batch: Batch, outcomes: ReadonlySet<number>): DeniedUse[] {
 const NOTICES: readonly {
   type: WebhookEventType;
   outcomes: ReadonlySet<number>;
-  mark: (uses: DeniedUse[]) => RawBuilder<Notice>;
+  mark: (uses: DeniedUse[]) => RawBuilder<MarkedUse>;
+  details: (use: MarkedUse) => Record<string, unknown>;
 }[] = [
-  { type: 'key.revoked_key_used', outcomes: DEAD_KEY, mark: markRevokedKeyUse },
-  { type: 'key.rate_limited', outcomes: RATE_LIMITED, mark: markRateLimited },
+  {
+    type: 'key.revoked_key_used',
+    outcomes: DEAD_KEY,
+    mark: markRevokedKeyUse,
+    details: (u) => ({ outcome: u.outcome, ip: u.ip, occurred_at: u.at.toISOString() }),
+  },
+  {
+    type: 'key.rate_limited',
+    outcomes: RATE_LIMITED,
+    mark: markRateLimited,
+    details: (u) => ({ ip: u.ip, occurred_at: u.at.toISOString() }),
+  },
 ];
 
 async function noticeUses(tx: RawTransaction, stored: Batch): Promise<void> {
-  for (const { type, outcomes, mark } of NOTICES) {
+  for (const { type, outcomes, mark, details } of NOTICES) {
     const uses = latestUses(stored, outcomes);
     if (uses.length === 0) continue;
-    const notices = await tx.run(mark(uses));
-    if (notices.length > 0) await tx.run(writeOutbox(noticeEvents(type, notices, new Date())));
+    const marked = await tx.run(mark(uses));
+    const notices = marked.map((u) => ({ id: u.id, org_id: u.org_id, details: details(u) }));
+    await writeOutbox((q) => tx.run(q), noticeEvents(type, notices, new Date()));
   }
   // After use: under 10 % left; after a refusal by the quota: nothing left to take. One
   // statement for both (it locks their quota rows in one ordered pass).
-  const low = latestUses(stored, SUCCESS).map((u) => u.keyId);
-  const exhausted = latestUses(stored, QUOTA_EXCEEDED).map((u) => u.keyId);
+  const low = latestUses(stored, SUCCESS);
+  const exhausted = latestUses(stored, QUOTA_EXCEEDED);
   if (low.length + exhausted.length === 0) return;
-  const notices = await tx.run(markQuotaNotices({ low, exhausted }));
+  const subjects = await tx.run(keySubjects([...low, ...exhausted]));
+  const of = (uses: DeniedUse[]) => {
+    const ids = new Set(uses.map((u) => u.keyId));
+    return subjects.filter((s) => ids.has(s.key_id));
+  };
+  const notices = await tx.run(markQuotaNotices({ low: of(low), exhausted: of(exhausted) }));
   for (const type of ['key.quota_low', 'key.quota_exhausted'] as const) {
     const ofType = notices.filter((n) => n.kind === type);
-    if (ofType.length > 0) await tx.run(writeOutbox(noticeEvents(type, ofType, new Date())));
+    await writeOutbox((q) => tx.run(q), noticeEvents(type, ofType, new Date()));
   }
 }
 

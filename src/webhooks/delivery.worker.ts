@@ -16,7 +16,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import { attempt, type AttemptResult } from './deliver.ts';
 import type { WebhookErrorCategory } from './delivery-errors.ts';
 import * as q from './delivery.queries.ts';
-import { claimQueued, markPending } from './outbox.queries.ts';
+import { claimQueued, markPending, queuedOrgs } from './outbox.queries.ts';
 import { redactedUrl, secretBox } from './secrets.ts';
 import {
   WEBHOOK_DEAD_LETTER_QUEUE,
@@ -66,7 +66,13 @@ export function createWebhookWorker(kt: Keytrail, boss: PgBoss) {
   /** Moves queued deliveries to the queue; returns how many it moved. */
   async function relayOnce(): Promise<number> {
     return db.transaction().execute(async (trx) => {
-      const claimed = (await claimQueued(RELAY_BATCH).execute(trx)).rows;
+      const orgs = (await queuedOrgs(RELAY_BATCH).execute(trx)).rows;
+      const claimed: { id: string; org_id: string }[] = [];
+      for (const { org_id } of orgs) {
+        const room = RELAY_BATCH - claimed.length;
+        if (room === 0) break;
+        claimed.push(...(await claimQueued(org_id, room).execute(trx)).rows);
+      }
       if (claimed.length === 0) return 0;
       const pairs = claimed.map(({ id, org_id }) => ({ id, orgId: org_id, jobId: randomUUID() }));
       const jobs = pairs.map(({ id, orgId, jobId }) => ({

@@ -71,6 +71,18 @@ export function markSpikes(
     from changed where spike`;
 }
 
+/**
+ * A key marked for a use, with the use (its notice's details are made from it in JavaScript:
+ * Citus allows only immutable functions in a distributed statement's RETURNING).
+ */
+export type MarkedUse = {
+  id: string;
+  org_id: string;
+  outcome: string;
+  ip: string | null;
+  at: Date;
+};
+
 export type DeniedUse = {
   keyId: string;
   orgId: string;
@@ -83,8 +95,8 @@ export type DeniedUse = {
  * Revoked or expired keys seen in denied attempts, noticed at most once an hour per key: the
  * mark and the returned rows are one statement of the ingest transaction.
  */
-export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice> {
-  return sql<Notice>`
+export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<MarkedUse> {
+  return sql<MarkedUse>`
     with u as (
       select * from unnest(${uses.map((u) => u.orgId)}::uuid[], ${uses.map((u) => u.keyId)}::uuid[],
         ${uses.map((u) => u.outcome)}::text[], ${uses.map((u) => u.ip)}::text[],
@@ -95,8 +107,7 @@ export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice
     where k.org_id = u.org_id and k.id = u.key_id
       and (k.revoked_at is not null or k.expires_at <= now())
       and (k.revoked_use_notified_at is null or k.revoked_use_notified_at <= now() - interval '1 hour')
-    returning k.id, k.org_id, jsonb_build_object('outcome', u.outcome, 'ip', u.ip,
-      'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
+    returning k.id, k.org_id, u.outcome, u.ip, u.at`;
 }
 
 /**
@@ -104,8 +115,8 @@ export function markRevokedKeyUse(uses: readonly DeniedUse[]): RawBuilder<Notice
  * per key, like markRevokedKeyUse: the mark and the returned rows are one statement of the
  * ingest transaction. Only a key still working is noticed (a dead key's refusals are its own).
  */
-export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> {
-  return sql<Notice>`
+export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<MarkedUse> {
+  return sql<MarkedUse>`
     with u as (
       select * from unnest(${uses.map((u) => u.orgId)}::uuid[], ${uses.map((u) => u.keyId)}::uuid[],
         ${uses.map((u) => u.ip)}::text[], ${uses.map((u) => u.at)}::timestamptz[])
@@ -116,8 +127,7 @@ export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> 
     where k.org_id = u.org_id and k.id = u.key_id
       and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
       and (k.rate_limited_notified_at is null or k.rate_limited_notified_at <= now() - interval '1 hour')
-    returning k.id, k.org_id, jsonb_build_object('ip', u.ip,
-      'occurred_at', to_char(u.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) as details`;
+    returning k.id, k.org_id, 'rate_limited' as outcome, u.ip, u.at`;
 }
 
 /**
@@ -125,21 +135,37 @@ export function markRateLimited(uses: readonly DeniedUse[]): RawBuilder<Notice> 
  * (`keyIds`, the notice naming the key used), or given by subject (the notice naming the key the
  * quota belongs to: a subject is the id of the first key of its rotation).
  */
-function quotasOf(match: { keyIds: readonly string[] } | { subjects: readonly string[] }) {
-  const where =
-    'keyIds' in match
-      ? sql`k.id = any(${[...new Set(match.keyIds)]}::uuid[]) and q.subject = coalesce(k.limits_id, k.id)`
-      : sql`q.subject = any(${[...new Set(match.subjects)]}::uuid[]) and k.id = q.subject`;
+function quotasOf(match: { keys: readonly KeySubject[] } | { subjects: readonly string[] }) {
+  // Keys given: the notice names the key used (the lowest id of a subject's keys). Subjects
+  // given: the key the quota belongs to, whose id is the subject. Never a join with api_keys:
+  // on Citus the quotas live on the coordinator and the keys on the workers.
+  const keys =
+    'keys' in match
+      ? sql`select * from unnest(${match.keys.map((k) => k.key_id)}::uuid[],
+          ${match.keys.map((k) => k.subject)}::uuid[]) as k(id, subject)`
+      : sql`select s as id, s as subject from unnest(${[...new Set(match.subjects)]}::uuid[]) as s`;
   return sql`
-    select distinct on (q.subject) q.subject, k.id as key_id, k.org_id, q.quota_limit,
+    select distinct on (q.subject) q.subject, k.id as key_id, q.org_id, q.quota_limit,
       q.generation, q.period_start,
       q.pool + coalesce((select sum(l.held) from key_quota_leases l where l.subject = q.subject
         and l.generation = q.generation and l.period_start is not distinct from q.period_start), 0)
         as remaining,
       coalesce(q.period_start, 'epoch') as period
-    from api_keys k, key_quotas q
-    where ${where}
+    from (${keys}) k join key_quotas q on q.subject = k.subject
     order by q.subject, k.id`;
+}
+
+/** A key and what its limits count against (its limits_id, or its own id). */
+export type KeySubject = { key_id: string; subject: string };
+
+/**
+ * The limits subjects of these keys of these orgs (a key's id belongs to one org: the pair
+ * lists are matched as sets). On Citus, one read of the orgs' shards.
+ */
+export function keySubjects(keys: readonly { orgId: string; keyId: string }[]) {
+  return sql<KeySubject>`select id as key_id, coalesce(limits_id, id) as subject from api_keys
+    where org_id = any(${[...new Set(keys.map((k) => k.orgId))]}::uuid[])
+      and id = any(${[...new Set(keys.map((k) => k.keyId))]}::uuid[])`;
 }
 
 /**
@@ -185,11 +211,11 @@ const dueExhausted = sql`(${sameLease('eq')} and k.pool = 0
  * the ingest. One row per notice.
  */
 export function markQuotaNotices(o: {
-  low: readonly string[];
-  exhausted: readonly string[];
+  low: readonly KeySubject[];
+  exhausted: readonly KeySubject[];
 }): RawBuilder<QuotaNotice> {
   return sql<QuotaNotice>`
-    with lq as (${quotasOf({ keyIds: o.low })}), eq as (${quotasOf({ keyIds: o.exhausted })}),
+    with lq as (${quotasOf({ keys: o.low })}), eq as (${quotasOf({ keys: o.exhausted })}),
     locked as (
       -- Only the rows to mark, judged again on the locked version (a take that committed while
       -- this waited is seen): and of the same generation and period as what was read.

@@ -36,9 +36,11 @@ describe('quota notices in the ingest', () => {
       await take.query('begin');
       await take.query('select 1 from key_quotas where subject = $1 for update', [lower]);
       // ...while the ingest marks the higher one low and the lower one exhausted.
-      const { sql, parameters } = markQuotaNotices({ low: [higher], exhausted: [lower] }).compile(
-        kt.database.db,
-      );
+      const own = (id: string) => ({ key_id: id, subject: id });
+      const { sql, parameters } = markQuotaNotices({
+        low: [own(higher)],
+        exhausted: [own(lower)],
+      }).compile(kt.database.db);
       await ingest.query('begin');
       const ingestPid = (await ingest.query<{ pid: number }>('select pg_backend_pid() as pid'))
         .rows[0]?.pid;
@@ -66,9 +68,10 @@ describe('quota notices in the ingest', () => {
       ]);
       // Noticed once per period: nothing is due any more.
       await setup.query('update key_quotas set pool = 0 where subject = $1', [lower]);
-      const again = markQuotaNotices({ low: [higher], exhausted: [lower, higher] }).compile(
-        kt.database.db,
-      );
+      const again = markQuotaNotices({
+        low: [own(higher)],
+        exhausted: [own(lower), own(higher)],
+      }).compile(kt.database.db);
       const { rows: second } = await setup.query(again.sql, again.parameters as unknown[]);
       expect(second.map((r: { kind: string; id: string }) => [r.kind, r.id])).toEqual([
         ['key.quota_exhausted', lower],

@@ -27,7 +27,7 @@ export function noticeEvents(type: WebhookEventType, notices: Notice[], at: Date
 }
 
 async function publish(trx: Database, events: OutboxEvent[]): Promise<void> {
-  if (events.length > 0) await writeOutbox(events).execute(trx);
+  await writeOutbox(async (q) => (await q.execute(trx)).rows, events);
 }
 
 /**

@@ -1,0 +1,104 @@
+/**
+ * Test databases on a Citus cluster (`make test-citus`). Citus 12.1 does not propagate CREATE
+ * DATABASE: a database is made on every node, with the extension, the nodes' credentials and
+ * the worker list in each. The migrated template is made once that way, then frozen (no
+ * connections, which Citus's maintenance daemon would otherwise hold); each test file's database
+ * is a copy of it on every node, so the coordinator's metadata and the workers' shards agree.
+ */
+import pg from 'pg';
+import { adminQuery, databaseUrl } from './databases.ts';
+
+/** Every node's server URL, the coordinator first; null when the server is not a Citus coordinator. */
+export async function citusNodes(serverUrl: string): Promise<string[] | null> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const ext = await client.query(`select 1 from pg_extension where extname = 'citus'`);
+    if (ext.rowCount === 0) return null;
+    const { rows } = await client.query<{ nodename: string; nodeport: number }>(
+      `select nodename, nodeport from pg_dist_node
+       where noderole = 'primary' and isactive order by groupid`,
+    );
+    return rows.map((r) => {
+      const url = new URL(serverUrl);
+      url.hostname = r.nodename;
+      url.port = String(r.nodeport);
+      return url.toString();
+    });
+  } finally {
+    await client.end();
+  }
+}
+
+/** A new database `name` on every node, made one Citus cluster (coordinator first in `nodes`). */
+export async function createClusterDatabase(nodes: string[], name: string): Promise<void> {
+  const [coordinator, ...workers] = nodes;
+  if (!coordinator) throw new Error('no Citus coordinator');
+  const source = new pg.Client({ connectionString: coordinator });
+  await source.connect();
+  const auth = await source
+    .query<{ nodeid: number; rolename: string; authinfo: string }>(
+      'select nodeid, rolename, authinfo from pg_dist_authinfo',
+    )
+    .finally(() => source.end());
+  const ident = pg.escapeIdentifier(name);
+  // The workers' databases first: the coordinator's adds them.
+  for (const node of [...workers, coordinator]) {
+    await adminQuery(node, `create database ${ident}`);
+    const client = new pg.Client({ connectionString: databaseUrl(node, name) });
+    await client.connect();
+    try {
+      await client.query('create extension citus');
+      for (const a of auth.rows) {
+        await client.query(
+          'insert into pg_dist_authinfo (nodeid, rolename, authinfo) values ($1, $2, $3)',
+          [a.nodeid, a.rolename, a.authinfo],
+        );
+      }
+      if (node !== coordinator) continue;
+      const self = new URL(coordinator);
+      await client.query('select citus_set_coordinator_host($1, $2)', [
+        self.hostname,
+        Number(self.port),
+      ]);
+      for (const worker of workers) {
+        const w = new URL(worker);
+        await client.query('select citus_add_node($1, $2)', [w.hostname, Number(w.port)]);
+      }
+      // Few shards: the migration creates each distributed table's shards on the workers.
+      await client.query(`alter database ${ident} set citus.shard_count = 4`);
+    } finally {
+      await client.end();
+    }
+  }
+}
+
+/** No one may connect to the template (so it can be copied); its sessions are ended. */
+export async function freezeTemplate(nodes: string[], name: string): Promise<void> {
+  for (const node of nodes) {
+    await adminQuery(node, `alter database ${pg.escapeIdentifier(name)} allow_connections false`);
+    await adminQuery(
+      node,
+      `select pg_terminate_backend(pid) from pg_stat_activity
+       where datname = ${pg.escapeLiteral(name)} and pid <> pg_backend_pid()`,
+    );
+  }
+}
+
+export async function copyOnNodes(nodes: string[], template: string, name: string): Promise<void> {
+  for (const node of nodes) {
+    await adminQuery(
+      node,
+      `create database ${pg.escapeIdentifier(name)} template ${pg.escapeIdentifier(template)}`,
+    );
+  }
+}
+
+export async function dropOnNodes(nodes: string[], name: string): Promise<void> {
+  for (const node of nodes) {
+    const ident = pg.escapeIdentifier(name);
+    // A frozen template must take connections again to be dropped with force.
+    await adminQuery(node, `alter database ${ident} allow_connections true`).catch(() => undefined);
+    await adminQuery(node, `drop database if exists ${ident} with (force)`);
+  }
+}
