@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE := $(CURDIR)/node_modules/.bin/node
 
 .DEFAULT_GOAL := help
-.PHONY: help install start test coverage check typecheck lint format db-types bench bench-quick screenshots citus citus-stop
+.PHONY: help install start test test-citus coverage check typecheck lint format db-types bench bench-quick screenshots citus citus-stop
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ start: install ## run keytrail (embedded Postgres under ./.data unless DATABASE_
 
 test: install ## run the whole test suite against real Postgres
 	$(NODE) node_modules/vitest/vitest.mjs run $(TEST_FLAGS)
+
+test-citus: install ## the suites that touch SQL against a local Citus cluster (make citus; started if none runs)
+	bash scripts/test-citus.sh
 
 coverage: install ## the test suite with coverage; fails under 95 % lines/statements, 85 % branches
 	$(MAKE) test TEST_FLAGS=--coverage

@@ -202,6 +202,12 @@ async function distributeOnCitus(db: Kysely<unknown>): Promise<void> {
   if (!rows[0]?.citus) return;
   // DDL on reference tables and distribution in one transaction: one connection per node.
   await run(db, `set local citus.multi_shard_modify_mode to 'sequential'`);
+  // The coordinator's own tables stay plain PostgreSQL tables, which Citus leaves alone: with a
+  // foreign key to orgs (a reference table) Citus would manage them too, and then refuse some of
+  // keytrail's statements on them. keytrail never deletes an org; by hand, delete an org's
+  // quotas and export links with it.
+  await run(db, `alter table key_quotas drop constraint key_quotas_org_id_fkey`);
+  await run(db, `alter table export_links drop constraint export_links_org_id_fkey`);
   for (const table of REFERENCE) await run(db, `select create_reference_table('${table}')`);
   const [first, ...rest] = DISTRIBUTED;
   await run(db, `select create_distributed_table('${first}', 'org_id')`);

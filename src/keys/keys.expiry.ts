@@ -1,6 +1,6 @@
 import type { Database } from '../platform/db.ts';
 import { recordAudits, type NewAuditEntry } from '../audit/audit.service.ts';
-import { countExpiredUnaudited, markExpiredKeys } from './keys.queries.ts';
+import { countExpiredUnaudited, markExpiredKeys, orgsWithExpiredKeys } from './keys.queries.ts';
 
 /** Keys marked per transaction: bounded transactions and audit inserts, whatever the backlog. */
 const BATCH = 1000;
@@ -17,14 +17,23 @@ export async function auditExpiredKeys(
 ): Promise<number> {
   if (o.dryRun) return countExpiredUnaudited(db, o.now);
   let total = 0;
+  for (const orgId of await orgsWithExpiredKeys(db, o.now)) {
+    total += await auditOrgExpiredKeys(db, orgId, o.now);
+  }
+  return total;
+}
+
+/** One org's expired keys, a batch per transaction. */
+async function auditOrgExpiredKeys(db: Database, orgId: string, now: Date): Promise<number> {
+  let total = 0;
   for (;;) {
     const marked = await db.transaction().execute(async (trx) => {
-      const keys = await markExpiredKeys(trx, o.now, BATCH);
+      const keys = await markExpiredKeys(trx, orgId, now, BATCH);
       await recordAudits(
         trx,
         keys.map((k): NewAuditEntry => ({
           orgId: k.orgId,
-          at: o.now,
+          at: now,
           actor: { type: 'system' },
           action: 'key.expired',
           target: { type: 'api_key', id: k.id },

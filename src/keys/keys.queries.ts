@@ -352,23 +352,45 @@ export type ExpiredKeyRow = { id: string; orgId: string; prefix: string; expires
  * conditions are re-checked on the locked row, and SKIP LOCKED leaves rows another marker holds:
  * two runs never mark one key twice. Served by the partial index api_keys_expires_at_idx.
  */
-export async function markExpiredKeys(db: Db, now: Date, limit: number): Promise<ExpiredKeyRow[]> {
+export async function markExpiredKeys(
+  db: Db,
+  orgId: string,
+  now: Date,
+  limit: number,
+): Promise<ExpiredKeyRow[]> {
   // A join with the locked CTE, not `id in (subquery)`: the planner cannot hash a subquery with
   // FOR UPDATE and LIMIT and re-ran it per row (2,500 expired keys: 3.8 s, now under 0.6 s).
   const { rows } = await sql<ExpiredKeyRow>`
     with due as (
       select org_id, id from api_keys
-      where revoked_at is null and expiry_audited_at is null and expires_at <= ${now}
+      where org_id = ${orgId}
+        and revoked_at is null and expiry_audited_at is null and expires_at <= ${now}
       order by expires_at, id
       limit ${limit}
       for update skip locked
     )
     update api_keys k set expiry_audited_at = ${now}
     from due
-    where k.org_id = due.org_id and k.id = due.id
+    where k.org_id = ${orgId} and k.org_id = due.org_id and k.id = due.id
       and k.revoked_at is null and k.expiry_audited_at is null and k.expires_at <= ${now}
     returning k.id, k.org_id as "orgId", k.prefix, k.expires_at as "expiresAt"`.execute(db);
   return rows;
+}
+
+/**
+ * The orgs with keys markExpiredKeys would mark: the marking runs per org (on Citus a locking
+ * statement must stay on one org's shard).
+ */
+export async function orgsWithExpiredKeys(db: Db, now: Date): Promise<string[]> {
+  const rows = await db
+    .selectFrom('api_keys')
+    .select('org_id')
+    .distinct()
+    .where('revoked_at', 'is', null)
+    .where('expiry_audited_at', 'is', null)
+    .where('expires_at', '<=', now)
+    .execute();
+  return rows.map((r) => r.org_id);
 }
 
 /** What markExpiredKeys would mark (a dry run). */

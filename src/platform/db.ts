@@ -42,7 +42,10 @@ export function createDb(options: {
   connectionsPerRequest?: number;
 }): DbHandle {
   // Day boundaries (::date, date_trunc) are UTC whatever the server's default time zone.
-  const settings = ['-c TimeZone=UTC'];
+  // On Citus, a transaction that writes coordinator tables (quotas, pg-boss) after a multi-shard
+  // statement must run its multi-shard statements over one connection per node, or Citus refuses
+  // the write. Plain PostgreSQL keeps the setting as an unused placeholder.
+  const settings = ['-c TimeZone=UTC', '-c citus.multi_shard_modify_mode=sequential'];
   if (options.statementTimeoutMs)
     settings.push(`-c statement_timeout=${options.statementTimeoutMs}`);
   const pool = new pg.Pool({

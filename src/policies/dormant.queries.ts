@@ -220,8 +220,9 @@ export async function usageJobStates(
 }
 
 /** Row lock on one key (the policy's author, taken after the admin keys). */
-export async function lockKey(db: Db, keyId: string): Promise<void> {
-  await sql`select id from api_keys where id = ${keyId} for no key update`.execute(db);
+export async function lockKey(db: Db, orgId: string, keyId: string): Promise<void> {
+  await sql`select id from api_keys where org_id = ${orgId} and id = ${keyId}
+    for no key update`.execute(db);
 }
 
 /**
@@ -233,7 +234,8 @@ export async function lockKey(db: Db, keyId: string): Promise<void> {
 export function activeAdminKeys(orgId: string, now: Date, lock: boolean) {
   return sql<{ id: string; rotating: boolean; expires_at: Date | null }>`
     select k.id, k.expires_at,
-      exists (select 1 from api_keys s where s.rotated_from_id = k.id) as rotating
+      exists (select 1 from api_keys s
+        where s.org_id = ${orgId} and s.rotated_from_id = k.id) as rotating
     from api_keys k
     where k.org_id = ${orgId} and ${ADMIN_SCOPE} = any(k.scopes)
       and k.revoked_at is null and (k.expires_at is null or k.expires_at > ${now})

@@ -35,7 +35,7 @@ export async function spares(
   if (plan.action !== 'revoke') return [];
   const admins = (await q.activeAdminKeys(orgId, at.now, lock).execute(ex)).rows;
   const author = plan.authorKeyId;
-  if (lock && author) await q.lockKey(ex, author);
+  if (lock && author) await q.lockKey(ex, orgId, author);
   const ids = [...new Set([...admins.map((a) => a.id), ...(author ? [author] : [])])];
   if (ids.length === 0) return [];
   const { rows } = await q

@@ -99,6 +99,43 @@ export async function dropOnNodes(nodes: string[], name: string): Promise<void> 
     const ident = pg.escapeIdentifier(name);
     // A frozen template must take connections again to be dropped with force.
     await adminQuery(node, `alter database ${ident} allow_connections true`).catch(() => undefined);
-    await adminQuery(node, `drop database if exists ${ident} with (force)`);
+    // Citus's maintenance daemon may connect again between the force's terminate and the drop;
+    // the drop then says the database is in use, and is asked again.
+    for (let attempt = 1; ; attempt++) {
+      await rollbackPrepared(node, name);
+      try {
+        await adminQuery(node, `drop database if exists ${ident} with (force)`);
+        break;
+      } catch (error) {
+        if (attempt === 5 || (error as { code?: string }).code !== OBJECT_IN_USE) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
+  }
+}
+
+/** SQLSTATE of "database … is being accessed by other users". */
+const OBJECT_IN_USE = '55006';
+
+/**
+ * Prepared transactions left in the database (a test that kills a connection in the middle of
+ * a two-phase commit): DROP DATABASE refuses a database that has any, even with force, and only
+ * a session in that database may roll them back.
+ */
+async function rollbackPrepared(node: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl(node, name) });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch {
+    return; // no such database (or it takes no connections): nothing prepared to undo
+  }
+  try {
+    const { rows } = await client.query<{ gid: string }>(
+      'select gid from pg_prepared_xacts where database = current_database()',
+    );
+    for (const { gid } of rows) await client.query(`rollback prepared ${pg.escapeLiteral(gid)}`);
+  } finally {
+    await client.end();
   }
 }

@@ -83,16 +83,19 @@ export async function exportProgress(
   id: string,
   sent: { rows: number; bytes: number },
 ): Promise<{ keyActive: boolean }> {
-  const { rows } = await sql<{ key_active: boolean }>`
+  // Two statements: on Citus the links stay on the coordinator and the keys on the workers.
+  const { rows } = await sql<{ org_id: string; key_id: string }>`
     update export_links l
     set rows_sent = greatest(l.rows_sent, ${sent.rows}),
       bytes_sent = greatest(l.bytes_sent, ${sent.bytes}), progress_at = now()
-    from api_keys k
-    where l.id = ${id} and l.state = 'streaming' and k.org_id = l.org_id and k.id = l.key_id
-    returning k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) as key_active`.execute(
-    db,
-  );
-  return { keyActive: rows[0]?.key_active ?? true };
+    where l.id = ${id} and l.state = 'streaming'
+    returning l.org_id, l.key_id`.execute(db);
+  const link = rows[0];
+  if (!link) return { keyActive: true };
+  const key = await sql<{ key_active: boolean }>`
+    select k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) as key_active
+    from api_keys k where k.org_id = ${link.org_id} and k.id = ${link.key_id}`.execute(db);
+  return { keyActive: key.rows[0]?.key_active ?? true };
 }
 
 export async function finishExportLink(

@@ -308,7 +308,7 @@ describe('streamed exports', { timeout: 120_000 }, () => {
     const { res } = await openPaused('text/csv');
     res.on('error', () => undefined); // the client sees the cut as an aborted response
     const copy = await copyWaitingOnClient();
-    await sql`select pg_terminate_backend(${copy.pid})`.execute(app.kt.database.db);
+    await sql`select pg_terminate_backend(${copy.pid}::int)`.execute(app.kt.database.db);
     const closed = new Promise((resolve) => res.once('close', resolve));
     res.resume();
     await closed;
@@ -334,7 +334,7 @@ describe('streamed exports', { timeout: 120_000 }, () => {
         );
         return rows[0];
       });
-      await holder.query('select pg_cancel_backend($1)', [blocked.pid]);
+      await holder.query('select pg_cancel_backend($1::int)', [blocked.pid]);
       await holder.query('rollback');
       await closed;
       expect(res.complete).toBe(false);

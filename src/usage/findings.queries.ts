@@ -59,7 +59,7 @@ export async function orgFindings(
     (select 'spike', k.id, k.name, k.prefix, k.spike_since, sw.last24, null,
         sb.prior7d::float8 / 7.0
       from api_keys k
-      ${spikeLateral(sql.ref('k.org_id'), sql.ref('k.id'), p.now, p.spikeMin)}
+      ${spikeLateral(sql`${p.orgId}::uuid`, sql.ref('k.id'), p.now, p.spikeMin)}
       where k.org_id = ${p.orgId} and k.spike_since is not null and k.revoked_at is null
         and ${isSpike(p.factor, p.spikeMin)}
       order by sw.last24 desc limit ${PER_KIND})`.execute(db);

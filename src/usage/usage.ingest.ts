@@ -44,6 +44,17 @@ const UNIQUE_VIOLATION = '23505';
 const sqlState = (error: unknown): string | undefined => (error as { code?: string }).code;
 
 /**
+ * A unique violation: SQLSTATE 23505, or, from a COPY into a distributed table, Citus's relay
+ * of the worker's error as an internal error (XX000) with the same message.
+ */
+const isUniqueViolation = (error: unknown): boolean =>
+  sqlState(error) === UNIQUE_VIOLATION ||
+  (sqlState(error) === 'XX000' &&
+    String((error as { message?: unknown }).message).startsWith(
+      'duplicate key value violates unique constraint',
+    ));
+
+/**
  * Stores the events not stored yet and returns them. The fast path is one COPY: a batch is
  * almost never a replay. If any row is already stored (a replayed job, a gateway retry, a racing
  * worker) or the batch holds one event twice (two jobs of one fetch carrying it, one id sent in
@@ -60,7 +71,7 @@ async function storeNew(tx: RawTransaction, batch: Batch): Promise<Batch> {
     await tx.copyIn(COPY_EVENTS, encodeEventsCopy(batch));
     return batch;
   } catch (error) {
-    if (sqlState(error) !== UNIQUE_VIOLATION) throw error;
+    if (!isUniqueViolation(error)) throw error;
   }
   await tx.exec('rollback to savepoint store_events');
   const events = decodePayload(batch);

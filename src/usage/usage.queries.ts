@@ -378,6 +378,13 @@ export async function keysOfOrg(
   return new Map(rows.map((r) => [r.id, { revokedAt: r.revoked_at, expiresAt: r.expires_at }]));
 }
 
+/** The database is a Citus coordinator (keytrail's tables are distributed). */
+export async function onCitus(db: Db): Promise<boolean> {
+  const { rows } = await sql<{ citus: boolean }>`
+    select exists (select 1 from pg_extension where extname = 'citus') as citus`.execute(db);
+  return rows[0]?.citus ?? false;
+}
+
 /** Year and month (1–12) of a partition named api_key_usage_events_YYYY_MM. */
 export function partitionMonth(name: string): { year: number; month: number } | null {
   const match = /_(\d{4})_(\d{2})$/.exec(name);
@@ -396,8 +403,9 @@ export async function detachAndDropPartition(
 ): Promise<{ detachSeconds: number; dropSeconds: number }> {
   const started = performance.now();
   // An interrupted concurrent detach (process killed, statement cancelled) left the partition
-  // pending: FINALIZE completes it; a second CONCURRENTLY would be refused.
-  const how = detachPending ? sql`finalize` : sql`concurrently`;
+  // pending: FINALIZE completes it; a second CONCURRENTLY would be refused. Citus 12.1 has no
+  // concurrent detach: there it is a plain one (a brief exclusive lock on the parent).
+  const how = detachPending ? sql`finalize` : (await onCitus(db)) ? sql`` : sql`concurrently`;
   await sql`alter table ${sql.table(PARENT)} detach partition ${sql.table(name)} ${how}`.execute(
     db,
   );

@@ -134,10 +134,12 @@ export async function markEndpointFailing(
   at: Date,
   o: { disableAfterMs: number; spellGapMs: number },
 ): Promise<{ disabled: boolean; failingSince: Date }> {
-  const since = sql`case when e.failing_since is null
-      or e.last_failure_at < ${at}::timestamptz - ${`${o.spellGapMs} milliseconds`}::interval
+  // Instants computed here: Citus takes no timestamptz arithmetic (a stable function) in CASE.
+  const quietSince = new Date(at.getTime() - o.spellGapMs);
+  const disableIfSince = new Date(at.getTime() - o.disableAfterMs);
+  const since = sql`case when e.failing_since is null or e.last_failure_at < ${quietSince}::timestamptz
     then ${at}::timestamptz else e.failing_since end`;
-  const due = sql`(${since}) <= ${at}::timestamptz - ${`${o.disableAfterMs} milliseconds`}::interval`;
+  const due = sql`(${since}) <= ${disableIfSince}::timestamptz`;
   const { rows } = await sql<{ failing_since: Date; disabled: boolean }>`
     with before as (
       select enabled from webhook_endpoints

@@ -17,26 +17,39 @@ export type Notice = {
  * 7-day notice, then a 1-day one (a key found inside its last day gets only that). Changing
  * expires_at starts over, because the notice names the expires_at it was for.
  */
-export function markExpiringNotices(now: Date, limit: number): RawBuilder<Notice> {
-  return sql<Notice>`
+const expiringStage = (now: Date) => sql`case
+  when k.expires_at <= ${now}::timestamptz + interval '1 day' then 1 else 7 end`;
+const expiringDue = (now: Date) => sql`k.revoked_at is null and k.expires_at > ${now}
+  and k.expires_at <= ${now}::timestamptz + interval '7 days'
+  and (k.expiring_notice_for is distinct from k.expires_at
+    or coalesce(k.expiring_notice_days, 8) > ${expiringStage(now)})`;
+
+/** The orgs with a `key.expiring` notice due (markExpiringNotices runs per org). */
+export function orgsWithExpiringKeys(now: Date): RawBuilder<{ org_id: string }> {
+  return sql<{ org_id: string }>`select distinct k.org_id from api_keys k
+    where ${expiringDue(now)}`;
+}
+
+/** A key marked for its `key.expiring` notice: the expiry and the stage (7 or 1 days). */
+export type ExpiringKey = { id: string; org_id: string; expires_at: Date; stage: number };
+
+export function markExpiringNotices(
+  orgId: string,
+  now: Date,
+  limit: number,
+): RawBuilder<ExpiringKey> {
+  return sql<ExpiringKey>`
     with due as (
-      select k.org_id, k.id, k.expires_at, s.stage
+      select k.org_id, k.id, k.expires_at, ${expiringStage(now)} as stage
       from api_keys k
-      cross join lateral (select case when k.expires_at <= ${now}::timestamptz + interval '1 day'
-        then 1 else 7 end as stage) s
-      where k.revoked_at is null and k.expires_at > ${now}
-        and k.expires_at <= ${now}::timestamptz + interval '7 days'
-        and (k.expiring_notice_for is distinct from k.expires_at
-          or coalesce(k.expiring_notice_days, 8) > s.stage)
+      where k.org_id = ${orgId} and ${expiringDue(now)}
       order by k.expires_at, k.id
       limit ${limit}
       for update of k skip locked
     )
     update api_keys k set expiring_notice_for = due.expires_at, expiring_notice_days = due.stage
-    from due where k.org_id = due.org_id and k.id = due.id
-    returning k.id, k.org_id, jsonb_build_object(
-      'expires_at', to_char(due.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-      'notice', due.stage || 'd') as details`;
+    from due where k.org_id = ${orgId} and k.org_id = due.org_id and k.id = due.id
+    returning k.id, k.org_id, due.expires_at, due.stage`;
 }
 
 /**
@@ -45,25 +58,38 @@ export function markExpiringNotices(now: Date, limit: number): RawBuilder<Notice
  * now. A key whose flag turns on is returned (once per spell); one whose flag turned off is
  * cleared. The flags are also what the org's findings list as spikes.
  */
+/** The orgs with keys markSpikes judges: used in the last 24 hours, or flagged now. */
+export function orgsToJudgeForSpikes(now: Date): RawBuilder<{ org_id: string }> {
+  const { since24h } = spikeWindows(now);
+  return sql<{ org_id: string }>`
+    select t.org_id from api_key_usage_totals t where t.last_used_at >= ${since24h}
+    union
+    select k.org_id from api_keys k where k.spike_since is not null`;
+}
+
 export function markSpikes(
+  orgId: string,
   now: Date,
   rule: { factor: number; minRequests: number },
 ): RawBuilder<Notice> {
   const { since24h } = spikeWindows(now);
   return sql<Notice>`
     with candidates as (
-      select t.org_id, t.key_id from api_key_usage_totals t where t.last_used_at >= ${since24h}
+      select t.org_id, t.key_id from api_key_usage_totals t
+      where t.org_id = ${orgId} and t.last_used_at >= ${since24h}
       union
-      select k.org_id, k.id from api_keys k where k.spike_since is not null
+      select k.org_id, k.id from api_keys k where k.org_id = ${orgId} and k.spike_since is not null
     ), judged as (
       select k.org_id, k.id, k.spike_since, sw.last24, sb.prior7d,
         (k.revoked_at is null and ${isSpike(rule.factor, rule.minRequests)}) as spike
-      from candidates c join api_keys k on k.org_id = c.org_id and k.id = c.key_id
-      ${spikeLateral(sql.ref('k.org_id'), sql.ref('k.id'), now, rule.minRequests)}
+      from candidates c join api_keys k on k.org_id = ${orgId} and k.org_id = c.org_id
+        and k.id = c.key_id
+      ${spikeLateral(sql`${orgId}::uuid`, sql.ref('k.id'), now, rule.minRequests)}
     ), changed as (
       update api_keys k set spike_since = case when j.spike then ${now}::timestamptz end
       from judged j
-      where k.org_id = j.org_id and k.id = j.id and j.spike = (k.spike_since is null)
+      where k.org_id = ${orgId} and k.org_id = j.org_id and k.id = j.id
+        and j.spike = (k.spike_since is null)
       returning k.id, k.org_id, j.spike, j.last24, j.prior7d
     )
     select id, org_id, jsonb_build_object('last_24h_requests', last24,

@@ -6,7 +6,14 @@
  */
 import type { Database } from '../platform/db.ts';
 import { auditExpiredKeys } from '../keys/keys.expiry.ts';
-import { markExpiringNotices, markQuotaLow, markSpikes, type Notice } from './hygiene.queries.ts';
+import {
+  markExpiringNotices,
+  markQuotaLow,
+  markSpikes,
+  orgsToJudgeForSpikes,
+  orgsWithExpiringKeys,
+  type Notice,
+} from './hygiene.queries.ts';
 import { writeOutbox } from './outbox.queries.ts';
 import type { OutboxEvent, WebhookEventType } from './webhooks.types.ts';
 
@@ -50,20 +57,31 @@ export async function runKeyWatch(
   o: { now: Date; spike: { factor: number; minRequests: number } },
 ): Promise<WatchReport> {
   const expired = await auditExpiredKeys(db, { now: o.now, dryRun: false });
+  // Each finding runs per org: on Citus a statement that locks keys stays on one org's shard.
   let expiring = 0;
-  for (;;) {
-    const found = await db.transaction().execute(async (trx) => {
-      const notices = (await markExpiringNotices(o.now, BATCH).execute(trx)).rows;
-      await publish(trx, noticeEvents('key.expiring', notices, o.now));
+  for (const { org_id } of (await orgsWithExpiringKeys(o.now).execute(db)).rows) {
+    for (;;) {
+      const found = await db.transaction().execute(async (trx) => {
+        const marked = (await markExpiringNotices(org_id, o.now, BATCH).execute(trx)).rows;
+        const notices = marked.map((k) => ({
+          id: k.id,
+          org_id: k.org_id,
+          details: { expires_at: k.expires_at.toISOString(), notice: `${k.stage}d` },
+        }));
+        await publish(trx, noticeEvents('key.expiring', notices, o.now));
+        return notices.length;
+      });
+      expiring += found;
+      if (found < BATCH) break;
+    }
+  }
+  let spikes = 0;
+  for (const { org_id } of (await orgsToJudgeForSpikes(o.now).execute(db)).rows) {
+    spikes += await db.transaction().execute(async (trx) => {
+      const notices = (await markSpikes(org_id, o.now, o.spike).execute(trx)).rows;
+      await publish(trx, noticeEvents('key.spike', notices, o.now));
       return notices.length;
     });
-    expiring += found;
-    if (found < BATCH) break;
   }
-  const spikes = await db.transaction().execute(async (trx) => {
-    const notices = (await markSpikes(o.now, o.spike).execute(trx)).rows;
-    await publish(trx, noticeEvents('key.spike', notices, o.now));
-    return notices.length;
-  });
   return { expired, expiring, spikes };
 }

@@ -302,7 +302,8 @@ describe('webhook endpoints', () => {
     const before = new Date(Date.now() - WEBHOOK_RETENTION_DAYS * 86_400_000);
     expect(await pruneWebhookMessages(db, before)).toBeGreaterThanOrEqual(1);
     const left = await sql<{ id: string; deliveries: number }>`select m.id,
-        (select count(*)::int from webhook_deliveries d where d.message_id = m.id) as deliveries
+        (select count(*)::int from webhook_deliveries d
+          where d.org_id = m.org_id and d.message_id = m.id) as deliveries
       from webhook_messages m where m.org_id = ${org.orgId}`.execute(db);
     expect(left.rows).toEqual([{ id: queued, deliveries: 1 }]);
   });
