@@ -9,6 +9,7 @@ import { readsScenario } from './reads.ts';
 import { freshnessScenario } from './freshness.ts';
 import { pruneScenario } from './prune.ts';
 import { migrationScenario } from './migration.ts';
+import { migration0014Scenario } from './migration-0014.ts';
 import { serveScenario } from './serve.ts';
 import { scalingScenario } from './scaling.ts';
 import { uiScenario } from './ui.ts';
@@ -23,6 +24,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   reads: readsScenario,
   prune: pruneScenario,
   migration: migrationScenario,
+  'migration-0014': migration0014Scenario,
   serve: serveScenario,
   scaling: scalingScenario,
   ui: uiScenario,

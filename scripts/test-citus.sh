@@ -20,10 +20,8 @@ excluded=(
   src/cli/ingest.int.test.ts
   # It asserts one PostgreSQL's plan shape (no Sort node under the export's COPY).
   src/usage/export-csv.int.test.ts
-  # Not yet working on Citus (issue 21): prune's detach and drop of past months' partitions,
-  # and `partitions list`'s rows and sizes (held by the workers' shards).
-  src/usage/prune.int.test.ts
-  src/cli/maintenance.int.test.ts
+  # An interrupted DETACH … CONCURRENTLY: Citus 12.1 has none (prune detaches plainly there).
+  src/usage/prune-detach.int.test.ts
 )
 args=()
 for file in "${excluded[@]}"; do args+=(--exclude "$file"); done

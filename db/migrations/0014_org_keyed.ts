@@ -62,8 +62,30 @@ async function run(db: Kysely<unknown>, text: string): Promise<void> {
   await sql.raw(text).execute(db);
 }
 
+/**
+ * Rows an earlier version let in that the new keys refuse: a rollup row of a key under an org it
+ * does not belong to (its ingest took the org from the event). Named before anything is changed,
+ * so the operator can delete them and migrate again.
+ */
+async function refuseForeignRollups(db: Kysely<unknown>): Promise<void> {
+  for (const [table] of ROLLUPS) {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${sql.table(table)} r
+      where not exists (select 1 from api_keys k where k.id = r.key_id and k.org_id = r.org_id)`.execute(
+      db,
+    );
+    const n = rows[0]?.n ?? 0;
+    if (n > 0) {
+      throw new Error(
+        `0014_org_keyed: ${n} rows of ${table} name a key under an org it does not belong to; ` +
+          `delete them and migrate again`,
+      );
+    }
+  }
+}
+
 export async function up(db: Kysely<unknown>): Promise<void> {
   await run(db, `set local lock_timeout = '5s'`);
+  await refuseForeignRollups(db);
   await run(
     db,
     `create table api_key_hashes (
@@ -85,8 +107,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await run(db, `alter table api_keys drop constraint api_keys_rotated_from_id_fkey`);
   await run(db, `drop index api_keys_key_hash_idx`);
   await run(db, `alter table api_keys drop constraint api_keys_pkey, add primary key (org_id, id)`);
-  // A safety net for a lookup by id alone (the API always has the org).
-  await run(db, `create index api_keys_id_idx on api_keys (id)`);
   await run(db, `drop index api_keys_rotated_from_id_idx`);
   await run(
     db,
@@ -149,6 +169,26 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await run(
     db,
     `create index webhook_deliveries_message_idx on webhook_deliveries (org_id, message_id)`,
+  );
+  // The relay lists the orgs with queued deliveries, then claims each org's oldest.
+  await run(db, `drop index webhook_deliveries_queued_idx`);
+  await run(
+    db,
+    `create index webhook_deliveries_queued_idx on webhook_deliveries (org_id, created_at)
+      where status = 'queued'`,
+  );
+  // Delivery jobs queued before this migration learn their org: each then finds its delivery
+  // by (org_id, id), not by a scan of every org's deliveries.
+  await run(
+    db,
+    `do $$ begin
+      if to_regclass('pgboss.job') is not null then
+        update pgboss.job j set data = j.data || jsonb_build_object('org_id', d.org_id)
+        from webhook_deliveries d
+        where j.name in ('webhooks.deliver', 'webhooks.deliver.dead') and not (j.data ? 'org_id')
+          and d.id = (j.data->>'delivery_id')::uuid;
+      end if;
+    end $$`,
   );
   await run(db, `alter table webhook_attempts add column org_id uuid`);
   await run(
@@ -237,7 +277,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     db,
     `drop index webhook_previous_secrets_endpoint_idx, webhook_attempts_delivery_idx,
       webhook_deliveries_endpoint_idx, webhook_deliveries_message_idx,
-      api_keys_rotated_from_idx, api_keys_id_idx`,
+      webhook_deliveries_queued_idx, api_keys_rotated_from_idx`,
   );
   for (const table of ['webhook_deliveries', 'webhook_attempts', 'webhook_previous_secrets']) {
     await run(db, `alter table ${table} drop column org_id, add primary key (id)`);
@@ -270,6 +310,11 @@ export async function down(db: Kysely<unknown>): Promise<void> {
       on webhook_deliveries (endpoint_id, created_at desc, id desc)`,
   );
   await run(db, `create index webhook_deliveries_message_idx on webhook_deliveries (message_id)`);
+  await run(
+    db,
+    `create index webhook_deliveries_queued_idx on webhook_deliveries (created_at)
+      where status = 'queued'`,
+  );
   await run(db, `create index api_key_usage_totals_org_id_idx on api_key_usage_totals (org_id)`);
   await run(db, `create index api_keys_rotated_from_id_idx on api_keys (rotated_from_id)`);
   await run(db, `create unique index api_keys_key_hash_idx on api_keys (key_hash)`);

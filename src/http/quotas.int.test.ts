@@ -94,17 +94,20 @@ describe('quotas in requireKey', () => {
     });
     for (let i = 0; i < 3; i += 1) expect((await demo(key)).status).toBe(200);
     expect((await demo(key)).status).toBe(429);
-    // The uses reported first: until then the instance's lease counts credit it has spent, and
-    // PATCH remaining (at most that many more) would leave that much less in the pool (a CI
-    // failure under load).
-    await a.kt.limits.quota.sync();
+    // The instance's credit given back and its state dropped first: otherwise a lease whose last
+    // uses are not reported yet counts spent credit as held (PATCH remaining leaves that much
+    // less in the pool), and a background sync may take ahead meanwhile (two CI failures under
+    // load). The quota is then read as no instance holds any of it.
+    await a.kt.limits.quota.releaseAll();
     const patch = (quota: unknown) =>
       a.client.patch(`${keysPath()}/${id}`, { key: org.adminKey, body: { quota } });
     expect((await patch({ remaining: 2 })).body.quota).toMatchObject({ remaining: 2 });
     expect((await demo(key)).status).toBe(200);
     expect((await demo(key)).status).toBe(200);
     expect((await demo(key)).status).toBe(429);
-    // A new UTC day: the pool refills to the amount at the first take of the period.
+    // A new UTC day: the pool refills to the amount at the first take of the period. (Nothing
+    // held again, and no take ahead between the update and the read: see above.)
+    await a.kt.limits.quota.releaseAll();
     await sql`update key_quotas set period_start = period_start - interval '1 day'
       where subject = ${id}`.execute(a.kt.database.db);
     const refilled = await a.client.get(`${keysPath()}/${id}`, { key: org.adminKey });

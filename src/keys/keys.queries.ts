@@ -4,6 +4,7 @@ import type { Environment } from './key-format.ts';
 import { statusOf, type ApiKey, type AuthRecord, type KeyStatus } from './keys.types.ts';
 import { compileLimits, policiesFromJson, policiesToJson } from '../limits/key-limits.ts';
 import type { RatePolicy } from '../limits/limits.types.ts';
+import { onCitus } from '../platform/db.ts';
 
 type Db = Kysely<DB>;
 
@@ -62,25 +63,27 @@ export async function insertKey(db: Db, row: NewKeyRow): Promise<void> {
 }
 
 /**
- * The authentication lookup: the hash's org and key (a primary-key probe; on Citus a local read
- * of a reference table), then the key with its org's default rate limits by primary key (on
- * Citus: one shard). Returns the stored hash for the compare.
+ * The authentication lookup: the hash's org and key (api_key_hashes' primary key) and the key
+ * with its org's default rate limits (primary keys). One statement on PostgreSQL; on Citus two,
+ * so the key's read names its org and runs on one shard (the hash table is a reference table,
+ * read on the coordinator). Returns the stored hash for the compare.
  */
 export async function findAuthRecordByHash(
   db: Db,
   keyHash: Buffer,
 ): Promise<(AuthRecord & { keyHash: Buffer }) | null> {
-  const found = await db
-    .selectFrom('api_key_hashes')
-    .select(['org_id', 'key_id'])
-    .where('key_hash', '=', keyHash)
-    .executeTakeFirst();
-  if (!found) return null;
-  const row = await db
+  let owner: { org_id: string; key_id: string } | undefined;
+  if (await onCitus(db)) {
+    owner = await db
+      .selectFrom('api_key_hashes')
+      .select(['org_id', 'key_id'])
+      .where('key_hash', '=', keyHash)
+      .executeTakeFirst();
+    if (!owner) return null;
+  }
+  const query = db
     .selectFrom('api_keys as k')
-    .leftJoin('org_rate_limit_defaults as d', (join) =>
-      join.onRef('d.org_id', '=', 'k.org_id').on('d.org_id', '=', found.org_id),
-    )
+    .leftJoin('org_rate_limit_defaults as d', 'd.org_id', 'k.org_id')
     .leftJoin('key_quotas as kq', (join) =>
       join.on(sql<boolean>`kq.subject = coalesce(k.limits_id, k.id)`),
     )
@@ -98,10 +101,16 @@ export async function findAuthRecordByHash(
       'k.rate_limits',
       'd.rate_limits as org_rate_limits',
       sql<string[]>`k.allowed_ips::text[]`.as('allowed_ips'),
-    ])
-    .where('k.org_id', '=', found.org_id)
-    .where('k.id', '=', found.key_id)
-    .executeTakeFirst();
+    ]);
+  const row = await (
+    owner
+      ? query.where('k.org_id', '=', owner.org_id).where('k.id', '=', owner.key_id)
+      : query
+          .innerJoin('api_key_hashes as h', (join) =>
+            join.onRef('h.org_id', '=', 'k.org_id').onRef('h.key_id', '=', 'k.id'),
+          )
+          .where('h.key_hash', '=', keyHash)
+  ).executeTakeFirst();
   if (!row) return null;
   return {
     id: row.id,

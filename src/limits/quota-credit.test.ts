@@ -148,6 +148,36 @@ describe('quota credit reports', () => {
     expect(reports).toHaveLength(1);
   });
 
+  it('reports spent credit before giving the rest back at a stop: the lease keeps none of it', async () => {
+    const { s } = store(100);
+    const sent: string[] = [];
+    const credit = createQuotaCredit({
+      store: {
+        ...s,
+        report: (items) => {
+          sent.push(...items.map((i) => `report ${i.unspent}`));
+          return Promise.resolve(items.map((i) => i.subject));
+        },
+        giveBack: (items) => {
+          sent.push(...items.map((i) => `back ${i.back}`));
+          return Promise.resolve();
+        },
+      },
+      now: () => Date.now(),
+      failOpen: false,
+    });
+    // A take of 1, used: the lease still says 1 until reported. Then a second key, held unused.
+    expect(credit.check('spent', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('spent', QUOTA, 1);
+    credit.charge('spent', 1);
+    expect(credit.check('held', QUOTA, 1)).toBe(QUOTA_NEEDS_CREDIT);
+    await credit.credit('held', QUOTA, 1);
+    await credit.releaseAll();
+    // Without the report the spent key's lease would hold 1 forever after: the return takes off
+    // only what is still held here (0).
+    expect(sent).toEqual(['report 0', 'back 1']);
+  });
+
   it('reports again after a report the lease refused (a take touched it meanwhile)', async () => {
     const { s } = store(100);
     const reports: number[] = [];

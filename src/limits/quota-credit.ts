@@ -308,14 +308,7 @@ export function createQuotaCredit(options: {
         continue;
       }
       if (st.held !== st.reported && st.seq > 0) {
-        reports.push({
-          subject,
-          unspent: st.held,
-          seq: st.seq,
-          generation: st.generation,
-          periodStart: st.periodStart,
-          was: st.reported,
-        });
+        reports.push(reportOf(subject, st));
         if (demand > 0 && !ended && (st.pool + st.held) * 10 < st.limit) low.push(subject);
       }
       if (st.idleSyncs >= IDLE_FORGET_SYNCS && st.held === 0 && st.owed === 0 && !st.pending) {
@@ -371,10 +364,31 @@ export function createQuotaCredit(options: {
     }
   }
 
-  /** Every held credit, given back (a graceful stop). */
+  /** What the state holds now, for its lease (which may still count credit spent since). */
+  function reportOf(subject: string, st: QuotaState): ReportItem & { was: number } {
+    return {
+      subject,
+      unspent: st.held,
+      seq: st.seq,
+      generation: st.generation,
+      periodStart: st.periodStart,
+      was: st.reported,
+    };
+  }
+
+  /**
+   * Every held credit, given back (a graceful stop). The spent credit is reported first: a
+   * return takes off the lease only what is still held here, and a lease that still counted
+   * spent credit would keep it from the pool until the instance is seen dead.
+   */
   async function releaseAll(): Promise<void> {
     await flush;
     await taking;
+    await report(
+      [...states]
+        .filter(([, st]) => st.held !== st.reported && st.seq > 0)
+        .map(([subject, st]) => reportOf(subject, st)),
+    );
     const backs = [...states].filter(([, st]) => st.held > 0).map(([s, st]) => backOf(s, st));
     states.clear();
     await store.giveBack(backs);

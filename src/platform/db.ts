@@ -128,6 +128,26 @@ export async function databaseNow(db: Kysely<DB>): Promise<Date> {
 }
 
 /** Readiness probe: one round trip. */
+const citusOf = new WeakMap<object, Promise<boolean>>();
+
+/**
+ * The database is a Citus coordinator (migration 0014 distributed keytrail's tables there),
+ * asked once per Kysely instance (a transaction asks for its own instance's answer).
+ */
+export function onCitus(db: Kysely<DB>): Promise<boolean> {
+  let known = citusOf.get(db);
+  if (!known) {
+    known = sql<{ citus: boolean }>`
+      select exists (select 1 from pg_extension where extname = 'citus') as citus`
+      .execute(db)
+      .then((r) => r.rows[0]?.citus ?? false);
+    // A failed ask (Postgres unreachable) is asked again next time.
+    known.catch(() => citusOf.delete(db));
+    citusOf.set(db, known);
+  }
+  return known;
+}
+
 export async function ping(db: Kysely<DB>): Promise<boolean> {
   await sql`select 1`.execute(db);
   return true;

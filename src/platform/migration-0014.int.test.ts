@@ -4,12 +4,11 @@
  * between an org's tables now goes through org_id (a rollup row of a key under another org, or
  * a second key with the same hash, is refused). Its down migration restores the old shape.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
 import { describe, expect, inject, it } from 'vitest';
 import { createMigrator, migrateToLatest } from './db.ts';
-import { withDatabase } from '../testing/databases.ts';
+import { withScratchKysely } from '../testing/databases.ts';
 
 type Ids = { org: string; other: string; key: string; next: string; endpoint: string };
 
@@ -63,65 +62,56 @@ const refused = (db: Kysely<unknown>, statement: ReturnType<typeof sql>) =>
 
 describe('migration 0014_org_keyed', () => {
   it('fills org_id and the hash table from existing rows, enforces keys through org_id, and undoes', async () => {
-    const name = `keytrail_m14_${randomBytes(4).toString('hex')}`;
-    await withDatabase(inject('serverUrl'), name, async (url) => {
-      const pool = new pg.Pool({ connectionString: url, max: 1 });
-      pool.on('error', () => undefined);
-      pool.on('connect', (client) => client.on('error', () => undefined));
-      const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
-      try {
-        expect((await createMigrator(db).migrateTo('0013_spiking_keys')).error).toBeUndefined();
-        const ids: Ids = {
-          org: randomUUID(),
-          other: randomUUID(),
-          key: randomUUID(),
-          next: randomUUID(),
-          endpoint: randomUUID(),
-        };
-        await legacyData(db, ids);
-        expect(await migrateToLatest(db)).toContain('0014_org_keyed');
+    await withScratchKysely(inject('serverUrl'), 'keytrail_m14', async (db) => {
+      expect((await createMigrator(db).migrateTo('0013_spiking_keys')).error).toBeUndefined();
+      const ids: Ids = {
+        org: randomUUID(),
+        other: randomUUID(),
+        key: randomUUID(),
+        next: randomUUID(),
+        endpoint: randomUUID(),
+      };
+      await legacyData(db, ids);
+      expect(await migrateToLatest(db)).toContain('0014_org_keyed');
 
-        const after = await shape(db);
-        expect(after.orgs).toEqual([
-          { t: 'attempts', org_id: ids.org },
-          { t: 'deliveries', org_id: ids.org },
-          { t: 'previous', org_id: ids.org },
-        ]);
-        expect(after.hashes).toEqual([
-          { key_hash: Buffer.from([10, 11]), org_id: ids.org, key_id: ids.key },
-          { key_hash: Buffer.from([12, 13]), org_id: ids.org, key_id: ids.next },
-        ]);
-        // A rollup row of the key under another org, a key's second use of a hash, and a key
-        // that was rotated into another deleted alone: each refused.
-        const foreignRollup = sql`insert into api_key_usage_daily (key_id, day, org_id, requests,
+      const after = await shape(db);
+      expect(after.orgs).toEqual([
+        { t: 'attempts', org_id: ids.org },
+        { t: 'deliveries', org_id: ids.org },
+        { t: 'previous', org_id: ids.org },
+      ]);
+      expect(after.hashes).toEqual([
+        { key_hash: Buffer.from([10, 11]), org_id: ids.org, key_id: ids.key },
+        { key_hash: Buffer.from([12, 13]), org_id: ids.org, key_id: ids.next },
+      ]);
+      // A rollup row of the key under another org, a key's second use of a hash, and a key
+      // that was rotated into another deleted alone: each refused.
+      const foreignRollup = sql`insert into api_key_usage_daily (key_id, day, org_id, requests,
           latency_hist) values (${ids.key}, current_date, ${ids.other}, 1, '{}')`;
-        expect(await refused(db, foreignRollup)).toBe('23503');
-        const sameHash = sql`insert into api_key_hashes (key_hash, org_id, key_id)
+      expect(await refused(db, foreignRollup)).toBe('23503');
+      const sameHash = sql`insert into api_key_hashes (key_hash, org_id, key_id)
           values ('\\x0a0b', ${ids.other}, ${randomUUID()})`;
-        expect(await refused(db, sameHash)).toBe('23505');
-        const lineage = sql`delete from api_keys where id = ${ids.key}`;
-        expect(await refused(db, lineage)).toBe('23503');
-        // The org's deletion still takes everything with it.
-        const rollupOrg = sql`insert into api_key_usage_daily (key_id, day, org_id, requests,
+      expect(await refused(db, sameHash)).toBe('23505');
+      const lineage = sql`delete from api_keys where id = ${ids.key}`;
+      expect(await refused(db, lineage)).toBe('23503');
+      // The org's deletion still takes everything with it.
+      const rollupOrg = sql`insert into api_key_usage_daily (key_id, day, org_id, requests,
           latency_hist) values (${ids.key}, current_date, ${ids.org}, 1, '{}')`;
-        expect(await refused(db, rollupOrg)).toBe('accepted');
+      expect(await refused(db, rollupOrg)).toBe('accepted');
 
-        const down = await createMigrator(db).migrateTo('0013_spiking_keys');
-        expect(down.error).toBeUndefined();
-        const pk = await sql<{ def: string }>`select pg_get_constraintdef(oid) as def
+      const down = await createMigrator(db).migrateTo('0013_spiking_keys');
+      expect(down.error).toBeUndefined();
+      const pk = await sql<{ def: string }>`select pg_get_constraintdef(oid) as def
           from pg_constraint where conname = 'api_keys_pkey'`.execute(db);
-        expect(pk.rows).toEqual([{ def: 'PRIMARY KEY (id)' }]);
-        expect(await migrateToLatest(db)).toContain('0014_org_keyed');
-        expect(await shape(db)).toEqual(after);
-        await sql`delete from orgs where id = ${ids.org}`.execute(db);
-        const left = await sql<{ n: number }>`select
+      expect(pk.rows).toEqual([{ def: 'PRIMARY KEY (id)' }]);
+      expect(await migrateToLatest(db)).toContain('0014_org_keyed');
+      expect(await shape(db)).toEqual(after);
+      await sql`delete from orgs where id = ${ids.org}`.execute(db);
+      const left = await sql<{ n: number }>`select
           (select count(*) from api_keys) + (select count(*) from api_key_usage_daily)
           + (select count(*) from api_key_hashes)
           + (select count(*) from webhook_attempts) as n`.execute(db);
-        expect(Number(left.rows[0]?.n)).toBe(0);
-      } finally {
-        await db.destroy();
-      }
+      expect(Number(left.rows[0]?.n)).toBe(0);
     });
   });
 });

@@ -134,7 +134,12 @@ async function rollbackPrepared(node: string, name: string): Promise<void> {
     const { rows } = await client.query<{ gid: string }>(
       'select gid from pg_prepared_xacts where database = current_database()',
     );
-    for (const { gid } of rows) await client.query(`rollback prepared ${pg.escapeLiteral(gid)}`);
+    for (const { gid } of rows) {
+      // 42704: resolved meanwhile (Citus's recovery commits or aborts it by itself).
+      await client.query(`rollback prepared ${pg.escapeLiteral(gid)}`).catch((error: unknown) => {
+        if ((error as { code?: string }).code !== '42704') throw error;
+      });
+    }
   } finally {
     await client.end();
   }

@@ -44,15 +44,17 @@ const UNIQUE_VIOLATION = '23505';
 const sqlState = (error: unknown): string | undefined => (error as { code?: string }).code;
 
 /**
- * A unique violation: SQLSTATE 23505, or, from a COPY into a distributed table, Citus's relay
- * of the worker's error as an internal error (XX000) with the same message.
+ * The error of SQLSTATE `code`, or, from a COPY into a distributed table, Citus's relay of the
+ * worker's error as an internal error (XX000) with the same message.
  */
-const isUniqueViolation = (error: unknown): boolean =>
-  sqlState(error) === UNIQUE_VIOLATION ||
+const isError = (error: unknown, code: string, message: string): boolean =>
+  sqlState(error) === code ||
   (sqlState(error) === 'XX000' &&
-    String((error as { message?: unknown }).message).startsWith(
-      'duplicate key value violates unique constraint',
-    ));
+    String((error as { message?: unknown }).message).startsWith(message));
+const isUniqueViolation = (error: unknown): boolean =>
+  isError(error, UNIQUE_VIOLATION, 'duplicate key value violates unique constraint');
+const isNoPartition = (error: unknown): boolean =>
+  isError(error, NO_PARTITION, 'no partition of relation');
 
 /**
  * Stores the events not stored yet and returns them. The fast path is one COPY: a batch is
@@ -275,7 +277,7 @@ export function createIngester(
     const months = new Set<string>();
     for (const t of current.t) months.add(labels(t).month);
     const result = await writeBatch(current, months, labels).catch((error: unknown) => {
-      if (sqlState(error) !== NO_PARTITION) throw error;
+      if (!isNoPartition(error)) throw error;
       knownMonths.clear();
       return writeBatch(current, months, labels);
     });

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { DB } from '../../db/schema.ts';
+import { onCitus } from '../platform/db.ts';
 import type { PeriodRow, RouteRow, TotalsRow } from './usage.aggregate.ts';
 import type { Batch } from './usage.batch.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
@@ -103,11 +104,19 @@ const RANGE_BOUND_RE = "FROM \\('([^']+)'\\) TO \\('([^']+)'\\)";
  * so listing costs nothing however many rows a month holds.
  */
 export async function partitionStats(db: Db): Promise<PartitionStats[]> {
+  // On Citus the rows are in the workers' shards of each partition: their catalogs are summed.
+  const citus = await onCitus(db);
+  const approxRows = citus
+    ? sql`(select case when bool_and(r.result::float8 < 0) then null
+          else sum(greatest(r.result::float8, 0)) end
+        from run_command_on_shards(c.oid,
+          'select reltuples from pg_class where oid = ''%s''::regclass') r
+        where r.success)`
+    : sql`case when c.reltuples < 0 then null else c.reltuples::float8 end`;
+  const bytes = citus ? sql`citus_total_relation_size(c.oid)` : sql`pg_total_relation_size(c.oid)`;
   const { rows } = await sql<PartitionStats>`
     select c.relname as name, b.m[1]::timestamptz as "from", b.m[2]::timestamptz as "to",
-      i.inhdetachpending as "detachPending",
-      case when c.reltuples < 0 then null else c.reltuples::float8 end as "approxRows",
-      pg_total_relation_size(c.oid) as bytes
+      i.inhdetachpending as "detachPending", ${approxRows} as "approxRows", ${bytes} as bytes
     from pg_inherits i join pg_class c on c.oid = i.inhrelid
     cross join lateral (
       select regexp_match(pg_get_expr(c.relpartbound, c.oid), ${RANGE_BOUND_RE}) as m
@@ -376,13 +385,6 @@ export async function keysOfOrg(
     .where('id', '=', sql<string>`any(${[...keyIds]}::uuid[])`)
     .execute();
   return new Map(rows.map((r) => [r.id, { revokedAt: r.revoked_at, expiresAt: r.expires_at }]));
-}
-
-/** The database is a Citus coordinator (keytrail's tables are distributed). */
-export async function onCitus(db: Db): Promise<boolean> {
-  const { rows } = await sql<{ citus: boolean }>`
-    select exists (select 1 from pg_extension where extname = 'citus') as citus`.execute(db);
-  return rows[0]?.citus ?? false;
 }
 
 /** Year and month (1–12) of a partition named api_key_usage_events_YYYY_MM. */

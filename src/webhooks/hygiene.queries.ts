@@ -184,14 +184,12 @@ function quotasOf(match: { keys: readonly KeySubject[] } | { subjects: readonly 
 /** A key and what its limits count against (its limits_id, or its own id). */
 export type KeySubject = { key_id: string; subject: string };
 
-/**
- * The limits subjects of these keys of these orgs (a key's id belongs to one org: the pair
- * lists are matched as sets). On Citus, one read of the orgs' shards.
- */
+/** The limits subjects of these keys (each of its org): one primary-key probe per key. */
 export function keySubjects(keys: readonly { orgId: string; keyId: string }[]) {
-  return sql<KeySubject>`select id as key_id, coalesce(limits_id, id) as subject from api_keys
-    where org_id = any(${[...new Set(keys.map((k) => k.orgId))]}::uuid[])
-      and id = any(${[...new Set(keys.map((k) => k.keyId))]}::uuid[])`;
+  return sql<KeySubject>`select k.id as key_id, coalesce(k.limits_id, k.id) as subject
+    from unnest(${keys.map((k) => k.orgId)}::uuid[], ${keys.map((k) => k.keyId)}::uuid[])
+      as p(org_id, id)
+    join api_keys k on k.org_id = p.org_id and k.id = p.id`;
 }
 
 /**

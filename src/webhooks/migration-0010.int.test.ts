@@ -3,12 +3,11 @@
  * own table (the old columns stay for the previous version's processes), raw attempt errors become categories, and webhook URLs in audit details lose their
  * paths and queries (tokens), and nothing else in the audit trail changes.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
 import { describe, expect, inject, it } from 'vitest';
 import { createMigrator, migrateToLatest } from '../platform/db.ts';
-import { withDatabase } from '../testing/databases.ts';
+import { withScratchKysely } from '../testing/databases.ts';
 
 type Audit = { action: string; details: Record<string, unknown> };
 
@@ -62,73 +61,62 @@ async function legacyData(db: Kysely<unknown>, ids: { org: string; endpoint: str
 
 describe('migration 0010_webhook_hardening', () => {
   it('moves previous secrets, categorises stored errors and redacts audited URLs', async () => {
-    const name = `keytrail_m10_${randomBytes(4).toString('hex')}`;
-    await withDatabase(inject('serverUrl'), name, async (url) => {
-      const pool = new pg.Pool({ connectionString: url, max: 1 });
-      // pool.end() lets a client finish ending after it resolves; the drop (with force) that
-      // follows may terminate that backend first, and the client's 'error' must not go unheard.
-      pool.on('error', () => undefined);
-      pool.on('connect', (client) => client.on('error', () => undefined));
-      const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
-      try {
-        const to0009 = await createMigrator(db).migrateTo('0009_webhooks');
-        expect(to0009.error).toBeUndefined();
-        const ids = { org: randomUUID(), endpoint: randomUUID() };
-        await legacyData(db, ids);
-        expect(await migrateToLatest(db)).toContain('0010_webhook_hardening');
+    await withScratchKysely(inject('serverUrl'), 'keytrail_m10', async (db) => {
+      const to0009 = await createMigrator(db).migrateTo('0009_webhooks');
+      expect(to0009.error).toBeUndefined();
+      const ids = { org: randomUUID(), endpoint: randomUUID() };
+      await legacyData(db, ids);
+      expect(await migrateToLatest(db)).toContain('0010_webhook_hardening');
 
-        const previous = await sql<{ endpoint_id: string; secret: Buffer }>`
+      const previous = await sql<{ endpoint_id: string; secret: Buffer }>`
           select endpoint_id, secret from webhook_previous_secrets`.execute(db);
-        expect(previous.rows).toEqual([{ endpoint_id: ids.endpoint, secret: Buffer.from([2]) }]);
-        // Expand/contract: the previous version's processes, still running during a rolling
-        // upgrade, read the old columns; they stay until a later migration.
-        const legacy = await sql<{ previous_secret: Buffer }>`
+      expect(previous.rows).toEqual([{ endpoint_id: ids.endpoint, secret: Buffer.from([2]) }]);
+      // Expand/contract: the previous version's processes, still running during a rolling
+      // upgrade, read the old columns; they stay until a later migration.
+      const legacy = await sql<{ previous_secret: Buffer }>`
           select e.previous_secret, e.previous_secret_expires_at from webhook_endpoints e`.execute(
-          db,
-        );
-        expect(legacy.rows[0]?.previous_secret).toEqual(Buffer.from([2]));
-        const errors = await sql<{ error: string }>`
+        db,
+      );
+      expect(legacy.rows[0]?.previous_secret).toEqual(Buffer.from([2]));
+      const errors = await sql<{ error: string }>`
           select error from webhook_attempts order by id`.execute(db);
-        expect(errors.rows.map((r) => r.error)).toEqual([
-          'http_error',
-          'redirect',
-          'timeout',
-          'dns_failed',
-          'address_not_allowed',
-          'connection_refused',
-          'connection_reset',
-          'tls_error',
-          'other',
-        ]);
-        const audit = await sql<Audit>`select action, details from audit_events
+      expect(errors.rows.map((r) => r.error)).toEqual([
+        'http_error',
+        'redirect',
+        'timeout',
+        'dns_failed',
+        'address_not_allowed',
+        'connection_refused',
+        'connection_reset',
+        'tls_error',
+        'other',
+      ]);
+      const audit = await sql<Audit>`select action, details from audit_events
           order by action`.execute(db);
-        expect(audit.rows).toEqual([
-          { action: 'key.revoked', details: { url: 'https://example.com/untouched' } },
-          {
-            action: 'webhook.created',
-            details: { url: 'https://hooks.slack.com/…', x: 1 },
+      expect(audit.rows).toEqual([
+        { action: 'key.revoked', details: { url: 'https://example.com/untouched' } },
+        {
+          action: 'webhook.created',
+          details: { url: 'https://hooks.slack.com/…', x: 1 },
+        },
+        {
+          action: 'webhook.disabled',
+          details: {
+            url: 'https://10.20.0.7:8443/…',
+            failing_since: '2026-01-01T00:00:00.000Z',
+            last_error: 'connection_refused',
           },
-          {
-            action: 'webhook.disabled',
-            details: {
-              url: 'https://10.20.0.7:8443/…',
-              failing_since: '2026-01-01T00:00:00.000Z',
-              last_error: 'connection_refused',
+        },
+        {
+          action: 'webhook.updated',
+          details: {
+            changes: {
+              url: { from: 'https://a.example.com/', to: 'https://b.example.com:8443/…?…' },
+              enabled: { from: true, to: false },
             },
           },
-          {
-            action: 'webhook.updated',
-            details: {
-              changes: {
-                url: { from: 'https://a.example.com/', to: 'https://b.example.com:8443/…?…' },
-                enabled: { from: true, to: false },
-              },
-            },
-          },
-        ]);
-      } finally {
-        await db.destroy();
-      }
+        },
+      ]);
     });
   });
 });

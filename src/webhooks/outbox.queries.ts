@@ -66,6 +66,7 @@ function writeOrgOutbox(
       -- of failing this transaction's foreign key check.
       select w.id, w.event_types from webhook_endpoints w
       where w.org_id = ${orgId} and w.enabled
+        and w.event_types && ${[...new Set(events.map((e) => e.type))]}::text[]
       for key share of w
     ), s as (
       select e.*, gen_random_uuid() as message_id from e

@@ -308,8 +308,8 @@ export async function deliveryStatus(
 export async function pruneMessages(db: Db, before: Date, limit: number): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     with gone as (
-      delete from webhook_messages m where m.id in (
-        select m2.id from webhook_messages m2
+      delete from webhook_messages m where (m.org_id, m.id) in (
+        select m2.org_id, m2.id from webhook_messages m2
         where m2.occurred_at < ${before}
           and not exists (select 1 from webhook_deliveries d
             where d.org_id = m2.org_id and d.message_id = m2.id and d.status in ('queued', 'pending'))
