@@ -72,6 +72,17 @@ describe('migration 0014_org_keyed', () => {
         endpoint: randomUUID(),
       };
       await legacyData(db, ids);
+      // A rollup row an earlier ingest let in under another org: named, nothing changed.
+      await sql`insert into api_key_usage_daily (key_id, day, org_id, requests, latency_hist)
+        values (${ids.key}, current_date, ${ids.other}, 1, '{}')`.execute(db);
+      const failure = await migrateToLatest(db).then(String, (error: Error) => String(error.cause));
+      expect(failure).toMatch(
+        /1 rows of api_key_usage_daily name a key under an org it does not belong to/,
+      );
+      expect(await shape(db).catch((error: unknown) => String(error))).toMatch(
+        /column "org_id" does not exist/,
+      );
+      await sql`delete from api_key_usage_daily where org_id = ${ids.other}`.execute(db);
       expect(await migrateToLatest(db)).toContain('0014_org_keyed');
 
       const after = await shape(db);
