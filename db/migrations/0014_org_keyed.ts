@@ -62,6 +62,25 @@ async function run(db: Kysely<unknown>, text: string): Promise<void> {
   await sql.raw(text).execute(db);
 }
 
+/** `table` gains org_id from its parent row (`column` → `parent`.id), and (org_id, id) as key. */
+async function orgFromParent(
+  db: Kysely<unknown>,
+  table: string,
+  column: string,
+  parent: string,
+): Promise<void> {
+  await run(db, `alter table ${table} add column org_id uuid`);
+  await run(
+    db,
+    `update ${table} c set org_id = p.org_id from ${parent} p where p.id = c.${column}`,
+  );
+  await run(
+    db,
+    `alter table ${table} alter column org_id set not null,
+      drop constraint ${table}_pkey, add primary key (org_id, id)`,
+  );
+}
+
 /**
  * Rows an earlier version let in that the new keys refuse: a rollup row of a key under an org it
  * does not belong to (its ingest took the org from the event). Named before anything is changed,
@@ -148,34 +167,33 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       `alter table ${table} drop constraint ${table}_pkey, add primary key (org_id, id)`,
     );
   }
-  await run(db, `alter table webhook_deliveries add column org_id uuid`);
+  // Children gain their org from their parent, parents first.
+  await orgFromParent(db, 'webhook_deliveries', 'endpoint_id', 'webhook_endpoints');
+  await orgFromParent(db, 'webhook_attempts', 'delivery_id', 'webhook_deliveries');
+  await orgFromParent(db, 'webhook_previous_secrets', 'endpoint_id', 'webhook_endpoints');
+  await run(db, `alter table webhook_deliveries add unique (org_id, endpoint_id, message_id)`);
+  const indexes = [
+    [
+      'webhook_deliveries_endpoint_idx',
+      'webhook_deliveries (org_id, endpoint_id, created_at desc, id desc)',
+    ],
+    ['webhook_deliveries_message_idx', 'webhook_deliveries (org_id, message_id)'],
+    // The relay lists the orgs with queued deliveries, then claims each org's oldest.
+    [
+      'webhook_deliveries_queued_idx',
+      `webhook_deliveries (org_id, created_at) where status = 'queued'`,
+    ],
+    ['webhook_attempts_delivery_idx', 'webhook_attempts (org_id, delivery_id, id)'],
+  ] as const;
+  for (const [name, on] of indexes) {
+    await run(db, `drop index ${name}`);
+    await run(db, `create index ${name} on ${on}`);
+  }
+  await run(db, `drop index webhook_previous_secrets_endpoint_id_expires_at_idx`);
   await run(
     db,
-    `update webhook_deliveries d set org_id = e.org_id from webhook_endpoints e where e.id = d.endpoint_id`,
-  );
-  await run(
-    db,
-    `alter table webhook_deliveries alter column org_id set not null,
-      drop constraint webhook_deliveries_pkey, add primary key (org_id, id),
-      add unique (org_id, endpoint_id, message_id)`,
-  );
-  await run(db, `drop index webhook_deliveries_endpoint_idx`);
-  await run(
-    db,
-    `create index webhook_deliveries_endpoint_idx
-      on webhook_deliveries (org_id, endpoint_id, created_at desc, id desc)`,
-  );
-  await run(db, `drop index webhook_deliveries_message_idx`);
-  await run(
-    db,
-    `create index webhook_deliveries_message_idx on webhook_deliveries (org_id, message_id)`,
-  );
-  // The relay lists the orgs with queued deliveries, then claims each org's oldest.
-  await run(db, `drop index webhook_deliveries_queued_idx`);
-  await run(
-    db,
-    `create index webhook_deliveries_queued_idx on webhook_deliveries (org_id, created_at)
-      where status = 'queued'`,
+    `create index webhook_previous_secrets_endpoint_idx
+      on webhook_previous_secrets (org_id, endpoint_id, expires_at)`,
   );
   // Delivery jobs queued before this migration learn their org: each then finds its delivery
   // by (org_id, id), not by a scan of every org's deliveries.
@@ -189,38 +207,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
           and d.id = (j.data->>'delivery_id')::uuid;
       end if;
     end $$`,
-  );
-  await run(db, `alter table webhook_attempts add column org_id uuid`);
-  await run(
-    db,
-    `update webhook_attempts a set org_id = d.org_id from webhook_deliveries d where d.id = a.delivery_id`,
-  );
-  await run(
-    db,
-    `alter table webhook_attempts alter column org_id set not null,
-      drop constraint webhook_attempts_pkey, add primary key (org_id, id)`,
-  );
-  await run(db, `drop index webhook_attempts_delivery_idx`);
-  await run(
-    db,
-    `create index webhook_attempts_delivery_idx on webhook_attempts (org_id, delivery_id, id)`,
-  );
-  await run(db, `alter table webhook_previous_secrets add column org_id uuid`);
-  await run(
-    db,
-    `update webhook_previous_secrets p set org_id = e.org_id
-      from webhook_endpoints e where e.id = p.endpoint_id`,
-  );
-  await run(
-    db,
-    `alter table webhook_previous_secrets alter column org_id set not null,
-      drop constraint webhook_previous_secrets_pkey, add primary key (org_id, id)`,
-  );
-  await run(db, `drop index webhook_previous_secrets_endpoint_id_expires_at_idx`);
-  await run(
-    db,
-    `create index webhook_previous_secrets_endpoint_idx
-      on webhook_previous_secrets (org_id, endpoint_id, expires_at)`,
   );
 
   // On Citus the tables are distributed before the keys between them exist: a table that is

@@ -34,7 +34,11 @@ export async function writeOutbox(
   events: readonly OutboxEvent[],
 ): Promise<void> {
   const byOrg = new Map<string, OutboxEvent[]>();
-  for (const e of events) byOrg.set(e.orgId, [...(byOrg.get(e.orgId) ?? []), e]);
+  for (const e of events) {
+    const ofOrg = byOrg.get(e.orgId);
+    if (ofOrg) ofOrg.push(e);
+    else byOrg.set(e.orgId, [e]);
+  }
   let deliveries = 0;
   for (const [orgId, ofOrg] of byOrg) {
     const [row] = await run(writeOrgOutbox(orgId, ofOrg));
