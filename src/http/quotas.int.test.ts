@@ -244,6 +244,40 @@ describe('quotas while takes fail', () => {
   });
 });
 
+describe('idle credit whose return fails', () => {
+  it('is kept when the return surely changed nothing (its deadline passed), and given back later', async () => {
+    const created = await withQuota({ limit: 500 });
+    const id = created.body.api_key.id as string;
+    expect((await demo(created.body.key as string)).status).toBe(200);
+    // The next sync takes ahead for the key (a take after use); then it is idle.
+    await waitFor(async () => (await pool(id)) < 499);
+    const taken = await pool(id);
+    // The quota row locked: the idle return (4 syncs on) waits past its 1 s deadline.
+    const blocker = new pg.Client({ connectionString: dbUrl() });
+    await blocker.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('select 1 from key_quotas where subject = $1 for update', [id]);
+      // Seen from outside the blocker's transaction (whose view of pg_stat_activity is frozen).
+      const returning = async () =>
+        (
+          await a.kt.database.pool.query<{ n: number }>(
+            `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'
+               and application_name = 'keytrail-limits' and query like '%as v(subject, back%'`,
+          )
+        ).rows[0]?.n === 1;
+      await waitFor(returning, { timeoutMs: 10_000 });
+      await waitFor(async () => !(await returning()), { timeoutMs: 10_000 });
+      await blocker.query('rollback');
+    } finally {
+      await blocker.end();
+    }
+    expect(await pool(id)).toBe(taken);
+    // Still this instance's: a later sync gives it back.
+    await waitFor(async () => (await pool(id)) === 499, { timeoutMs: 5_000 });
+  });
+});
+
 describe('quotas failing open', () => {
   it('admits while takes fail with KEYTRAIL_QUOTA_FAIL_OPEN, then takes it off the quota', async () => {
     const open = await startTestApp(dbUrl(), {

@@ -5,13 +5,14 @@
  */
 import type { Kysely } from 'kysely';
 import type { DB } from '../../db/schema.ts';
+import { surelyNotApplied } from '../platform/db.ts';
 import { detachedFromRequest } from '../platform/db-scope.ts';
 import { newId } from '../platform/ids.ts';
 import type { Logger } from '../platform/logger.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limiter.ts';
 import type { ClaimItem } from './rate-state.ts';
 import { claimCredit, pruneClaims, releaseCredit } from './limits.queries.ts';
-import { createQuotaCredit, type QuotaCredit } from './quota-credit.ts';
+import { createQuotaCredit, NotApplied, type QuotaCredit } from './quota-credit.ts';
 import { debitQuota, reportQuota, returnQuota, takeQuota } from './quota.queries.ts';
 import { createLimiter, type Limiter } from './limiter.ts';
 
@@ -80,7 +81,16 @@ export function createLimits(deps: {
           logger.warn({ err: error }, 'the quota_low check after a report failed');
         });
       },
-      giveBack: (items) => detachedFromRequest(() => returnQuota(db, instanceId, items)),
+      giveBack: async (items) => {
+        try {
+          await detachedFromRequest(() => returnQuota(db, instanceId, items));
+        } catch (error) {
+          logger.warn({ err: error }, 'giving quota credit back failed');
+          throw surelyNotApplied(error)
+            ? new NotApplied('not given back', { cause: error })
+            : error;
+        }
+      },
       debit: (items) => detachedFromRequest(() => debitQuota(db, items)),
     },
   });

@@ -2,8 +2,8 @@
  * Quotas decided in process memory, never over-admitted (docs/adr/0012 §4). An instance spends
  * only credit it took from the quota's pool (`takeQuota`: atomically, in chunks sized by its
  * demand, batched for every subject of a tick); its lease's `held` is reported down as it spends
- * and its unspent credit goes back when it falls idle or stops. A crash strands the credit held
- * then (never handed out twice). Credit of a refill period dies at the period's end; credit of a
+ * and its unspent credit goes back when it falls idle or stops (a return Postgres refused keeps
+ * it here, for a later sync). A crash strands the credit held then (never handed out twice). Credit of a refill period dies at the period's end; credit of a
  * voided lease (a PATCH of `remaining`) dies with the next key reload.
  *
  * Takes failing: a request without credit gets UNAVAILABLE (503), or, with fail-open, is admitted
@@ -22,14 +22,11 @@ export type QuotaStore = {
   take(items: readonly { subject: string; want: number }[]): Promise<Take[]>;
   /** Returns the subjects whose lease took the report (a take since then refuses it). */
   report(items: readonly ReportItem[]): Promise<string[]>;
-  giveBack(
-    items: readonly {
-      subject: string;
-      back: number;
-      generation: number;
-      periodStart: Date | null;
-    }[],
-  ): Promise<void>;
+  /**
+   * Gives unspent credit back. Rejects with `NotApplied` when the statement surely changed
+   * nothing (the credit is still this instance's); any other failure may have returned it.
+   */
+  giveBack(items: readonly GiveBack[]): Promise<void>;
   debit(items: readonly { subject: string; amount: number }[]): Promise<void>;
   /**
    * Quotas this instance just reported spending on and now sees under 10 % (its own view: the
@@ -38,6 +35,22 @@ export type QuotaStore = {
    */
   low?(subjects: readonly string[]): Promise<void>;
 };
+
+export type GiveBack = {
+  subject: string;
+  back: number;
+  generation: number;
+  periodStart: Date | null;
+};
+
+/**
+ * A store's statement that surely changed nothing: the server refused it (a statement timeout, a
+ * deadlock), so its transaction rolled back, or it was never sent. Not a lost connection: the
+ * statement may have committed before it broke.
+ */
+export class NotApplied extends Error {
+  override name = 'NotApplied';
+}
 
 type QuotaState = {
   held: number;
@@ -280,7 +293,7 @@ export function createQuotaCredit(options: {
   /** At a sync: report held down, take ahead for busy subjects, give back idle credit. */
   async function sync(): Promise<void> {
     const reports: (ReportItem & { was: number })[] = [];
-    const backs: Parameters<QuotaStore['giveBack']>[0][number][] = [];
+    const backs: (GiveBack & { reported: number })[] = [];
     const debits: { subject: string; amount: number }[] = [];
     const ahead: { subject: string; want: number }[] = [];
     const low: string[] = [];
@@ -315,7 +328,7 @@ export function createQuotaCredit(options: {
         states.delete(subject);
       }
     }
-    await settle(store.giveBack(backs));
+    await giveBack(backs);
     await report(reports);
     if (low.length > 0 && store.low) await settle(store.low(low));
     await settle(store.debit(debits), () => {
@@ -347,15 +360,51 @@ export function createQuotaCredit(options: {
     }
   }
 
-  /** The state's whole credit, given back: zeroed here first, so it is never spent twice. */
-  function backOf(subject: string, st: QuotaState) {
-    const item = { subject, back: st.held, generation: st.generation, periodStart: st.periodStart };
+  /**
+   * The state's whole credit, given back: zeroed here first, so it is never spent twice. The
+   * pool gets it: a state a take found exhausted may ask again (else it would refuse with credit
+   * it just gave back in the pool).
+   */
+  function backOf(subject: string, st: QuotaState): GiveBack & { reported: number } {
+    const item = {
+      subject,
+      back: st.held,
+      generation: st.generation,
+      periodStart: st.periodStart,
+      reported: st.reported,
+    };
+    st.pool += st.held;
     st.held = 0;
     st.reported = 0;
+    st.exhausted = false;
     return item;
   }
 
-  /** A failed report or return only leaves `held` high (conservative); a debit is owed again. */
+  /**
+   * Idle credit, given back. A return that surely changed nothing leaves the credit (and what
+   * the lease counts) with this instance again, to spend or to give back at a later sync, unless
+   * the lease was voided or its period ended meanwhile. Dropped, it would be stranded in the
+   * lease: lost to the quota until its period ends, for good without a refill.
+   */
+  async function giveBack(backs: (GiveBack & { reported: number })[]): Promise<void> {
+    if (backs.length === 0) return;
+    try {
+      await store.giveBack(backs.map(({ reported: _reported, ...item }) => item));
+    } catch (error) {
+      if (!(error instanceof NotApplied)) return;
+      const t = now();
+      for (const b of backs) {
+        const st = states.get(b.subject);
+        if (!st || st.generation !== b.generation || t >= st.periodEnd - PERIOD_MARGIN_MS) continue;
+        if ((st.periodStart?.getTime() ?? null) !== (b.periodStart?.getTime() ?? null)) continue;
+        st.held += b.back;
+        st.reported += b.reported;
+        st.pool = Math.max(0, st.pool - b.back);
+      }
+    }
+  }
+
+  /** A failed report only leaves `held` high (conservative); a debit is owed again. */
   async function settle(work: Promise<void>, onFailure?: () => void): Promise<void> {
     try {
       await work;
@@ -389,7 +438,12 @@ export function createQuotaCredit(options: {
         .filter(([, st]) => st.held !== st.reported && st.seq > 0)
         .map(([subject, st]) => reportOf(subject, st)),
     );
-    const backs = [...states].filter(([, st]) => st.held > 0).map(([s, st]) => backOf(s, st));
+    const backs = [...states]
+      .filter(([, st]) => st.held > 0)
+      .map(([s, st]) => {
+        const { reported: _reported, ...item } = backOf(s, st);
+        return item;
+      });
     states.clear();
     await store.giveBack(backs);
   }

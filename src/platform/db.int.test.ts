@@ -4,7 +4,15 @@ import { describe, expect, inject, it } from 'vitest';
 import { migrations } from '../../db/migrations/index.ts';
 import { useTestDatabase } from '../testing/harness.ts';
 import { withDatabase } from '../testing/databases.ts';
-import { copyOut, createDb, migrateToLatest, migrationsApplied, rawTransaction } from './db.ts';
+import pg from 'pg';
+import {
+  copyOut,
+  createDb,
+  migrateToLatest,
+  migrationsApplied,
+  rawTransaction,
+  surelyNotApplied,
+} from './db.ts';
 import { createLogger } from './logger.ts';
 
 const dbUrl = useTestDatabase();
@@ -70,5 +78,33 @@ describe('connections', () => {
       const { rows } = await sql<{ one: number }>`select 1 as one`.execute(handle.db);
       expect(rows).toEqual([{ one: 1 }]);
     });
+  });
+
+  it('tells a statement that surely changed nothing from one that may have committed', async () => {
+    const failure = (work: Promise<unknown>) =>
+      work.then(
+        () => null,
+        (error: unknown) => error,
+      );
+    await withHandle(dbUrl(), async ({ db }) => {
+      // Refused by the server: rolled back.
+      await sql`set statement_timeout = 20`.execute(db);
+      const timedOut = await failure(sql`select pg_sleep(1)`.execute(db));
+      expect(surelyNotApplied(timedOut)).toBe(true);
+      // The server ended the session: it may have committed just before.
+      const ended = await failure(sql`select pg_terminate_backend(pg_backend_pid())`.execute(db));
+      expect(ended).toBeInstanceOf(Error);
+      expect(surelyNotApplied(ended)).toBe(false);
+    });
+    // Never sent: no connection came in time.
+    const pool = new pg.Pool({ connectionString: dbUrl(), max: 1, connectionTimeoutMillis: 50 });
+    const held = await pool.connect();
+    try {
+      expect(surelyNotApplied(await failure(pool.query('select 1')))).toBe(true);
+    } finally {
+      held.release();
+      await pool.end();
+    }
+    expect(surelyNotApplied(new Error('Connection terminated unexpectedly'))).toBe(false);
   });
 });

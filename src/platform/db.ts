@@ -31,6 +31,24 @@ export type DbHandle = { db: Database; pool: pg.Pool; stats: QueryStats; close()
  */
 export const POOL_WAIT_MS = 5_000;
 
+/** pg-pool's error when no connection came within `connectionTimeoutMillis`: nothing was sent. */
+const CHECKOUT_TIMEOUT = 'timeout exceeded when trying to connect';
+
+/**
+ * A single statement (autocommit) that surely changed nothing: Postgres answered it with an
+ * error of the statement (its transaction rolled back: a statement timeout, a deadlock), or it
+ * never left the pool. Not a connection lost or ended by the server (FATAL, class 08 or 57P):
+ * the statement may have committed just before.
+ */
+export function surelyNotApplied(error: unknown): boolean {
+  if (error instanceof pg.DatabaseError) {
+    const code = error.code ?? '';
+    const fatal = error.severity === 'FATAL' || error.severity === 'PANIC';
+    return !fatal && !code.startsWith('08') && !code.startsWith('57P');
+  }
+  return error instanceof Error && error.message === CHECKOUT_TIMEOUT;
+}
+
 export function createDb(options: {
   url: string;
   poolSize: number;
