@@ -25,7 +25,7 @@ export async function startWorker(
   const boss = await kt.queue();
   // Start-up upkeep must not keep ingest from starting: a failed prune is logged and retried
   // by tomorrow's schedule.
-  await runMaintenance(kt, { policies: false }).catch((error: unknown) =>
+  await runMaintenance(kt, { daily: false }).catch((error: unknown) =>
     kt.logger.error({ err: String(error) }, 'start-up maintenance failed; ingest starts anyway'),
   );
   const ingester = createIngester(kt.ingestDatabase, {
@@ -50,7 +50,7 @@ export async function startWorker(
   );
   await boss.schedule(MAINTENANCE_QUEUE, MAINTENANCE_CRON, {}, { tz: 'UTC' });
   const maintenanceWorker = await boss.work(MAINTENANCE_QUEUE, async () =>
-    runMaintenance(kt, { policies: true }),
+    runMaintenance(kt, { daily: true }),
   );
   await boss.schedule(KEY_WATCH_QUEUE, KEY_WATCH_CRON, {}, { tz: 'UTC' });
   const watchWorker = await boss.work(KEY_WATCH_QUEUE, async () => {

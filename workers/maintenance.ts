@@ -1,6 +1,8 @@
 import type { Keytrail } from '../src/keytrail.ts';
 import { deleteOldExportLinks } from '../src/usage/export-links.service.ts';
 import { ensurePartitionsAhead } from '../src/usage/usage.partitions.ts';
+import { compressPartitions } from '../src/usage/usage.compress.ts';
+import { columnarAvailable } from '../src/usage/compress.queries.ts';
 import { prune } from '../src/usage/usage.prune.ts';
 import {
   pruneExpiredSecrets,
@@ -10,10 +12,12 @@ import {
 
 /**
  * Daily upkeep: partitions ahead exist before events arrive; data past retention goes; keys
- * that expired since the last run get their `key.expired` audit entry (all in prune); then
- * each org's dormant-key policy notifies about or revokes its dormant keys.
+ * that expired since the last run get their `key.expired` audit entry (all in prune); on Citus,
+ * closed months go to columnar storage; then each org's dormant-key policy notifies about or
+ * revokes its dormant keys.
  */
-export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Promise<void> {
+/** `daily`: the schedule's run (compress and policies too), not the one at start-up. */
+export async function runMaintenance(kt: Keytrail, o: { daily: boolean }): Promise<void> {
   const now = kt.clock.now();
   await ensurePartitionsAhead(kt.backgroundDatabase.db, now, 2);
   const report = await prune(kt.backgroundDatabase.db, {
@@ -33,6 +37,21 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
     },
     'maintenance: partitions ensured, retention applied',
   );
+  // On Citus: closed months to columnar storage (after prune: a month about to go is not
+  // copied). Daily only: a copy of a big month must not hold back ingest's start.
+  if (o.daily && (await columnarAvailable(kt.backgroundDatabase.db))) {
+    const compressed = await compressPartitions(kt.backgroundDatabase.db, { now, dryRun: false });
+    if (compressed.partitions.length + compressed.failed.length > 0 || compressed.skipped) {
+      kt.logger.info(
+        {
+          compressed: compressed.partitions.map((p) => p.name),
+          failed: compressed.failed,
+          skipped: compressed.skipped,
+        },
+        'maintenance: closed months compressed to columnar storage',
+      );
+    }
+  }
   const webhookMessages = await pruneWebhookMessages(
     kt.backgroundDatabase.db,
     new Date(now.getTime() - WEBHOOK_RETENTION_DAYS * 86_400_000),
@@ -45,7 +64,7 @@ export async function runMaintenance(kt: Keytrail, o: { policies: boolean }): Pr
   if (links > 0) kt.logger.info({ deleted: links }, 'maintenance: old export links deleted');
   // Only from the daily schedule, never at start-up (ingest must not wait for it, and a policy
   // acts once a day). After the expiry audit: an expired key is never revoked as dormant.
-  if (!o.policies) return;
+  if (!o.daily) return;
   const dormant = await kt.backgroundPolicies.runAll();
   kt.logger.info(
     { orgs: dormant.orgs, keys_acted_on: dormant.acted, orgs_skipped: dormant.skipped },

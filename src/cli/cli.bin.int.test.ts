@@ -71,7 +71,7 @@ describe('keytrail (the binary)', () => {
     const list = await runBinary(['partitions', 'list'], t.env);
     expect(list).toMatchObject({ code: 0, stderr: '' });
     expect(list.stdout).toMatch(
-      /^NAME\s+RANGE \(UTC, END EXCLUDED\)\s+ROWS \(APPROXIMATE\)\s+SIZE\n/,
+      /^NAME\s+RANGE \(UTC, END EXCLUDED\)\s+ROWS \(APPROXIMATE\)\s+SIZE\s+STORAGE\n/,
     );
     for (const name of report.created) expect(list.stdout).toContain(name);
   });

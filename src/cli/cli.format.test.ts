@@ -102,6 +102,7 @@ describe('command output', () => {
     detachPending: false,
     approxRows: 1234567,
     bytes: 3 * 1024 ** 2,
+    storage: 'row',
   };
 
   it('lists partitions with approximate rows, a pending detach and an unknown count', () => {
@@ -111,8 +112,20 @@ describe('command output', () => {
       { ...stats, name: 'odd', from: null, to: null },
     ]);
     const lines = text.split('\n').map((l) => l.split(/\s{2,}/));
-    expect(lines[0]).toEqual(['NAME', 'RANGE (UTC, END EXCLUDED)', 'ROWS (APPROXIMATE)', 'SIZE']);
-    expect(lines[1]).toEqual([stats.name, '2026-01-01 .. 2026-02-01', '1,234,567', '3.0 MiB']);
+    expect(lines[0]).toEqual([
+      'NAME',
+      'RANGE (UTC, END EXCLUDED)',
+      'ROWS (APPROXIMATE)',
+      'SIZE',
+      'STORAGE',
+    ]);
+    expect(lines[1]).toEqual([
+      stats.name,
+      '2026-01-01 .. 2026-02-01',
+      '1,234,567',
+      '3.0 MiB',
+      'row',
+    ]);
     expect(lines[2]?.slice(0, 3)).toEqual([
       'api_key_usage_events_2026_02 (detach pending)',
       '2026-01-01 .. 2026-02-01',

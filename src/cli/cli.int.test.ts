@@ -272,7 +272,7 @@ describe('dispatch', () => {
     [['keys'], 'keytrail: keys needs a command: create, dormant (see keytrail keys --help)'],
     [
       ['partitions'],
-      'keytrail: partitions needs a command: list, ensure (see keytrail partitions --help)',
+      'keytrail: partitions needs a command: list, ensure, compress (see keytrail partitions --help)',
     ],
     [['keys', 'revoke'], 'keytrail: unknown keys command: revoke (see keytrail keys --help)'],
     [['worker', 'now'], "keytrail: worker: Unexpected argument 'now'"],

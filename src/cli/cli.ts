@@ -28,9 +28,10 @@ commands:
                                             org:admin) and print it (shown once)
   keys dormant --org ID [--days N] [--json] [--revoke [--dry-run]]
                                             list (or revoke) the org's dormant keys
-  partitions list [--json]                  list the usage-event partitions (rows, size)
+  partitions list [--json]                  list the usage-event partitions (rows, size, storage)
   partitions ensure [--months-ahead N] [--json]
                                             create this month's partition and the N next ones
+  partitions compress [--dry-run] [--json]  on Citus: closed months to columnar storage
   prune [--retention-days N] [--dry-run] [--json]
                                             drop event partitions and rollups past retention,
                                             audit expired keys

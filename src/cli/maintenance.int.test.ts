@@ -251,6 +251,7 @@ describe('partitions', () => {
       approximate_rows: 30,
       size_bytes: expect.any(Number),
       detach_pending: false,
+      storage: 'row',
     });
     expect(row.size_bytes).toBeGreaterThan(8192);
     const names = json.partitions.map((p: { name: string }) => p.name);
@@ -264,6 +265,7 @@ describe('partitions', () => {
       `${new Date(month).toISOString().slice(0, 10)} .. ${row.to.slice(0, 10)}`,
       '30',
       expect.stringMatching(/^\d+\.\d KiB$/),
+      'row',
     ]);
     expect(text.split('\n').find((l) => l.startsWith(monthsFromNow(4)))).toMatch(/\s\?\s/);
     expect(text).toContain('ROWS (APPROXIMATE)');

@@ -7,6 +7,11 @@ import { intFlag, parseFlags } from './cli.args.ts';
 import { HELP_LINE, type Command, type Group } from './cli.command.ts';
 import { bytes, count, dayOrTime, isoOrNull, table } from './cli.format.ts';
 import { withKeytrail } from './cli.runtime.ts';
+import {
+  ColumnarUnavailable,
+  compressPartitions,
+  type CompressReport,
+} from '../usage/usage.compress.ts';
 
 const MAX_MONTHS_AHEAD = 24;
 
@@ -18,8 +23,9 @@ export function partitionsText(partitions: PartitionStats[]): string {
     `${dayOrTime(p.from)} .. ${dayOrTime(p.to)}`,
     p.approxRows === null ? '?' : count(p.approxRows),
     bytes(p.bytes),
+    p.storage,
   ]);
-  return `${table(['NAME', 'RANGE (UTC, END EXCLUDED)', 'ROWS (APPROXIMATE)', 'SIZE'], rows)}
+  return `${table(['NAME', 'RANGE (UTC, END EXCLUDED)', 'ROWS (APPROXIMATE)', 'SIZE', 'STORAGE'], rows)}
 rows: an estimate (pg_class.reltuples) from the last vacuum or analyze; ? before the first one
 `;
 }
@@ -29,12 +35,13 @@ const list: Command = {
   help: `usage: keytrail partitions list [--json]
 
 Lists the monthly partitions of the usage events, oldest first: name, range, approximate rows
-(PostgreSQL's estimate from the last vacuum or analyze, not a count) and size on disk (table,
-indexes and TOAST).
+(PostgreSQL's estimate from the last vacuum or analyze, not a count), size on disk (table,
+indexes and TOAST) and storage (row, or columnar once compressed on Citus).
 
 options:
   --json                print {"partitions": [{"name", "from", "to", "approximate_rows",
-                        "size_bytes", "detach_pending"}]} (approximate_rows null: not analyzed yet)
+                        "size_bytes", "detach_pending", "storage"}]} (approximate_rows null: not
+                        analyzed yet)
 ${HELP_LINE}
 `,
   async run(args, io) {
@@ -50,6 +57,7 @@ ${HELP_LINE}
         approximate_rows: p.approxRows,
         size_bytes: p.bytes,
         detach_pending: p.detachPending,
+        storage: p.storage,
       })),
     };
     io.stdout.write(values.json ? `${JSON.stringify(json)}\n` : partitionsText(partitions));
@@ -92,6 +100,70 @@ ${HELP_LINE}
   },
 };
 
+const compress: Command = {
+  name: 'partitions compress',
+  help: `usage: keytrail partitions compress [--dry-run] [--json]
+
+On Citus: rebuilds each closed month's partition (one that ended more than 8 days ago: past the
+7-day window of reported events, with a day to spare) in Citus's columnar storage, oldest first,
+and prints each with its size before and after. The worker does the same daily. Ingest never
+waits on the copy; the swap waits at most 5 s for the events table, and is tried 3 times. Reads
+of a month work the same in either storage. On PostgreSQL without Citus it changes nothing and
+exits 1.
+
+options:
+  --dry-run             print what would be compressed, change nothing
+  --json                print {"partitions": [{"name", "size_bytes_before", "size_bytes_after",
+                        "seconds"}], "failed": [{"name", "error"}], "dry_run", "skipped"}
+exit status: 0 done (or nothing to do), 1 no columnar storage here, or a partition failed
+${HELP_LINE}
+`,
+  async run(args, io) {
+    const values = parseFlags('partitions compress', args, {
+      'dry-run': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    });
+    const dryRun = values['dry-run'];
+    let report: CompressReport;
+    try {
+      report = await withKeytrail(io, (kt) =>
+        compressPartitions(kt.backgroundDatabase.db, { now: kt.clock.now(), dryRun }),
+      );
+    } catch (error) {
+      if (!(error instanceof ColumnarUnavailable)) throw error;
+      io.stderr.write(`keytrail: ${error.message}\n`);
+      return 1;
+    }
+    const json = {
+      partitions: report.partitions.map((p) => ({
+        name: p.name,
+        size_bytes_before: p.bytesBefore,
+        size_bytes_after: p.bytesAfter,
+        seconds: Number(p.seconds.toFixed(3)),
+      })),
+      failed: report.failed,
+      dry_run: report.dryRun,
+      skipped: report.skipped,
+    };
+    io.stdout.write(values.json ? `${JSON.stringify(json)}\n` : compressText(report));
+    return report.failed.length > 0 ? 1 : 0;
+  },
+};
+
+/** The text of `partitions compress`. */
+export function compressText(report: CompressReport): string {
+  if (report.skipped) return 'another prune or compress is running; nothing done\n';
+  const verb = report.dryRun ? 'would compress' : 'compressed';
+  const lines = report.partitions.map((p) =>
+    p.bytesAfter === null
+      ? `${verb}  ${p.name}  (${bytes(p.bytesBefore)})`
+      : `${verb}  ${p.name}  ${bytes(p.bytesBefore)} -> ${bytes(p.bytesAfter)}  in ${p.seconds.toFixed(1)} s`,
+  );
+  for (const f of report.failed) lines.push(`left in row storage  ${f.name}: ${f.error}`);
+  if (lines.length === 0) lines.push('no closed month in row storage; nothing to compress');
+  return `${lines.join('\n')}\n`;
+}
+
 export const partitionsCommands: Group = {
   name: 'partitions',
   help: `usage: keytrail partitions <command>
@@ -99,6 +171,7 @@ export const partitionsCommands: Group = {
 commands:
   list [--json]                          list the usage-event partitions with rows and size
   ensure [--months-ahead N] [--json]     create this month's partition and the N next ones
+  compress [--dry-run] [--json]          on Citus: closed months to columnar storage
 `,
-  commands: [list, ensure],
+  commands: [list, ensure, compress],
 };

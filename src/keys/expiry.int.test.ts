@@ -48,8 +48,8 @@ describe('auditing expired keys', () => {
     const org = await createOrg(app.client, 'Maintained');
     await expiredKeys(org.orgId, 3);
     await createMonthPartition(app.kt.database.db, 2023, 2);
-    await runMaintenance(app.kt, { policies: true });
-    await runMaintenance(app.kt, { policies: true });
+    await runMaintenance(app.kt, { daily: true });
+    await runMaintenance(app.kt, { daily: true });
     expect(await auditCounts(org.orgId)).toEqual({ entries: 3, keys: 3 });
     const lines = app.logs
       .filter((l) => l.includes('maintenance: partitions ensured'))

@@ -234,9 +234,9 @@ describe('start-up maintenance', () => {
     await ageKeys(org, 10);
     await use(org.adminKey, org.adminKeyId);
     await setPolicy(org, { enabled: true, after_days: 7, action: 'revoke' });
-    await runMaintenance(tracked.app.kt, { policies: false });
+    await runMaintenance(tracked.app.kt, { daily: false });
     expect(await audits(org, 'key.revoked')).toEqual([]);
-    await runMaintenance(tracked.app.kt, { policies: true });
+    await runMaintenance(tracked.app.kt, { daily: true });
     expect((await audits(org, 'key.revoked')).map((a) => a.target_id)).toEqual([idle.id]);
   });
 });

@@ -9,12 +9,15 @@ import {
   partitionName,
   pruneWatermark,
   storedRoutes,
+  insertEventsAsGiven,
   insertEventsSkippingStored,
+  storedEvents,
   upsertPeriods,
   upsertRoutes,
   upsertTotals,
 } from './usage.queries.ts';
 import { identity, rowCount, selectRows, type Batch } from './usage.batch.ts';
+import { columnarPartitions } from './compress.queries.ts';
 import { decodePayload, encodePayload } from './usage.jobs.ts';
 import { OUTCOMES, type UsageEvent } from './usage.types.ts';
 import {
@@ -77,15 +80,42 @@ async function storeNew(tx: RawTransaction, batch: Batch): Promise<Batch> {
   }
   await tx.exec('rollback to savepoint store_events');
   const events = decodePayload(batch);
-  const rows = await tx.run(insertEventsSkippingStored(events));
-  const inserted = new Set(
-    rows.map((r) => identity(r.org_id, r.event_id, r.occurred_at.getTime())),
-  );
+  const rows = await insertSkippingStored(tx, events);
+  const inserted = new Set(rows.map(idOf));
   // Each inserted row once: one event sent twice in two letter cases is one row.
   return selectRows(batch, (i) => {
     const e = events[i];
     return e !== undefined && inserted.delete(identity(e.orgId, e.eventId, e.occurredAt));
   });
+}
+
+const idOf = (r: { org_id: string; event_id: string; occurred_at: Date }): string =>
+  identity(r.org_id, r.event_id, r.occurred_at.getTime());
+
+/**
+ * The fallback's insert. Months in columnar storage (`partitions compress`, on Citus) take no
+ * ON CONFLICT for new rows: their events are looked up first and only the unstored ones, each
+ * once, inserted. Row months keep ON CONFLICT DO NOTHING. A catalog read decides, only here.
+ */
+async function insertSkippingStored(tx: RawTransaction, events: UsageEvent[]) {
+  const columnar = new Set((await tx.run(columnarPartitions())).map((p) => p.name));
+  const inColumnar = (e: UsageEvent) => {
+    const at = new Date(e.occurredAt);
+    return columnar.has(partitionName(at.getUTCFullYear(), at.getUTCMonth() + 1));
+  };
+  const compressed = columnar.size === 0 ? [] : events.filter(inColumnar);
+  const row = compressed.length === 0 ? events : events.filter((e) => !inColumnar(e));
+  const rows = row.length === 0 ? [] : await tx.run(insertEventsSkippingStored(row));
+  if (compressed.length === 0) return rows;
+  const seen = new Set((await tx.run(storedEvents(compressed))).map(idOf));
+  const fresh = compressed.filter((e) => {
+    const id = identity(e.orgId, e.eventId, e.occurredAt);
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+  if (fresh.length > 0) rows.push(...(await tx.run(insertEventsAsGiven(fresh))));
+  return rows;
 }
 
 const DEAD_KEY = new Set([OUTCOMES.indexOf('revoked'), OUTCOMES.indexOf('expired')]);

@@ -7,7 +7,7 @@ import { OUTCOMES, type UsageEvent } from './usage.types.ts';
 
 type Db = Kysely<DB>;
 
-const PARENT = 'api_key_usage_events';
+export const PARENT = 'api_key_usage_events';
 export const partitionName = (year: number, month: number): string =>
   `${PARENT}_${year}_${String(month).padStart(2, '0')}`;
 
@@ -94,6 +94,8 @@ export type PartitionStats = {
   approxRows: number | null;
   /** Table, indexes and TOAST. */
   bytes: number;
+  /** `row` (PostgreSQL's heap) or `columnar` (Citus's, `partitions compress`). */
+  storage: string;
 };
 
 // pg_get_expr renders a range bound as FOR VALUES FROM ('2026-01-01 00:00:00+00') TO (...).
@@ -116,8 +118,10 @@ export async function partitionStats(db: Db): Promise<PartitionStats[]> {
   const bytes = citus ? sql`citus_total_relation_size(c.oid)` : sql`pg_total_relation_size(c.oid)`;
   const { rows } = await sql<PartitionStats>`
     select c.relname as name, b.m[1]::timestamptz as "from", b.m[2]::timestamptz as "to",
-      i.inhdetachpending as "detachPending", ${approxRows} as "approxRows", ${bytes} as bytes
+      i.inhdetachpending as "detachPending", ${approxRows} as "approxRows", ${bytes} as bytes,
+      case a.amname when 'heap' then 'row' else a.amname end as storage
     from pg_inherits i join pg_class c on c.oid = i.inhrelid
+    join pg_am a on a.oid = c.relam
     cross join lateral (
       select regexp_match(pg_get_expr(c.relpartbound, c.oid), ${RANGE_BOUND_RE}) as m
     ) b
@@ -251,6 +255,25 @@ export function encodeEventsCopy(b: Batch): Buffer[] {
 export function insertEventsSkippingStored(
   events: readonly UsageEvent[],
 ): RawBuilder<{ org_id: string; event_id: string; occurred_at: Date }> {
+  return insertEvents(events, sql`on conflict do nothing`);
+}
+
+/**
+ * Inserts events as they are: for a month in columnar storage, which has no ON CONFLICT for new
+ * rows (Citus: "columnar_tuple_insert_speculative not implemented"). The caller leaves out the
+ * stored ones (storedEvents) and the batch's repeats; one stored meanwhile by a racing
+ * transaction fails the insert on the primary key, and the job with it (retried).
+ */
+export function insertEventsAsGiven(
+  events: readonly UsageEvent[],
+): RawBuilder<{ org_id: string; event_id: string; occurred_at: Date }> {
+  return insertEvents(events, sql``);
+}
+
+function insertEvents(
+  events: readonly UsageEvent[],
+  onConflict: RawBuilder<unknown>,
+): RawBuilder<{ org_id: string; event_id: string; occurred_at: Date }> {
   const col = <T>(f: (e: UsageEvent) => T): T[] => events.map(f);
   return sql<{ org_id: string; event_id: string; occurred_at: Date }>`
     insert into api_key_usage_events
@@ -261,8 +284,25 @@ export function insertEventsSkippingStored(
       ${col((e) => e.route)}::text[], ${col((e) => e.status)}::smallint[],
       ${col((e) => e.latencyMs)}::real[], ${col((e) => e.ip)}::inet[],
       ${col((e) => e.userAgent)}::text[], ${col((e) => e.outcome)}::text[])
-    on conflict do nothing
+    ${onConflict}
     returning org_id, event_id, occurred_at`;
+}
+
+/**
+ * Which of these events are stored: a superset read by their orgs, ids and time span (one index
+ * range per org on Citus's shards, no join with a function), narrowed by the caller.
+ */
+export function storedEvents(
+  events: readonly UsageEvent[],
+): RawBuilder<{ org_id: string; event_id: string; occurred_at: Date }> {
+  let [first, last] = [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  for (const e of events)
+    [first, last] = [Math.min(first, e.occurredAt), Math.max(last, e.occurredAt)];
+  return sql<{ org_id: string; event_id: string; occurred_at: Date }>`
+    select org_id, event_id, occurred_at from api_key_usage_events
+    where org_id = any(${[...new Set(events.map((e) => e.orgId))]}::uuid[])
+      and occurred_at between ${new Date(first)} and ${new Date(last)}
+      and event_id = any(${events.map((e) => e.eventId)}::uuid[])`;
 }
 
 type Element = string | number | Date | null;

@@ -113,7 +113,7 @@ describe('webhook secret rotation', { timeout: 60_000 }, () => {
       clock.advance(12 * HOUR);
       await rotate(org, id);
       clock.advance(13 * HOUR);
-      await runMaintenance(app.kt, { policies: false });
+      await runMaintenance(app.kt, { daily: false });
       // The first overlap ended an hour ago; the second has 11 hours to go.
       const [second, ...more] = await left();
       expect(more).toEqual([]);

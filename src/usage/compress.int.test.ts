@@ -1,0 +1,274 @@
+/**
+ * Columnar history (SPEC §12): closed months rebuilt in columnar storage and swapped in, with
+ * every read and write of a month working the same across row and columnar partitions. On the
+ * Citus cluster (`make test-citus`) this is Citus's columnar; on plain PostgreSQL a stand-in
+ * access method named `columnar` (PostgreSQL's heap under another name) runs the same code.
+ */
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { cliEnv, runInProcess } from '../testing/cli.ts';
+import { withDatabase } from '../testing/databases.ts';
+import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
+import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
+import { closePartition, columnarAvailable, reopenPartition } from './compress.queries.ts';
+import { compressPartitions } from './usage.compress.ts';
+import { createIngester } from './usage.ingest.ts';
+import { partitionName, partitionStats } from './usage.queries.ts';
+import { rebuildRollups } from './usage.rebuild.ts';
+import { prune } from './usage.prune.ts';
+import { runMaintenance } from '../../workers/maintenance.ts';
+import type { UsageEvent } from './usage.types.ts';
+
+const dbUrl = useTestDatabase();
+let app: TestApp;
+let org: TestOrg;
+
+// Months counted from this test's "now": the 4th of the current month, so last month ended
+// 3 days ago (open: within the 7-day report window) and the ones before are closed.
+const base = new Date();
+const monthStart = (back: number) =>
+  new Date(Date.UTC(base.getUTCFullYear(), base.getUTCMonth() - back, 1));
+const now = new Date(monthStart(0).getTime() + 3 * 86_400_000);
+const nameOf = (back: number) => {
+  const d = monthStart(back);
+  return partitionName(d.getUTCFullYear(), d.getUTCMonth() + 1);
+};
+
+beforeAll(async () => {
+  // Nothing pruned by the daily maintenance here: months of the last half year stay.
+  app = await startTestApp(dbUrl(), { config: { retentionDays: 3650 } });
+  const db = app.kt.database.db;
+  if (!(await columnarAvailable(db))) {
+    await sql`create access method columnar type table handler heap_tableam_handler`.execute(db);
+  }
+  org = await createOrg(app.client, 'Columnar');
+});
+afterAll(async () => app.close());
+
+function events(key: TestKey, back: number, count: number, offsetMs = 0): UsageEvent[] {
+  const start = monthStart(back).getTime() + 86_400_000 + offsetMs;
+  return Array.from({ length: count }, (_, i) => ({
+    eventId: uuidv7(),
+    orgId: org.orgId,
+    keyId: key.id,
+    occurredAt: start + i * 60_000,
+    method: i % 3 === 0 ? 'POST' : 'GET',
+    route: `/v1/things/${i % 4 === 0 ? ':id' : 'list'}`,
+    status: i % 10 === 0 ? 500 : 200,
+    latencyMs: Math.fround(((i * 37) % 900) / 3),
+    ip: `10.2.0.${i % 250}`,
+    userAgent: 'Mozilla/5.0 (compress test)',
+    outcome: 'success',
+  }));
+}
+
+const storage = async () =>
+  new Map((await partitionStats(app.kt.database.db)).map((p) => [p.name, p.storage]));
+
+const requests = async (keyId: string) =>
+  (
+    await app.kt.database.db
+      .selectFrom('api_key_usage_totals')
+      .select('request_count')
+      .where('org_id', '=', org.orgId)
+      .where('key_id', '=', keyId)
+      .executeTakeFirst()
+  )?.request_count ?? 0;
+
+/** Every raw event of a key, through the API's pages (oldest month included). */
+async function rawEventIds(key: TestKey): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const params = new URLSearchParams({
+      key_id: key.id,
+      from: monthStart(6).toISOString(),
+      limit: '70',
+    });
+    if (cursor) params.set('cursor', cursor);
+    const res = await app.client.get(`/api/orgs/${org.orgId}/usage-events?${params.toString()}`, {
+      key: org.adminKey,
+    });
+    expect(res.status).toBe(200);
+    ids.push(...(res.body.data as { event_id: string }[]).map((e) => e.event_id));
+    cursor = res.body.next_cursor as string | null;
+  } while (cursor);
+  return ids;
+}
+
+describe('partitions compress', () => {
+  it('compresses closed months only; raw-event pages, exports, replays and rollups rebuild work across both storages', async () => {
+    const key = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database);
+    const old = events(key, 2, 100);
+    const recent = events(key, 1, 50);
+    await ingester.ingest(old);
+    await ingester.ingest(recent);
+
+    const dry = await compressPartitions(app.kt.backgroundDatabase.db, { now, dryRun: true });
+    const planned = dry.partitions.map((p) => p.name);
+    expect(planned).toContain(nameOf(2));
+    expect(planned).not.toContain(nameOf(1));
+    expect((await storage()).get(nameOf(2))).toBe('row');
+
+    const report = await compressPartitions(app.kt.backgroundDatabase.db, { now, dryRun: false });
+    expect(report.failed).toEqual([]);
+    const done = report.partitions.find((p) => p.name === nameOf(2));
+    expect(done?.bytesAfter).toBeGreaterThan(0);
+    const after = await storage();
+    expect(after.get(nameOf(2))).toBe('columnar');
+    expect(after.get(nameOf(1))).toBe('row');
+    // The same indexes as a row month's, under the same names.
+    const { rows: indexes } = await sql<{ name: string; def: string }>`
+      select indexname as name, indexdef as def from pg_indexes
+      where tablename in (${nameOf(2)}, ${nameOf(1)}) order by indexname`.execute(
+      app.kt.database.db,
+    );
+    const shape = (n: string) =>
+      indexes
+        .filter((i) => i.name.startsWith(n))
+        .map((i) => i.def.replaceAll(n, 'P'))
+        .sort();
+    expect(shape(nameOf(2))).toEqual(shape(nameOf(1)));
+    expect(shape(nameOf(2))).toHaveLength(2);
+
+    // Reads: the key's raw-event pages run oldest first through both months.
+    const expected = [...old, ...recent].sort((a, b) => a.occurredAt - b.occurredAt);
+    expect(await rawEventIds(key)).toEqual(expected.map((e) => e.eventId));
+    // A CSV export of the closed month alone.
+    const csv = await app.client.get(
+      `/api/orgs/${org.orgId}/usage-events?${new URLSearchParams({
+        key_id: key.id,
+        from: monthStart(2).toISOString(),
+        to: monthStart(1).toISOString(),
+        format: 'csv',
+      }).toString()}`,
+      { key: org.adminKey },
+    );
+    expect(csv.status).toBe(200);
+    expect(csv.text.trim().split('\n')).toHaveLength(1 + old.length);
+
+    // Replays into the columnar month: stored events are skipped, new ones stored, once.
+    expect(await requests(key.id)).toBe(150);
+    const more = events(key, 2, 10, 86_400_000);
+    await ingester.ingest([...old.slice(0, 30), ...more, more[0] as UsageEvent]);
+    await ingester.ingest(old);
+    expect(await requests(key.id)).toBe(160);
+    expect(await rawEventIds(key)).toHaveLength(160);
+
+    // Rollups rebuilt from the raw events of both months: the same counts.
+    const day = (d: Date) => d.toISOString().slice(0, 10);
+    await rebuildRollups(app.kt.database.db, day(monthStart(2)), day(now));
+    const { rows: daily } = await sql<{ n: number }>`select sum(requests)::int as n
+      from api_key_usage_daily where org_id = ${org.orgId} and key_id = ${key.id}`.execute(
+      app.kt.database.db,
+    );
+    expect(daily[0]?.n).toBe(160);
+
+    // A second run finds nothing left to compress.
+    const again = await compressPartitions(app.kt.backgroundDatabase.db, { now, dryRun: true });
+    expect(again.partitions.map((p) => p.name)).not.toContain(nameOf(2));
+  });
+
+  it('refuses new rows of a month while it is copied; its job is retried and stored once after', async () => {
+    const key = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database);
+    const batch = events(key, 3, 20);
+    await ingester.ingest(batch.slice(0, 10));
+    await closePartition(app.kt.database.db, nameOf(3));
+    await expect(ingester.ingest(batch)).rejects.toThrow();
+    expect(await requests(key.id)).toBe(10);
+    const report = await compressPartitions(app.kt.backgroundDatabase.db, { now, dryRun: false });
+    expect(report.partitions.map((p) => p.name)).toContain(nameOf(3));
+    await ingester.ingest(batch);
+    expect(await requests(key.id)).toBe(20);
+  });
+
+  it('leaves a month it cannot swap in row storage, open, with no copy behind', async () => {
+    const key = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database);
+    await ingester.ingest(events(key, 4, 10));
+    // A lock on the events table itself (not its months): the copy is built, and the swap's
+    // DETACH waits for it past its lock timeout, twice.
+    const reader = new pg.Client({ connectionString: dbUrl() });
+    await reader.connect();
+    try {
+      await reader.query('begin');
+      await reader.query('lock table only api_key_usage_events in access share mode');
+      const report = await compressPartitions(app.kt.backgroundDatabase.db, {
+        now,
+        dryRun: false,
+        swapLockTimeoutMs: 100,
+        swapAttempts: 2,
+      });
+      expect(report.failed.map((f) => f.name)).toContain(nameOf(4));
+      expect(report.failed[0]?.error).toMatch(/lock/i);
+    } finally {
+      await reader.query('rollback');
+      await reader.end();
+    }
+    expect((await storage()).get(nameOf(4))).toBe('row');
+    const { rows } = await sql<{ n: number }>`select
+      (select count(*) from pg_class where relname = ${`${nameOf(4)}_c`})::int
+      + (select count(*) from pg_constraint where conname = ${`${nameOf(4)}_closed`})::int as n`.execute(
+      app.kt.database.db,
+    );
+    expect(rows[0]?.n).toBe(0);
+    // Open: its month takes new events again.
+    await ingester.ingest(events(key, 4, 5, 86_400_000));
+    expect(await requests(key.id)).toBe(15);
+    await reopenPartition(app.kt.database.db, nameOf(4));
+  });
+
+  it('is run by the daily maintenance, not the one at start-up', async () => {
+    // The month the last test left in row storage (closed by any clock).
+    expect((await storage()).get(nameOf(4))).toBe('row');
+    await runMaintenance(app.kt, { daily: false });
+    expect((await storage()).get(nameOf(4))).toBe('row');
+    await runMaintenance(app.kt, { daily: true });
+    expect((await storage()).get(nameOf(4))).toBe('columnar');
+    expect((await storage()).get(nameOf(0))).toBe('row');
+  });
+
+  it('prints what it would do (text and JSON) and lists storage; exits 1 without columnar storage', async () => {
+    const env = cliEnv(dbUrl());
+    const dry = await runInProcess(['partitions', 'compress', '--dry-run', '--json'], env);
+    expect(dry.code).toBe(0);
+    const json = JSON.parse(dry.stdout) as { dry_run: boolean; partitions: unknown[] };
+    expect(json).toMatchObject({ dry_run: true, skipped: false, failed: [] });
+    const text = await runInProcess(['partitions', 'compress', '--dry-run'], env);
+    expect(text.stdout).toMatch(/would compress|nothing to compress/);
+    const list = await runInProcess(['partitions', 'list'], env);
+    expect(list.stdout).toContain('STORAGE');
+    expect(list.stdout).toMatch(/ columnar\n| row\n/);
+    // A database without Citus's columnar access method.
+    const scratch = `keytrail_nocol_${randomBytes(4).toString('hex')}`;
+    await withDatabase(inject('serverUrl'), scratch, async (url) => {
+      const res = await runInProcess(['partitions', 'compress'], cliEnv(url));
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain('columnar storage needs Citus');
+    });
+  });
+  it('lets prune drop columnar months like row ones', async () => {
+    const key = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database);
+    await ingester.ingest(events(key, 5, 10));
+    const recent = events(key, 1, 10);
+    await ingester.ingest(recent);
+    await compressPartitions(app.kt.backgroundDatabase.db, { now, dryRun: false });
+    expect((await storage()).get(nameOf(5))).toBe('columnar');
+    const pruned = await prune(app.kt.backgroundDatabase.db, {
+      now,
+      retentionDays: Math.ceil((now.getTime() - monthStart(1).getTime()) / 86_400_000),
+      hourlyRetentionDays: 10_000,
+      rollupRetentionDays: 10_000,
+      dryRun: false,
+    });
+    expect(pruned.partitions.map((p) => p.name)).toContain(nameOf(5));
+    expect((await storage()).has(nameOf(5))).toBe(false);
+    expect(await rawEventIds(key)).toEqual(recent.map((e) => e.eventId));
+  });
+});
