@@ -64,5 +64,5 @@ bench-quick: install ## all benchmarks, small sizes (< 3 min); writes docs/bench
 bench-pipeline: install ## the JavaScript cost of each layer of a request, in-process (no sockets)
 	$(NODE) bench/pipeline.ts
 
-bench-%: install ## one scenario at full size: bench-auth, bench-ingest, bench-freshness, bench-reads, bench-prune, bench-ui, bench-migration, bench-migration-0014, bench-serve, bench-scaling, bench-isolation, bench-limits
+bench-%: install ## one scenario at full size: bench-auth, bench-ingest, bench-freshness, bench-reads, bench-prune, bench-ui, bench-migration, bench-migration-0014, bench-serve, bench-scaling, bench-isolation, bench-limits, bench-citus (starts the local cluster)
 	$(NODE) bench/run.ts $* --no-write

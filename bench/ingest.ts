@@ -112,7 +112,7 @@ const startWorker = (url: string) =>
  * The pipeline, timed until every event is counted. `split`: the events are all queued first and
  * the worker starts after, so Postgres's CPU is read for each half (`enqueueUs`: sending the jobs).
  */
-async function pipelineRun(
+export async function pipelineRun(
   url: string,
   orgId: string,
   events: UsageEvent[],

@@ -46,6 +46,18 @@ export async function freshDatabase(name: string): Promise<Db> {
   await adminQuery(server.url, `drop database if exists "${name}" with (force)`);
   await adminQuery(server.url, `create database "${name}"`);
   const url = databaseUrl(server.url, name);
+  await prepareDatabase(url);
+  return {
+    url,
+    async stop() {
+      await server.stop();
+      await rm(`/tmp/keytrail-bench-${process.pid}`, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Migrated, with this month's partition and the next two, and pg-boss's queues. */
+export async function prepareDatabase(url: string): Promise<void> {
   const db = kysely(url);
   await migrateToLatest(db);
   await ensurePartitionsAhead(db as never, new Date(), 2);
@@ -57,13 +69,6 @@ export async function freshDatabase(name: string): Promise<Db> {
   });
   await ensureQueues(boss, QUEUES);
   await boss.stop({ graceful: false, close: true });
-  return {
-    url,
-    async stop() {
-      await server.stop();
-      await rm(`/tmp/keytrail-bench-${process.pid}`, { recursive: true, force: true });
-    },
-  };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- scenarios write raw SQL on any table

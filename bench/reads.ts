@@ -83,7 +83,7 @@ export async function buildRollups(url: string, orgId: string): Promise<number> 
   return seconds;
 }
 
-async function timed(base: string, key: string, paths: string[]): Promise<number[]> {
+export async function timed(base: string, key: string, paths: string[]): Promise<number[]> {
   const out: number[] = [];
   for (const path of paths) {
     const t = performance.now();

@@ -15,6 +15,7 @@ import { scalingScenario } from './scaling.ts';
 import { uiScenario } from './ui.ts';
 import { isolationScenario } from './isolation.ts';
 import { limitsScenario } from './limits.ts';
+import { citusScenario } from './citus.ts';
 import { freshDatabase, machine, quick, type Section } from './lib.ts';
 
 const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
@@ -30,6 +31,7 @@ const SCENARIOS: Record<string, (url: string) => Promise<Section>> = {
   ui: uiScenario,
   isolation: isolationScenario,
   limits: limitsScenario,
+  citus: citusScenario,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));

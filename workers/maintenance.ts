@@ -16,6 +16,12 @@ import {
  * closed months go to columnar storage; then each org's dormant-key policy notifies about or
  * revokes its dormant keys.
  */
+/**
+ * Compress starts no month past this (the daily job's pg-boss deadline is an hour; a first run
+ * over years of history continues day after day, newest months first).
+ */
+const COMPRESS_SECONDS_PER_DAY = 20 * 60;
+
 /** `daily`: the schedule's run (compress and policies too), not the one at start-up. */
 export async function runMaintenance(kt: Keytrail, o: { daily: boolean }): Promise<void> {
   const now = kt.clock.now();
@@ -40,7 +46,11 @@ export async function runMaintenance(kt: Keytrail, o: { daily: boolean }): Promi
   // On Citus: closed months to columnar storage (after prune: a month about to go is not
   // copied). Daily only: a copy of a big month must not hold back ingest's start.
   if (o.daily && (await columnarAvailable(kt.backgroundDatabase.db))) {
-    const compressed = await compressPartitions(kt.backgroundDatabase.db, { now, dryRun: false });
+    const compressed = await compressPartitions(kt.backgroundDatabase.db, {
+      now,
+      dryRun: false,
+      maxSeconds: COMPRESS_SECONDS_PER_DAY,
+    });
     if (compressed.partitions.length + compressed.failed.length > 0 || compressed.skipped) {
       kt.logger.info(
         {

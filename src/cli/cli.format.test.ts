@@ -103,6 +103,7 @@ describe('command output', () => {
     approxRows: 1234567,
     bytes: 3 * 1024 ** 2,
     storage: 'row',
+    closed: false,
   };
 
   it('lists partitions with approximate rows, a pending detach and an unknown count', () => {
@@ -110,6 +111,7 @@ describe('command output', () => {
       stats,
       { ...stats, name: 'api_key_usage_events_2026_02', detachPending: true, approxRows: null },
       { ...stats, name: 'odd', from: null, to: null },
+      { ...stats, name: 'api_key_usage_events_2026_03', closed: true },
     ]);
     const lines = text.split('\n').map((l) => l.split(/\s{2,}/));
     expect(lines[0]).toEqual([
@@ -132,6 +134,7 @@ describe('command output', () => {
       '?',
     ]);
     expect(lines[3]?.[1]).toBe('? .. ?');
+    expect(lines[4]?.[0]).toBe('api_key_usage_events_2026_03 (closed to new rows)');
     expect(partitionsText([])).toBe('no partitions\n');
   });
 

@@ -19,7 +19,11 @@ const MAX_MONTHS_AHEAD = 24;
 export function partitionsText(partitions: PartitionStats[]): string {
   if (partitions.length === 0) return 'no partitions\n';
   const rows = partitions.map((p) => [
-    p.detachPending ? `${p.name} (detach pending)` : p.name,
+    p.detachPending
+      ? `${p.name} (detach pending)`
+      : p.closed
+        ? `${p.name} (closed to new rows)`
+        : p.name,
     `${dayOrTime(p.from)} .. ${dayOrTime(p.to)}`,
     p.approxRows === null ? '?' : count(p.approxRows),
     bytes(p.bytes),
@@ -40,8 +44,9 @@ indexes and TOAST) and storage (row, or columnar once compressed on Citus).
 
 options:
   --json                print {"partitions": [{"name", "from", "to", "approximate_rows",
-                        "size_bytes", "detach_pending", "storage"}]} (approximate_rows null: not
-                        analyzed yet)
+                        "size_bytes", "detach_pending", "storage", "closed"}]} (approximate_rows
+                        null: not analyzed yet; closed: a compress stopped half-way left the month
+                        closed to new rows, and the next compress opens it)
 ${HELP_LINE}
 `,
   async run(args, io) {
@@ -58,6 +63,7 @@ ${HELP_LINE}
         size_bytes: p.bytes,
         detach_pending: p.detachPending,
         storage: p.storage,
+        closed: p.closed,
       })),
     };
     io.stdout.write(values.json ? `${JSON.stringify(json)}\n` : partitionsText(partitions));
@@ -105,11 +111,12 @@ const compress: Command = {
   help: `usage: keytrail partitions compress [--dry-run] [--json]
 
 On Citus: rebuilds each closed month's partition (one that ended more than 8 days ago: past the
-7-day window of reported events, with a day to spare) in Citus's columnar storage, oldest first,
-and prints each with its size before and after. The worker does the same daily. Ingest never
-waits on the copy; the swap waits at most 5 s for the events table, and is tried 3 times. Reads
-of a month work the same in either storage. On PostgreSQL without Citus it changes nothing and
-exits 1.
+7-day window of reported events, with a day to spare) in Citus's columnar storage, newest first,
+and prints each with its size before and after. The worker does the same daily (at most 20
+minutes a day). The copy is built while the month stays open; the month is then closed to new
+rows for the rest of the copy and the swap (a replayed job of that month fails and is retried),
+and the swap waits at most 5 s for its locks, 3 times. Reads of a month work the same in either
+storage. On PostgreSQL without Citus it changes nothing and exits 1.
 
 options:
   --dry-run             print what would be compressed, change nothing

@@ -164,7 +164,7 @@ export function createAnalyticsService(deps: {
       q.keyTotals(db, orgId, keyId),
       q.todayAndMonth(db, orgId, keyId, clock.now()),
       q.topEndpoints(db, orgId, keyId, dayFrom, dayTo),
-      recentEvents(db, orgId, keyId, 20),
+      recentEvents(db, orgId, keyId, 20, clock.now()),
       dataAsOf(),
     ]);
     const byStart = new Map(periods.map((p) => [p.start.getTime(), p]));

@@ -13,7 +13,7 @@ import { cliEnv, runInProcess } from '../testing/cli.ts';
 import { withDatabase } from '../testing/databases.ts';
 import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
 import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
-import { closePartition, columnarAvailable, reopenPartition } from './compress.queries.ts';
+import { closePartition, columnarAvailable } from './compress.queries.ts';
 import { compressPartitions } from './usage.compress.ts';
 import { createIngester } from './usage.ingest.ts';
 import { partitionName, partitionStats } from './usage.queries.ts';
@@ -173,6 +173,30 @@ describe('partitions compress', () => {
     expect(again.partitions.map((p) => p.name)).not.toContain(nameOf(2));
   });
 
+  it("shows a key's latest events across the last days and older, columnar, months", async () => {
+    const key = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database);
+    const old = events(key, 2, 30, 3 * 86_400_000);
+    const fresh = events(key, 0, 5).map((e, i) => ({
+      ...e,
+      occurredAt: Date.now() - (i + 1) * 60_000,
+    }));
+    await ingester.ingest([...old, ...fresh]);
+    expect((await storage()).get(nameOf(2))).toBe('columnar');
+    const latest = async () => {
+      const res = await app.client.get(
+        `/api/orgs/${org.orgId}/api-keys/${key.id}/usage?from=${monthStart(3).toISOString()}`,
+        { key: org.adminKey },
+      );
+      expect(res.status).toBe(200);
+      return (res.body.recent_events as { event_id: string }[]).map((e) => e.event_id);
+    };
+    const newestFirst = (list: UsageEvent[]) =>
+      [...list].sort((a, b) => b.occurredAt - a.occurredAt).map((e) => e.eventId);
+    // 5 from the last days, then the 15 newest of the columnar month.
+    expect(await latest()).toEqual([...newestFirst(fresh), ...newestFirst(old).slice(0, 15)]);
+  });
+
   it('refuses new rows of a month while it is copied; its job is retried and stored once after', async () => {
     const key = await createKey(app.client, org);
     const ingester = createIngester(app.kt.database);
@@ -220,17 +244,80 @@ describe('partitions compress', () => {
     // Open: its month takes new events again.
     await ingester.ingest(events(key, 4, 5, 86_400_000));
     expect(await requests(key.id)).toBe(15);
-    await reopenPartition(app.kt.database.db, nameOf(4));
+    // A long read of the month itself (an export): closing it waits past its timeout, twice.
+    const exporter = new pg.Client({ connectionString: dbUrl() });
+    await exporter.connect();
+    try {
+      await exporter.query('begin');
+      await exporter.query(`select count(*) from ${nameOf(4)}`);
+      const report = await compressPartitions(app.kt.backgroundDatabase.db, {
+        now,
+        dryRun: false,
+        swapLockTimeoutMs: 100,
+        swapAttempts: 2,
+      });
+      expect(report.failed.map((f) => f.name)).toContain(nameOf(4));
+      const after = (await partitionStats(app.kt.database.db)).find((p) => p.name === nameOf(4));
+      expect(after).toMatchObject({ storage: 'row', closed: false });
+    } finally {
+      await exporter.query('rollback');
+      await exporter.end();
+    }
   });
 
   it('is run by the daily maintenance, not the one at start-up', async () => {
-    // The month the last test left in row storage (closed by any clock).
-    expect((await storage()).get(nameOf(4))).toBe('row');
+    const key = await createKey(app.client, org);
+    await createIngester(app.kt.database).ingest(events(key, 6, 10));
+    expect((await storage()).get(nameOf(6))).toBe('row');
     await runMaintenance(app.kt, { daily: false });
-    expect((await storage()).get(nameOf(4))).toBe('row');
+    expect((await storage()).get(nameOf(6))).toBe('row');
     await runMaintenance(app.kt, { daily: true });
-    expect((await storage()).get(nameOf(4))).toBe('columnar');
+    expect((await storage()).get(nameOf(6))).toBe('columnar');
     expect((await storage()).get(nameOf(0))).toBe('row');
+  });
+
+  it('stores concurrent replays into a columnar month once: a racing insert fails and is retried', async () => {
+    const key = await createKey(app.client, org);
+    const batch = events(key, 6, 40, 2 * 86_400_000);
+    const [a, b] = [createIngester(app.kt.database), createIngester(app.kt.database)];
+    const jobs = [batch.slice(0, 30), batch.slice(10), batch.slice(5, 35), batch];
+    // Each job as pg-boss runs it: a failed attempt is tried again, until it succeeds.
+    await Promise.all(
+      jobs.map(async (job, i) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await (i % 2 ? a : b).ingest(job);
+          } catch (error) {
+            if (attempt >= 5) throw error;
+          }
+        }
+      }),
+    );
+    expect(await requests(key.id)).toBe(40);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from api_key_usage_events
+      where org_id = ${org.orgId} and key_id = ${key.id}`.execute(app.kt.database.db);
+    expect(rows[0]?.n).toBe(40);
+  });
+
+  it('undoes what a run stopped half-way left: a copy is dropped, a closed month opened', async () => {
+    const db = app.kt.database.db;
+    // As a crash would leave them: a copy of a month, and the current month closed.
+    await sql`create table ${sql.table(`${nameOf(0)}_c`)} (like api_key_usage_events)`.execute(db);
+    await closePartition(db, nameOf(0));
+    const listed = await runInProcess(['partitions', 'list'], cliEnv(dbUrl()));
+    expect(listed.stdout).toContain(`${nameOf(0)} (closed to new rows)`);
+    const key = await createKey(app.client, org);
+    await expect(createIngester(app.kt.database).ingest(events(key, 0, 1))).rejects.toThrow(
+      /_closed/,
+    );
+    await compressPartitions(app.kt.backgroundDatabase.db, { now, dryRun: false });
+    const after = (await partitionStats(db)).find((p) => p.name === nameOf(0));
+    expect(after).toMatchObject({ storage: 'row', closed: false });
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_class
+      where relname = ${`${nameOf(0)}_c`}`.execute(db);
+    expect(rows[0]?.n).toBe(0);
+    await createIngester(app.kt.database).ingest(events(key, 0, 1));
+    expect(await requests(key.id)).toBe(1);
   });
 
   it('prints what it would do (text and JSON) and lists storage; exits 1 without columnar storage', async () => {

@@ -54,9 +54,7 @@ export async function closePartition(
   lockTimeoutMs?: number,
 ): Promise<void> {
   const { closed } = rebuildNames(partition);
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_constraint
-    where conrelid = to_regclass(${partition}) and conname = ${closed}`.execute(db);
-  if (rows[0]?.n) return;
+  if (await isClosed(db, partition)) return;
   // Adding a check takes the partition exclusively: a long read of the month (an export) makes
   // it wait, and every other statement on the month queue behind it; so the wait is bounded.
   await withLockTimeout(db, lockTimeoutMs, (trx) =>
@@ -71,14 +69,43 @@ export async function reopenPartition(
   partition: string,
   lockTimeoutMs?: number,
 ): Promise<void> {
-  const { closed } = rebuildNames(partition);
+  if (!(await isClosed(db, partition))) return;
   await withLockTimeout(db, lockTimeoutMs, (trx) =>
     sql`alter table if exists ${sql.table(partition)}
-      drop constraint if exists ${sql.id(closed)}`.execute(trx),
+      drop constraint if exists ${sql.id(rebuildNames(partition).closed)}`.execute(trx),
   );
 }
 
-/** One transaction whose lock waits end after `lockTimeoutMs` (unset: no bound). */
+async function isClosed(db: Db, partition: string): Promise<boolean> {
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_constraint
+    where conrelid = to_regclass(${partition}) and conname = ${rebuildNames(partition).closed}`.execute(
+    db,
+  );
+  return (rows[0]?.n ?? 0) > 0;
+}
+
+/**
+ * Copies of months a compress left behind (it stopped between its build and its swap): tables
+ * named like a month with `_c` that are no partition. Dropped at the next run's start.
+ */
+export async function leftoverCopies(db: Db): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`
+    select c.relname as name from pg_class c
+    where c.relkind = 'r' and not c.relispartition
+      and c.relnamespace = (select relnamespace from pg_class where oid = ${PARENT}::regclass)
+      and c.relname ~ ${`^${PARENT}_[0-9]{4}_[0-9]{2}_c$`}`.execute(db);
+  return rows.map((r) => r.name);
+}
+
+export async function dropTable(db: Db, name: string): Promise<void> {
+  await sql`drop table if exists ${sql.table(name)}`.execute(db);
+}
+
+/**
+ * One transaction whose lock waits end after `lockTimeoutMs` (unset: no bound), on Citus's
+ * workers too: a SET LOCAL reaches the shards' own lock waits only when Citus propagates it (on
+ * PostgreSQL the `citus.` setting is an unused placeholder).
+ */
 async function withLockTimeout<T>(
   db: Db,
   lockTimeoutMs: number | undefined,
@@ -86,7 +113,10 @@ async function withLockTimeout<T>(
 ): Promise<T> {
   return db.transaction().execute(async (trx) => {
     if (lockTimeoutMs !== undefined) {
-      await sql`select set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, true)`.execute(trx);
+      await sql`set local citus.propagate_set_commands = 'local'`.execute(trx);
+      await sql`set local lock_timeout = ${sql.lit(`${Math.max(1, Math.round(lockTimeoutMs))}ms`)}`.execute(
+        trx,
+      );
     }
     return fn(trx);
   });
@@ -96,11 +126,16 @@ export async function dropRebuild(db: Db, partition: string): Promise<void> {
   await sql`drop table if exists ${sql.table(rebuildNames(partition).table)}`.execute(db);
 }
 
+/** The events' columns, in order, for the copies (never `select *`). */
+const COLUMNS = sql.raw(
+  'event_id, org_id, key_id, occurred_at, method, route, status, latency_ms, ip, user_agent, outcome',
+);
+
 /**
- * The columnar copy of a closed partition, built beside it: the events' columns, a check of the
- * month's range (so attaching it needs no scan), distributed like the events on Citus, every
- * row, then the primary key and the key index (attaching builds any other index the events
- * table has). Nothing here locks the events table.
+ * The columnar copy of a closed partition, built beside it while the month stays open: the
+ * events' columns, a check of the month's range (so attaching it needs no scan), distributed
+ * like the events on Citus, every row, then the primary key and the key index (attaching builds
+ * any other index the events table has). Nothing here locks the events table or the month.
  */
 export async function buildColumnarCopy(
   db: Db,
@@ -118,10 +153,25 @@ export async function buildColumnarCopy(
     await sql`select create_distributed_table(${n.table}, 'org_id',
       colocate_with => ${PARENT})`.execute(db);
   }
-  await sql`insert into ${t} select * from ${sql.table(partition)}`.execute(db);
+  await sql`insert into ${t} (${COLUMNS}) select ${COLUMNS} from ${sql.table(partition)}`.execute(
+    db,
+  );
   await sql`alter table ${t} add constraint ${sql.id(n.pkey)}
     primary key (org_id, occurred_at, event_id)`.execute(db);
   await sql`create index ${sql.id(n.keyIndex)} on ${t} (key_id, occurred_at)`.execute(db);
+}
+
+/**
+ * Once the month is closed: the rows stored since the copy began (replays of old jobs), found
+ * by the copy's primary key. The month is closed only for this and the swap.
+ */
+export async function copyLateRows(db: Db, partition: string): Promise<number> {
+  const t = sql.table(rebuildNames(partition).table);
+  const result = await sql`insert into ${t} (${COLUMNS})
+    select ${COLUMNS} from ${sql.table(partition)} o
+    where not exists (select 1 from ${t} c where c.org_id = o.org_id
+      and c.occurred_at = o.occurred_at and c.event_id = o.event_id)`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
 }
 
 /**

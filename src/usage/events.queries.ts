@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../../db/schema.ts';
+import { CLOSED_AFTER_MS } from './usage.service.ts';
 
 type Db = Kysely<DB>;
 
@@ -75,22 +76,33 @@ export async function eventsPage(
   return q.orderBy('occurred_at').orderBy('event_id').limit(limit).execute();
 }
 
-/** The key's latest events, newest first (index (key_id, occurred_at)). */
+/**
+ * A key's latest events, newest first. The last CLOSED_AFTER_MS first: rows that recent are
+ * never in a compressed (columnar) month, where each partition's ordered index scan costs a
+ * chunk's decompression even when it gives nothing; only a key quiet that long reads further back.
+ */
 export async function recentEvents(
   db: Db,
   orgId: string,
   keyId: string,
   limit: number,
+  now: Date,
 ): Promise<EventRow[]> {
-  return db
-    .selectFrom('api_key_usage_events')
-    .select(EVENT_COLUMNS)
-    .where('org_id', '=', orgId)
-    .where('key_id', '=', keyId)
-    .orderBy('occurred_at', 'desc')
-    .orderBy('event_id', 'desc')
-    .limit(limit)
-    .execute();
+  const since = new Date(now.getTime() - CLOSED_AFTER_MS);
+  const latest = (bound: 'recent' | 'older', n: number) =>
+    db
+      .selectFrom('api_key_usage_events')
+      .select(EVENT_COLUMNS)
+      .where('org_id', '=', orgId)
+      .where('key_id', '=', keyId)
+      .where('occurred_at', bound === 'recent' ? '>=' : '<', since)
+      .orderBy('occurred_at', 'desc')
+      .orderBy('event_id', 'desc')
+      .limit(n)
+      .execute();
+  const recent = await latest('recent', limit);
+  if (recent.length >= limit) return recent;
+  return [...recent, ...(await latest('older', limit - recent.length))];
 }
 
 const lit = (v: string | number): string =>

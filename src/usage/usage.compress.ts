@@ -1,14 +1,17 @@
 /**
- * Columnar history (SPEC §12, docs/adr/0016): on Citus, a month's partition that is closed (it
- * ended more than the 7-day report window ago, plus a day) is rebuilt in Citus's `columnar`
- * storage and swapped in. The daily maintenance and `keytrail partitions compress` run it.
+ * Columnar history (SPEC §12, docs/adr/0016-columnar-history.md): on Citus, a month's partition
+ * that is closed (it ended more than the 7-day report window ago, plus a day) is rebuilt in
+ * Citus's `columnar` storage and swapped in. The daily maintenance and `keytrail partitions
+ * compress` run it, newest closed month first.
  *
- * Per partition: it is closed to new rows (a replayed job of its month fails and is retried),
- * the columnar copy is built beside it with nothing on the events table locked, then one short
- * transaction detaches the row partition, attaches the copy and drops the original. That swap
- * waits at most SWAP_LOCK_TIMEOUT_MS for the events table and is tried again a few times (a
- * lock wait or a deadlock with a running ingest); a partition that cannot be swapped is opened
- * again and its copy dropped, for the next run.
+ * Per partition: the columnar copy is built beside it while the month stays open, nothing of
+ * the events table locked; then the month is closed to new rows (a NOT VALID check: a replayed
+ * job of that month fails and is retried), the rows stored meanwhile are copied too, and one
+ * short transaction detaches the row partition, attaches the copy and drops the original. The
+ * close and the swap wait at most `swapLockTimeoutMs` for their locks (on Citus's workers too)
+ * and are tried again a few times; a month that cannot be swapped is opened again and its copy
+ * dropped, for the next run. A run holds the maintenance lock (prune's): copies and closes left
+ * by a run that stopped half-way are undone at the next run's start.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { onCitus, type Database } from '../platform/db.ts';
@@ -16,17 +19,17 @@ import {
   buildColumnarCopy,
   closePartition,
   columnarAvailable,
+  copyLateRows,
   dropRebuild,
+  dropTable,
+  leftoverCopies,
   partitionBound,
   reopenPartition,
   swapIn,
 } from './compress.queries.ts';
-import { REPORT_WINDOW } from './usage.service.ts';
+import { CLOSED_AFTER_MS } from './usage.service.ts';
 import { partitionStats, releasePruneLock, tryPruneLock } from './usage.queries.ts';
 
-const DAY_MS = 86_400_000;
-/** A month is closed this long after its end: past the report window, with a day to spare. */
-export const CLOSED_AFTER_MS = REPORT_WINDOW.pastMs + DAY_MS;
 const SWAP_LOCK_TIMEOUT_MS = 5_000;
 const SWAP_ATTEMPTS = 3;
 
@@ -61,12 +64,19 @@ const contended = (error: unknown): boolean => {
 };
 
 /**
- * Compresses every closed row partition (oldest first), holding the maintenance lock prune
- * holds: one prune or compress at a time across all processes.
+ * Compresses the closed row partitions, newest first, holding the maintenance lock prune holds
+ * (one prune or compress at a time across all processes). With `maxSeconds`, no partition is
+ * started past it (the daily job stays within its time; the rest waits for the next day).
  */
 export async function compressPartitions(
   db: Database,
-  o: { now: Date; dryRun: boolean; swapLockTimeoutMs?: number; swapAttempts?: number },
+  o: {
+    now: Date;
+    dryRun: boolean;
+    swapLockTimeoutMs?: number;
+    swapAttempts?: number;
+    maxSeconds?: number;
+  },
 ): Promise<CompressReport> {
   const swap = {
     lockTimeoutMs: o.swapLockTimeoutMs ?? SWAP_LOCK_TIMEOUT_MS,
@@ -76,17 +86,31 @@ export async function compressPartitions(
   return db.connection().execute(async (conn) => {
     const report: CompressReport = { partitions: [], failed: [], dryRun: o.dryRun, skipped: false };
     if (!(await tryPruneLock(conn))) return { ...report, skipped: true };
+    const runStarted = performance.now();
     try {
-      const citus = await onCitus(db);
-      const closed = (await partitionStats(conn)).filter(
-        (p) =>
-          p.storage === 'row' &&
-          !p.detachPending &&
-          p.from !== null &&
-          p.to !== null &&
-          p.to.getTime() + CLOSED_AFTER_MS <= o.now.getTime(),
-      );
-      for (const p of closed) {
+      const citus = await onCitus(conn);
+      const stats = await partitionStats(conn);
+      if (!o.dryRun) {
+        // No other run holds the lock: what one left half-way is undone (a closed month is
+        // compressed again below, or opened if it is not due).
+        for (const name of await leftoverCopies(conn)) await dropTable(conn, name);
+        for (const p of stats.filter((s) => s.closed && s.storage === 'row')) {
+          await reopenPartition(conn, p.name, swap.lockTimeoutMs).catch(() => undefined);
+        }
+      }
+      const due = stats
+        .filter(
+          (p) =>
+            p.storage === 'row' &&
+            !p.detachPending &&
+            p.from !== null &&
+            p.to !== null &&
+            p.to.getTime() + CLOSED_AFTER_MS <= o.now.getTime(),
+        )
+        .reverse();
+      for (const p of due) {
+        if (o.maxSeconds !== undefined && (performance.now() - runStarted) / 1000 > o.maxSeconds)
+          break;
         const started = performance.now();
         const entry = { name: p.name, bytesBefore: p.bytes, bytesAfter: null as number | null };
         if (!o.dryRun) {
@@ -115,8 +139,6 @@ async function compressOne(
   range: { from: Date; to: Date },
   o: { citus: boolean; lockTimeoutMs: number; attempts: number },
 ): Promise<void> {
-  const bound = await partitionBound(db, name);
-  if (!bound) throw new Error(`${name}: no partition bound`);
   /** A step that waits on a lock, tried again after a lock timeout or a deadlock. */
   const retried = async (step: () => Promise<void>) => {
     for (let attempt = 1; ; attempt++) {
@@ -128,16 +150,25 @@ async function compressOne(
       }
     }
   };
-  // A copy left by a run that stopped half-way is dropped: the partition is copied again.
-  await dropRebuild(db, name);
   try {
-    await retried(() => closePartition(db, name, o.lockTimeoutMs));
+    const bound = await partitionBound(db, name);
+    if (!bound) throw new Error(`${name}: no partition bound`);
     await buildColumnarCopy(db, name, range, o.citus);
+    await retried(() => closePartition(db, name, o.lockTimeoutMs));
+    await copyLateRows(db, name);
     await retried(() => swapIn(db, name, bound, o.lockTimeoutMs));
   } catch (error) {
-    // Undone for the next run; a failure here (the connection gone) is the next run's to mend.
+    // Undone for the next run. A month that cannot be opened again (its readers outlast every
+    // try) stays closed to new rows until the next run's start opens it: said in the error.
     await dropRebuild(db, name).catch(() => undefined);
-    await reopenPartition(db, name).catch(() => undefined);
+    try {
+      await retried(() => reopenPartition(db, name, o.lockTimeoutMs));
+    } catch {
+      throw new Error(
+        `${(error as Error).message}; and the month is still closed to new rows (the next run opens it)`,
+        { cause: error },
+      );
+    }
     throw error;
   }
 }

@@ -56,8 +56,13 @@ const isError = (error: unknown, code: string, message: string): boolean =>
     String((error as { message?: unknown }).message).startsWith(message));
 const isUniqueViolation = (error: unknown): boolean =>
   isError(error, UNIQUE_VIOLATION, 'duplicate key value violates unique constraint');
+/**
+ * No partition for a row. A month closed by a compress refuses rows with a check violation too
+ * (the same SQLSTATE), which names its constraint and which a retry does not mend.
+ */
 const isNoPartition = (error: unknown): boolean =>
-  isError(error, NO_PARTITION, 'no partition of relation');
+  isError(error, NO_PARTITION, 'no partition of relation') &&
+  !(error as { constraint?: string }).constraint;
 
 /**
  * Stores the events not stored yet and returns them. The fast path is one COPY: a batch is

@@ -96,6 +96,8 @@ export type PartitionStats = {
   bytes: number;
   /** `row` (PostgreSQL's heap) or `columnar` (Citus's, `partitions compress`). */
   storage: string;
+  /** Closed to new rows by a compress in progress, or left so by one that stopped half-way. */
+  closed: boolean;
 };
 
 // pg_get_expr renders a range bound as FOR VALUES FROM ('2026-01-01 00:00:00+00') TO (...).
@@ -119,7 +121,9 @@ export async function partitionStats(db: Db): Promise<PartitionStats[]> {
   const { rows } = await sql<PartitionStats>`
     select c.relname as name, b.m[1]::timestamptz as "from", b.m[2]::timestamptz as "to",
       i.inhdetachpending as "detachPending", ${approxRows} as "approxRows", ${bytes} as bytes,
-      case a.amname when 'heap' then 'row' else a.amname end as storage
+      case a.amname when 'heap' then 'row' else a.amname end as storage,
+      exists (select 1 from pg_constraint k where k.conrelid = c.oid
+        and k.conname = c.relname || '_closed') as closed
     from pg_inherits i join pg_class c on c.oid = i.inhrelid
     join pg_am a on a.oid = c.relam
     cross join lateral (

@@ -12,6 +12,11 @@ import { cleanText, USER_AGENT_MAX, type Outcome, type UsageEvent } from './usag
 
 const DAY_MS = 86_400_000;
 export const REPORT_WINDOW = { pastMs: 7 * DAY_MS, futureMs: 5 * 60_000 };
+/**
+ * A month is closed this long after its end (past the report window, with a day to spare):
+ * `partitions compress` may make it columnar. Rows this recent are never in a columnar month.
+ */
+export const CLOSED_AFTER_MS = REPORT_WINDOW.pastMs + DAY_MS;
 
 export type ReportedEvent = {
   eventId?: string | undefined;
