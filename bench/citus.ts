@@ -16,9 +16,11 @@ import { adminQuery, databaseUrl } from '../src/testing/databases.ts';
 import { citusNodes, createClusterDatabase } from '../src/testing/citus.ts';
 import { compressPartitions } from '../src/usage/usage.compress.ts';
 import { createKeytrail } from '../src/keytrail.ts';
+import { writeCharts } from './chart.ts';
 import { clusterCpuUs, postmasterPid } from './cpu.ts';
 import { generate as generateEvents, makeKeys, pipelineRun } from './ingest.ts';
 import { buildRollups, generate as generateHistory, timed } from './reads.ts';
+import type { UsageEvent } from '../src/usage/usage.types.ts';
 import {
   PEPPER,
   benchConfig,
@@ -66,12 +68,26 @@ async function serverCpu(name: string, url: string): Promise<Target['nodes'][num
   return { name, cpu: () => (pid === undefined ? Number.NaN : clusterCpuUs(pid)) };
 }
 
+/** Orgs of the ingest: their shards spread over the workers, as many tenants' would. */
+const INGEST_ORGS = 8;
+
 async function ingest(t: Target, events: number) {
-  const { orgId, keyIds } = await makeKeys(t.url, `bench-citus-ingest-${Date.now()}`, 1000);
-  const list = generateEvents(orgId, keyIds, events);
+  const per = events / INGEST_ORGS;
+  const orgIds: string[] = [];
+  const lists: UsageEvent[][] = [];
+  for (let o = 0; o < INGEST_ORGS; o++) {
+    const { orgId, keyIds } = await makeKeys(t.url, `bench-citus-ingest-${Date.now()}-${o}`, 125);
+    orgIds.push(orgId);
+    lists.push(generateEvents(orgId, keyIds, per));
+  }
+  // The orgs' events interleaved, as they arrive: every batch holds each org's.
+  const list = Array.from(
+    { length: events },
+    (_, i) => lists[i % INGEST_ORGS]?.[Math.floor(i / INGEST_ORGS)] as UsageEvent,
+  );
   const before = t.nodes.map((n) => n.cpu());
   const total = () => t.nodes.reduce((sum, n) => sum + n.cpu(), 0);
-  const run = await pipelineRun(t.url, orgId, list, total);
+  const run = await pipelineRun(t.url, orgIds, list, total);
   const perNode = t.nodes.map((n, i) => (n.cpu() - (before[i] ?? 0)) / events);
   return { seconds: run.seconds, workerUs: run.workerUs / events, perNode };
 }
@@ -208,6 +224,44 @@ export async function citusScenario(plainUrl: string): Promise<Section> {
     const colStore = await closedMonths(citus.url, true);
     const colReads = await readsOf(citus);
 
+    if (!quick) {
+      // docs/bench/citus-*.svg: CPU per ingested event by process, and bytes per stored event.
+      writeCharts('docs/bench/citus.json', [
+        {
+          file: 'citus-ingest-cpu',
+          title: 'CPU per ingested event (µs): one PostgreSQL vs a coordinator and two workers',
+          unit: 'µs',
+          series: [
+            'keytrail worker',
+            'PostgreSQL / coordinator',
+            'Citus worker 1',
+            'Citus worker 2',
+          ],
+          bars: runs.map(({ t, r }, i) => ({
+            label: `run ${i + 1}, ${t === citus ? 'Citus' : 'one PostgreSQL'}`,
+            parts: [r.workerUs, ...r.perNode, ...(t === citus ? [] : [0, 0])],
+          })),
+        },
+        {
+          file: 'citus-storage',
+          title: 'Bytes per stored event of the closed months: table and indexes',
+          unit: 'bytes',
+          series: ['table', 'indexes'],
+          bars: [
+            ['one PostgreSQL, row', plainStore],
+            ['Citus, row', rowStore],
+            ['Citus, columnar', colStore],
+          ].map(([label, s]) => {
+            const store = s as typeof rowStore;
+            const table = store.tableBytes / Math.max(1, store.events);
+            return {
+              label: label as string,
+              parts: [table, store.bytes / Math.max(1, store.events) - table],
+            };
+          }),
+        },
+      ]);
+    }
     const us = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : 'n/a');
     const p = (xs: number[], q: number) => fmt(percentile(xs, q));
     const readRow = (name: string, r: Reads) =>
@@ -220,7 +274,7 @@ export async function citusScenario(plainUrl: string): Promise<Section> {
       lines: [
         `Same machine, same run. The cluster is Citus 12.1 on PostgreSQL 15 (\`scripts/citus.sh\`: three servers on local ports, 32 shards per table); one PostgreSQL is the embedded one of the other scenarios. All of it shares the machine's cores: the cluster's figures are what distribution costs per event, not what more machines buy.`,
         '',
-        `**Ingest** (${fmt(n)} events over 1,000 keys through the pipeline; run twice on each, interleaved; CPU of the \`keytrail worker\` process and of each server's postmaster and backends, per event):`,
+        `**Ingest** (${fmt(n)} events of ${INGEST_ORGS} orgs, 1,000 keys, through the pipeline; run twice on each, interleaved; CPU of the \`keytrail worker\` process and of each server's postmaster and backends, per event):`,
         '',
         `| run | target | seconds | events/s | worker µs/event | ${citus.nodes.map((x) => `${x.name} µs/event`).join(' | ')} | one PostgreSQL µs/event |`,
         `|---|---|---|---|---|${citus.nodes.map(() => '---|').join('')}---|`,

@@ -114,7 +114,7 @@ const startWorker = (url: string) =>
  */
 export async function pipelineRun(
   url: string,
-  orgId: string,
+  orgId: string | readonly string[],
   events: UsageEvent[],
   pgCpu: () => number,
   split = false,
@@ -146,7 +146,7 @@ export async function pipelineRun(
     );
   for (;;) {
     const { rows } = await sql<{ n: number }>`select coalesce(sum(request_count), 0)::int8 as n
-      from api_key_usage_totals where org_id = ${orgId}`.execute(db);
+      from api_key_usage_totals where org_id = any(${[orgId].flat()}::uuid[])`.execute(db);
     if (Number(rows[0]?.n) >= events.length) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -16,6 +16,13 @@ export async function columnarAvailable(db: Db): Promise<boolean> {
   return rows[0]?.ok ?? false;
 }
 
+/** On Citus: whether the events table is distributed (else its copies stay local too). */
+export async function eventsDistributed(db: Db): Promise<boolean> {
+  const { rows } = await sql<{ ok: boolean }>`select exists (select 1 from pg_dist_partition
+    where logicalrelid = ${PARENT}::regclass) as ok`.execute(db);
+  return rows[0]?.ok ?? false;
+}
+
 /** The partitions of the events table kept in columnar storage. */
 export function columnarPartitions(): RawBuilder<{ name: string }> {
   return sql<{ name: string }>`select c.relname as name
@@ -134,8 +141,9 @@ const COLUMNS = sql.raw(
 /**
  * The columnar copy of a closed partition, built beside it while the month stays open: the
  * events' columns, a check of the month's range (so attaching it needs no scan), distributed
- * like the events on Citus, every row, then the primary key and the key index (attaching builds
- * any other index the events table has). Nothing here locks the events table or the month.
+ * like the events on Citus, every row in primary-key order, then the primary key and the key
+ * index (attaching builds any other index the events table has). Nothing here locks the events
+ * table or the month.
  */
 export async function buildColumnarCopy(
   db: Db,
@@ -153,9 +161,10 @@ export async function buildColumnarCopy(
     await sql`select create_distributed_table(${n.table}, 'org_id',
       colocate_with => ${PARENT})`.execute(db);
   }
-  await sql`insert into ${t} (${COLUMNS}) select ${COLUMNS} from ${sql.table(partition)}`.execute(
-    db,
-  );
+  // In primary-key order: an org's page of raw events (an index range) then reads a few chunk
+  // groups, not one per row.
+  await sql`insert into ${t} (${COLUMNS}) select ${COLUMNS} from ${sql.table(partition)}
+    order by org_id, occurred_at, event_id`.execute(db);
   await sql`alter table ${t} add constraint ${sql.id(n.pkey)}
     primary key (org_id, occurred_at, event_id)`.execute(db);
   await sql`create index ${sql.id(n.keyIndex)} on ${t} (key_id, occurred_at)`.execute(db);

@@ -22,6 +22,7 @@ import {
   copyLateRows,
   dropRebuild,
   dropTable,
+  eventsDistributed,
   leftoverCopies,
   partitionBound,
   reopenPartition,
@@ -88,7 +89,8 @@ export async function compressPartitions(
     if (!(await tryPruneLock(conn))) return { ...report, skipped: true };
     const runStarted = performance.now();
     try {
-      const citus = await onCitus(conn);
+      // Distributed like the events, or local like them (Citus installed after the migration).
+      const citus = (await onCitus(conn)) && (await eventsDistributed(conn));
       const stats = await partitionStats(conn);
       if (!o.dryRun) {
         // No other run holds the lock: what one left half-way is undone (a closed month is
