@@ -252,6 +252,7 @@ describe('partitions', () => {
       size_bytes: expect.any(Number),
       detach_pending: false,
       storage: 'row',
+      closed: false,
     });
     expect(row.size_bytes).toBeGreaterThan(8192);
     const names = json.partitions.map((p: { name: string }) => p.name);
