@@ -15,23 +15,12 @@ import { sql } from 'kysely';
 import { adminQuery, databaseUrl } from '../src/testing/databases.ts';
 import { citusNodes, createClusterDatabase } from '../src/testing/citus.ts';
 import { compressPartitions } from '../src/usage/usage.compress.ts';
-import { createKeytrail } from '../src/keytrail.ts';
 import { writeCharts } from './chart.ts';
 import { clusterCpuUs, postmasterPid } from './cpu.ts';
 import { generate as generateEvents, makeKeys, pipelineRun } from './ingest.ts';
-import { buildRollups, generate as generateHistory, timed } from './reads.ts';
+import { buildRollups, generate as generateHistory, readerServer, timed } from './reads.ts';
 import type { UsageEvent } from '../src/usage/usage.types.ts';
-import {
-  PEPPER,
-  benchConfig,
-  child,
-  fmt,
-  kysely,
-  percentile,
-  prepareDatabase,
-  quick,
-  type Section,
-} from './lib.ts';
+import { fmt, kysely, percentile, prepareDatabase, quick, type Section } from './lib.ts';
 
 const DAY = 86_400_000;
 
@@ -96,21 +85,7 @@ type Reads = { org: number[]; key: number[]; events: number[] };
 
 /** The three read paths, 50 requests each (20 quick), twice; the second pass is kept. */
 async function reads(url: string, orgId: string, keyIds: string[]): Promise<Reads> {
-  const kt = createKeytrail(benchConfig(url, { maxKeysPerOrg: 1_000_000 }));
-  const reader = await kt.keys.create(
-    { id: keyIds[0] ?? '', orgId, environment: 'live', scopes: ['org:admin'] },
-    orgId,
-    { name: `reader ${Date.now()}`, scopes: ['usage:read', 'events:read'] },
-  );
-  await kt.close();
-  const server = await child('bin/keytrail.ts', ['serve', '--no-worker'], {
-    DATABASE_URL: url,
-    KEYTRAIL_KEY_PEPPER: PEPPER,
-    KEYTRAIL_LOG_LEVEL: 'warn',
-    PORT: '0',
-    HOST: '127.0.0.1',
-  });
-  const base = /listening on (\S+)/.exec(server.line)?.[1]?.replace('localhost', '127.0.0.1') ?? '';
+  const { server, base, key } = await readerServer(url, orgId, keyIds);
   const n = quick ? 20 : 50;
   const pick = (i: number) => keyIds[(i * 7919) % keyIds.length] ?? '';
   const org = `/api/orgs/${orgId}`;
@@ -127,9 +102,9 @@ async function reads(url: string, orgId: string, keyIds: string[]): Promise<Read
   };
   try {
     const pass = async () => ({
-      org: await timed(base, reader.plaintext, paths.org),
-      key: await timed(base, reader.plaintext, paths.key),
-      events: await timed(base, reader.plaintext, paths.events),
+      org: await timed(base, key, paths.org),
+      key: await timed(base, key, paths.key),
+      events: await timed(base, key, paths.events),
     });
     await pass();
     return await pass();

@@ -4,7 +4,7 @@
  * 90 days, a raw events page and a CSV export, through a real `keytrail serve` process.
  */
 import { sql } from 'kysely';
-import { createKeytrail } from '../src/keytrail.ts';
+import { createKeytrail, type Keytrail } from '../src/keytrail.ts';
 import { runKeyWatch } from '../src/webhooks/watch.ts';
 import { createMonthPartition } from '../src/usage/usage.queries.ts';
 import { rebuildRollups } from '../src/usage/usage.rebuild.ts';
@@ -106,26 +106,23 @@ export async function readsScenario(url: string): Promise<Section> {
   });
 }
 
-/** The measurements of scenario 4 on a prepared dataset (also usable on a kept database). */
-export async function measureReads(
+/**
+ * A reading key of the org (`before` runs on a keytrail of the database first), then
+ * `keytrail serve --no-worker` on it: its base URL, the key, the server to stop.
+ */
+export async function readerServer(
   url: string,
   orgId: string,
   keyIds: string[],
-  o: { dataset: string },
-): Promise<Section> {
+  before?: (kt: Keytrail) => Promise<void>,
+) {
   const kt = createKeytrail(benchConfig(url, { maxKeysPerOrg: 1_000_000 }));
   const reader = await kt.keys.create(
     { id: keyIds[0] ?? '', orgId, environment: 'live', scopes: ['org:admin'] },
     orgId,
-    { name: 'reader', scopes: ['usage:read', 'events:read'] },
+    { name: `reader ${Date.now()}`, scopes: ['usage:read', 'events:read'] },
   );
-  // The worker's key watch flags spikes every 5 minutes; the findings list the flagged keys.
-  const watchStarted = performance.now();
-  const watch = await runKeyWatch(kt.backgroundDatabase.db, {
-    now: new Date(),
-    spike: kt.config.spike,
-  });
-  const watchMs = performance.now() - watchStarted;
+  await before?.(kt);
   await kt.close();
   const server = await child('bin/keytrail.ts', ['serve', '--no-worker'], {
     DATABASE_URL: url,
@@ -135,11 +132,36 @@ export async function measureReads(
     HOST: '127.0.0.1',
   });
   const base = /listening on (\S+)/.exec(server.line)?.[1]?.replace('localhost', '127.0.0.1') ?? '';
+  return { server, base, key: reader.plaintext };
+}
+
+/** The measurements of scenario 4 on a prepared dataset (also usable on a kept database). */
+export async function measureReads(
+  url: string,
+  orgId: string,
+  keyIds: string[],
+  o: { dataset: string },
+): Promise<Section> {
+  // The worker's key watch flags spikes every 5 minutes; the findings list the flagged keys.
+  let watchMs = 0;
+  let watch = { spikes: 0 };
+  const {
+    server,
+    base,
+    key: readerKey,
+  } = await readerServer(url, orgId, keyIds, async (kt) => {
+    const watchStarted = performance.now();
+    watch = await runKeyWatch(kt.backgroundDatabase.db, {
+      now: new Date(),
+      spike: kt.config.spike,
+    });
+    watchMs = performance.now() - watchStarted;
+  });
   const n = quick ? 20 : 50;
   const pick = (i: number) => keyIds[(i * 7919) % keyIds.length] ?? '';
   const from90 = new Date(Date.now() - 90 * DAY).toISOString();
   try {
-    const key = reader.plaintext;
+    const key = readerKey;
     const org = `/api/orgs/${orgId}`;
     await timed(base, key, [`${org}/api-keys/usage`, `${org}/api-keys/${pick(1)}/usage`]);
     const paths = {

@@ -11,7 +11,13 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cliEnv, runInProcess } from '../testing/cli.ts';
 import { withDatabase } from '../testing/databases.ts';
-import { createKey, createOrg, type TestKey, type TestOrg } from '../testing/factories.ts';
+import {
+  createKey,
+  createOrg,
+  usageEvent,
+  type TestKey,
+  type TestOrg,
+} from '../testing/factories.ts';
 import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
 import { closePartition, columnarAvailable } from './compress.queries.ts';
 import { compressPartitions } from './usage.compress.ts';
@@ -51,18 +57,31 @@ afterAll(async () => app.close());
 function events(key: TestKey, back: number, count: number, offsetMs = 0): UsageEvent[] {
   const start = monthStart(back).getTime() + 86_400_000 + offsetMs;
   return Array.from({ length: count }, (_, i) => ({
+    ...usageEvent({ orgId: org.orgId, keyId: key.id, occurredAt: start + i * 60_000 }, i),
     eventId: uuidv7(),
-    orgId: org.orgId,
-    keyId: key.id,
-    occurredAt: start + i * 60_000,
-    method: i % 3 === 0 ? 'POST' : 'GET',
-    route: `/v1/things/${i % 4 === 0 ? ':id' : 'list'}`,
     status: i % 10 === 0 ? 500 : 200,
-    latencyMs: Math.fround(((i * 37) % 900) / 3),
     ip: `10.2.0.${i % 250}`,
     userAgent: 'Mozilla/5.0 (compress test)',
-    outcome: 'success',
   }));
+}
+
+/** A compress run (lock waits of 100 ms, 2 tries) while another session holds `statement`'s locks. */
+async function whileHolding(statement: string) {
+  const holder = new pg.Client({ connectionString: dbUrl() });
+  await holder.connect();
+  try {
+    await holder.query('begin');
+    await holder.query(statement);
+    return await compressPartitions(app.kt.backgroundDatabase.db, {
+      now,
+      dryRun: false,
+      swapLockTimeoutMs: 100,
+      swapAttempts: 2,
+    });
+  } finally {
+    await holder.query('rollback');
+    await holder.end();
+  }
 }
 
 const storage = async () =>
@@ -217,23 +236,9 @@ describe('partitions compress', () => {
     await ingester.ingest(events(key, 4, 10));
     // A lock on the events table itself (not its months): the copy is built, and the swap's
     // DETACH waits for it past its lock timeout, twice.
-    const reader = new pg.Client({ connectionString: dbUrl() });
-    await reader.connect();
-    try {
-      await reader.query('begin');
-      await reader.query('lock table only api_key_usage_events in access share mode');
-      const report = await compressPartitions(app.kt.backgroundDatabase.db, {
-        now,
-        dryRun: false,
-        swapLockTimeoutMs: 100,
-        swapAttempts: 2,
-      });
-      expect(report.failed.map((f) => f.name)).toContain(nameOf(4));
-      expect(report.failed[0]?.error).toMatch(/lock/i);
-    } finally {
-      await reader.query('rollback');
-      await reader.end();
-    }
+    const swap = await whileHolding('lock table only api_key_usage_events in access share mode');
+    expect(swap.failed.map((f) => f.name)).toContain(nameOf(4));
+    expect(swap.failed[0]?.error).toMatch(/lock/i);
     expect((await storage()).get(nameOf(4))).toBe('row');
     const { rows } = await sql<{ n: number }>`select
       (select count(*) from pg_class where relname = ${`${nameOf(4)}_c`})::int
@@ -245,24 +250,10 @@ describe('partitions compress', () => {
     await ingester.ingest(events(key, 4, 5, 86_400_000));
     expect(await requests(key.id)).toBe(15);
     // A long read of the month itself (an export): closing it waits past its timeout, twice.
-    const exporter = new pg.Client({ connectionString: dbUrl() });
-    await exporter.connect();
-    try {
-      await exporter.query('begin');
-      await exporter.query(`select count(*) from ${nameOf(4)}`);
-      const report = await compressPartitions(app.kt.backgroundDatabase.db, {
-        now,
-        dryRun: false,
-        swapLockTimeoutMs: 100,
-        swapAttempts: 2,
-      });
-      expect(report.failed.map((f) => f.name)).toContain(nameOf(4));
-      const after = (await partitionStats(app.kt.database.db)).find((p) => p.name === nameOf(4));
-      expect(after).toMatchObject({ storage: 'row', closed: false });
-    } finally {
-      await exporter.query('rollback');
-      await exporter.end();
-    }
+    const close = await whileHolding(`select count(*) from ${nameOf(4)}`);
+    expect(close.failed.map((f) => f.name)).toContain(nameOf(4));
+    const after = (await partitionStats(app.kt.database.db)).find((p) => p.name === nameOf(4));
+    expect(after).toMatchObject({ storage: 'row', closed: false });
   });
 
   it('is run by the daily maintenance, not the one at start-up', async () => {
