@@ -46,21 +46,29 @@ export async function runMaintenance(kt: Keytrail, o: { daily: boolean }): Promi
   // On Citus: closed months to columnar storage (after prune: a month about to go is not
   // copied). Daily only: a copy of a big month must not hold back ingest's start.
   if (o.daily && (await columnarAvailable(kt.backgroundDatabase.db))) {
-    const compressed = await compressPartitions(kt.backgroundDatabase.db, {
+    // A failed compress is logged; the rest of the day's upkeep still runs.
+    await compressPartitions(kt.backgroundDatabase.db, {
       now,
       dryRun: false,
       maxSeconds: COMPRESS_SECONDS_PER_DAY,
-    });
-    if (compressed.partitions.length + compressed.failed.length > 0 || compressed.skipped) {
-      kt.logger.info(
-        {
-          compressed: compressed.partitions.map((p) => p.name),
-          failed: compressed.failed,
-          skipped: compressed.skipped,
-        },
-        'maintenance: closed months compressed to columnar storage',
-      );
-    }
+    }).then(
+      (compressed) => {
+        if (compressed.partitions.length + compressed.failed.length === 0 && !compressed.skipped)
+          return;
+        const log = compressed.failed.length > 0 ? kt.logger.warn : kt.logger.info;
+        log.call(
+          kt.logger,
+          {
+            compressed: compressed.partitions.map((p) => p.name),
+            failed: compressed.failed,
+            skipped: compressed.skipped,
+          },
+          'maintenance: closed months compressed to columnar storage',
+        );
+      },
+      (error: unknown) =>
+        kt.logger.error({ err: String(error) }, 'maintenance: compressing closed months failed'),
+    );
   }
   const webhookMessages = await pruneWebhookMessages(
     kt.backgroundDatabase.db,

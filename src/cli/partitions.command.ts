@@ -115,8 +115,8 @@ On Citus: rebuilds each closed month's partition (one that ended more than 8 day
 and prints each with its size before and after. The worker does the same daily (at most 20
 minutes a day). The copy is built while the month stays open; the month is then closed to new
 rows for the rest of the copy and the swap (a replayed job of that month fails and is retried),
-and the swap waits at most 5 s for its locks, 3 times. Reads of a month work the same in either
-storage. On PostgreSQL without Citus it changes nothing and exits 1.
+and each lock wait of the close and the swap ends after 5 s (3 tries). Reads of a month work
+the same in either storage. On PostgreSQL without Citus it changes nothing and exits 1.
 
 options:
   --dry-run             print what would be compressed, change nothing

@@ -19,7 +19,15 @@ import {
   type TestOrg,
 } from '../testing/factories.ts';
 import { startTestApp, useTestDatabase, type TestApp } from '../testing/harness.ts';
-import { closePartition, columnarAvailable } from './compress.queries.ts';
+import {
+  buildColumnarCopy,
+  closePartition,
+  columnarAvailable,
+  copyLateRows,
+  partitionBound,
+  swapIn,
+} from './compress.queries.ts';
+import { onCitus } from '../platform/db.ts';
 import { compressPartitions } from './usage.compress.ts';
 import { createIngester } from './usage.ingest.ts';
 import { partitionName, partitionStats } from './usage.queries.ts';
@@ -104,7 +112,7 @@ async function rawEventIds(key: TestKey): Promise<string[]> {
   do {
     const params = new URLSearchParams({
       key_id: key.id,
-      from: monthStart(6).toISOString(),
+      from: monthStart(8).toISOString(),
       limit: '70',
     });
     if (cursor) params.set('cursor', cursor);
@@ -228,6 +236,26 @@ describe('partitions compress', () => {
     expect(report.partitions.map((p) => p.name)).toContain(nameOf(3));
     await ingester.ingest(batch);
     expect(await requests(key.id)).toBe(20);
+  });
+
+  it('copies the rows stored while the copy was built before it swaps (late rows)', async () => {
+    const db = app.kt.backgroundDatabase.db;
+    const key = await createKey(app.client, org);
+    const ingester = createIngester(app.kt.database);
+    await ingester.ingest(events(key, 7, 10));
+    const month = (await partitionStats(db)).find((p) => p.name === nameOf(7));
+    if (!month?.from || !month.to) throw new Error('no month');
+    const range = { from: month.from, to: month.to };
+    await buildColumnarCopy(db, nameOf(7), range, await onCitus(db));
+    await ingester.ingest(events(key, 7, 5, 86_400_000));
+    await closePartition(db, nameOf(7));
+    expect(await copyLateRows(db, nameOf(7))).toBe(5);
+    await swapIn(db, nameOf(7), (await partitionBound(db, nameOf(7))) ?? '', 5_000);
+    expect((await storage()).get(nameOf(7))).toBe('columnar');
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${sql.table(nameOf(7))}
+      where key_id = ${key.id}`.execute(db);
+    expect(rows[0]?.n).toBe(15);
+    expect(await requests(key.id)).toBe(15);
   });
 
   it('leaves a month it cannot swap in row storage, open, with no copy behind', async () => {

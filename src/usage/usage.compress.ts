@@ -29,13 +29,15 @@ import {
   swapIn,
 } from './compress.queries.ts';
 import { CLOSED_AFTER_MS } from './usage.service.ts';
-import { partitionStats, releasePruneLock, tryPruneLock } from './usage.queries.ts';
+import { PARENT, partitionStats, releasePruneLock, tryPruneLock } from './usage.queries.ts';
 
 const SWAP_LOCK_TIMEOUT_MS = 5_000;
+/** Months keytrail made (`api_key_usage_events_YYYY_MM`): others are left as they are. */
+const MONTH_NAME = new RegExp(`^${PARENT}_[0-9]{4}_[0-9]{2}$`);
 const SWAP_ATTEMPTS = 3;
 
 export type CompressReport = {
-  /** Compressed (dry run: would be), oldest first, with sizes on disk (table, indexes). */
+  /** Compressed (dry run: would be), newest first, with sizes on disk (table, indexes). */
   partitions: { name: string; bytesBefore: number; bytesAfter: number | null; seconds: number }[];
   /** Partitions left in row storage this run, with why. */
   failed: { name: string; error: string }[];
@@ -97,19 +99,25 @@ export async function compressPartitions(
         // compressed again below, or opened if it is not due).
         for (const name of await leftoverCopies(conn)) await dropTable(conn, name);
         for (const p of stats.filter((s) => s.closed && s.storage === 'row')) {
-          await reopenPartition(conn, p.name, swap.lockTimeoutMs).catch(() => undefined);
+          await reopenPartition(conn, p.name, swap.lockTimeoutMs).catch((error: unknown) =>
+            report.failed.push({
+              name: p.name,
+              error: `still closed to new rows, a run's leftover: ${(error as Error).message}`,
+            }),
+          );
         }
       }
       const due = stats
         .filter(
           (p) =>
+            MONTH_NAME.test(p.name) &&
             p.storage === 'row' &&
             !p.detachPending &&
             p.from !== null &&
             p.to !== null &&
             p.to.getTime() + CLOSED_AFTER_MS <= o.now.getTime(),
         )
-        .reverse();
+        .sort((a, b) => (b.from?.getTime() ?? 0) - (a.from?.getTime() ?? 0));
       for (const p of due) {
         if (o.maxSeconds !== undefined && (performance.now() - runStarted) / 1000 > o.maxSeconds)
           break;
@@ -119,12 +127,12 @@ export async function compressPartitions(
           try {
             const range = { from: p.from as Date, to: p.to as Date };
             await compressOne(conn, p.name, range, { citus, ...swap });
+            const after = (await partitionStats(conn)).find((s) => s.name === p.name);
+            entry.bytesAfter = after?.bytes ?? null;
           } catch (error) {
             report.failed.push({ name: p.name, error: String((error as Error).message) });
             continue;
           }
-          const after = (await partitionStats(conn)).find((s) => s.name === p.name);
-          entry.bytesAfter = after?.bytes ?? null;
         }
         report.partitions.push({ ...entry, seconds: (performance.now() - started) / 1000 });
       }

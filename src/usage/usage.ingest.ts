@@ -62,7 +62,10 @@ const isUniqueViolation = (error: unknown): boolean =>
  */
 const isNoPartition = (error: unknown): boolean =>
   isError(error, NO_PARTITION, 'no partition of relation') &&
-  !(error as { constraint?: string }).constraint;
+  !(error as { constraint?: string }).constraint &&
+  // Citus relays a worker's check violation without its constraint; its name is in the message
+  // (quoted, in any language).
+  !String((error as { message?: unknown }).message).includes('_closed"');
 
 /**
  * Stores the events not stored yet and returns them. The fast path is one COPY: a batch is
