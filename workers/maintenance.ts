@@ -55,9 +55,7 @@ export async function runMaintenance(kt: Keytrail, o: { daily: boolean }): Promi
       (compressed) => {
         if (compressed.partitions.length + compressed.failed.length === 0 && !compressed.skipped)
           return;
-        const log = compressed.failed.length > 0 ? kt.logger.warn : kt.logger.info;
-        log.call(
-          kt.logger,
+        kt.logger[compressed.failed.length > 0 ? 'warn' : 'info'](
           {
             compressed: compressed.partitions.map((p) => p.name),
             failed: compressed.failed,

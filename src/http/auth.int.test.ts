@@ -6,6 +6,7 @@ import { startTestApp, useTestDatabase, waitFor, type TestApp } from '../testing
 import { TestClient } from '../testing/client.ts';
 import { createKey, createOrg, type TestOrg } from '../testing/factories.ts';
 import { generateKey } from '../keys/key-format.ts';
+import { onCitus } from '../platform/db.ts';
 
 const dbUrl = useTestDatabase();
 let a: TestApp;
@@ -44,6 +45,18 @@ describe('requireKey', () => {
       expect((await a.client.get('/v1/demo/orders/1', { key: k.key })).status).toBe(200);
     }
     expect(a.kt.database.stats.count - before).toBe(0);
+  });
+
+  it('looks an uncached key up in one statement on PostgreSQL, two on Citus (SPEC §12)', async () => {
+    // Instance B asks once per pool whether it runs on Citus, at its first miss: done here.
+    const first = await createKey(a.client, org);
+    expect((await b.client.get('/v1/demo/orders/1', { key: first.key })).status).toBe(200);
+    const k = await createKey(a.client, org);
+    // Instance B has never seen the key: its first request is a cache miss.
+    const before = b.kt.database.stats.count;
+    expect((await b.client.get('/v1/demo/orders/1', { key: k.key })).status).toBe(200);
+    const statements = b.kt.database.stats.count - before;
+    expect(statements).toBe((await onCitus(b.kt.database.db)) ? 2 : 1);
   });
 
   it('accepts the key in X-API-Key as well as Authorization: Bearer', async () => {

@@ -103,6 +103,9 @@ function expire(st: QuotaState): void {
   st.periodEnd = Number.POSITIVE_INFINITY;
 }
 
+const samePeriod = (a: Date | null, b: Date | null): boolean =>
+  (a?.getTime() ?? null) === (b?.getTime() ?? null);
+
 const periodEndOf = (start: Date | null, refill: 'day' | 'month' | null): number => {
   if (!start || !refill) return Number.POSITIVE_INFINITY;
   if (refill === 'day') return start.getTime() + 86_400_000;
@@ -272,9 +275,7 @@ export function createQuotaCredit(options: {
       st.held = 0;
       st.reported = 0;
     }
-    const periodChanged =
-      (st.periodStart?.getTime() ?? null) !== (t.periodStart?.getTime() ?? null);
-    if (periodChanged) {
+    if (!samePeriod(st.periodStart, t.periodStart)) {
       st.held = 0;
       st.reported = 0;
     }
@@ -395,8 +396,11 @@ export function createQuotaCredit(options: {
       const t = now();
       for (const b of backs) {
         const st = states.get(b.subject);
-        if (!st || st.generation !== b.generation || t >= st.periodEnd - PERIOD_MARGIN_MS) continue;
-        if ((st.periodStart?.getTime() ?? null) !== (b.periodStart?.getTime() ?? null)) continue;
+        const current =
+          st?.generation === b.generation &&
+          samePeriod(st.periodStart, b.periodStart) &&
+          t < st.periodEnd - PERIOD_MARGIN_MS;
+        if (!st || !current) continue;
         st.held += b.back;
         st.reported += b.reported;
         st.pool = Math.max(0, st.pool - b.back);

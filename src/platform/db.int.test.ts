@@ -86,16 +86,24 @@ describe('connections', () => {
         () => null,
         (error: unknown) => error,
       );
-    await withHandle(dbUrl(), async ({ db }) => {
-      // Refused by the server: rolled back.
-      await sql`set statement_timeout = 20`.execute(db);
-      const timedOut = await failure(sql`select pg_sleep(1)`.execute(db));
-      expect(surelyNotApplied(timedOut)).toBe(true);
-      // The server ended the session: it may have committed just before.
-      const ended = await failure(sql`select pg_terminate_backend(pg_backend_pid())`.execute(db));
-      expect(ended).toBeInstanceOf(Error);
-      expect(surelyNotApplied(ended)).toBe(false);
-    });
+    // A lock another session holds: the statement waits for it past its deadline.
+    const holder = new pg.Client({ connectionString: dbUrl() });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock(724011)');
+      await withHandle(dbUrl(), async ({ db }) => {
+        // Refused by the server: rolled back.
+        await sql`set statement_timeout = 20`.execute(db);
+        const timedOut = await failure(sql`select pg_advisory_lock(724011)`.execute(db));
+        expect(surelyNotApplied(timedOut)).toBe(true);
+        // The server ended the session: it may have committed just before.
+        const ended = await failure(sql`select pg_terminate_backend(pg_backend_pid())`.execute(db));
+        expect(ended).toBeInstanceOf(Error);
+        expect(surelyNotApplied(ended)).toBe(false);
+      });
+    } finally {
+      await holder.end();
+    }
     // Never sent: no connection came in time.
     const pool = new pg.Pool({ connectionString: dbUrl(), max: 1, connectionTimeoutMillis: 50 });
     const held = await pool.connect();

@@ -92,23 +92,6 @@ async function isClosed(db: Db, partition: string): Promise<boolean> {
 }
 
 /**
- * Copies of months a compress left behind (it stopped between its build and its swap): tables
- * named like a month with `_c` that are no partition. Dropped at the next run's start.
- */
-export async function leftoverCopies(db: Db): Promise<string[]> {
-  const { rows } = await sql<{ name: string }>`
-    select c.relname as name from pg_class c
-    where c.relkind = 'r' and not c.relispartition
-      and c.relnamespace = (select relnamespace from pg_class where oid = ${PARENT}::regclass)
-      and c.relname ~ ${`^${PARENT}_[0-9]{4}_[0-9]{2}_c$`}`.execute(db);
-  return rows.map((r) => r.name);
-}
-
-export async function dropTable(db: Db, name: string): Promise<void> {
-  await sql`drop table if exists ${sql.table(name)}`.execute(db);
-}
-
-/**
  * One transaction whose lock waits end after `lockTimeoutMs` (unset: no bound), on Citus's
  * workers too: a SET LOCAL reaches the shards' own lock waits only when Citus propagates it (on
  * PostgreSQL the `citus.` setting is an unused placeholder).

@@ -21,15 +21,19 @@ import {
   columnarAvailable,
   copyLateRows,
   dropRebuild,
-  dropTable,
   eventsDistributed,
-  leftoverCopies,
   partitionBound,
   reopenPartition,
   swapIn,
 } from './compress.queries.ts';
 import { CLOSED_AFTER_MS } from './usage.service.ts';
-import { PARENT, partitionStats, releasePruneLock, tryPruneLock } from './usage.queries.ts';
+import {
+  dropTable,
+  listDetachedMonthTables,
+  PARENT,
+  partitionStats,
+  withPruneLock,
+} from './usage.queries.ts';
 
 const SWAP_LOCK_TIMEOUT_MS = 5_000;
 /** Months keytrail made (`api_key_usage_events_YYYY_MM`): others are left as they are. */
@@ -86,61 +90,57 @@ export async function compressPartitions(
     attempts: o.swapAttempts ?? SWAP_ATTEMPTS,
   };
   if (!(await columnarAvailable(db))) throw new ColumnarUnavailable();
-  return db.connection().execute(async (conn) => {
-    const report: CompressReport = { partitions: [], failed: [], dryRun: o.dryRun, skipped: false };
-    if (!(await tryPruneLock(conn))) return { ...report, skipped: true };
+  const report: CompressReport = { partitions: [], failed: [], dryRun: o.dryRun, skipped: false };
+  const done = await withPruneLock(db, async (conn) => {
     const runStarted = performance.now();
-    try {
-      // Distributed like the events, or local like them (Citus installed after the migration).
-      const citus = (await onCitus(conn)) && (await eventsDistributed(conn));
-      const stats = await partitionStats(conn);
-      if (!o.dryRun) {
-        // No other run holds the lock: what one left half-way is undone (a closed month is
-        // compressed again below, or opened if it is not due).
-        for (const name of await leftoverCopies(conn)) await dropTable(conn, name);
-        for (const p of stats.filter((s) => s.closed && s.storage === 'row')) {
-          await reopenPartition(conn, p.name, swap.lockTimeoutMs).catch((error: unknown) =>
-            report.failed.push({
-              name: p.name,
-              error: `still closed to new rows, a run's leftover: ${(error as Error).message}`,
-            }),
-          );
-        }
+    // Distributed like the events, or local like them (Citus installed after the migration).
+    const citus = (await onCitus(conn)) && (await eventsDistributed(conn));
+    const stats = await partitionStats(conn);
+    if (!o.dryRun) {
+      // No other run holds the lock: what one left half-way is undone (a closed month is
+      // compressed again below, or opened if it is not due).
+      for (const name of await listDetachedMonthTables(conn, '_c')) await dropTable(conn, name);
+      for (const p of stats.filter((s) => s.closed && s.storage === 'row')) {
+        await reopenPartition(conn, p.name, swap.lockTimeoutMs).catch((error: unknown) =>
+          report.failed.push({
+            name: p.name,
+            error: `still closed to new rows, a run's leftover: ${(error as Error).message}`,
+          }),
+        );
       }
-      const due = stats
-        .filter(
-          (p) =>
-            MONTH_NAME.test(p.name) &&
-            p.storage === 'row' &&
-            !p.detachPending &&
-            p.from !== null &&
-            p.to !== null &&
-            p.to.getTime() + CLOSED_AFTER_MS <= o.now.getTime(),
-        )
-        .sort((a, b) => (b.from?.getTime() ?? 0) - (a.from?.getTime() ?? 0));
-      for (const p of due) {
-        if (o.maxSeconds !== undefined && (performance.now() - runStarted) / 1000 > o.maxSeconds)
-          break;
-        const started = performance.now();
-        const entry = { name: p.name, bytesBefore: p.bytes, bytesAfter: null as number | null };
-        if (!o.dryRun) {
-          try {
-            const range = { from: p.from as Date, to: p.to as Date };
-            await compressOne(conn, p.name, range, { citus, ...swap });
-            const after = (await partitionStats(conn)).find((s) => s.name === p.name);
-            entry.bytesAfter = after?.bytes ?? null;
-          } catch (error) {
-            report.failed.push({ name: p.name, error: String((error as Error).message) });
-            continue;
-          }
-        }
-        report.partitions.push({ ...entry, seconds: (performance.now() - started) / 1000 });
-      }
-      return report;
-    } finally {
-      await releasePruneLock(conn);
     }
+    const due = stats
+      .filter(
+        (p) =>
+          MONTH_NAME.test(p.name) &&
+          p.storage === 'row' &&
+          !p.detachPending &&
+          p.from !== null &&
+          p.to !== null &&
+          p.to.getTime() + CLOSED_AFTER_MS <= o.now.getTime(),
+      )
+      .sort((a, b) => (b.from?.getTime() ?? 0) - (a.from?.getTime() ?? 0));
+    for (const p of due) {
+      if (o.maxSeconds !== undefined && (performance.now() - runStarted) / 1000 > o.maxSeconds)
+        break;
+      const started = performance.now();
+      const entry = { name: p.name, bytesBefore: p.bytes, bytesAfter: null as number | null };
+      if (!o.dryRun) {
+        try {
+          const range = { from: p.from as Date, to: p.to as Date };
+          await compressOne(conn, p.name, range, { citus, ...swap });
+          const after = (await partitionStats(conn)).find((s) => s.name === p.name);
+          entry.bytesAfter = after?.bytes ?? null;
+        } catch (error) {
+          report.failed.push({ name: p.name, error: String((error as Error).message) });
+          continue;
+        }
+      }
+      report.partitions.push({ ...entry, seconds: (performance.now() - started) / 1000 });
+    }
+    return report;
   });
+  return done ?? { ...report, skipped: true };
 }
 
 async function compressOne(

@@ -9,8 +9,7 @@ import {
   listPartitions,
   partitionMonth,
   raisePruneWatermark,
-  releasePruneLock,
-  tryPruneLock,
+  withPruneLock,
 } from './usage.queries.ts';
 
 const DAY_MS = 86_400_000;
@@ -44,23 +43,16 @@ export type PruneReport = {
 export async function prune(db: Database, o: PruneOptions): Promise<PruneReport> {
   // Every statement on one connection, which holds the advisory lock for the whole run: two
   // prunes (each worker's start-up, the daily job, the CLI) would detach the same partitions.
-  return db.connection().execute(async (conn) => {
-    if (!(await tryPruneLock(conn))) {
-      return {
-        partitions: [],
-        hourlyRowsDeleted: 0,
-        dailyRowsDeleted: 0,
-        expiredKeysMarked: 0,
-        dryRun: o.dryRun,
-        skipped: true,
-      };
+  return (
+    (await withPruneLock(db, (conn) => pruneLocked(conn, o))) ?? {
+      partitions: [],
+      hourlyRowsDeleted: 0,
+      dailyRowsDeleted: 0,
+      expiredKeysMarked: 0,
+      dryRun: o.dryRun,
+      skipped: true,
     }
-    try {
-      return await pruneLocked(conn, o);
-    } finally {
-      await releasePruneLock(conn);
-    }
-  });
+  );
 }
 
 async function pruneLocked(db: Database, o: PruneOptions): Promise<PruneReport> {

@@ -135,15 +135,16 @@ export async function partitionStats(db: Db): Promise<PartitionStats[]> {
 }
 
 /**
- * Month tables of the events (api_key_usage_events_YYYY_MM) that are no partition any more: a
- * prune that detached one and then failed before its DROP left it behind.
+ * Month tables of the events (api_key_usage_events_YYYY_MM, then `suffix`) that are no partition
+ * (any more): a prune that detached one and then failed before its DROP left it behind; with
+ * `_c`, a compress's copy left by a run that stopped half-way.
  */
-export async function listDetachedMonthTables(db: Db): Promise<string[]> {
+export async function listDetachedMonthTables(db: Db, suffix: '' | '_c' = ''): Promise<string[]> {
   const { rows } = await sql<{ name: string }>`
     select c.relname as name from pg_class c
     where c.relkind = 'r' and not c.relispartition
       and c.relnamespace = (select relnamespace from pg_class where oid = ${PARENT}::regclass)
-      and c.relname ~ ${`^${PARENT}_[0-9]{4}_[0-9]{2}$`}
+      and c.relname ~ ${`^${PARENT}_[0-9]{4}_[0-9]{2}${suffix}$`}
     order by c.relname`.execute(db);
   return rows.map((r) => r.name);
 }
@@ -151,15 +152,21 @@ export async function listDetachedMonthTables(db: Db): Promise<string[]> {
 /** Session advisory lock key of prune ("ktprune"): one prune at a time across all processes. */
 export const PRUNE_LOCK = 0x6b7470_72756e65n;
 
-/** Takes the prune lock on this session if free; `db` must be one pinned connection. */
-export async function tryPruneLock(db: Db): Promise<boolean> {
-  const { rows } = await sql<{ locked: boolean }>`
-    select pg_try_advisory_lock(${PRUNE_LOCK.toString()}::int8) as locked`.execute(db);
-  return rows[0]?.locked === true;
-}
-
-export async function releasePruneLock(db: Db): Promise<void> {
-  await sql`select pg_advisory_unlock(${PRUNE_LOCK.toString()}::int8)`.execute(db);
+/**
+ * `fn` on one pinned connection that holds the maintenance lock (prune's) until it returns: one
+ * prune or compress at a time across all processes. Null when another holds the lock.
+ */
+export async function withPruneLock<T>(db: Db, fn: (conn: Db) => Promise<T>): Promise<T | null> {
+  return db.connection().execute(async (conn) => {
+    const { rows } = await sql<{ locked: boolean }>`
+      select pg_try_advisory_lock(${PRUNE_LOCK.toString()}::int8) as locked`.execute(conn);
+    if (rows[0]?.locked !== true) return null;
+    try {
+      return await fn(conn);
+    } finally {
+      await sql`select pg_advisory_unlock(${PRUNE_LOCK.toString()}::int8)`.execute(conn);
+    }
+  });
 }
 
 export async function dropTable(db: Db, name: string): Promise<number> {
