@@ -87,6 +87,9 @@ export function createRateLimiter(options: {
     degraded: false,
   };
   let offsetMs = 0;
+  let offsetKnown = false;
+  /** An answer slower than this does not move the clock offset. */
+  const slowAnswerMs = Math.max(1_000, 4 * options.syncMs);
   let instances = 1;
   /** When the current streak of failed claims began (0: claims work). */
   let failingSince = 0;
@@ -238,6 +241,7 @@ export function createRateLimiter(options: {
     const all = mergeItems([...owed.splice(0), ...items]);
     stats.statements += 1;
     let result: ClaimResult;
+    const sentAt = clockNow();
     try {
       result = await options.claim(all);
     } catch {
@@ -247,8 +251,15 @@ export function createRateLimiter(options: {
       failed();
       return;
     }
-    // dbNow is taken as the statement ends: the offset's error is the answer's way back.
-    offsetMs = result.dbNow - clockNow();
+    // dbNow is taken as the statement ends: the offset's error is the answer's way back. An
+    // answer that took long (a stall, or one overtaken by later ones) would set this clock back
+    // by that long, and a clock set back a window drops the next window's credit: only a quick
+    // answer (or the first) moves it.
+    const answeredAt = clockNow();
+    if (!offsetKnown || answeredAt - sentAt <= slowAnswerMs) {
+      offsetMs = result.dbNow - answeredAt;
+      offsetKnown = true;
+    }
     instances = Math.max(1, result.instances);
     stats.lastSuccessAt = clockNow();
     failingSince = 0;
